@@ -1,0 +1,319 @@
+//! The agent trait and the registry of named agents.
+//!
+//! An agent is an async function of a [`TaskContext`]; closures qualify. The
+//! engine's cancellation is the same for every agent: at a timeout or a stop
+//! the context's token is cancelled, the agent gets the grace period to
+//! finish, then its future is dropped. Agents that hold resources (child
+//! processes, connections) release them on drop.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::Capture;
+use crate::task::{AgentName, AgentTask};
+
+/// What an agent hands back when it succeeds (or, inside [`AgentError`],
+/// what it had produced when it failed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentOutput {
+    /// Standard output, or the agent's answer.
+    pub stdout: String,
+    /// Diagnostics.
+    pub stderr: String,
+    /// The process's own exit code, for agents that run one.
+    pub exit_code: Option<i32>,
+    /// Remarks the engine appends to the task's `error` (for a failure) or
+    /// records as notes (for example "1 escaped process killed").
+    pub notes: Vec<String>,
+}
+
+impl From<String> for AgentOutput {
+    fn from(stdout: String) -> Self {
+        Self {
+            stdout,
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&str> for AgentOutput {
+    fn from(stdout: &str) -> Self {
+        Self::from(stdout.to_owned())
+    }
+}
+
+impl From<()> for AgentOutput {
+    fn from((): ()) -> Self {
+        Self::default()
+    }
+}
+
+/// Why an agent's attempt failed, with whatever it produced before.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentError {
+    /// The reason, shown in the task's `error` (`exit code 3`).
+    pub message: String,
+    /// Output produced before the failure.
+    pub output: AgentOutput,
+}
+
+impl AgentError {
+    /// An error with a message and no output.
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            output: AgentOutput::default(),
+        }
+    }
+
+    /// An error carrying the output produced before it.
+    #[must_use]
+    pub fn with_output(message: impl Into<String>, output: AgentOutput) -> Self {
+        Self {
+            message: message.into(),
+            output,
+        }
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<String> for AgentError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for AgentError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<std::io::Error> for AgentError {
+    fn from(e: std::io::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for AgentError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+/// What an agent's attempt yields.
+pub type AgentResult = Result<AgentOutput, AgentError>;
+
+/// Everything an agent gets for one attempt of one task.
+pub struct TaskContext {
+    pub(crate) task: Arc<AgentTask>,
+    pub(crate) attempt: u32,
+    pub(crate) token: CancellationToken,
+    pub(crate) grace: Duration,
+    pub(crate) capture: Arc<Capture>,
+}
+
+impl TaskContext {
+    /// The task being run.
+    #[must_use]
+    pub fn task(&self) -> &AgentTask {
+        &self.task
+    }
+
+    /// The attempt number: 1 for the first run, 2 for the first retry, …
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Cancelled when the task must stop (its timeout, fail-fast, the run
+    /// deadline, an interrupt). The agent then has [`Self::grace`] to finish
+    /// before its future is dropped.
+    #[must_use]
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// How long the agent may take to wind down after its token is cancelled.
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Records standard output as it is produced, so a task that is stopped
+    /// keeps what it printed. The engine keeps only the bounded tail and, when
+    /// the run streams output, forwards the bytes live.
+    pub fn write_stdout(&self, bytes: &[u8]) {
+        self.capture.write(crate::capture::Stream::Stdout, bytes);
+    }
+
+    /// Like [`Self::write_stdout`], for standard error.
+    pub fn write_stderr(&self, bytes: &[u8]) {
+        self.capture.write(crate::capture::Stream::Stderr, bytes);
+    }
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("task", &self.task.id)
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs tasks. Implement it, or pass a closure
+/// `Fn(TaskContext) -> impl Future<Output = Result<T, E>>` where `T:
+/// Into<AgentOutput>` and `E: Into<AgentError>`.
+pub trait Agent: Send + Sync + 'static {
+    /// Runs one attempt of one task.
+    ///
+    /// # Cancel safety
+    ///
+    /// The returned future may be dropped at any await point once the
+    /// context's token has been cancelled and the grace period has passed.
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult>;
+}
+
+impl<F, Fut, T, E> Agent for F
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Into<AgentOutput>,
+    E: Into<AgentError>,
+{
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
+        let fut = self(ctx);
+        Box::pin(async move { fut.await.map(Into::into).map_err(Into::into) })
+    }
+}
+
+/// An agent with its own limits, which beat the executor's global values.
+#[derive(Clone)]
+pub struct AgentSpec {
+    pub(crate) agent: Arc<dyn Agent>,
+    pub(crate) parallel_limit: Option<usize>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: Option<u32>,
+}
+
+impl AgentSpec {
+    /// Wraps an agent with no limits of its own.
+    pub fn new(agent: impl Agent) -> Self {
+        Self::from_arc(Arc::new(agent))
+    }
+
+    /// Wraps a shared agent.
+    #[must_use]
+    pub fn from_arc(agent: Arc<dyn Agent>) -> Self {
+        Self {
+            agent,
+            parallel_limit: None,
+            timeout: None,
+            retries: None,
+        }
+    }
+
+    /// Caps how many of this agent's tasks run at once, under the global
+    /// limit. A value of 0 is treated as 1.
+    #[must_use]
+    pub fn parallel_limit(mut self, limit: usize) -> Self {
+        self.parallel_limit = Some(limit.max(1));
+        self
+    }
+
+    /// This agent's task timeout (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// This agent's retry count.
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+}
+
+impl fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("parallel_limit", &self.parallel_limit)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The agents a run may use, by name. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_parallel::{AgentError, AgentSpec, Agents, TaskContext};
+/// let agents = Agents::new()
+///     .add("echo", |ctx: TaskContext| async move {
+///         Ok::<_, AgentError>(ctx.task().artifact.clone())
+///     })
+///     .add_spec("api", AgentSpec::new(|_ctx: TaskContext| async { Ok::<_, AgentError>(()) })
+///         .parallel_limit(2));
+/// assert!(agents.get("api").is_some());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Agents {
+    by_name: HashMap<AgentName, AgentSpec>,
+}
+
+impl Agents {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `agent` under `name` with no limits of its own.
+    #[must_use]
+    pub fn add(self, name: impl Into<AgentName>, agent: impl Agent) -> Self {
+        self.add_spec(name, AgentSpec::new(agent))
+    }
+
+    /// Registers an agent with its own limits.
+    #[must_use]
+    pub fn add_spec(mut self, name: impl Into<AgentName>, spec: AgentSpec) -> Self {
+        self.by_name.insert(name.into(), spec);
+        self
+    }
+
+    /// Registers an agent in place.
+    pub fn insert(&mut self, name: impl Into<AgentName>, spec: AgentSpec) {
+        self.by_name.insert(name.into(), spec);
+    }
+
+    /// The agent registered under `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&AgentSpec> {
+        self.by_name.get(name)
+    }
+
+    /// The registered names, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &AgentName> {
+        self.by_name.keys()
+    }
+}

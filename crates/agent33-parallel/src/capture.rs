@@ -1,0 +1,181 @@
+//! Bounded capture of a task's output: the tail is kept, the rest counted.
+//!
+//! Memory per stream never exceeds the limit, however much a task writes.
+//! Rendering adds the `[agent-33: N bytes truncated]` marker line when bytes
+//! were dropped; the marker is not counted in the limit.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::event::Event;
+use crate::task::TaskId;
+
+/// Which of a task's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// The last `limit` bytes written, and how many came before them.
+#[derive(Debug)]
+pub struct TailBuffer {
+    buf: VecDeque<u8>,
+    limit: usize,
+    dropped: u64,
+}
+
+impl TailBuffer {
+    /// An empty buffer keeping at most `limit` bytes.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buf: VecDeque::new(),
+            limit,
+            dropped: 0,
+        }
+    }
+
+    /// Appends bytes, dropping the oldest beyond the limit.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= self.limit {
+            self.dropped += (self.buf.len() + bytes.len() - self.limit) as u64;
+            self.buf.clear();
+            self.buf.extend(&bytes[bytes.len() - self.limit..]);
+            return;
+        }
+        let overflow = (self.buf.len() + bytes.len()).saturating_sub(self.limit);
+        if overflow > 0 {
+            self.buf.drain(..overflow);
+            self.dropped += overflow as u64;
+        }
+        self.buf.extend(bytes);
+    }
+
+    /// Bytes dropped so far.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The kept bytes as text (invalid UTF-8 replaced by U+FFFD), preceded by
+    /// the truncation marker when bytes were dropped.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let (a, b) = self.buf.as_slices();
+        let text = if b.is_empty() {
+            String::from_utf8_lossy(a).into_owned()
+        } else {
+            let mut joined = Vec::with_capacity(a.len() + b.len());
+            joined.extend_from_slice(a);
+            joined.extend_from_slice(b);
+            String::from_utf8_lossy(&joined).into_owned()
+        };
+        if self.dropped == 0 {
+            text
+        } else {
+            format!("[agent-33: {} bytes truncated]\n{text}", self.dropped)
+        }
+    }
+}
+
+/// One attempt's capture of stdout and stderr, shared between the agent's
+/// context and the engine so a stopped task keeps what it printed.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    streams: Mutex<(TailBuffer, TailBuffer)>,
+    live: Option<LiveSink>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LiveSink {
+    pub(crate) seq: u64,
+    pub(crate) id: TaskId,
+    pub(crate) events: UnboundedSender<Event>,
+}
+
+impl Capture {
+    pub(crate) fn new(limit: usize, live: Option<LiveSink>) -> Self {
+        Self {
+            streams: Mutex::new((TailBuffer::new(limit), TailBuffer::new(limit))),
+            live,
+        }
+    }
+
+    pub(crate) fn write(&self, stream: Stream, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        {
+            let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            match stream {
+                Stream::Stdout => guard.0.push(bytes),
+                Stream::Stderr => guard.1.push(bytes),
+            }
+        }
+        if let Some(live) = &self.live {
+            // A closed receiver only means nobody watches any more.
+            let _ = live.events.send(Event::TaskOutput {
+                seq: live.seq,
+                id: live.id.clone(),
+                stream,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+
+    /// Renders both streams, after appending what the agent returned.
+    pub(crate) fn finish(&self, stdout: &str, stderr: &str) -> (String, String) {
+        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.push(stdout.as_bytes());
+        guard.1.push(stderr.as_bytes());
+        (guard.0.render(), guard.1.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_everything_under_the_limit() {
+        let mut t = TailBuffer::new(10);
+        t.push(b"hello");
+        t.push(b"abc");
+        assert_eq!(t.render(), "helloabc");
+    }
+
+    #[test]
+    fn keeps_the_tail_and_counts_what_it_dropped() {
+        let mut t = TailBuffer::new(4);
+        t.push(b"abc");
+        t.push(b"defg");
+        assert_eq!(t.dropped(), 3);
+        assert_eq!(t.render(), "[agent-33: 3 bytes truncated]\ndefg");
+        t.push(b"0123456789");
+        assert_eq!(t.dropped(), 3 + 4 + 6);
+        assert_eq!(t.render(), "[agent-33: 13 bytes truncated]\n6789");
+    }
+
+    #[test]
+    fn zero_limit_keeps_only_the_marker() {
+        let mut t = TailBuffer::new(0);
+        t.push(b"xyz");
+        assert_eq!(t.render(), "[agent-33: 3 bytes truncated]\n");
+        let empty = TailBuffer::new(0);
+        assert_eq!(empty.render(), "");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let mut t = TailBuffer::new(16);
+        t.push(&[b'a', 0xff, b'b']);
+        assert_eq!(t.render(), "a\u{fffd}b");
+    }
+}

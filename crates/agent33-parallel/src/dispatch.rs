@@ -1,0 +1,1064 @@
+//! The dispatcher: the one owner of a run's state.
+//!
+//! A single loop `select!`s over worker completions, backoff timers, the run
+//! deadline, the caller's interrupt and the input. It alone decides what to
+//! admit (the earliest ready task in input order whose agent has room), when
+//! the stop trigger fires, and what is skipped or cancelled. Workers run one
+//! attempt each and report by value; they share nothing with it but the
+//! task's capture buffer.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, AgentResult, Agents, TaskContext};
+use crate::capture::{Capture, LiveSink};
+use crate::event::{Event, StopReason};
+use crate::executor::{RunControl, Settings};
+use crate::metrics::{Metrics, Timer};
+use crate::result::{TaskResult, TaskStatus, Timestamp};
+use crate::task::{AgentTask, TaskId};
+
+/// Where tasks come from.
+pub(crate) enum Input {
+    /// A known set: read as needed, drained as `cancelled` at a stop.
+    Iter(Box<dyn Iterator<Item = AgentTask> + Send>),
+    /// An open-ended stream: read as needed, abandoned at a stop.
+    Stream(BoxStream<'static, AgentTask>),
+    /// Nothing more to read.
+    Done,
+}
+
+impl Input {
+    pub(crate) fn iter(it: impl Iterator<Item = AgentTask> + Send + 'static) -> Self {
+        Self::Iter(Box::new(it))
+    }
+
+    pub(crate) fn stream(s: BoxStream<'static, AgentTask>) -> Self {
+        Self::Stream(s)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        match self {
+            Self::Iter(it) => match it.size_hint() {
+                (lo, Some(hi)) if lo == hi => Some(lo),
+                _ => None,
+            },
+            Self::Stream(_) => None,
+            Self::Done => Some(0),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for dependencies.
+    Blocked,
+    /// In its agent's ready queue.
+    Ready,
+    Running,
+    /// Waiting out a retry backoff, with its last attempt's outcome.
+    Backoff(Box<Attempt>),
+}
+
+struct Entry {
+    task: Arc<AgentTask>,
+    agent: usize,
+    state: State,
+    deps_left: usize,
+    attempts: u32,
+    /// When the task last became ready (for queue-wait figures).
+    ready_since: Option<Instant>,
+    first_start: Option<Instant>,
+    retries: u32,
+    timeout: Option<Duration>,
+}
+
+struct AgentSlot {
+    spec: Option<crate::agent::AgentSpec>,
+    limit: usize,
+    running: usize,
+    ready: BinaryHeap<Reverse<u64>>,
+}
+
+/// How one attempt ended, as the worker saw it.
+enum Ended {
+    Returned(std::thread::Result<AgentResult>),
+    TimedOut(Option<std::thread::Result<AgentResult>>),
+    Cancelled(Option<std::thread::Result<AgentResult>>),
+}
+
+/// What a worker reports back.
+struct Report {
+    seq: u64,
+    slot: usize,
+    ended: Ended,
+    capture: Arc<Capture>,
+    busy: Duration,
+}
+
+/// One attempt's outcome, classified.
+#[derive(Debug)]
+struct Attempt {
+    status: TaskStatus,
+    error: Option<String>,
+    exit_code: Option<i32>,
+    output: String,
+    stderr: String,
+    notes: Vec<String>,
+    slot: usize,
+}
+
+/// Maps the tokio clock to wall time, from one anchor.
+struct Clock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn wall(&self, at: Instant) -> Timestamp {
+        Timestamp(self.wall + at.saturating_duration_since(self.instant))
+    }
+}
+
+fn format_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) struct Dispatcher {
+    s: Settings,
+    limit: usize,
+    respect_deps: bool,
+    registry: Agents,
+    agents: Vec<AgentSlot>,
+    agent_index: HashMap<crate::task::AgentName, usize>,
+    entries: HashMap<u64, Entry>,
+    next_seq: u64,
+    input: Input,
+    drain_on_stop: bool,
+    lookahead: usize,
+    waiting: usize,
+    /// Outcome by id of finished tasks (only where dependencies count).
+    finished: HashMap<TaskId, bool>,
+    /// Tasks blocked on an id, by that id.
+    waiters: HashMap<TaskId, Vec<u64>>,
+    /// Ids of tasks read but not finished (only where dependencies count).
+    live: HashMap<TaskId, u64>,
+    warned_deps: bool,
+    running: usize,
+    free_slots: BinaryHeap<Reverse<usize>>,
+    slot_tokens: Vec<Option<CancellationToken>>,
+    backoffs: BinaryHeap<Reverse<(Instant, u64)>>,
+    workers: JoinSet<Report>,
+    stop: Option<StopReason>,
+    failures: u32,
+    control: RunControl,
+    events: UnboundedSender<Event>,
+    clock: Clock,
+    // Metrics.
+    counts: [u64; 5],
+    retry_count: u64,
+    peak: usize,
+    busy: Duration,
+    task_ms: Timer,
+    wait_ms: Timer,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        s: Settings,
+        registry: Agents,
+        input: Input,
+        control: RunControl,
+        events: UnboundedSender<Event>,
+    ) -> Self {
+        let limit = s.effective_limit();
+        let respect_deps = s.respects_dependencies();
+        let (drain_on_stop, lookahead) = match input {
+            Input::Iter(_) => (true, usize::MAX),
+            _ => (false, s.lookahead),
+        };
+        Self {
+            limit,
+            respect_deps,
+            registry,
+            agents: Vec::new(),
+            agent_index: HashMap::new(),
+            entries: HashMap::new(),
+            next_seq: 0,
+            input,
+            drain_on_stop,
+            lookahead,
+            waiting: 0,
+            finished: HashMap::new(),
+            waiters: HashMap::new(),
+            live: HashMap::new(),
+            warned_deps: false,
+            running: 0,
+            free_slots: BinaryHeap::new(),
+            slot_tokens: Vec::new(),
+            backoffs: BinaryHeap::new(),
+            workers: JoinSet::new(),
+            stop: None,
+            failures: 0,
+            control,
+            events,
+            clock: Clock {
+                instant: Instant::now(),
+                wall: SystemTime::now(),
+            },
+            counts: [0; 5],
+            retry_count: 0,
+            peak: 0,
+            busy: Duration::ZERO,
+            task_ms: Timer::default(),
+            wait_ms: Timer::default(),
+            s,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // A closed receiver means nobody watches; the run goes on regardless.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) async fn run(mut self) {
+        let start = self.clock.instant;
+        self.emit(Event::RunStarted {
+            total: self.input.size_hint(),
+            parallel_limit: self.limit,
+            at: self.clock.wall(start),
+        });
+        let deadline = self.s.deadline.map(|d| start + d);
+        let interrupt = self.control.interrupt.clone();
+        let kill = self.control.kill.clone();
+        loop {
+            self.fill();
+            if self.is_done() {
+                break;
+            }
+            let stop_level = self.stop.as_ref().map(stop_rank);
+            let watch_interrupt = stop_level < Some(2);
+            let watch_kill = stop_level < Some(3);
+            let watch_deadline = deadline.is_some() && stop_level < Some(1);
+            let next_backoff = self.backoffs.peek().map(|Reverse((at, _))| *at);
+            let want_input = self.wants_input();
+            let has_workers = !self.workers.is_empty();
+            let input = &mut self.input;
+            let workers = &mut self.workers;
+            tokio::select! {
+                biased;
+                () = kill.cancelled(), if watch_kill => self.stop(StopReason::Killed),
+                () = interrupt.cancelled(), if watch_interrupt => self.stop(StopReason::Interrupted),
+                Some(joined) = workers.join_next(), if has_workers => {
+                    let report = joined.expect("workers catch their agents' panics");
+                    self.on_report(report);
+                }
+                () = sleep_until_opt(deadline), if watch_deadline => {
+                    let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
+                    self.stop(StopReason::Deadline { seconds });
+                }
+                () = sleep_until_opt(next_backoff), if next_backoff.is_some() => self.on_backoff_due(),
+                item = next_from(input), if want_input => self.on_input(item),
+            }
+        }
+        let now = Instant::now();
+        let wall = now.duration_since(start);
+        let metrics = self.metrics(wall);
+        let stopped = self.stop.take();
+        self.emit(Event::RunFinished {
+            duration_ms: wall.as_millis() as u64,
+            stopped,
+            metrics,
+        });
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.input, Input::Done) && self.entries.is_empty() && self.workers.is_empty()
+    }
+
+    fn input_open(&self) -> bool {
+        !matches!(self.input, Input::Done)
+    }
+
+    /// Whether reading another task is useful now: a slot is free, nothing
+    /// admissible is ready, and the look-ahead has room (or the run would
+    /// otherwise stall).
+    fn wants_input(&self) -> bool {
+        self.stop.is_none()
+            && self.input_open()
+            && self.running < self.limit
+            && (self.waiting < self.lookahead || (self.running == 0 && self.backoffs.is_empty()))
+    }
+
+    /// Starts every admissible task, reading input synchronously as far as
+    /// it is available.
+    fn fill(&mut self) {
+        loop {
+            while self.stop.is_none() && self.running < self.limit {
+                if let Some(seq) = self.pick_ready() {
+                    self.start(seq);
+                    continue;
+                }
+                if !self.wants_input() {
+                    break;
+                }
+                let item = match &mut self.input {
+                    Input::Iter(it) => Some(it.next()),
+                    Input::Stream(s) => s.next().now_or_never(),
+                    Input::Done => None,
+                };
+                match item {
+                    Some(item) => self.on_input(item),
+                    None => break,
+                }
+            }
+            if self.stop.is_none()
+                && !self.input_open()
+                && self.running == 0
+                && self.backoffs.is_empty()
+                && !self.entries.is_empty()
+            {
+                // Everything left is blocked on dependencies that can never
+                // finish: unknown ids or cycles.
+                self.resolve_stuck();
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn pick_ready(&self) -> Option<u64> {
+        self.agents
+            .iter()
+            .filter(|a| a.running < a.limit)
+            .filter_map(|a| a.ready.peek().map(|Reverse(seq)| *seq))
+            .min()
+    }
+
+    fn on_input(&mut self, item: Option<AgentTask>) {
+        match item {
+            Some(task) => self.enqueue(task),
+            None => self.input = Input::Done,
+        }
+    }
+
+    fn agent_slot(&mut self, task: &AgentTask) -> usize {
+        if let Some(&i) = self.agent_index.get(&task.agent) {
+            return i;
+        }
+        let spec = self.registry.get(task.agent.as_str()).cloned();
+        let limit = spec
+            .as_ref()
+            .and_then(|s| s.parallel_limit)
+            .unwrap_or(usize::MAX);
+        self.agents.push(AgentSlot {
+            spec,
+            limit,
+            running: 0,
+            ready: BinaryHeap::new(),
+        });
+        self.agent_index
+            .insert(task.agent.clone(), self.agents.len() - 1);
+        self.agents.len() - 1
+    }
+
+    fn enqueue(&mut self, task: AgentTask) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let task = Arc::new(task);
+        self.emit(Event::TaskQueued {
+            seq,
+            task: Arc::clone(&task),
+        });
+        if self.stop.is_some() {
+            let reason = self.stop_reason_text();
+            self.finish_not_started(
+                seq,
+                task,
+                TaskStatus::Cancelled,
+                format!("not started: {reason}"),
+            );
+            return;
+        }
+        let agent = self.agent_slot(&task);
+        let Some(spec) = self.agents[agent].spec.as_ref() else {
+            let error = format!("no agent named `{}`", task.agent);
+            self.finish_not_started(seq, task, TaskStatus::Failed, error);
+            return;
+        };
+        let timeout = match task.timeout.or(spec.timeout) {
+            Some(t) if t.is_zero() => None,
+            Some(t) => Some(t),
+            None => self.s.timeout,
+        };
+        let retries = task.retries.or(spec.retries).unwrap_or(self.s.retries);
+
+        let mut deps_left = 0;
+        if self.respect_deps {
+            let mut seen: Vec<&TaskId> = Vec::with_capacity(task.depends_on.len());
+            for dep in &task.depends_on {
+                if seen.contains(&dep) {
+                    continue;
+                }
+                seen.push(dep);
+                match self.finished.get(dep) {
+                    Some(true) => {}
+                    Some(false) => {
+                        let error = format!("skipped: dependency `{dep}` did not succeed");
+                        let id = task.id.clone();
+                        self.finish_not_started(seq, task, TaskStatus::Skipped, error);
+                        self.finished.insert(id.clone(), false);
+                        self.skip_dependents(id);
+                        return;
+                    }
+                    None => {
+                        deps_left += 1;
+                        self.waiters.entry(dep.clone()).or_default().push(seq);
+                    }
+                }
+            }
+            self.live.insert(task.id.clone(), seq);
+        } else if !task.depends_on.is_empty() && !self.warned_deps {
+            self.warned_deps = true;
+            self.emit(Event::DependenciesIgnored);
+        }
+
+        let now = Instant::now();
+        let ready = deps_left == 0;
+        self.entries.insert(
+            seq,
+            Entry {
+                task,
+                agent,
+                state: if ready { State::Ready } else { State::Blocked },
+                deps_left,
+                attempts: 0,
+                ready_since: ready.then_some(now),
+                first_start: None,
+                retries,
+                timeout,
+            },
+        );
+        self.waiting += 1;
+        if ready {
+            self.agents[agent].ready.push(Reverse(seq));
+        }
+    }
+
+    fn start(&mut self, seq: u64) {
+        let now = Instant::now();
+        let entry = self
+            .entries
+            .get_mut(&seq)
+            .expect("ready tasks have entries");
+        let agent = &mut self.agents[entry.agent];
+        let popped = agent.ready.pop();
+        debug_assert_eq!(popped, Some(Reverse(seq)));
+        agent.running += 1;
+        let spec_agent: Arc<dyn Agent> = Arc::clone(
+            &agent
+                .spec
+                .as_ref()
+                .expect("only known agents' tasks become ready")
+                .agent,
+        );
+        self.running += 1;
+        self.waiting -= 1;
+        self.peak = self.peak.max(self.running);
+        let slot = match self.free_slots.pop() {
+            Some(Reverse(slot)) => slot,
+            None => {
+                self.slot_tokens.push(None);
+                self.slot_tokens.len() - 1
+            }
+        };
+        entry.attempts += 1;
+        entry.state = State::Running;
+        let waited = entry
+            .ready_since
+            .map_or(Duration::ZERO, |r| now.saturating_duration_since(r));
+        if entry.first_start.is_none() {
+            entry.first_start = Some(now);
+            self.wait_ms.record(millis(waited));
+        }
+        let attempt = entry.attempts;
+        let timeout = entry.timeout;
+        let task = Arc::clone(&entry.task);
+        let token = CancellationToken::new();
+        self.slot_tokens[slot] = Some(token.clone());
+        let live = self.s.stream_output.then(|| LiveSink {
+            seq,
+            id: task.id.clone(),
+            events: self.events.clone(),
+        });
+        let capture = Arc::new(Capture::new(self.s.output_limit_bytes, live));
+        self.emit(Event::TaskStarted {
+            seq,
+            id: task.id.clone(),
+            attempt,
+            slot,
+            waited,
+            at: self.clock.wall(now),
+        });
+        let ctx = TaskContext {
+            task,
+            attempt,
+            token,
+            grace: self.s.kill_grace,
+            capture: Arc::clone(&capture),
+        };
+        let grace = self.s.kill_grace;
+        let kill = self.control.kill.clone();
+        self.workers.spawn(async move {
+            let start = Instant::now();
+            let ended = run_attempt(spec_agent, ctx, timeout, grace, kill).await;
+            Report {
+                seq,
+                slot,
+                ended,
+                capture,
+                busy: start.elapsed(),
+            }
+        });
+    }
+
+    fn on_report(&mut self, report: Report) {
+        let Report {
+            seq,
+            slot,
+            ended,
+            capture,
+            busy,
+        } = report;
+        self.running -= 1;
+        self.busy += busy;
+        self.slot_tokens[slot] = None;
+        self.free_slots.push(Reverse(slot));
+        let entry = self
+            .entries
+            .get_mut(&seq)
+            .expect("running tasks have entries");
+        self.agents[entry.agent].running -= 1;
+        let attempt = classify(ended, &capture, entry.timeout, slot, self.stop.as_ref());
+
+        let retry =
+            attempt.status.is_failure() && entry.attempts <= entry.retries && self.stop.is_none();
+        if retry {
+            let delay = self
+                .s
+                .retry_backoff
+                .saturating_mul(1u32 << (entry.attempts - 1).min(31));
+            let now = Instant::now();
+            let _ = self.events.send(Event::TaskRetrying {
+                seq,
+                id: entry.task.id.clone(),
+                attempt: entry.attempts,
+                error: attempt.error.clone().unwrap_or_default(),
+                slot,
+                delay,
+                at: self.clock.wall(now),
+            });
+            entry.state = State::Backoff(Box::new(attempt));
+            self.waiting += 1;
+            self.backoffs.push(Reverse((now + delay, seq)));
+        } else {
+            self.finish_started(seq, attempt);
+        }
+    }
+
+    fn on_backoff_due(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, seq))) = self.backoffs.peek() {
+            if at > now {
+                break;
+            }
+            self.backoffs.pop();
+            if let Some(entry) = self.entries.get_mut(&seq) {
+                if matches!(entry.state, State::Backoff(_)) {
+                    entry.state = State::Ready;
+                    entry.ready_since = Some(now);
+                    self.agents[entry.agent].ready.push(Reverse(seq));
+                }
+            }
+        }
+    }
+
+    /// Records the final outcome of a task that started, then applies the
+    /// failure policy: dependents first, then the stop trigger.
+    fn finish_started(&mut self, seq: u64, attempt: Attempt) {
+        let entry = self
+            .entries
+            .remove(&seq)
+            .expect("finishing tasks have entries");
+        let now = Instant::now();
+        let first = entry.first_start.unwrap_or(now);
+        let duration = now.saturating_duration_since(first);
+        self.task_ms.record(millis(duration));
+        self.retry_count += u64::from(entry.attempts.saturating_sub(1));
+        let status = attempt.status;
+        let result = TaskResult {
+            task: Arc::clone(&entry.task),
+            status,
+            duration_ms: duration.as_millis() as u64,
+            output: attempt.output,
+            stderr: attempt.stderr,
+            error: attempt.error,
+            exit_code: attempt.exit_code,
+            attempts: entry.attempts,
+            started_at: Some(self.clock.wall(first)),
+            finished_at: Some(self.clock.wall(now)),
+            notes: attempt.notes,
+        };
+        self.publish(seq, Some(attempt.slot), result);
+        self.after_outcome(&entry.task, status);
+    }
+
+    fn finish_not_started(
+        &mut self,
+        seq: u64,
+        task: Arc<AgentTask>,
+        status: TaskStatus,
+        error: String,
+    ) {
+        let result = TaskResult::not_started(Arc::clone(&task), status, error);
+        self.publish(seq, None, result);
+        if status == TaskStatus::Failed {
+            self.after_outcome(&task, status);
+        }
+    }
+
+    fn publish(&mut self, seq: u64, slot: Option<usize>, result: TaskResult) {
+        self.counts[status_index(result.status)] += 1;
+        self.emit(Event::TaskFinished {
+            seq,
+            slot,
+            result: Box::new(result),
+        });
+    }
+
+    fn after_outcome(&mut self, task: &AgentTask, status: TaskStatus) {
+        if self.respect_deps {
+            self.live.remove(&task.id);
+            let ok = status == TaskStatus::Success;
+            self.finished.insert(task.id.clone(), ok);
+            if ok {
+                self.release_dependents(&task.id);
+            } else {
+                self.skip_dependents(task.id.clone());
+            }
+        }
+        if status.is_failure() {
+            self.failures += 1;
+            if !self.s.continue_on_error
+                && self.failures >= self.s.max_failures
+                && self.stop.is_none()
+            {
+                let how = if status == TaskStatus::Timeout {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                self.stop(StopReason::FailFast {
+                    task: task.id.clone(),
+                    how: how.to_owned(),
+                });
+            }
+        }
+    }
+
+    fn release_dependents(&mut self, id: &TaskId) {
+        let Some(waiting) = self.waiters.remove(id) else {
+            return;
+        };
+        let now = Instant::now();
+        for seq in waiting {
+            if let Some(entry) = self.entries.get_mut(&seq) {
+                entry.deps_left -= 1;
+                if entry.deps_left == 0 && matches!(entry.state, State::Blocked) {
+                    entry.state = State::Ready;
+                    entry.ready_since = Some(now);
+                    self.agents[entry.agent].ready.push(Reverse(seq));
+                }
+            }
+        }
+    }
+
+    /// Skips, transitively, every task blocked on `root`, which did not
+    /// succeed. Each names the dependency it was waiting for.
+    fn skip_dependents(&mut self, root: TaskId) {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let Some(waiting) = self.waiters.remove(&id) else {
+                continue;
+            };
+            for seq in waiting {
+                let blocked = self
+                    .entries
+                    .get(&seq)
+                    .is_some_and(|e| matches!(e.state, State::Blocked));
+                if !blocked {
+                    continue;
+                }
+                let entry = self.entries.remove(&seq).expect("checked above");
+                self.waiting -= 1;
+                let dep_id = entry.task.id.clone();
+                self.live.remove(&dep_id);
+                self.finished.insert(dep_id.clone(), false);
+                let error = format!("skipped: dependency `{id}` did not succeed");
+                self.finish_not_started(seq, entry.task, TaskStatus::Skipped, error);
+                stack.push(dep_id);
+            }
+        }
+    }
+
+    /// Settles tasks that can never become ready: those naming an unknown
+    /// dependency, then those on a cycle. Their dependents are skipped.
+    fn resolve_stuck(&mut self) {
+        let mut seqs: Vec<u64> = self.entries.keys().copied().collect();
+        seqs.sort_unstable();
+        let mut settled = false;
+        for &seq in &seqs {
+            let Some(entry) = self.entries.get(&seq) else {
+                continue;
+            };
+            let unknown = entry
+                .task
+                .depends_on
+                .iter()
+                .find(|d| !self.finished.contains_key(*d) && !self.live.contains_key(*d))
+                .cloned();
+            if let Some(dep) = unknown {
+                self.settle_blocked(seq, format!("skipped: unknown dependency `{dep}`"));
+                settled = true;
+            }
+        }
+        if settled {
+            return;
+        }
+        // Follow unfinished dependencies from the earliest blocked task until
+        // one repeats: that is a cycle.
+        let Some(&start) = seqs.first() else { return };
+        let mut path: Vec<u64> = vec![start];
+        loop {
+            let current = self
+                .entries
+                .get(path.last().expect("non-empty"))
+                .expect("live");
+            let next = current
+                .task
+                .depends_on
+                .iter()
+                .find_map(|d| match self.finished.get(d) {
+                    Some(_) => None,
+                    None => self.live.get(d).copied(),
+                })
+                .expect("a blocked task has an unfinished dependency");
+            if let Some(pos) = path.iter().position(|&s| s == next) {
+                let cycle = &path[pos..];
+                let names: Vec<String> = cycle
+                    .iter()
+                    .chain(std::iter::once(&cycle[0]))
+                    .map(|s| self.entries[s].task.id.to_string())
+                    .collect();
+                let text = format!("skipped: dependency cycle {}", names.join(" → "));
+                for seq in cycle.to_vec() {
+                    self.settle_blocked(seq, text.clone());
+                }
+                return;
+            }
+            path.push(next);
+        }
+    }
+
+    fn settle_blocked(&mut self, seq: u64, error: String) {
+        let Some(entry) = self.entries.remove(&seq) else {
+            return;
+        };
+        self.waiting -= 1;
+        let id = entry.task.id.clone();
+        self.live.remove(&id);
+        self.finished.insert(id.clone(), false);
+        self.finish_not_started(seq, entry.task, TaskStatus::Skipped, error);
+        self.skip_dependents(id);
+    }
+
+    fn stop_reason_text(&self) -> String {
+        self.stop
+            .as_ref()
+            .map_or_else(|| "stopped".to_owned(), ToString::to_string)
+    }
+
+    /// Fires or escalates a stop: no more starts; tasks not started are
+    /// cancelled; backoffs are abandoned; in-flight tasks are cancelled or
+    /// drained as the reason and `fail_fast` say.
+    fn stop(&mut self, reason: StopReason) {
+        if let Some(current) = &self.stop {
+            if !reason.outranks(current) {
+                return;
+            }
+        }
+        let first = self.stop.is_none();
+        let cancel_in_flight = reason.cancels_in_flight(self.s.fail_fast);
+        self.stop = Some(reason.clone());
+        self.emit(Event::RunStopping {
+            reason: reason.clone(),
+        });
+        if cancel_in_flight {
+            for token in self.slot_tokens.iter().flatten() {
+                token.cancel();
+            }
+        }
+        if !first {
+            return;
+        }
+        let text = reason.to_string();
+        let mut pending: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !matches!(e.state, State::Running))
+            .map(|(&seq, _)| seq)
+            .collect();
+        pending.sort_unstable();
+        for seq in pending {
+            let mut entry = self.entries.remove(&seq).expect("collected above");
+            self.waiting -= 1;
+            match std::mem::replace(&mut entry.state, State::Running) {
+                State::Backoff(mut last) => {
+                    let error = last.error.take().unwrap_or_default();
+                    last.error = Some(format!("{error} (retry abandoned: {text})"));
+                    self.entries.insert(seq, entry);
+                    self.finish_started(seq, *last);
+                }
+                _ => {
+                    if self.respect_deps {
+                        self.live.remove(&entry.task.id);
+                    }
+                    let error = format!("not started: {text}");
+                    self.finish_not_started(seq, entry.task, TaskStatus::Cancelled, error);
+                }
+            }
+        }
+        for agent in &mut self.agents {
+            agent.ready.clear();
+        }
+        self.backoffs.clear();
+        self.waiters.clear();
+        let input = std::mem::replace(&mut self.input, Input::Done);
+        if let (true, Input::Iter(rest)) = (self.drain_on_stop, input) {
+            for task in rest {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let task = Arc::new(task);
+                self.emit(Event::TaskQueued {
+                    seq,
+                    task: Arc::clone(&task),
+                });
+                self.finish_not_started(
+                    seq,
+                    task,
+                    TaskStatus::Cancelled,
+                    format!("not started: {text}"),
+                );
+            }
+        }
+    }
+
+    fn metrics(&self, wall: Duration) -> Metrics {
+        let mut m = Metrics::default();
+        let [succeeded, failed, timeout, cancelled, skipped] = self.counts;
+        for (name, value) in [
+            ("tasks_total", self.counts.iter().sum()),
+            ("tasks_succeeded", succeeded),
+            ("tasks_failed", failed),
+            ("tasks_timeout", timeout),
+            ("tasks_cancelled", cancelled),
+            ("tasks_skipped", skipped),
+            ("task_retry_count", self.retry_count),
+        ] {
+            m.counters.insert(name.to_owned(), value);
+        }
+        let utilization = if wall.is_zero() {
+            0.0
+        } else {
+            (self.busy.as_secs_f64() / (self.limit as f64 * wall.as_secs_f64())).clamp(0.0, 1.0)
+        };
+        m.gauges
+            .insert("parallel_limit".to_owned(), self.limit as f64);
+        m.gauges
+            .insert("parallel_peak".to_owned(), self.peak as f64);
+        m.gauges.insert(
+            "parallel_utilization".to_owned(),
+            (utilization * 1000.0).round() / 1000.0,
+        );
+        let mut run = Timer::default();
+        run.record(millis(wall));
+        m.timers
+            .insert("execution_duration_ms".to_owned(), run.summary());
+        m.timers
+            .insert("task_duration_ms".to_owned(), self.task_ms.summary());
+        m.timers
+            .insert("semaphore_wait_ms".to_owned(), self.wait_ms.summary());
+        m
+    }
+}
+
+fn stop_rank(reason: &StopReason) -> u8 {
+    match reason {
+        StopReason::FailFast { .. } => 0,
+        StopReason::Deadline { .. } => 1,
+        StopReason::Interrupted => 2,
+        StopReason::Killed => 3,
+    }
+}
+
+fn status_index(status: TaskStatus) -> usize {
+    match status {
+        TaskStatus::Success => 0,
+        TaskStatus::Failed => 1,
+        TaskStatus::Timeout => 2,
+        TaskStatus::Cancelled => 3,
+        TaskStatus::Skipped => 4,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_from(input: &mut Input) -> Option<AgentTask> {
+    match input {
+        Input::Iter(it) => it.next(),
+        Input::Stream(s) => s.next().await,
+        Input::Done => std::future::pending().await,
+    }
+}
+
+/// Runs one attempt: the agent until it returns, its timeout passes or its
+/// token is cancelled; then, if stopped, up to `grace` more before the
+/// future is dropped (at once if the run is killed).
+async fn run_attempt(
+    agent: Arc<dyn Agent>,
+    ctx: TaskContext,
+    timeout: Option<Duration>,
+    grace: Duration,
+    kill: CancellationToken,
+) -> Ended {
+    let token = ctx.token.clone();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
+    let timed_out = tokio::select! {
+        biased;
+        r = &mut fut => return Ended::Returned(r),
+        () = sleep_until_opt(deadline) => true,
+        () = token.cancelled() => false,
+    };
+    token.cancel();
+    let late = tokio::select! {
+        biased;
+        r = &mut fut => Some(r),
+        () = tokio::time::sleep(grace) => None,
+        () = kill.cancelled() => None,
+    };
+    // A panicking drop must not take the dispatcher down.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));
+    if timed_out {
+        Ended::TimedOut(late)
+    } else {
+        Ended::Cancelled(late)
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+fn classify(
+    ended: Ended,
+    capture: &Capture,
+    timeout: Option<Duration>,
+    slot: usize,
+    stop: Option<&StopReason>,
+) -> Attempt {
+    let (status, returned, base) = match ended {
+        Ended::Returned(r) => {
+            let status = match &r {
+                Ok(Ok(_)) => TaskStatus::Success,
+                _ => TaskStatus::Failed,
+            };
+            (status, Some(r), None)
+        }
+        Ended::TimedOut(late) => {
+            let limit = timeout.map_or_else(|| "its limit".to_owned(), format_secs);
+            (
+                TaskStatus::Timeout,
+                late,
+                Some(format!("timed out after {limit}")),
+            )
+        }
+        Ended::Cancelled(late) => {
+            let why = stop.map_or_else(|| "stopped".to_owned(), ToString::to_string);
+            (
+                TaskStatus::Cancelled,
+                late,
+                Some(format!("cancelled: {why}")),
+            )
+        }
+    };
+    let (out, agent_error) = match returned {
+        Some(Ok(Ok(out))) => (out, None),
+        Some(Ok(Err(e))) => (e.output, Some(e.message)),
+        Some(Err(panic)) => (
+            crate::agent::AgentOutput::default(),
+            Some(format!("agent panicked: {}", panic_message(&*panic))),
+        ),
+        None => (crate::agent::AgentOutput::default(), None),
+    };
+    let error = match (base, agent_error) {
+        (None, e) => e,
+        (Some(base), Some(e)) => Some(format!("{base} ({e})")),
+        (Some(base), None) => Some(base),
+    };
+    let (output, stderr) = capture.finish(&out.stdout, &out.stderr);
+    Attempt {
+        status,
+        error,
+        exit_code: out.exit_code,
+        output,
+        stderr,
+        notes: out.notes,
+        slot,
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("running", &self.running)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,168 @@
+//! The events of a run: the only contract between the engine and whoever
+//! watches it (reporters, progress bars, journals).
+//!
+//! Events are facts in the past tense, delivered in the order they happened
+//! through a channel: an observer cannot slow the dispatcher down or touch
+//! its state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Stream;
+use crate::metrics::Metrics;
+use crate::result::{TaskResult, Timestamp};
+use crate::task::{AgentTask, TaskId};
+
+/// Why a run stopped early. Ordered by severity: a later, more severe reason
+/// replaces an earlier one (a second interrupt beats fail-fast).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StopReason {
+    /// The failure count reached `max_failures`; `task` is the one that made it so.
+    FailFast {
+        /// The task whose failure fired the stop trigger.
+        task: TaskId,
+        /// `failed` or `timed out`.
+        how: String,
+    },
+    /// The run deadline passed.
+    Deadline {
+        /// The deadline in seconds.
+        seconds: f64,
+    },
+    /// The run was interrupted (SIGINT/SIGTERM, or the caller's token).
+    Interrupted,
+    /// The run was interrupted again: tasks are dropped without grace.
+    Killed,
+}
+
+impl StopReason {
+    /// Whether in-flight tasks are cancelled (rather than drained) for this
+    /// reason, given the run's `fail_fast` setting.
+    #[must_use]
+    pub fn cancels_in_flight(&self, fail_fast: bool) -> bool {
+        match self {
+            Self::FailFast { .. } => fail_fast,
+            Self::Deadline { .. } | Self::Interrupted | Self::Killed => true,
+        }
+    }
+
+    fn severity(&self) -> u8 {
+        match self {
+            Self::FailFast { .. } => 0,
+            Self::Deadline { .. } => 1,
+            Self::Interrupted => 2,
+            Self::Killed => 3,
+        }
+    }
+
+    /// Whether `self` should replace `current`.
+    #[must_use]
+    pub fn outranks(&self, current: &Self) -> bool {
+        self.severity() > current.severity()
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FailFast { task, how } => write!(f, "fail-fast after `{task}` {how}"),
+            Self::Deadline { seconds } => write!(f, "run deadline of {seconds}s passed"),
+            Self::Interrupted => f.write_str("interrupted"),
+            Self::Killed => f.write_str("interrupted twice, killed"),
+        }
+    }
+}
+
+/// Something that happened in a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    RunStarted {
+        /// Number of tasks, when the input's size is known up front.
+        total: Option<usize>,
+        /// The effective global limit (1 in sequential mode).
+        parallel_limit: usize,
+        /// When it began.
+        at: Timestamp,
+    },
+    /// Tasks declare dependencies, but this mode ignores them.
+    DependenciesIgnored,
+    /// A task entered the run.
+    TaskQueued {
+        /// Position in input order.
+        seq: u64,
+        /// The task.
+        task: Arc<AgentTask>,
+    },
+    /// An attempt of a task started in a slot.
+    TaskStarted {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The lowest free slot number, from 0; slots are lanes in a timeline.
+        slot: usize,
+        /// Time the task spent ready before this start.
+        waited: Duration,
+        /// When it started.
+        at: Timestamp,
+    },
+    /// Live output of a running task (only when the executor streams output).
+    TaskOutput {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes, as written.
+        bytes: Vec<u8>,
+    },
+    /// An attempt failed and the task will be retried after `delay`; its
+    /// slot is free meanwhile.
+    TaskRetrying {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+        /// The slot it ran in.
+        slot: usize,
+        /// Backoff before the next attempt.
+        delay: Duration,
+        /// When the attempt ended.
+        at: Timestamp,
+    },
+    /// The run will stop early.
+    RunStopping {
+        /// Why.
+        reason: StopReason,
+    },
+    /// A task reached its final outcome.
+    TaskFinished {
+        /// Position in input order.
+        seq: u64,
+        /// The slot its last attempt ran in, if it started.
+        slot: Option<usize>,
+        /// The result.
+        result: Box<TaskResult>,
+    },
+    /// The run ended; nothing follows.
+    RunFinished {
+        /// Wall time of the run.
+        duration_ms: u64,
+        /// Why it stopped early, if it did.
+        stopped: Option<StopReason>,
+        /// The run's metrics.
+        metrics: Metrics,
+    },
+}

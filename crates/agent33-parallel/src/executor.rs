@@ -1,0 +1,504 @@
+//! The executor: validated settings, and the entry points that run tasks.
+//!
+//! Each run is driven by one dispatcher task (see [`crate::dispatch`]) that
+//! owns all run state; callers watch it through an ordered [`EventStream`]
+//! or wait for the aggregated [`ExecutionResults`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agents;
+use crate::dispatch::{Dispatcher, Input};
+use crate::event::Event;
+use crate::result::{ExecutionResults, ResultsCollector};
+use crate::task::AgentTask;
+
+/// The settings of a run, validated. See PRODUCT.md's Settings table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Run tasks in parallel (otherwise one at a time, in dependency order).
+    pub parallel: bool,
+    /// Most tasks running at once in parallel mode.
+    pub parallel_limit: usize,
+    /// In parallel mode, honour `depends_on`.
+    pub respect_dependencies: bool,
+    /// Per-task timeout; `None` = none.
+    pub timeout: Option<Duration>,
+    /// Never stop for failures.
+    pub continue_on_error: bool,
+    /// Failures that fire the stop trigger.
+    pub max_failures: u32,
+    /// At the stop trigger, cancel in-flight tasks (otherwise let them finish).
+    pub fail_fast: bool,
+    /// Extra attempts for a failed or timed-out task.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time.
+    pub retry_backoff: Duration,
+    /// After cancelling a task, how long it may take before it is dropped.
+    pub kill_grace: Duration,
+    /// Whole-run deadline; `None` = none.
+    pub deadline: Option<Duration>,
+    /// Bytes of each output stream kept per task (the tail).
+    pub output_limit_bytes: usize,
+    /// Forward output live as [`Event::TaskOutput`] events.
+    pub stream_output: bool,
+    /// For streamed input: how many tasks may wait (read, not running) at
+    /// once. Bounds memory; iterator input is read as far as needed.
+    pub lookahead: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            parallel: false,
+            parallel_limit: 4,
+            respect_dependencies: false,
+            timeout: Some(Duration::from_secs(300)),
+            continue_on_error: false,
+            max_failures: 1,
+            fail_fast: true,
+            retries: 0,
+            retry_backoff: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(5),
+            deadline: None,
+            output_limit_bytes: 1024 * 1024,
+            stream_output: false,
+            lookahead: 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// The effective global limit: 1 unless parallel.
+    #[must_use]
+    pub fn effective_limit(&self) -> usize {
+        if self.parallel {
+            self.parallel_limit
+        } else {
+            1
+        }
+    }
+
+    /// Whether `depends_on` is honoured: always in sequential mode.
+    #[must_use]
+    pub fn respects_dependencies(&self) -> bool {
+        !self.parallel || self.respect_dependencies
+    }
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    /// `parallel_limit` must be at least 1.
+    #[error("parallel_limit must be at least 1, got {0}")]
+    ParallelLimit(usize),
+    /// `max_failures` must be at least 1.
+    #[error("max_failures must be at least 1, got {0}")]
+    MaxFailures(u32),
+    /// A number of seconds that is negative, NaN or infinite.
+    #[error("{setting} must be a number of seconds ≥ 0, got {value}")]
+    Seconds {
+        /// The setting's name.
+        setting: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+}
+
+/// Builds a [`ParallelExecutor`], validating every setting.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorBuilder {
+    settings: Settings,
+    seconds: Vec<(&'static str, f64)>,
+}
+
+/// Converts seconds to a duration, treating 0 as "none" where `zero_is_none`.
+fn seconds(setting: &'static str, value: f64) -> Result<Duration, SettingsError> {
+    if value.is_finite() && value >= 0.0 {
+        Duration::try_from_secs_f64(value).map_err(|_| SettingsError::Seconds { setting, value })
+    } else {
+        Err(SettingsError::Seconds { setting, value })
+    }
+}
+
+impl ExecutorBuilder {
+    /// Starts from these settings instead of the defaults.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Runs tasks in parallel (`true`) or one at a time.
+    #[must_use]
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.settings.parallel = parallel;
+        self
+    }
+
+    /// Sets the global limit and, like the CLI's `-j`, switches parallel on.
+    #[must_use]
+    pub fn parallel_limit(mut self, limit: usize) -> Self {
+        self.settings.parallel_limit = limit;
+        self.settings.parallel = true;
+        self
+    }
+
+    /// Honours `depends_on` in parallel mode and switches parallel on.
+    #[must_use]
+    pub fn respect_dependencies(mut self, respect: bool) -> Self {
+        self.settings.respect_dependencies = respect;
+        if respect {
+            self.settings.parallel = true;
+        }
+        self
+    }
+
+    /// Per-task timeout (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// Per-task timeout in seconds (0 = none); validated by `build`.
+    #[must_use]
+    pub fn timeout_seconds(mut self, secs: f64) -> Self {
+        self.seconds.push(("timeout_seconds", secs));
+        self
+    }
+
+    /// Never stop for failures.
+    #[must_use]
+    pub fn continue_on_error(mut self, yes: bool) -> Self {
+        self.settings.continue_on_error = yes;
+        self
+    }
+
+    /// Failures that fire the stop trigger.
+    #[must_use]
+    pub fn max_failures(mut self, n: u32) -> Self {
+        self.settings.max_failures = n;
+        self
+    }
+
+    /// Cancel in-flight tasks at the stop trigger (otherwise drain them).
+    #[must_use]
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.settings.fail_fast = yes;
+        self
+    }
+
+    /// Extra attempts for a failed or timed-out task.
+    #[must_use]
+    pub fn retries(mut self, n: u32) -> Self {
+        self.settings.retries = n;
+        self
+    }
+
+    /// Backoff before the first retry; doubles each time.
+    #[must_use]
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.settings.retry_backoff = backoff;
+        self
+    }
+
+    /// Backoff in seconds; validated by `build`.
+    #[must_use]
+    pub fn retry_backoff_seconds(mut self, secs: f64) -> Self {
+        self.seconds.push(("retry_backoff_seconds", secs));
+        self
+    }
+
+    /// Grace between cancelling a task and dropping it.
+    #[must_use]
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.settings.kill_grace = grace;
+        self
+    }
+
+    /// Grace in seconds; validated by `build`.
+    #[must_use]
+    pub fn kill_grace_seconds(mut self, secs: f64) -> Self {
+        self.seconds.push(("kill_grace_seconds", secs));
+        self
+    }
+
+    /// Whole-run deadline (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = (!deadline.is_zero()).then_some(deadline);
+        self
+    }
+
+    /// Whole-run deadline in seconds (0 = none); validated by `build`.
+    #[must_use]
+    pub fn deadline_seconds(mut self, secs: f64) -> Self {
+        self.seconds.push(("deadline_seconds", secs));
+        self
+    }
+
+    /// Bytes kept of each output stream per task.
+    #[must_use]
+    pub fn output_limit_bytes(mut self, bytes: usize) -> Self {
+        self.settings.output_limit_bytes = bytes;
+        self
+    }
+
+    /// Forward task output live as events.
+    #[must_use]
+    pub fn stream_output(mut self, yes: bool) -> Self {
+        self.settings.stream_output = yes;
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] naming the first invalid setting.
+    pub fn build(self) -> Result<ParallelExecutor, SettingsError> {
+        let mut s = self.settings;
+        for (setting, value) in self.seconds {
+            let d = seconds(setting, value)?;
+            match setting {
+                "timeout_seconds" => s.timeout = (!d.is_zero()).then_some(d),
+                "deadline_seconds" => s.deadline = (!d.is_zero()).then_some(d),
+                "retry_backoff_seconds" => s.retry_backoff = d,
+                _ => s.kill_grace = d,
+            }
+        }
+        if s.parallel_limit == 0 {
+            return Err(SettingsError::ParallelLimit(0));
+        }
+        if s.max_failures == 0 {
+            return Err(SettingsError::MaxFailures(0));
+        }
+        s.lookahead = s.lookahead.max(1);
+        Ok(ParallelExecutor { settings: s })
+    }
+}
+
+/// Lets the caller stop a run from outside: [`Self::interrupt`] cancels it
+/// like fail-fast (in-flight tasks get their grace), [`Self::kill`] drops
+/// every task at once.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    pub(crate) interrupt: CancellationToken,
+    pub(crate) kill: CancellationToken,
+}
+
+impl RunControl {
+    /// A fresh control.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the run with reason "interrupted".
+    pub fn interrupt(&self) {
+        self.interrupt.cancel();
+    }
+
+    /// Stops the run and drops every running task without grace.
+    pub fn kill(&self) {
+        self.interrupt.cancel();
+        self.kill.cancel();
+    }
+}
+
+/// Runs agent tasks behind a semaphore gate. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use agent33_parallel::{AgentError, AgentTask, Agents, ParallelExecutor, TaskContext};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let echo = |ctx: TaskContext| async move {
+///     Ok::<_, AgentError>(format!("worked on {}", ctx.task().artifact))
+/// };
+/// let agents = Agents::new().add("refinement", echo).add("validation", echo);
+///
+/// let executor = ParallelExecutor::builder()
+///     .parallel_limit(4)
+///     .timeout(Duration::from_secs(300))
+///     .continue_on_error(true)
+///     .build()?;
+///
+/// let results = executor.run_all(vec![
+///     AgentTask::new("refinement", "core/prompts/SYSTEM.md"),
+///     AgentTask::new("validation", "core/agents/worker.md"),
+///     AgentTask::new("refinement", "core/templates/README.md"),
+/// ], &agents).await;
+///
+/// println!("Completed: {}/{}", results.succeeded.len(), results.total);
+/// if !results.failed.is_empty() {
+///     println!("Failed: {:?}", results.failed.iter().map(|f| &f.task.artifact).collect::<Vec<_>>());
+/// }
+/// assert_eq!(results.succeeded.len(), 3);
+/// # Ok::<(), agent33_parallel::SettingsError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct ParallelExecutor {
+    settings: Settings,
+}
+
+impl ParallelExecutor {
+    /// A builder starting from the default settings.
+    #[must_use]
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder::default()
+    }
+
+    /// The validated settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs every task and returns the aggregated results.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the run: every running agent is dropped.
+    pub async fn run_all(&self, tasks: Vec<AgentTask>, agents: &Agents) -> ExecutionResults {
+        self.run(tasks, agents, RunControl::new())
+            .collect_results()
+            .await
+    }
+
+    /// Starts a run over a known set of tasks (all of them are part of the
+    /// run: at a stop, those not yet started are reported `cancelled`) and
+    /// returns its events. Must be called inside a tokio runtime.
+    pub fn run<I>(&self, tasks: I, agents: &Agents, control: RunControl) -> EventStream
+    where
+        I: IntoIterator<Item = AgentTask>,
+        I::IntoIter: Send + 'static,
+    {
+        self.spawn(Input::iter(tasks.into_iter()), agents, control)
+    }
+
+    /// Starts a run over a stream of tasks, read only as slots free up (at
+    /// most `lookahead` tasks wait at once), so memory stays proportional to
+    /// the limit. At a stop the stream is not read any further. Must be
+    /// called inside a tokio runtime.
+    pub fn run_stream(
+        &self,
+        tasks: BoxStream<'static, AgentTask>,
+        agents: &Agents,
+        control: RunControl,
+    ) -> EventStream {
+        self.spawn(Input::stream(tasks), agents, control)
+    }
+
+    fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(self.settings.clone(), agents.clone(), input, control, tx);
+        let handle = tokio::spawn(dispatcher.run());
+        EventStream { rx, handle }
+    }
+}
+
+/// The ordered events of a running run. Dropping it stops the run.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Event>,
+    handle: JoinHandle<()>,
+}
+
+impl EventStream {
+    /// The next event; `None` after [`Event::RunFinished`].
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Consumes the remaining events into [`ExecutionResults`].
+    pub async fn collect_results(mut self) -> ExecutionResults {
+        let mut collector = ResultsCollector::new();
+        while let Some(event) = self.rx.recv().await {
+            collector.observe_owned(event);
+        }
+        collector.finish()
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_rejects_a_zero_limit() {
+        let err = ParallelExecutor::builder()
+            .parallel_limit(0)
+            .build()
+            .unwrap_err();
+        assert_eq!(err, SettingsError::ParallelLimit(0));
+    }
+
+    #[test]
+    fn builder_rejects_negative_and_nan_seconds() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let err = ParallelExecutor::builder()
+                .timeout_seconds(bad)
+                .build()
+                .unwrap_err();
+            assert!(matches!(
+                err,
+                SettingsError::Seconds {
+                    setting: "timeout_seconds",
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn zero_timeout_and_deadline_mean_none() {
+        let e = ParallelExecutor::builder()
+            .timeout_seconds(0.0)
+            .deadline_seconds(0.0)
+            .build()
+            .unwrap();
+        assert_eq!((e.settings().timeout, e.settings().deadline), (None, None));
+        let e = ParallelExecutor::builder()
+            .timeout_seconds(0.5)
+            .build()
+            .unwrap();
+        assert_eq!(e.settings().timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn parallel_limit_switches_parallel_on() {
+        let e = ParallelExecutor::builder().build().unwrap();
+        assert_eq!(e.settings().effective_limit(), 1);
+        let e = ParallelExecutor::builder()
+            .parallel_limit(8)
+            .build()
+            .unwrap();
+        assert_eq!(e.settings().effective_limit(), 8);
+    }
+}

@@ -1,0 +1,1 @@
+//! Plans: validation of declared dependencies and dependency levels.

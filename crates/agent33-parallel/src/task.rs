@@ -1,0 +1,158 @@
+//! What a task is: one agent applied to one artifact, with an id others can
+//! depend on. Tasks are plain serialisable data; how a task runs is the
+//! agent's business (see [`crate::agent`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The name as a string slice.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A task's unique id: `agent:artifact` unless given explicitly.
+    TaskId
+);
+name_type!(
+    /// The name of an agent, as registered in [`crate::Agents`].
+    AgentName
+);
+
+/// One agent applied to one artifact.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_parallel::AgentTask;
+/// let task = AgentTask::new("validation", "core/agents/worker.md")
+///     .depends_on(["refinement:core/prompts/SYSTEM.md"]);
+/// assert_eq!(task.id, "validation:core/agents/worker.md");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentTask {
+    /// Unique id; other tasks name it in `depends_on`.
+    pub id: TaskId,
+    /// The agent that runs this task.
+    pub agent: AgentName,
+    /// What the agent works on, passed as written.
+    pub artifact: String,
+    /// Ids of tasks that must succeed before this one starts (where
+    /// dependencies are respected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<TaskId>,
+    /// This task's own timeout; beats its agent's and the global one.
+    /// `Some(Duration::ZERO)` means no timeout.
+    #[serde(default, skip)]
+    pub timeout: Option<Duration>,
+    /// This task's own retry count; beats its agent's and the global one.
+    #[serde(default, skip)]
+    pub retries: Option<u32>,
+}
+
+impl AgentTask {
+    /// A task for `agent` on `artifact`, with the id `agent:artifact`.
+    #[must_use]
+    pub fn new(agent: impl Into<AgentName>, artifact: impl Into<String>) -> Self {
+        let agent = agent.into();
+        let artifact = artifact.into();
+        let id = TaskId::from(format!("{agent}:{artifact}"));
+        Self {
+            id,
+            agent,
+            artifact,
+            depends_on: Vec::new(),
+            timeout: None,
+            retries: None,
+        }
+    }
+
+    /// Replaces the task's id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<TaskId>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Adds dependencies by id.
+    #[must_use]
+    pub fn depends_on<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<TaskId>,
+    {
+        self.depends_on.extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets this task's own timeout (`Duration::ZERO` = none).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets this task's own retry count.
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+}
