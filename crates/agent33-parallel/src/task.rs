@@ -105,6 +105,11 @@ pub struct AgentTask {
     /// This task's own retry count; beats its agent's and the global one.
     #[serde(default, skip)]
     pub retries: Option<u32>,
+    /// The artifact's exact bytes when they are not valid UTF-8 (`artifact`
+    /// then holds a lossy rendering). Agents that pass the artifact on, such
+    /// as a command's argument, should use [`AgentTask::artifact_bytes`].
+    #[serde(default, skip)]
+    pub raw_artifact: Option<Arc<[u8]>>,
 }
 
 impl AgentTask {
@@ -121,7 +126,31 @@ impl AgentTask {
             depends_on: Vec::new(),
             timeout: None,
             retries: None,
+            raw_artifact: None,
         }
+    }
+
+    /// A task whose artifact is arbitrary bytes (a file name read from a
+    /// list, say). The id and `artifact` use a lossy UTF-8 rendering; the
+    /// exact bytes stay available through [`AgentTask::artifact_bytes`].
+    #[must_use]
+    pub fn from_bytes(agent: impl Into<AgentName>, artifact: &[u8]) -> Self {
+        match std::str::from_utf8(artifact) {
+            Ok(s) => Self::new(agent, s),
+            Err(_) => {
+                let mut task = Self::new(agent, String::from_utf8_lossy(artifact).into_owned());
+                task.raw_artifact = Some(Arc::from(artifact));
+                task
+            }
+        }
+    }
+
+    /// The artifact's exact bytes.
+    #[must_use]
+    pub fn artifact_bytes(&self) -> &[u8] {
+        self.raw_artifact
+            .as_deref()
+            .unwrap_or(self.artifact.as_bytes())
     }
 
     /// Replaces the task's id.
