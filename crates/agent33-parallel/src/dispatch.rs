@@ -152,8 +152,9 @@ pub(crate) struct Dispatcher {
     drain_on_stop: bool,
     lookahead: usize,
     waiting: usize,
-    /// Outcome by id of finished tasks (only where dependencies count).
-    finished: HashMap<TaskId, bool>,
+    /// When each finished task succeeded, or `None` if it did not (only
+    /// where dependencies count).
+    finished: HashMap<TaskId, Option<Instant>>,
     /// Tasks blocked on an id, by that id.
     waiters: HashMap<TaskId, Vec<u64>>,
     /// Ids of tasks read but not finished (only where dependencies count).
@@ -408,6 +409,14 @@ impl Dispatcher {
         };
         let retries = task.retries.or(spec.retries).unwrap_or(self.s.retries);
 
+        // A known task set is queued as a whole when the run starts; a
+        // streamed task when it is read.
+        let now = Instant::now();
+        let mut latest_dep = if self.drain_on_stop {
+            self.clock.instant
+        } else {
+            now
+        };
         let mut deps_left = 0;
         if self.respect_deps {
             let mut seen: Vec<&TaskId> = Vec::with_capacity(task.depends_on.len());
@@ -417,12 +426,12 @@ impl Dispatcher {
                 }
                 seen.push(dep);
                 match self.finished.get(dep) {
-                    Some(true) => {}
-                    Some(false) => {
+                    Some(Some(at)) => latest_dep = latest_dep.max(*at),
+                    Some(None) => {
                         let error = format!("skipped: dependency `{dep}` did not succeed");
                         let id = task.id.clone();
                         self.finish_not_started(seq, task, TaskStatus::Skipped, error);
-                        self.finished.insert(id.clone(), false);
+                        self.finished.insert(id.clone(), None);
                         self.skip_dependents(id);
                         return;
                     }
@@ -438,7 +447,6 @@ impl Dispatcher {
             self.emit(Event::DependenciesIgnored);
         }
 
-        let now = Instant::now();
         let ready = deps_left == 0;
         self.entries.insert(
             seq,
@@ -448,7 +456,7 @@ impl Dispatcher {
                 state: if ready { State::Ready } else { State::Blocked },
                 deps_left,
                 attempts: 0,
-                ready_since: ready.then_some(now),
+                ready_since: ready.then_some(latest_dep),
                 first_start: None,
                 retries,
                 timeout,
@@ -655,7 +663,8 @@ impl Dispatcher {
         if self.respect_deps {
             self.live.remove(&task.id);
             let ok = status == TaskStatus::Success;
-            self.finished.insert(task.id.clone(), ok);
+            let at = ok.then(Instant::now);
+            self.finished.insert(task.id.clone(), at);
             if ok {
                 self.release_dependents(&task.id);
             } else {
@@ -718,7 +727,7 @@ impl Dispatcher {
                 self.waiting -= 1;
                 let dep_id = entry.task.id.clone();
                 self.live.remove(&dep_id);
-                self.finished.insert(dep_id.clone(), false);
+                self.finished.insert(dep_id.clone(), None);
                 let error = format!("skipped: dependency `{id}` did not succeed");
                 self.finish_not_started(seq, entry.task, TaskStatus::Skipped, error);
                 stack.push(dep_id);
@@ -792,7 +801,7 @@ impl Dispatcher {
         self.waiting -= 1;
         let id = entry.task.id.clone();
         self.live.remove(&id);
-        self.finished.insert(id.clone(), false);
+        self.finished.insert(id.clone(), None);
         self.finish_not_started(seq, entry.task, TaskStatus::Skipped, error);
         self.skip_dependents(id);
     }

@@ -1,0 +1,741 @@
+//! Engine behaviour under tokio's paused clock: exact virtual times for the
+//! failure policy, timeouts, deadlines, retries, panics, ordering, metrics.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agent33_parallel::{
+    AgentSpec, AgentTask, Agents, Event, ExecutionResults, ParallelExecutor, RunControl,
+    StopReason, TaskStatus,
+};
+use common::{Log, agents, ms, task};
+use futures::StreamExt;
+
+fn ids(results: &[agent33_parallel::TaskResult]) -> Vec<String> {
+    results.iter().map(|r| r.task.id.to_string()).collect()
+}
+
+async fn run(executor: ParallelExecutor, tasks: Vec<AgentTask>, log: &Log) -> ExecutionResults {
+    executor.run_all(tasks, &agents(log)).await
+}
+
+fn parallel(limit: usize) -> agent33_parallel::ExecutorBuilder {
+    ParallelExecutor::builder().parallel_limit(limit)
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_keep_input_order_in_each_list() {
+    let log = Log::new();
+    let tasks = vec![
+        task("ok@300#1"),
+        task("fail@100#2"),
+        task("ok@100#3"),
+        task("fail@200#4"),
+    ];
+    let r = run(
+        parallel(4).continue_on_error(true).build().unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.total, 4);
+    assert_eq!(ids(&r.succeeded), ["a:ok@300#1", "a:ok@100#3"]);
+    assert_eq!(ids(&r.failed), ["a:fail@100#2", "a:fail@200#4"]);
+    assert_eq!(r.success_rate, 0.5);
+    assert_eq!(r.failed[0].error.as_deref(), Some("boom"));
+    assert_eq!(r.succeeded[0].output, "out:ok@300#1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn parallel_limit_bounds_concurrency() {
+    let log = Log::new();
+    let tasks = (0..10).map(|i| task(&format!("ok@100#{i}"))).collect();
+    let r = run(parallel(4).build().unwrap(), tasks, &log).await;
+    assert_eq!(r.succeeded.len(), 10);
+    assert_eq!(log.peak(), 4);
+    assert_eq!(r.duration_ms, 300);
+    assert_eq!(r.metrics.gauge("parallel_peak"), 4.0);
+    assert_eq!(r.metrics.gauge("parallel_limit"), 4.0);
+    // 10 × 100 ms busy over 4 slots × 300 ms.
+    assert_eq!(r.metrics.gauge("parallel_utilization"), 0.833);
+    // The 4 first waited 0; 4 waited 100 ms; 2 waited 200 ms.
+    let wait = r.metrics.timer("semaphore_wait_ms");
+    assert_eq!((wait.count, wait.sum, wait.max), (10, 800.0, 200.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequential_mode_runs_one_at_a_time_in_input_order() {
+    let log = Log::new();
+    let tasks = vec![task("ok@100#1"), task("ok@50#2"), task("ok@10#3")];
+    let r = run(ParallelExecutor::builder().build().unwrap(), tasks, &log).await;
+    assert_eq!(log.peak(), 1);
+    let starts: Vec<_> = log.spans().iter().map(|s| s.start).collect();
+    assert_eq!(starts, [ms(0), ms(100), ms(150)]);
+    assert_eq!(r.metrics.gauge("parallel_limit"), 1.0);
+    assert_eq!(r.metrics.gauge("parallel_utilization"), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn continue_on_error_runs_every_task() {
+    let log = Log::new();
+    let tasks = vec![
+        task("fail@10#1"),
+        task("ok@50#2"),
+        task("fail@10#3"),
+        task("ok@10#4"),
+    ];
+    let r = run(
+        parallel(2)
+            .continue_on_error(true)
+            .fail_fast(true)
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(
+        (r.succeeded.len(), r.failed.len(), r.cancelled.len()),
+        (2, 2, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_cancels_in_flight_tasks_and_never_starts_pending_ones() {
+    let log = Log::new();
+    let tasks = vec![
+        task("obey@1000#1"),
+        task("fail@100#2"),
+        task("ok@10#3"),
+        task("ok@10#4"),
+    ];
+    let r = run(parallel(2).build().unwrap(), tasks, &log).await;
+    assert_eq!(ids(&r.failed), ["a:fail@100#2"]);
+    assert_eq!(
+        ids(&r.cancelled),
+        ["a:obey@1000#1", "a:ok@10#3", "a:ok@10#4"]
+    );
+    let in_flight = &r.cancelled[0];
+    assert_eq!(
+        in_flight.error.as_deref(),
+        Some("cancelled: fail-fast after `a:fail@100#2` failed (stopped)")
+    );
+    assert_eq!(in_flight.attempts, 1);
+    assert_eq!(in_flight.output, "out:obey@1000#1", "keeps what it printed");
+    // The obeying agent took 10 ms to wind down after the 100 ms failure.
+    assert_eq!(in_flight.duration_ms, 110);
+    for pending in &r.cancelled[1..] {
+        assert_eq!(pending.attempts, 0);
+        assert_eq!(pending.started_at, None);
+        assert_eq!(
+            pending.error.as_deref(),
+            Some("not started: fail-fast after `a:fail@100#2` failed")
+        );
+    }
+    assert_eq!(log.spans().len(), 2, "nothing started after the trigger");
+    assert_eq!(r.duration_ms, 110);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_fail_fast_in_flight_tasks_drain_with_their_real_status() {
+    let log = Log::new();
+    let tasks = vec![
+        task("ok@1000#1"),
+        task("fail@100#2"),
+        task("fail@300#3"),
+        task("ok@10#4"),
+    ];
+    let r = run(parallel(3).fail_fast(false).build().unwrap(), tasks, &log).await;
+    assert_eq!(ids(&r.succeeded), ["a:ok@1000#1"]);
+    assert_eq!(ids(&r.failed), ["a:fail@100#2", "a:fail@300#3"]);
+    assert_eq!(ids(&r.cancelled), ["a:ok@10#4"]);
+    assert_eq!(r.duration_ms, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_failures_counts_before_stopping() {
+    let log = Log::new();
+    let tasks = vec![
+        task("fail@10#1"),
+        task("fail@20#2"),
+        task("ok@5#3"),
+        task("ok@5#4"),
+    ];
+    let r = run(
+        ParallelExecutor::builder().max_failures(2).build().unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(ids(&r.failed), ["a:fail@10#1", "a:fail@20#2"]);
+    assert_eq!(ids(&r.cancelled), ["a:ok@5#3", "a:ok@5#4"]);
+    assert!(
+        r.cancelled[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("`a:fail@20#2`")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_counts_from_the_start_of_the_task_not_its_queueing() {
+    let log = Log::new();
+    let tasks = vec![task("ok@800#1"), task("ok@800#2")];
+    let r = run(
+        ParallelExecutor::builder()
+            .timeout(ms(1000))
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.succeeded.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_cancels_the_token_then_drops_after_the_grace() {
+    let log = Log::new();
+    let tasks = vec![task("obey@5000#1"), task("hang@5000#2")];
+    let r = run(
+        parallel(2)
+            .timeout_seconds(0.5)
+            .kill_grace(ms(2000))
+            .continue_on_error(true)
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.failed.len(), 2);
+    let obey = &r.failed[0];
+    assert_eq!(obey.status, TaskStatus::Timeout);
+    assert_eq!(
+        obey.error.as_deref(),
+        Some("timed out after 0.5s (stopped)")
+    );
+    assert_eq!(
+        obey.duration_ms, 510,
+        "the agent wound down 10 ms after its token"
+    );
+    let hang = &r.failed[1];
+    assert_eq!(hang.status, TaskStatus::Timeout);
+    assert_eq!(hang.error.as_deref(), Some("timed out after 0.5s"));
+    assert_eq!(hang.duration_ms, 2500, "dropped when the 2 s grace ran out");
+    assert_eq!(log.spans()[1].end, Some(ms(2500)), "its future was dropped");
+    assert_eq!(r.metrics.counter("tasks_timeout"), 2);
+    assert_eq!(r.metrics.counter("tasks_failed"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_task_and_per_agent_timeouts_beat_the_global_one() {
+    let log = Log::new();
+    let agents = Agents::new()
+        .add_spec("a", common::scripted(&log))
+        .add_spec("slow", common::scripted(&log).timeout(ms(300)));
+    let tasks = vec![
+        AgentTask::new("a", "hang@500#global"),
+        AgentTask::new("a", "hang@500#own").timeout(ms(200)),
+        AgentTask::new("slow", "hang@500#agent"),
+        AgentTask::new("slow", "hang@500#none").timeout(Duration::ZERO),
+    ];
+    let r = ParallelExecutor::builder()
+        .parallel_limit(4)
+        .timeout(ms(100))
+        .kill_grace(Duration::ZERO)
+        .continue_on_error(true)
+        .build()
+        .unwrap()
+        .run_all(tasks, &agents)
+        .await;
+    let errors: Vec<_> = r.failed.iter().map(|f| f.error.clone().unwrap()).collect();
+    assert_eq!(
+        errors,
+        [
+            "timed out after 0.1s",
+            "timed out after 0.2s",
+            "timed out after 0.3s"
+        ]
+    );
+    assert_eq!(ids(&r.succeeded), ["slow:hang@500#none"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_deadline_cancels_everything_whatever_fail_fast_says() {
+    let log = Log::new();
+    let tasks = vec![task("ok@600#1"), task("obey@600#2"), task("ok@600#3")];
+    let r = run(
+        ParallelExecutor::builder()
+            .fail_fast(false)
+            .deadline_seconds(1.0)
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(ids(&r.succeeded), ["a:ok@600#1"]);
+    assert_eq!(ids(&r.cancelled), ["a:obey@600#2", "a:ok@600#3"]);
+    assert_eq!(
+        r.cancelled[0].error.as_deref(),
+        Some("cancelled: run deadline of 1s passed (stopped)")
+    );
+    assert_eq!(
+        r.cancelled[1].error.as_deref(),
+        Some("not started: run deadline of 1s passed")
+    );
+    assert_eq!(r.duration_ms, 1010);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially_and_count_only_the_last_attempt() {
+    let log = Log::new();
+    let tasks = vec![task("fail@100,fail@100,ok@100")];
+    let r = run(
+        ParallelExecutor::builder()
+            .retries(2)
+            .retry_backoff(ms(1000))
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.succeeded.len(), 1);
+    let t = &r.succeeded[0];
+    assert_eq!(t.attempts, 3);
+    assert_eq!(t.error, None);
+    assert_eq!(
+        log.starts_of("a:fail@100,fail@100,ok@100"),
+        [ms(0), ms(1100), ms(3200)]
+    );
+    assert_eq!(t.duration_ms, 3300);
+    assert_eq!(r.metrics.counter("task_retry_count"), 2);
+    // Backoff is not busy time: 300 ms of work over 3.3 s.
+    assert_eq!(r.metrics.gauge("parallel_utilization"), 0.091);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_in_backoff_gives_its_slot_back() {
+    let log = Log::new();
+    let tasks = vec![task("fail@100,ok@100#1"), task("ok@500#2")];
+    let r = run(
+        ParallelExecutor::builder()
+            .retries(1)
+            .retry_backoff(ms(1000))
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.succeeded.len(), 2);
+    assert_eq!(log.starts_of("a:ok@500#2"), [ms(100)]);
+    assert_eq!(log.starts_of("a:fail@100,ok@100#1"), [ms(0), ms(1100)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_is_abandoned_when_the_run_stops() {
+    let log = Log::new();
+    let agents = Agents::new()
+        .add_spec("a", common::scripted(&log).retries(3))
+        .add_spec("b", common::scripted(&log));
+    let tasks = vec![
+        AgentTask::new("a", "fail@100"),
+        AgentTask::new("b", "fail@300"),
+    ];
+    let r = ParallelExecutor::builder()
+        .parallel_limit(2)
+        .retry_backoff(ms(1000))
+        .build()
+        .unwrap()
+        .run_all(tasks, &agents)
+        .await;
+    assert_eq!(r.failed.len(), 2);
+    let a = &r.failed[0];
+    assert_eq!(a.attempts, 1);
+    assert_eq!(
+        a.error.as_deref(),
+        Some("boom (retry abandoned: fail-fast after `b:fail@300` failed)")
+    );
+    assert_eq!(r.duration_ms, 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_attempt_is_not_retried() {
+    let log = Log::new();
+    let tasks = vec![task("obey@1000#1"), task("fail@10#2")];
+    let r = run(parallel(2).retries(0).build().unwrap(), tasks, &log).await;
+    let a = r
+        .cancelled
+        .iter()
+        .find(|c| c.task.id == "a:obey@1000#1")
+        .unwrap();
+    assert_eq!(a.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_task_is_retried() {
+    let log = Log::new();
+    let tasks = vec![task("hang@1000,ok@10")];
+    let r = run(
+        ParallelExecutor::builder()
+            .timeout(ms(100))
+            .kill_grace(Duration::ZERO)
+            .retries(1)
+            .retry_backoff(ms(50))
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.succeeded.len(), 1);
+    assert_eq!(r.succeeded[0].attempts, 2);
+    assert_eq!(log.starts_of("a:hang@1000,ok@10"), [ms(0), ms(150)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_agent_is_a_failed_task_not_a_crashed_run() {
+    let log = Log::new();
+    let tasks = vec![task("panic@10#1"), task("ok@10#2")];
+    let r = run(
+        parallel(2).continue_on_error(true).build().unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].error.as_deref(), Some("agent panicked: kaboom"));
+    assert_eq!(r.succeeded.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_agent_fails_its_task() {
+    let log = Log::new();
+    let r = run(
+        ParallelExecutor::builder()
+            .continue_on_error(true)
+            .build()
+            .unwrap(),
+        vec![AgentTask::new("nope", "x"), task("ok@1")],
+        &log,
+    )
+    .await;
+    assert_eq!(r.failed[0].error.as_deref(), Some("no agent named `nope`"));
+    assert_eq!(r.succeeded.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_cancels_like_fail_fast() {
+    let log = Log::new();
+    let control = RunControl::new();
+    let executor = parallel(2).kill_grace(ms(5000)).build().unwrap();
+    let tasks = vec![task("obey@1000#1"), task("hang@1000#2"), task("ok@1#3")];
+    let mut events = executor.run(tasks, &agents(&log), control.clone());
+    let trigger = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(200)).await;
+        trigger.interrupt();
+    });
+    let mut collector = agent33_parallel::ResultsCollector::new();
+    let mut stopping = Vec::new();
+    while let Some(event) = events.next().await {
+        if let Event::RunStopping { reason } = &event {
+            stopping.push(reason.clone());
+        }
+        collector.observe(&event);
+    }
+    let r = collector.finish();
+    assert_eq!(stopping, [StopReason::Interrupted]);
+    assert_eq!(r.cancelled.len(), 3);
+    assert_eq!(
+        r.cancelled[0].error.as_deref(),
+        Some("cancelled: interrupted (stopped)")
+    );
+    assert_eq!(
+        r.cancelled[2].error.as_deref(),
+        Some("not started: interrupted")
+    );
+    // The hanging agent had until its grace to finish: it did, at 1 s.
+    assert_eq!(r.duration_ms, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_interrupt_drops_every_task_at_once() {
+    let log = Log::new();
+    let control = RunControl::new();
+    let executor = parallel(2).kill_grace(ms(5000)).build().unwrap();
+    let events = executor.run(vec![task("hang@100000")], &agents(&log), control.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(200)).await;
+        control.interrupt();
+        tokio::time::sleep(ms(300)).await;
+        control.kill();
+    });
+    let r = events.collect_results().await;
+    assert_eq!(r.cancelled.len(), 1);
+    assert_eq!(
+        r.cancelled[0].error.as_deref(),
+        Some("cancelled: interrupted twice, killed")
+    );
+    assert_eq!(r.duration_ms, 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_arrive_in_order_for_each_task() {
+    let log = Log::new();
+    let executor = parallel(2)
+        .retries(1)
+        .retry_backoff(ms(10))
+        .continue_on_error(true)
+        .build()
+        .unwrap();
+    let mut events = executor.run(
+        vec![task("fail@5,ok@5#1"), task("ok@1#2")],
+        &agents(&log),
+        RunControl::new(),
+    );
+    let mut kinds = Vec::new();
+    while let Some(e) = events.next().await {
+        let k = match e {
+            Event::RunStarted { total, .. } => format!("run_started {total:?}"),
+            Event::TaskQueued { seq, .. } => format!("queued {seq}"),
+            Event::TaskStarted {
+                seq, attempt, slot, ..
+            } => format!("started {seq}/{attempt} slot {slot}"),
+            Event::TaskRetrying { seq, .. } => format!("retrying {seq}"),
+            Event::TaskFinished { seq, .. } => format!("finished {seq}"),
+            Event::RunFinished { .. } => "run_finished".into(),
+            other => format!("{other:?}"),
+        };
+        kinds.push(k);
+    }
+    assert_eq!(
+        kinds,
+        [
+            "run_started Some(2)",
+            "queued 0",
+            "started 0/1 slot 0",
+            "queued 1",
+            "started 1/1 slot 1",
+            "finished 1",
+            "retrying 0",
+            "started 0/2 slot 0",
+            "finished 0",
+            "run_finished"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn output_is_bounded_to_its_tail_with_a_marker() {
+    let agents = Agents::new().add("w", |ctx: agent33_parallel::TaskContext| async move {
+        ctx.write_stdout(b"0123456789");
+        ctx.write_stderr(b"abc");
+        Ok::<_, agent33_parallel::AgentError>("XY")
+    });
+    let r = ParallelExecutor::builder()
+        .output_limit_bytes(4)
+        .build()
+        .unwrap()
+        .run_all(vec![AgentTask::new("w", "x")], &agents)
+        .await;
+    let t = &r.succeeded[0];
+    assert_eq!(t.output, "[agent-33: 8 bytes truncated]\n89XY");
+    assert_eq!(t.stderr, "abc");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_read_only_as_slots_free_up() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let ahead = Arc::new(AtomicUsize::new(0));
+    let (p, d, a) = (Arc::clone(&pulled), Arc::clone(&done), Arc::clone(&ahead));
+    let stream = futures::stream::iter(0..20_000)
+        .map(move |i| {
+            let now = p.fetch_add(1, Ordering::SeqCst) + 1;
+            a.fetch_max(now - d.load(Ordering::SeqCst), Ordering::SeqCst);
+            AgentTask::new("a", format!("{i}"))
+        })
+        .boxed();
+    let d = Arc::clone(&done);
+    let agents = Agents::new().add("a", move |_ctx: agent33_parallel::TaskContext| {
+        let d = Arc::clone(&d);
+        async move {
+            tokio::time::sleep(ms(10)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, agent33_parallel::AgentError>(())
+        }
+    });
+    let r = parallel(4)
+        .build()
+        .unwrap()
+        .run_stream(stream, &agents, RunControl::new())
+        .collect_results()
+        .await;
+    assert_eq!(r.succeeded.len(), 20_000);
+    // A task is read only when a slot is free: counting the one being read,
+    // at most 4 (the limit) are ever unfinished. Memory follows the limit,
+    // not the input.
+    assert_eq!(ahead.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_not_read_after_the_stop_trigger() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let stream = futures::stream::iter(0..100)
+        .map(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let script = if i == 3 { "fail@10" } else { "ok@10" };
+            AgentTask::new("a", format!("{script}#{i}"))
+        })
+        .boxed();
+    let log = Log::new();
+    let r = ParallelExecutor::builder()
+        .build()
+        .unwrap()
+        .run_stream(stream, &agents(&log), RunControl::new())
+        .collect_results()
+        .await;
+    assert_eq!(r.total, 4, "lines never read are not part of the run");
+    assert_eq!(pulled.load(Ordering::SeqCst), 4);
+    assert_eq!(r.failed.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vec_run_reports_every_task_even_after_a_stop() {
+    let log = Log::new();
+    let mut tasks = vec![task("fail@10#0")];
+    tasks.extend((1..100).map(|i| task(&format!("ok@10#{i}"))));
+    let r = run(ParallelExecutor::builder().build().unwrap(), tasks, &log).await;
+    assert_eq!(r.total, 100);
+    assert_eq!(r.cancelled.len(), 99);
+    assert_eq!(r.metrics.counter("tasks_cancelled"), 99);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_run_succeeds_with_zero_rates() {
+    let log = Log::new();
+    let r = run(parallel(4).build().unwrap(), Vec::new(), &log).await;
+    assert_eq!((r.total, r.success_rate), (0, 0.0));
+    assert!(r.all_succeeded());
+    assert_eq!(r.metrics.timer("task_duration_ms").count, 0);
+    assert_eq!(r.metrics.timer("execution_duration_ms").count, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_serialise_in_the_documented_shape() {
+    let log = Log::new();
+    let r = run(
+        ParallelExecutor::builder()
+            .continue_on_error(true)
+            .build()
+            .unwrap(),
+        vec![task("ok@1500#1"), task("fail@10#2")],
+        &log,
+    )
+    .await;
+    let v = serde_json::to_value(&r).unwrap();
+    for key in [
+        "total",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "skipped",
+        "duration_ms",
+        "success_rate",
+        "metrics",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let t = &v["succeeded"][0];
+    assert_eq!(t["task"]["id"], "a:ok@1500#1");
+    assert_eq!(t["task"]["agent"], "a");
+    assert_eq!(t["status"], "success");
+    assert_eq!(t["duration_ms"], 1500);
+    assert_eq!(t["error"], serde_json::Value::Null);
+    assert_eq!(t["exit_code"], serde_json::Value::Null);
+    assert_eq!(t["attempts"], 1);
+    let started = t["started_at"].as_str().unwrap();
+    assert!(started.ends_with('Z') && started.contains('T'), "{started}");
+    assert_eq!(v["failed"][0]["status"], "failed");
+    let m = &v["metrics"];
+    assert_eq!(m["counters"]["tasks_total"], 2);
+    assert_eq!(m["gauges"]["parallel_limit"], 1.0);
+    for timer in [
+        "execution_duration_ms",
+        "task_duration_ms",
+        "semaphore_wait_ms",
+    ] {
+        for field in ["count", "sum", "min", "max", "avg", "p50", "p95"] {
+            assert!(m["timers"][timer].get(field).is_some(), "{timer}.{field}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_limit_caps_its_tasks_without_holding_global_slots() {
+    let log = Log::new();
+    let agents = Agents::new()
+        .add_spec("api", common::scripted(&log).parallel_limit(1))
+        .add_spec("a", common::scripted(&log));
+    let tasks = vec![
+        AgentTask::new("api", "ok@100#1"),
+        AgentTask::new("api", "ok@100#2"),
+        AgentTask::new("api", "ok@100#3"),
+        AgentTask::new("a", "ok@100#4"),
+        AgentTask::new("a", "ok@100#5"),
+    ];
+    let r = ParallelExecutor::builder()
+        .parallel_limit(3)
+        .build()
+        .unwrap()
+        .run_all(tasks, &agents)
+        .await;
+    assert_eq!(r.succeeded.len(), 5);
+    assert_eq!(log.starts_of("api:ok@100#2"), [ms(100)]);
+    assert_eq!(log.starts_of("api:ok@100#3"), [ms(200)]);
+    assert_eq!(log.starts_of("a:ok@100#4"), [ms(0)]);
+    assert_eq!(log.starts_of("a:ok@100#5"), [ms(0)]);
+    assert_eq!(r.duration_ms, 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_limit_above_the_global_one_changes_nothing() {
+    let log = Log::new();
+    let agents = Agents::new().add_spec("a", common::scripted(&log).parallel_limit(100));
+    let tasks = (0..6).map(|i| task(&format!("ok@100#{i}"))).collect();
+    let r = ParallelExecutor::builder()
+        .parallel_limit(3)
+        .build()
+        .unwrap()
+        .run_all(tasks, &agents)
+        .await;
+    assert_eq!(r.duration_ms, 200);
+    assert_eq!(log.peak(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agents_registry_accepts_shared_specs() {
+    let log = Log::new();
+    let spec: AgentSpec = common::scripted(&log);
+    let agents = Agents::new()
+        .add_spec("a", spec.clone())
+        .add_spec("b", spec);
+    let r = ParallelExecutor::builder()
+        .build()
+        .unwrap()
+        .run_all(
+            vec![AgentTask::new("a", "ok@1"), AgentTask::new("b", "ok@1")],
+            &agents,
+        )
+        .await;
+    assert_eq!(r.succeeded.len(), 2);
+}
