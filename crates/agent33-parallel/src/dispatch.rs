@@ -67,8 +67,8 @@ enum State {
     /// In its agent's ready queue.
     Ready,
     Running,
-    /// Waiting out a retry backoff, with its last attempt's outcome.
-    Backoff(Box<Attempt>),
+    /// Waiting out a retry backoff.
+    Backoff,
 }
 
 struct Entry {
@@ -80,6 +80,8 @@ struct Entry {
     /// When the task last became ready (for queue-wait figures).
     ready_since: Option<Instant>,
     first_start: Option<Instant>,
+    /// The outcome of the last attempt, kept while a retry is pending.
+    last: Option<Box<Attempt>>,
     retries: u32,
     timeout: Option<Duration>,
 }
@@ -458,6 +460,7 @@ impl Dispatcher {
                 attempts: 0,
                 ready_since: ready.then_some(latest_dep),
                 first_start: None,
+                last: None,
                 retries,
                 timeout,
             },
@@ -581,7 +584,8 @@ impl Dispatcher {
                 delay,
                 at: self.clock.wall(now),
             });
-            entry.state = State::Backoff(Box::new(attempt));
+            entry.state = State::Backoff;
+            entry.last = Some(Box::new(attempt));
             self.waiting += 1;
             self.backoffs.push(Reverse((now + delay, seq)));
         } else {
@@ -597,7 +601,7 @@ impl Dispatcher {
             }
             self.backoffs.pop();
             if let Some(entry) = self.entries.get_mut(&seq) {
-                if matches!(entry.state, State::Backoff(_)) {
+                if matches!(entry.state, State::Backoff) {
                     entry.state = State::Ready;
                     entry.ready_since = Some(now);
                     self.agents[entry.agent].ready.push(Reverse(seq));
@@ -785,7 +789,7 @@ impl Dispatcher {
                     .map(|s| self.entries[s].task.id.to_string())
                     .collect();
                 let text = format!("skipped: dependency cycle {}", names.join(" → "));
-                for seq in cycle.to_vec() {
+                for &seq in cycle {
                     self.settle_blocked(seq, text.clone());
                 }
                 return;
@@ -844,16 +848,21 @@ impl Dispatcher {
             .collect();
         pending.sort_unstable();
         for seq in pending {
-            let mut entry = self.entries.remove(&seq).expect("collected above");
+            // Settling one task (an abandoned retry) may skip others listed here.
+            let Some(mut entry) = self.entries.remove(&seq) else {
+                continue;
+            };
             self.waiting -= 1;
-            match std::mem::replace(&mut entry.state, State::Running) {
-                State::Backoff(mut last) => {
+            // A task between attempts (in backoff, or ready for its retry)
+            // ends with its last attempt's outcome.
+            match entry.last.take() {
+                Some(mut last) => {
                     let error = last.error.take().unwrap_or_default();
                     last.error = Some(format!("{error} (retry abandoned: {text})"));
                     self.entries.insert(seq, entry);
                     self.finish_started(seq, *last);
                 }
-                _ => {
+                None => {
                     if self.respect_deps {
                         self.live.remove(&entry.task.id);
                     }
@@ -877,12 +886,24 @@ impl Dispatcher {
                     seq,
                     task: Arc::clone(&task),
                 });
-                self.finish_not_started(
-                    seq,
-                    task,
-                    TaskStatus::Cancelled,
-                    format!("not started: {text}"),
-                );
+                // Unread dependents of a non-success are skipped, as they
+                // would have been had they been read before the stop.
+                let failed_dep = if self.respect_deps {
+                    task.depends_on
+                        .iter()
+                        .find(|d| matches!(self.finished.get(*d), Some(None)))
+                        .cloned()
+                } else {
+                    None
+                };
+                if let Some(dep) = failed_dep {
+                    self.finished.insert(task.id.clone(), None);
+                    let error = format!("skipped: dependency `{dep}` did not succeed");
+                    self.finish_not_started(seq, task, TaskStatus::Skipped, error);
+                } else {
+                    let error = format!("not started: {text}");
+                    self.finish_not_started(seq, task, TaskStatus::Cancelled, error);
+                }
             }
         }
     }

@@ -428,6 +428,13 @@ impl EventStream {
         while let Some(event) = self.rx.recv().await {
             collector.observe_owned(event);
         }
+        // The channel closes when the dispatcher ends; if it ended by
+        // panicking, that is an engine bug and must not pass as a short run.
+        if let Err(e) = (&mut self.handle).await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         collector.finish()
     }
 }
