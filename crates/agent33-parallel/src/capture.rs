@@ -97,7 +97,7 @@ pub(crate) struct Capture {
 pub(crate) struct LiveSink {
     pub(crate) seq: u64,
     pub(crate) id: TaskId,
-    pub(crate) events: UnboundedSender<Event>,
+    pub(crate) events: UnboundedSender<Vec<Event>>,
 }
 
 impl Capture {
@@ -121,12 +121,12 @@ impl Capture {
         }
         if let Some(live) = &self.live {
             // A closed receiver only means nobody watches any more.
-            let _ = live.events.send(Event::TaskOutput {
+            let _ = live.events.send(vec![Event::TaskOutput {
                 seq: live.seq,
                 id: live.id.clone(),
                 stream,
                 bytes: bytes.to_vec(),
-            });
+            }]);
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -121,6 +122,27 @@ struct Attempt {
     slot: usize,
 }
 
+/// Hashes input positions with one multiplication: they are ours, dense and
+/// never adversarial, so SipHash's protection buys nothing on the hot path.
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Maps the tokio clock to wall time, from one anchor.
 struct Clock {
     instant: Instant,
@@ -148,7 +170,7 @@ pub(crate) struct Dispatcher {
     registry: Agents,
     agents: Vec<AgentSlot>,
     agent_index: HashMap<crate::task::AgentName, usize>,
-    entries: HashMap<u64, Entry>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<SeqHasher>>,
     next_seq: u64,
     input: Input,
     drain_on_stop: bool,
@@ -170,7 +192,10 @@ pub(crate) struct Dispatcher {
     stop: Option<StopReason>,
     failures: u32,
     control: RunControl,
-    events: UnboundedSender<Event>,
+    events: UnboundedSender<Vec<Event>>,
+    /// Events of the current turn of the loop, sent as one batch: one
+    /// channel operation and at most one wake-up per turn, not per event.
+    outbox: Vec<Event>,
     clock: Clock,
     // Metrics.
     counts: [u64; 5],
@@ -187,7 +212,7 @@ impl Dispatcher {
         registry: Agents,
         input: Input,
         control: RunControl,
-        events: UnboundedSender<Event>,
+        events: UnboundedSender<Vec<Event>>,
     ) -> Self {
         let limit = s.effective_limit();
         let respect_deps = s.respects_dependencies();
@@ -201,7 +226,7 @@ impl Dispatcher {
             registry,
             agents: Vec::new(),
             agent_index: HashMap::new(),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             next_seq: 0,
             input,
             drain_on_stop,
@@ -220,6 +245,7 @@ impl Dispatcher {
             failures: 0,
             control,
             events,
+            outbox: Vec::new(),
             clock: Clock {
                 instant: Instant::now(),
                 wall: SystemTime::now(),
@@ -234,9 +260,17 @@ impl Dispatcher {
         }
     }
 
-    fn emit(&self, event: Event) {
-        // A closed receiver means nobody watches; the run goes on regardless.
-        let _ = self.events.send(event);
+    fn emit(&mut self, event: Event) {
+        self.outbox.push(event);
+    }
+
+    fn flush(&mut self) {
+        if !self.outbox.is_empty() {
+            let capacity = self.outbox.len();
+            let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(capacity));
+            // A closed receiver means nobody watches; the run goes on regardless.
+            let _ = self.events.send(batch);
+        }
     }
 
     pub(crate) async fn run(mut self) {
@@ -247,35 +281,58 @@ impl Dispatcher {
             at: self.clock.wall(start),
         });
         let deadline = self.s.deadline.map(|d| start + d);
+        // The futures that outlive one turn of the loop are made once and
+        // polled in place: re-registering with a token or the timer wheel on
+        // every turn would cost more than the dispatch itself.
         let interrupt = self.control.interrupt.clone();
         let kill = self.control.kill.clone();
+        let interrupted = interrupt.cancelled();
+        let killed = kill.cancelled();
+        let deadline_sleep = sleep_until_opt(deadline);
+        let backoff_sleep = tokio::time::sleep_until(start);
+        tokio::pin!(interrupted, killed, deadline_sleep, backoff_sleep);
+        let mut armed_backoff: Option<Instant> = None;
         loop {
             self.fill();
             if self.is_done() {
                 break;
             }
+            self.flush();
             let stop_level = self.stop.as_ref().map(stop_rank);
             let watch_interrupt = stop_level < Some(2);
             let watch_kill = stop_level < Some(3);
             let watch_deadline = deadline.is_some() && stop_level < Some(1);
             let next_backoff = self.backoffs.peek().map(|Reverse((at, _))| *at);
+            if let Some(at) = next_backoff {
+                if armed_backoff != Some(at) {
+                    backoff_sleep.as_mut().reset(at);
+                    armed_backoff = Some(at);
+                }
+            }
             let want_input = self.wants_input();
             let has_workers = !self.workers.is_empty();
             let input = &mut self.input;
             let workers = &mut self.workers;
             tokio::select! {
                 biased;
-                () = kill.cancelled(), if watch_kill => self.stop(StopReason::Killed),
-                () = interrupt.cancelled(), if watch_interrupt => self.stop(StopReason::Interrupted),
+                () = &mut killed, if watch_kill => self.stop(StopReason::Killed),
+                () = &mut interrupted, if watch_interrupt => self.stop(StopReason::Interrupted),
                 Some(joined) = workers.join_next(), if has_workers => {
-                    let report = joined.expect("workers catch their agents' panics");
-                    self.on_report(report);
+                    self.on_report(joined.expect("workers catch their agents' panics"));
+                    // Take every other completion already waiting before
+                    // admitting more work: one turn of the loop, many tasks.
+                    while let Some(joined) = self.workers.try_join_next() {
+                        self.on_report(joined.expect("workers catch their agents' panics"));
+                    }
                 }
-                () = sleep_until_opt(deadline), if watch_deadline => {
+                () = &mut deadline_sleep, if watch_deadline => {
                     let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
                     self.stop(StopReason::Deadline { seconds });
                 }
-                () = sleep_until_opt(next_backoff), if next_backoff.is_some() => self.on_backoff_due(),
+                () = &mut backoff_sleep, if next_backoff.is_some() => {
+                    armed_backoff = None;
+                    self.on_backoff_due();
+                }
                 item = next_from(input), if want_input => self.on_input(item),
             }
         }
@@ -288,6 +345,7 @@ impl Dispatcher {
             stopped,
             metrics,
         });
+        self.flush();
     }
 
     fn is_done(&self) -> bool {
@@ -533,6 +591,11 @@ impl Dispatcher {
             grace: self.s.kill_grace,
             capture: Arc::clone(&capture),
         };
+        if self.s.stream_output {
+            // The worker sends its output straight to the channel: what the
+            // dispatcher said about the task so far must be there first.
+            self.flush();
+        }
         let grace = self.s.kill_grace;
         let kill = self.control.kill.clone();
         self.workers.spawn(async move {
@@ -575,7 +638,7 @@ impl Dispatcher {
                 .retry_backoff
                 .saturating_mul(1u32 << (entry.attempts - 1).min(31));
             let now = Instant::now();
-            let _ = self.events.send(Event::TaskRetrying {
+            self.outbox.push(Event::TaskRetrying {
                 seq,
                 id: entry.task.id.clone(),
                 attempt: entry.attempts,
@@ -1000,6 +1063,19 @@ async fn run_attempt(
         () = sleep_until_opt(deadline) => true,
         () = token.cancelled() => false,
     };
+    // The wind-down is rare: boxed, it keeps every worker's future small.
+    Box::pin(wind_down(fut, token, grace, kill, timed_out)).await
+}
+
+async fn wind_down(
+    mut fut: futures::future::CatchUnwind<
+        AssertUnwindSafe<futures::future::BoxFuture<'static, AgentResult>>,
+    >,
+    token: CancellationToken,
+    grace: Duration,
+    kill: CancellationToken,
+    timed_out: bool,
+) -> Ended {
     token.cancel();
     let late = tokio::select! {
         biased;

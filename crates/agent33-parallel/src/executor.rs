@@ -405,28 +405,34 @@ impl ParallelExecutor {
         let (tx, rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(self.settings.clone(), agents.clone(), input, control, tx);
         let handle = tokio::spawn(dispatcher.run());
-        EventStream { rx, handle }
+        EventStream {
+            rx,
+            batch: Vec::new().into_iter(),
+            handle,
+        }
     }
 }
 
 /// The ordered events of a running run. Dropping it stops the run.
 #[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::UnboundedReceiver<Vec<Event>>,
+    batch: std::vec::IntoIter<Event>,
     handle: JoinHandle<()>,
 }
 
 impl EventStream {
     /// The next event; `None` after [`Event::RunFinished`].
     pub async fn next_event(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        futures::StreamExt::next(self).await
     }
 
     /// Consumes the remaining events into [`ExecutionResults`].
     pub async fn collect_results(mut self) -> ExecutionResults {
         let mut collector = ResultsCollector::new();
-        while let Some(event) = self.rx.recv().await {
-            collector.observe_owned(event);
+        collector.observe_all(self.batch.by_ref());
+        while let Some(batch) = self.rx.recv().await {
+            collector.observe_all(batch);
         }
         // The channel closes when the dispatcher ends; if it ended by
         // panicking, that is an engine bug and must not pass as a short run.
@@ -443,7 +449,16 @@ impl Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        loop {
+            if let Some(event) = self.batch.next() {
+                return Poll::Ready(Some(event));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.batch = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

@@ -194,6 +194,13 @@ impl ResultsCollector {
         }
     }
 
+    /// Takes in events by value.
+    pub fn observe_all(&mut self, events: impl IntoIterator<Item = Event>) {
+        for event in events {
+            self.observe_owned(event);
+        }
+    }
+
     /// The aggregated results.
     #[must_use]
     pub fn finish(mut self) -> ExecutionResults {
