@@ -132,9 +132,10 @@ impl Capture {
 
     /// Renders both streams, after appending what the agent returned.
     pub(crate) fn finish(&self, stdout: &str, stderr: &str) -> (String, String) {
-        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0.push(stdout.as_bytes());
-        guard.1.push(stderr.as_bytes());
+        // Returned text goes the same way as written text, live included.
+        self.write(Stream::Stdout, stdout.as_bytes());
+        self.write(Stream::Stderr, stderr.as_bytes());
+        let guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         (guard.0.render(), guard.1.render())
     }
 }

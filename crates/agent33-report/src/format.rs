@@ -1,0 +1,211 @@
+//! Small text helpers shared by the reporters: durations, first lines,
+//! clipping, bounded tails and ANSI styles.
+//!
+//! Everything here is pure so the reporters' output is deterministic.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Formats a duration for people: `12ms` below a tenth of a second, else
+/// seconds with one decimal (`0.1s`, `45.3s`, `3725.0s`).
+///
+/// Seconds with one decimal is the summary's pinned shape; below 0.1 s it
+/// would say `0.0s`, which reads as "nothing happened", so milliseconds are
+/// shown instead. Rounding is to the nearest tenth, done on integers so it
+/// never depends on binary floating point.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_report::format_duration_ms;
+/// assert_eq!(format_duration_ms(0), "0ms");
+/// assert_eq!(format_duration_ms(99), "99ms");
+/// assert_eq!(format_duration_ms(100), "0.1s");
+/// assert_eq!(format_duration_ms(45_349), "45.3s");
+/// assert_eq!(format_duration_ms(45_350), "45.4s");
+/// ```
+#[must_use]
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms < 100 {
+        return format!("{ms}ms");
+    }
+    let tenths = ms.saturating_add(50) / 100;
+    format!("{}.{}s", tenths / 10, tenths % 10)
+}
+
+/// The first line of `text` (without its line ending).
+pub(crate) fn first_line(text: &str) -> &str {
+    let line = text.split('\n').next().unwrap_or_default();
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// `text` cut to at most `max` characters, with `…` when cut.
+pub(crate) fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => {
+            let mut s = String::with_capacity(at + 3);
+            s.push_str(&text[..at]);
+            s.push('…');
+            Cow::Owned(s)
+        }
+    }
+}
+
+/// The one-line reason a task did not succeed: the first line of its error,
+/// clipped so one verbose agent cannot flood a summary line.
+pub(crate) fn reason(error: Option<&str>, fallback: &str) -> String {
+    match error.map(first_line) {
+        Some(line) if !line.is_empty() => clip(line, 200).into_owned(),
+        _ => fallback.to_owned(),
+    }
+}
+
+const MARKER_START: &str = "[agent-33: ";
+const MARKER_END: &str = " bytes truncated]\n";
+
+/// Keeps at most `limit` bytes of the tail of `text`, with the engine's
+/// truncation marker in front when anything was dropped.
+///
+/// When `text` already starts with the engine's marker, the counts are added
+/// so the marker still tells how much the task really wrote beyond what is
+/// shown. The cut moves forward to a character boundary, so slightly fewer
+/// than `limit` bytes may be kept.
+pub(crate) fn bounded_tail(text: &str, limit: usize) -> Cow<'_, str> {
+    if text.len() <= limit {
+        return Cow::Borrowed(text);
+    }
+    let (already, body) = split_marker(text);
+    let mut cut = body.len().saturating_sub(limit);
+    while !body.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let dropped = already + cut as u64;
+    let mut out = String::with_capacity(body.len() - cut + 40);
+    let _ = write!(out, "{MARKER_START}{dropped}{MARKER_END}");
+    out.push_str(&body[cut..]);
+    Cow::Owned(out)
+}
+
+/// Splits the engine's leading truncation marker off, returning the count it
+/// names (0 without a marker) and the rest.
+fn split_marker(text: &str) -> (u64, &str) {
+    let Some(rest) = text.strip_prefix(MARKER_START) else {
+        return (0, text);
+    };
+    let Some(end) = rest.find(MARKER_END) else {
+        return (0, text);
+    };
+    match rest[..end].parse::<u64>() {
+        Ok(n) => (n, &rest[end + MARKER_END.len()..]),
+        Err(_) => (0, text),
+    }
+}
+
+/// ANSI styles, applied only when colour is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Style {
+    Bold,
+    Red,
+    Green,
+    Yellow,
+    Cyan,
+}
+
+impl Style {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Bold => "1",
+            Self::Red => "1;31",
+            Self::Green => "32",
+            Self::Yellow => "33",
+            Self::Cyan => "36",
+        }
+    }
+
+    /// `text` in this style when `color`, else unchanged.
+    pub(crate) fn paint(self, text: &str, color: bool) -> Cow<'_, str> {
+        if color {
+            Cow::Owned(format!("\x1b[{}m{text}\x1b[0m", self.code()))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_switch_to_seconds_at_a_tenth() {
+        for (ms, text) in [
+            (0, "0ms"),
+            (12, "12ms"),
+            (99, "99ms"),
+            (100, "0.1s"),
+            (149, "0.1s"),
+            (150, "0.2s"),
+            (3_800, "3.8s"),
+            (45_300, "45.3s"),
+            (300_000, "300.0s"),
+            (u64::MAX, "18446744073709551.6s"),
+        ] {
+            assert_eq!(format_duration_ms(ms), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn first_line_drops_the_rest_and_the_carriage_return() {
+        assert_eq!(first_line("exit code 1\nmore"), "exit code 1");
+        assert_eq!(first_line("a\r\nb"), "a");
+        assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn clip_counts_characters_not_bytes() {
+        assert_eq!(clip("héllo", 5), "héllo");
+        assert_eq!(clip("héllo", 2), "hé…");
+    }
+
+    #[test]
+    fn reason_falls_back_for_empty_errors() {
+        assert_eq!(reason(None, "cancelled"), "cancelled");
+        assert_eq!(reason(Some(""), "failed"), "failed");
+        assert_eq!(reason(Some("exit code 1\nstack"), "failed"), "exit code 1");
+    }
+
+    #[test]
+    fn bounded_tail_keeps_short_text() {
+        assert_eq!(bounded_tail("abc", 3), "abc");
+    }
+
+    #[test]
+    fn bounded_tail_marks_what_it_dropped() {
+        assert_eq!(
+            bounded_tail("0123456789", 4),
+            "[agent-33: 6 bytes truncated]\n6789"
+        );
+    }
+
+    #[test]
+    fn bounded_tail_adds_to_the_engines_marker() {
+        let text = "[agent-33: 100 bytes truncated]\n0123456789";
+        assert_eq!(
+            bounded_tail(text, 4),
+            "[agent-33: 106 bytes truncated]\n6789"
+        );
+    }
+
+    #[test]
+    fn bounded_tail_cuts_on_a_character_boundary() {
+        // "é" is two bytes; a cut inside it moves forward.
+        assert_eq!(bounded_tail("aébc", 3), "[agent-33: 3 bytes truncated]\nbc");
+    }
+
+    #[test]
+    fn paint_only_with_colour() {
+        assert_eq!(Style::Red.paint("x", false), "x");
+        assert_eq!(Style::Red.paint("x", true), "\x1b[1;31mx\x1b[0m");
+    }
+}

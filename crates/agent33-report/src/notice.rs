@@ -1,0 +1,92 @@
+//! Notices on stderr as things happen that a user should hear about before
+//! the summary: dependencies ignored (PRODUCT.md asks for one warning), a
+//! run stopping early and why, a task being retried.
+//!
+//! Notices are one line each and few (at most one per retry); they are not
+//! progress and not task output.
+
+use std::fmt;
+
+use agent33_parallel::Event;
+
+use crate::error::{Context as _, ReportError};
+use crate::format::{Style, format_duration_ms, reason};
+use crate::progress::Suspender;
+use crate::terminal::TerminalInfo;
+use crate::{Output, Reporter};
+
+/// Writes one-line notices to stderr.
+pub struct NoticeReporter {
+    out: Output,
+    color: bool,
+    suspender: Suspender,
+}
+
+impl fmt::Debug for NoticeReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NoticeReporter")
+            .field("color", &self.color)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NoticeReporter {
+    /// Notices written to `out` (the CLI passes stderr).
+    #[must_use]
+    pub fn new(out: Output, term: &TerminalInfo) -> Self {
+        Self {
+            out,
+            color: term.color_stderr(),
+            suspender: Suspender::none(),
+        }
+    }
+
+    /// Hides the progress bar while a notice is written.
+    #[must_use]
+    pub fn suspender(mut self, suspender: Suspender) -> Self {
+        self.suspender = suspender;
+        self
+    }
+
+    fn notice(&self, event: &Event) -> Option<String> {
+        let (label, style, text) = match event {
+            Event::DependenciesIgnored => (
+                "warning:",
+                Style::Yellow,
+                "tasks declare depends_on, which parallel mode ignores \
+                 (respect_dependencies or --respect-dependencies honours it)"
+                    .to_owned(),
+            ),
+            Event::RunStopping { reason } => ("stopping:", Style::Bold, reason.to_string()),
+            Event::TaskRetrying {
+                id,
+                attempt,
+                error,
+                delay,
+                ..
+            } => (
+                "retrying:",
+                Style::Yellow,
+                format!(
+                    "{id} in {} (attempt {attempt}: {})",
+                    format_duration_ms(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    reason(Some(error), "failed")
+                ),
+            ),
+            _ => return None,
+        };
+        Some(format!("{} {text}\n", style.paint(label, self.color)))
+    }
+}
+
+impl Reporter for NoticeReporter {
+    fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
+        let Some(line) = self.notice(event) else {
+            return Ok(());
+        };
+        let out = &mut self.out;
+        self.suspender
+            .suspend(|| out.write_all(line.as_bytes()).and_then(|()| out.flush()))
+            .context(|| "notices to stderr".to_owned())
+    }
+}

@@ -1,0 +1,447 @@
+//! Live progress on stderr while a run goes on.
+//!
+//! On a terminal: an indicatif bar with done/total (when the total is known
+//! from `RunStarted`), tasks running now, failures so far, elapsed time and
+//! ETA. Off a terminal (CI logs, files): a plain status line now and then —
+//! at most every [`DEFAULT_LINE_INTERVAL`], only when something changed, and
+//! otherwise a heartbeat every [`HEARTBEAT_FACTOR`] intervals so a log never
+//! looks hung — never one per task. Quiet: [`ProgressReporter::hidden`].
+//!
+//! Which of these is chosen is the caller's decision ([`TerminalInfo`]),
+//! not detected here, so tests can force either. The bar is shared with
+//! other console reporters through a [`Suspender`], which hides it while they
+//! write so lines never tear through it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent33_parallel::{Event, TaskStatus};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::{Context as _, ReportError};
+use crate::format::format_duration_ms;
+use crate::terminal::TerminalInfo;
+use crate::{Output, Reporter};
+
+/// Shortest time between two plain status lines.
+pub const DEFAULT_LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Without any change, a plain status line still comes every this many
+/// intervals (30 s by default).
+pub const HEARTBEAT_FACTOR: u32 = 6;
+
+/// Hides the progress bar (if there is one) while other output is written.
+/// Cheap to clone; [`Suspender::none`] does nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Suspender {
+    bar: Option<ProgressBar>,
+}
+
+impl Suspender {
+    /// A suspender with no bar behind it.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` with the bar cleared from the screen, then redraws it.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+}
+
+/// A source of the current instant, replaceable in tests.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// What progress shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    done: u64,
+    running: usize,
+    failures: u64,
+}
+
+enum Kind {
+    Hidden,
+    Bar {
+        bar: ProgressBar,
+        color: bool,
+    },
+    Lines {
+        out: Output,
+        clock: Clock,
+        interval: Duration,
+        /// When the last line was printed (or the run started), and what it
+        /// showed.
+        last: Option<(Instant, Counts)>,
+        started: Option<Instant>,
+    },
+}
+
+/// Shows a run's progress on stderr.
+pub struct ProgressReporter {
+    kind: Kind,
+    total: Option<usize>,
+    counts: Counts,
+    running: HashSet<u64>,
+    over: bool,
+}
+
+impl fmt::Debug for ProgressReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Hidden => "hidden",
+            Kind::Bar { .. } => "bar",
+            Kind::Lines { .. } => "lines",
+        };
+        f.debug_struct("ProgressReporter")
+            .field("kind", &kind)
+            .field("total", &self.total)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProgressReporter {
+    fn with_kind(kind: Kind) -> Self {
+        Self {
+            kind,
+            total: None,
+            counts: Counts::default(),
+            running: HashSet::new(),
+            over: false,
+        }
+    }
+
+    /// No progress at all (quiet).
+    #[must_use]
+    pub fn hidden() -> Self {
+        Self::with_kind(Kind::Hidden)
+    }
+
+    /// A progress bar drawn on stderr.
+    #[must_use]
+    pub fn bar(color: bool) -> Self {
+        Self::bar_with_target(ProgressDrawTarget::stderr(), color)
+    }
+
+    /// A progress bar drawn on `target` (tests pass
+    /// `ProgressDrawTarget::hidden()`).
+    #[must_use]
+    pub fn bar_with_target(target: ProgressDrawTarget, color: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(None, target);
+        Self::with_kind(Kind::Bar { bar, color })
+    }
+
+    /// Plain status lines written to `out`, at most every
+    /// [`DEFAULT_LINE_INTERVAL`].
+    #[must_use]
+    pub fn lines(out: Output) -> Self {
+        Self::with_kind(Kind::Lines {
+            out,
+            clock: Arc::new(Instant::now),
+            interval: DEFAULT_LINE_INTERVAL,
+            last: None,
+            started: None,
+        })
+    }
+
+    /// A bar when stderr is a terminal, plain lines to `stderr` otherwise.
+    #[must_use]
+    pub fn for_terminal(term: &TerminalInfo, stderr: Output) -> Self {
+        if term.stderr_is_terminal {
+            Self::bar(term.color_stderr())
+        } else {
+            Self::lines(stderr)
+        }
+    }
+
+    /// Sets the shortest time between plain status lines (lines mode only).
+    #[must_use]
+    pub fn interval(mut self, every: Duration) -> Self {
+        if let Kind::Lines { interval, .. } = &mut self.kind {
+            *interval = every;
+        }
+        self
+    }
+
+    /// Replaces the clock of the lines mode (tests drive time by hand).
+    #[must_use]
+    pub fn clock(mut self, now: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        if let Kind::Lines { clock, .. } = &mut self.kind {
+            *clock = Arc::new(now);
+        }
+        self
+    }
+
+    /// A handle that hides this reporter's bar while others write.
+    #[must_use]
+    pub fn suspender(&self) -> Suspender {
+        match &self.kind {
+            Kind::Bar { bar, .. } => Suspender {
+                bar: Some(bar.clone()),
+            },
+            Kind::Hidden | Kind::Lines { .. } => Suspender::none(),
+        }
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "{} running, {} failed",
+            self.counts.running, self.counts.failures
+        )
+    }
+
+    /// The plain status line for the current state, `elapsed` into the run.
+    fn status_line(&self, elapsed: Duration) -> String {
+        let c = self.counts;
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let mut line = match self.total {
+            Some(total) => format!("progress: {}/{total} done", c.done),
+            None => format!("progress: {} done", c.done),
+        };
+        line.push_str(&format!(
+            ", {}, {} elapsed",
+            self.message(),
+            format_duration_ms(elapsed_ms)
+        ));
+        if let Some(total) = self.total.map(|t| t as u64) {
+            if c.done > 0 && c.done < total {
+                let eta = u128::from(elapsed_ms) * u128::from(total - c.done) / u128::from(c.done);
+                let eta = u64::try_from(eta).unwrap_or(u64::MAX);
+                line.push_str(&format!(", ETA {}", format_duration_ms(eta)));
+            }
+        }
+        line
+    }
+
+    fn template(total_known: bool, color: bool) -> &'static str {
+        match (total_known, color) {
+            (true, true) => {
+                "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} · {msg} · ETA {eta}"
+            }
+            (true, false) => {
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} · {msg} · ETA {eta}"
+            }
+            (false, true) => "{spinner:.green} [{elapsed_precise}] {pos} done · {msg}",
+            (false, false) => "{spinner} [{elapsed_precise}] {pos} done · {msg}",
+        }
+    }
+
+    fn start_bar(bar: &ProgressBar, total: Option<usize>, color: bool) {
+        let template = Self::template(total.is_some(), color);
+        // The templates are constants (a test parses each); should one ever
+        // be rejected, a plain bar is better than none.
+        let style =
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        if let Some(total) = total {
+            bar.set_length(total as u64);
+        }
+        bar.reset_elapsed();
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(Duration::from_millis(100));
+        }
+    }
+
+    /// Prints a status line if it is time to.
+    fn maybe_line(&mut self) -> Result<(), ReportError> {
+        if self.over {
+            return Ok(());
+        }
+        let counts = self.counts;
+        let Kind::Lines {
+            clock,
+            interval,
+            last,
+            started,
+            ..
+        } = &self.kind
+        else {
+            return Ok(());
+        };
+        let (Some(started), Some((at, shown))) = (*started, *last) else {
+            return Ok(());
+        };
+        let now = clock();
+        let since = now.saturating_duration_since(at);
+        let due = since >= *interval
+            && (counts != shown || since >= interval.saturating_mul(HEARTBEAT_FACTOR));
+        if !due {
+            return Ok(());
+        }
+        let mut line = self.status_line(now.saturating_duration_since(started));
+        line.push('\n');
+        if let Kind::Lines { out, last, .. } = &mut self.kind {
+            *last = Some((now, counts));
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.flush())
+                .context(|| "progress to stderr".to_owned())?;
+        }
+        Ok(())
+    }
+
+    fn update_bar(&self) {
+        if let Kind::Bar { bar, .. } = &self.kind {
+            bar.set_position(self.counts.done);
+            bar.set_message(self.message());
+        }
+    }
+
+    fn end(&mut self) {
+        self.over = true;
+        if let Kind::Bar { bar, .. } = &self.kind {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for ProgressReporter {
+    fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
+        match event {
+            Event::RunStarted { total, .. } => {
+                self.total = *total;
+                match &mut self.kind {
+                    Kind::Bar { bar, color } => Self::start_bar(bar, *total, *color),
+                    Kind::Lines {
+                        clock,
+                        last,
+                        started,
+                        ..
+                    } => {
+                        let now = clock();
+                        *started = Some(now);
+                        *last = Some((now, Counts::default()));
+                    }
+                    Kind::Hidden => {}
+                }
+            }
+            Event::TaskStarted { seq, .. } => {
+                self.running.insert(*seq);
+                self.counts.running = self.running.len();
+            }
+            Event::TaskRetrying { seq, .. } => {
+                self.running.remove(seq);
+                self.counts.running = self.running.len();
+            }
+            Event::TaskFinished { seq, result, .. } => {
+                self.running.remove(seq);
+                self.counts.running = self.running.len();
+                self.counts.done += 1;
+                if matches!(result.status, TaskStatus::Failed | TaskStatus::Timeout) {
+                    self.counts.failures += 1;
+                }
+            }
+            Event::RunFinished { .. } => {
+                self.end();
+                return Ok(());
+            }
+            Event::DependenciesIgnored
+            | Event::TaskQueued { .. }
+            | Event::TaskOutput { .. }
+            | Event::RunStopping { .. } => return self.maybe_line(),
+        }
+        self.update_bar();
+        self.maybe_line()
+    }
+
+    fn tick(&mut self) -> Result<(), ReportError> {
+        self.maybe_line()
+    }
+
+    fn finish(&mut self) -> Result<(), ReportError> {
+        self.end();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agent33_parallel::{AgentTask, Event, TaskResult, TaskStatus, Timestamp};
+
+    use super::*;
+
+    fn finished(seq: u64, status: TaskStatus) -> Event {
+        let task = Arc::new(AgentTask::new("c", format!("{seq}")));
+        Event::TaskFinished {
+            seq,
+            slot: Some(0),
+            result: Box::new(TaskResult::not_started(task, status, "x".to_owned())),
+        }
+    }
+
+    fn started(seq: u64) -> Event {
+        Event::TaskStarted {
+            seq,
+            id: format!("c:{seq}").into(),
+            attempt: 1,
+            slot: 0,
+            waited: Duration::ZERO,
+            at: Timestamp(std::time::SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn every_bar_template_parses() {
+        for (total, color) in [(true, true), (true, false), (false, true), (false, false)] {
+            let template = ProgressReporter::template(total, color);
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+        }
+    }
+
+    #[test]
+    fn the_bar_follows_done_running_and_failures() {
+        let mut p = ProgressReporter::bar_with_target(ProgressDrawTarget::hidden(), false);
+        let Kind::Bar { bar, .. } = &p.kind else {
+            panic!("a bar");
+        };
+        let bar = bar.clone();
+        p.on_event(&Event::RunStarted {
+            total: Some(3),
+            parallel_limit: 2,
+            at: Timestamp(std::time::SystemTime::UNIX_EPOCH),
+        })
+        .unwrap();
+        assert_eq!(bar.length(), Some(3));
+        p.on_event(&started(0)).unwrap();
+        p.on_event(&started(1)).unwrap();
+        assert_eq!(bar.message(), "2 running, 0 failed");
+        p.on_event(&finished(0, TaskStatus::Timeout)).unwrap();
+        assert_eq!(
+            (bar.position(), bar.message().as_str()),
+            (1, "1 running, 1 failed")
+        );
+        p.on_event(&finished(2, TaskStatus::Cancelled)).unwrap();
+        assert_eq!(
+            (bar.position(), bar.message().as_str()),
+            (2, "1 running, 1 failed")
+        );
+        p.finish().unwrap();
+        assert!(bar.is_finished());
+        // Suspending a finished bar just runs the closure.
+        assert_eq!(p.suspender().suspend(|| 7), 7);
+    }
+
+    #[test]
+    fn status_line_shows_eta_only_when_it_means_something() {
+        let mut p = ProgressReporter::hidden();
+        assert_eq!(
+            p.status_line(Duration::from_secs(2)),
+            "progress: 0 done, 0 running, 0 failed, 2.0s elapsed"
+        );
+        p.total = Some(4);
+        p.counts.done = 1;
+        assert_eq!(
+            p.status_line(Duration::from_secs(2)),
+            "progress: 1/4 done, 0 running, 0 failed, 2.0s elapsed, ETA 6.0s"
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! Builders for event sequences and a shared in-memory writer.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use agent33_parallel::{
+    AgentTask, Event, Metrics, StopReason, Stream, TaskId, TaskResult, TaskStatus, Timer, Timestamp,
+};
+
+/// 2026-01-01T00:00:00Z plus `ms`.
+pub fn at(ms: u64) -> Timestamp {
+    Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_600_000 + ms))
+}
+
+/// A writer whose bytes the test can read while a reporter owns it.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn boxed(&self) -> Box<dyn Write + Send> {
+        Box::new(self.clone())
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer whose reader has gone away.
+pub struct ClosedPipe;
+
+impl Write for ClosedPipe {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+pub fn task(agent: &str, artifact: &str) -> Arc<AgentTask> {
+    Arc::new(AgentTask::new(agent, artifact))
+}
+
+/// How a hand-made task ends.
+pub struct Outcome {
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub output: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn success() -> Self {
+        Self {
+            status: TaskStatus::Success,
+            error: None,
+            exit_code: Some(0),
+            output: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    pub fn failed(code: i32) -> Self {
+        Self {
+            status: TaskStatus::Failed,
+            error: Some(format!("exit code {code}")),
+            exit_code: Some(code),
+            ..Self::success()
+        }
+    }
+
+    pub fn timeout(limit: &str) -> Self {
+        Self {
+            status: TaskStatus::Timeout,
+            error: Some(format!("timed out after {limit}")),
+            exit_code: None,
+            ..Self::success()
+        }
+    }
+
+    pub fn output(mut self, stdout: &str, stderr: &str) -> Self {
+        self.output = stdout.to_owned();
+        self.stderr = stderr.to_owned();
+        self
+    }
+}
+
+/// Builds a run's events in order, tracking metrics the way the engine does.
+pub struct RunBuilder {
+    pub events: Vec<Event>,
+    tasks: BTreeMap<u64, (Arc<AgentTask>, u64, u32)>,
+    limit: usize,
+    counts: [u64; 5],
+    retries: u64,
+    task_ms: Timer,
+    wait_ms: Timer,
+}
+
+impl RunBuilder {
+    pub fn start(total: Option<usize>, limit: usize) -> Self {
+        Self {
+            events: vec![Event::RunStarted {
+                total,
+                parallel_limit: limit,
+                at: at(0),
+            }],
+            tasks: BTreeMap::new(),
+            limit,
+            counts: [0; 5],
+            retries: 0,
+            task_ms: Timer::default(),
+            wait_ms: Timer::default(),
+        }
+    }
+
+    pub fn queue(&mut self, seq: u64, agent: &str, artifact: &str) -> TaskId {
+        let t = task(agent, artifact);
+        let id = t.id.clone();
+        self.events.push(Event::TaskQueued {
+            seq,
+            task: Arc::clone(&t),
+        });
+        self.tasks.insert(seq, (t, 0, 0));
+        id
+    }
+
+    pub fn start_task(&mut self, seq: u64, slot: usize, at_ms: u64, waited_ms: u64) {
+        let (t, first, attempts) = self.tasks.get_mut(&seq).expect("queued");
+        if *attempts == 0 {
+            *first = at_ms;
+            self.wait_ms.record(waited_ms as f64);
+        }
+        *attempts += 1;
+        self.events.push(Event::TaskStarted {
+            seq,
+            id: t.id.clone(),
+            attempt: *attempts,
+            slot,
+            waited: Duration::from_millis(waited_ms),
+            at: at(at_ms),
+        });
+    }
+
+    pub fn output(&mut self, seq: u64, stream: Stream, bytes: &[u8]) {
+        let id = self.tasks[&seq].0.id.clone();
+        self.events.push(Event::TaskOutput {
+            seq,
+            id,
+            stream,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    pub fn retry(&mut self, seq: u64, slot: usize, at_ms: u64, error: &str) {
+        let (t, _, attempts) = &self.tasks[&seq];
+        self.events.push(Event::TaskRetrying {
+            seq,
+            id: t.id.clone(),
+            attempt: *attempts,
+            error: error.to_owned(),
+            slot,
+            delay: Duration::from_secs(1),
+            at: at(at_ms),
+        });
+    }
+
+    /// Finishes a started task at `end_ms`.
+    pub fn finish_task(&mut self, seq: u64, slot: usize, end_ms: u64, outcome: Outcome) {
+        let (t, first, attempts) = self.tasks.remove(&seq).expect("queued");
+        assert!(attempts > 0, "finish_task is for started tasks");
+        let duration_ms = end_ms - first;
+        self.task_ms.record(duration_ms as f64);
+        self.retries += u64::from(attempts - 1);
+        self.count(outcome.status);
+        self.events.push(Event::TaskFinished {
+            seq,
+            slot: Some(slot),
+            result: Box::new(TaskResult {
+                task: t,
+                status: outcome.status,
+                duration_ms,
+                output: outcome.output,
+                stderr: outcome.stderr,
+                error: outcome.error,
+                exit_code: outcome.exit_code,
+                attempts,
+                started_at: Some(at(first)),
+                finished_at: Some(at(end_ms)),
+                notes: Vec::new(),
+            }),
+        });
+    }
+
+    /// Ends a task that never started (cancelled or skipped).
+    pub fn settle(&mut self, seq: u64, status: TaskStatus, error: &str) {
+        let (t, _, _) = self.tasks.remove(&seq).expect("queued");
+        self.count(status);
+        self.events.push(Event::TaskFinished {
+            seq,
+            slot: None,
+            result: Box::new(TaskResult::not_started(t, status, error.to_owned())),
+        });
+    }
+
+    pub fn stopping(&mut self, reason: StopReason) {
+        self.events.push(Event::RunStopping { reason });
+    }
+
+    fn count(&mut self, status: TaskStatus) {
+        let i = match status {
+            TaskStatus::Success => 0,
+            TaskStatus::Failed => 1,
+            TaskStatus::Timeout => 2,
+            TaskStatus::Cancelled => 3,
+            TaskStatus::Skipped => 4,
+        };
+        self.counts[i] += 1;
+    }
+
+    /// Ends the run with the given wall time, peak and utilization.
+    pub fn finish(
+        mut self,
+        duration_ms: u64,
+        peak: usize,
+        utilization: f64,
+        stopped: Option<StopReason>,
+    ) -> Vec<Event> {
+        let mut m = Metrics::default();
+        let [s, f, t, c, k] = self.counts;
+        for (name, value) in [
+            ("tasks_total", s + f + t + c + k),
+            ("tasks_succeeded", s),
+            ("tasks_failed", f),
+            ("tasks_timeout", t),
+            ("tasks_cancelled", c),
+            ("tasks_skipped", k),
+            ("task_retry_count", self.retries),
+        ] {
+            m.counters.insert(name.to_owned(), value);
+        }
+        m.gauges
+            .insert("parallel_limit".to_owned(), self.limit as f64);
+        m.gauges.insert("parallel_peak".to_owned(), peak as f64);
+        m.gauges
+            .insert("parallel_utilization".to_owned(), utilization);
+        let mut run = Timer::default();
+        run.record(duration_ms as f64);
+        m.timers
+            .insert("execution_duration_ms".to_owned(), run.summary());
+        m.timers
+            .insert("task_duration_ms".to_owned(), self.task_ms.summary());
+        m.timers
+            .insert("semaphore_wait_ms".to_owned(), self.wait_ms.summary());
+        self.events.push(Event::RunFinished {
+            duration_ms,
+            stopped,
+            metrics: m,
+        });
+        self.events
+    }
+}
+
+/// PRODUCT.md's example run: 12 tasks on 4 slots, 10 succeeded, one failed
+/// (exit code 1), one timed out; 45.3 s wall, 3.8 s average, 78 %, peak 4.
+pub fn product_example() -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(12), 4);
+    let artifacts = [
+        ("refinement", "core/templates/a.md"),
+        ("refinement", "core/templates/b.md"),
+        ("refinement", "core/templates/c.md"),
+        ("validation", "core/agents/worker.md"),
+        ("refinement", "core/templates/d.md"),
+        ("validation", "core/agents/planner.md"),
+        ("validation", "core/agents/critic.md"),
+        ("refinement", "core/prompts/SYSTEM.md"),
+        ("validation", "core/agents/a.md"),
+        ("validation", "core/agents/b.md"),
+        ("validation", "core/agents/c.md"),
+        ("validation", "core/agents/d.md"),
+    ];
+    for (seq, (agent, artifact)) in (0u64..).zip(artifacts) {
+        run.queue(seq, agent, artifact);
+    }
+    // Durations sum to 45.6 s over 12 started tasks: 3.8 s on average.
+    // Four lanes; each task starts when its lane frees.
+    let durations: [u64; 12] = [
+        3630, 3630, 3630, 300, 3630, 3630, 3630, 9000, 3630, 3630, 3630, 3630,
+    ];
+    let mut lanes = [0u64; 4];
+    for (seq, d) in (0u64..).zip(durations) {
+        let slot = (0..4).min_by_key(|&s| (lanes[s], s)).expect("four lanes");
+        let start = lanes[slot];
+        run.start_task(seq, slot, start, start);
+        let outcome = match seq {
+            3 => Outcome::failed(1).output("checking worker.md\n", "worker.md:3: missing title\n"),
+            7 => Outcome::timeout("300s").output("refining…\n", ""),
+            _ => Outcome::success().output(&format!("ok {seq}\n"), ""),
+        };
+        run.finish_task(seq, slot, start + d, outcome);
+        lanes[slot] = start + d;
+    }
+    run.finish(45_300, 4, 0.78, None)
+}

@@ -1,0 +1,293 @@
+//! Task output on the console: grouped blocks and streamed lines.
+
+use agent33_parallel::{Event, Stream};
+use agent33_report::{
+    GroupedPrinter, MAX_PARTIAL_LINE, OutputMode, Reporters, StreamPrinter, Suspender, TerminalInfo,
+};
+
+use crate::fixtures::{Outcome, RunBuilder, SharedBuf};
+
+fn feed(mode: OutputMode, events: &[Event], term: &TerminalInfo) -> (String, String) {
+    let (out, err) = (SharedBuf::default(), SharedBuf::default());
+    let mut reporters = Reporters::new();
+    for p in mode.printers(out.boxed(), err.boxed(), term, &Suspender::none()) {
+        reporters.push(p);
+    }
+    for e in events {
+        assert!(reporters.on_event(e).is_empty());
+    }
+    assert!(reporters.finish().is_empty());
+    (out.text(), err.text())
+}
+
+/// Three tasks whose live output interleaves; they finish out of order.
+fn interleaved_run() -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(3), 3);
+    run.queue(0, "command", "alpha");
+    run.queue(1, "command", "beta");
+    run.queue(2, "command", "gamma");
+    for seq in 0..3 {
+        run.start_task(seq, seq as usize, 0, 0);
+    }
+    run.output(0, Stream::Stdout, b"al");
+    run.output(1, Stream::Stdout, b"beta 1\nbe");
+    run.output(0, Stream::Stdout, b"pha 1\nalpha 2\n");
+    run.output(2, Stream::Stderr, b"gamma warns\n");
+    run.output(1, Stream::Stdout, b"ta 2\n");
+    run.output(2, Stream::Stdout, b"gamma 1\ngamma no newline");
+    run.finish_task(
+        2,
+        2,
+        80,
+        Outcome::failed(4).output("gamma 1\ngamma no newline", "gamma warns\n"),
+    );
+    run.finish_task(
+        0,
+        0,
+        1_200,
+        Outcome::success().output("alpha 1\nalpha 2\n", ""),
+    );
+    run.finish_task(
+        1,
+        1,
+        2_345,
+        Outcome::success().output("beta 1\nbeta 2\n", ""),
+    );
+    run.finish(2_400, 3, 0.5, None)
+}
+
+#[test]
+fn grouped_prints_whole_blocks_in_finish_order() {
+    let (out, err) = feed(
+        OutputMode::Grouped,
+        &interleaved_run(),
+        &TerminalInfo::plain(),
+    );
+    assert_eq!(
+        out,
+        "\
+── command:gamma (exit code 4, 80ms) ──
+gamma 1
+gamma no newline
+── command:alpha (ok, 1.2s) ──
+alpha 1
+alpha 2
+── command:beta (ok, 2.3s) ──
+beta 1
+beta 2
+"
+    );
+    assert_eq!(
+        err,
+        "── command:gamma [stderr] (exit code 4, 80ms) ──\ngamma warns\n"
+    );
+}
+
+/// Many tasks with multi-line output finishing in a scrambled order: every
+/// block holds exactly its own task's output, contiguous.
+#[test]
+fn grouped_never_interleaves() {
+    let n = 50u64;
+    let mut run = RunBuilder::start(Some(n as usize), 8);
+    for seq in 0..n {
+        run.queue(seq, "agent", &format!("t{seq}"));
+        run.start_task(seq, 0, 0, 0);
+    }
+    for seq in 0..n {
+        for line in 0..3 {
+            run.output(
+                seq,
+                Stream::Stdout,
+                format!("t{seq} line {line}\n").as_bytes(),
+            );
+        }
+    }
+    let order: Vec<u64> = (0..n).map(|i| (i * 17) % n).collect();
+    for &seq in &order {
+        let text: String = (0..3).map(|l| format!("t{seq} line {l}\n")).collect();
+        run.finish_task(seq, 0, 10 + seq, Outcome::success().output(&text, ""));
+    }
+    let (out, _) = feed(
+        OutputMode::Grouped,
+        &run.finish(100, 8, 0.9, None),
+        &TerminalInfo::plain(),
+    );
+    let blocks: Vec<&str> = out.split("── ").skip(1).collect();
+    assert_eq!(blocks.len(), n as usize);
+    for (block, &seq) in blocks.iter().zip(&order) {
+        let mut lines = block.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with(&format!("agent:t{seq} (ok, "))
+        );
+        let body: Vec<&str> = lines.collect();
+        let expected: Vec<String> = (0..3).map(|l| format!("t{seq} line {l}")).collect();
+        assert_eq!(body, expected, "block of t{seq}");
+    }
+}
+
+#[test]
+fn grouped_headers_are_coloured_only_on_a_terminal() {
+    let events = interleaved_run();
+    let (out, _) = feed(OutputMode::Grouped, &events, &TerminalInfo::terminal());
+    assert!(
+        out.starts_with("\x1b[1;31m── command:gamma (exit code 4, 80ms) ──\x1b[0m\n"),
+        "{out:?}"
+    );
+    let no_color = TerminalInfo {
+        no_color: true,
+        ..TerminalInfo::terminal()
+    };
+    let (out, _) = feed(OutputMode::Grouped, &events, &no_color);
+    assert!(!out.contains('\x1b'), "{out:?}");
+}
+
+#[test]
+fn stream_prefixes_lines_and_buffers_partial_ones() {
+    let (out, err) = feed(
+        OutputMode::Stream,
+        &interleaved_run(),
+        &TerminalInfo::plain(),
+    );
+    assert_eq!(
+        out,
+        "\
+[command:beta] beta 1
+[command:alpha] alpha 1
+[command:alpha] alpha 2
+[command:beta] beta 2
+[command:gamma] gamma 1
+[command:gamma] gamma no newline
+"
+    );
+    assert_eq!(err, "[command:gamma] gamma warns\n");
+}
+
+#[test]
+fn stream_writes_each_line_as_soon_as_it_is_complete() {
+    let out = SharedBuf::default();
+    let mut printer = StreamPrinter::new(Stream::Stdout, out.boxed(), false);
+    let mut run = RunBuilder::start(None, 2);
+    run.queue(0, "c", "a");
+    run.start_task(0, 0, 0, 0);
+    let events = run.events.clone();
+    use agent33_report::Reporter as _;
+    for e in &events {
+        printer.on_event(e).unwrap();
+    }
+    let chunk = |bytes: &[u8]| Event::TaskOutput {
+        seq: 0,
+        id: "c:a".into(),
+        stream: Stream::Stdout,
+        bytes: bytes.to_vec(),
+    };
+    printer.on_event(&chunk(b"one")).unwrap();
+    assert_eq!(out.text(), "");
+    printer.on_event(&chunk(b" two\nthr")).unwrap();
+    assert_eq!(out.text(), "[c:a] one two\n");
+    printer.on_event(&chunk(b"ee\n")).unwrap();
+    assert_eq!(out.text(), "[c:a] one two\n[c:a] three\n");
+}
+
+#[test]
+fn stream_passes_bytes_through_and_ends_lines_at_a_retry() {
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "c", "bin");
+    run.start_task(0, 0, 0, 0);
+    run.output(0, Stream::Stdout, b"\xff\xfe raw\r\npartial");
+    run.retry(0, 0, 10, "exit code 1");
+    run.start_task(0, 0, 1_010, 0);
+    run.output(0, Stream::Stdout, b"second try\n");
+    run.finish_task(0, 0, 1_020, Outcome::success().output("second try\n", ""));
+    let events = run.finish(1_030, 1, 0.1, None);
+    let out = SharedBuf::default();
+    let mut reporters =
+        Reporters::new().with(StreamPrinter::new(Stream::Stdout, out.boxed(), false));
+    for e in &events {
+        assert!(reporters.on_event(e).is_empty());
+    }
+    assert!(reporters.finish().is_empty());
+    assert_eq!(
+        out.bytes(),
+        b"[c:bin] \xff\xfe raw\r\n[c:bin] partial\n[c:bin] second try\n"
+    );
+}
+
+#[test]
+fn stream_prints_output_that_was_never_streamed_at_the_finish() {
+    // An agent that returns its output instead of writing it live.
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "llm", "prompt.md");
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(
+        0,
+        0,
+        500,
+        Outcome::success().output("answer\nmore", "note\n"),
+    );
+    let (out, err) = feed(
+        OutputMode::Stream,
+        &run.finish(501, 1, 1.0, None),
+        &TerminalInfo::plain(),
+    );
+    assert_eq!(out, "[llm:prompt.md] answer\n[llm:prompt.md] more\n");
+    assert_eq!(err, "[llm:prompt.md] note\n");
+}
+
+#[test]
+fn stream_breaks_a_line_that_never_ends() {
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "c", "a");
+    run.start_task(0, 0, 0, 0);
+    let long = vec![b'x'; MAX_PARTIAL_LINE + 10];
+    run.output(0, Stream::Stdout, &long);
+    let out = SharedBuf::default();
+    let mut reporters =
+        Reporters::new().with(StreamPrinter::new(Stream::Stdout, out.boxed(), false));
+    for e in &run.events {
+        assert!(reporters.on_event(e).is_empty());
+    }
+    let text = out.text();
+    assert_eq!(
+        text.len(),
+        "[c:a] ".len() + long.len() + 1,
+        "printed before the task ended"
+    );
+}
+
+#[test]
+fn none_mode_has_no_printer() {
+    let (out, err) = feed(OutputMode::None, &interleaved_run(), &TerminalInfo::plain());
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+}
+
+#[test]
+fn output_mode_parses_its_names() {
+    for mode in [OutputMode::Grouped, OutputMode::Stream, OutputMode::None] {
+        assert_eq!(mode.as_str().parse::<OutputMode>(), Ok(mode));
+    }
+    let err = "lines".parse::<OutputMode>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown output mode `lines` (expected grouped, stream or none)"
+    );
+    assert!(OutputMode::Stream.needs_live_output());
+    assert!(!OutputMode::Grouped.needs_live_output());
+}
+
+#[test]
+fn grouped_printer_ignores_tasks_without_output() {
+    let out = SharedBuf::default();
+    let mut reporters =
+        Reporters::new().with(GroupedPrinter::new(Stream::Stdout, out.boxed(), false));
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "c", "quiet");
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(0, 0, 5, Outcome::failed(1));
+    for e in &run.finish(6, 1, 1.0, None) {
+        assert!(reporters.on_event(e).is_empty());
+    }
+    assert_eq!(out.text(), "");
+}

@@ -1,0 +1,214 @@
+//! The console summary: PRODUCT.md's pinned shape, letter for letter.
+
+use agent33_parallel::{Event, ResultsCollector, StopReason, TaskStatus};
+use agent33_report::{Reporter, Summary, SummaryOptions, SummaryReporter};
+
+use crate::fixtures::{Outcome, RunBuilder, SharedBuf, product_example};
+
+fn render(events: &[Event], options: SummaryOptions) -> String {
+    let buf = SharedBuf::default();
+    let mut reporter = SummaryReporter::new(buf.boxed(), options);
+    for e in events {
+        reporter.on_event(e).unwrap();
+    }
+    // Nothing is printed before the run is over.
+    assert_eq!(buf.text(), "");
+    reporter.finish().unwrap();
+    buf.text()
+}
+
+#[test]
+fn product_example_renders_exactly_as_pinned() {
+    let expected = "\
+Execution Summary
+=================
+Duration: 45.3s
+Tasks: 12 total, 10 succeeded, 1 failed, 1 timeout, 0 cancelled, 0 skipped
+Avg task time: 3.8s
+Parallel utilization: 78%
+Peak concurrent: 4/4
+Failed: validation:core/agents/worker.md (exit code 1), refinement:core/prompts/SYSTEM.md (timed out after 300s)
+";
+    assert_eq!(
+        render(&product_example(), SummaryOptions::default()),
+        expected
+    );
+}
+
+#[test]
+fn summary_from_results_matches_summary_from_events() {
+    let events = product_example();
+    let mut collector = ResultsCollector::new();
+    for e in &events {
+        collector.observe(e);
+    }
+    let results = collector.finish();
+    assert_eq!(
+        Summary::from_results(&results, SummaryOptions::default()).render(),
+        render(&events, SummaryOptions::default())
+    );
+}
+
+#[test]
+fn all_succeeded_has_no_failed_line() {
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "lint", "a.md");
+    run.queue(1, "lint", "b.md");
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.finish_task(0, 0, 40, Outcome::success());
+    run.finish_task(1, 1, 1_250, Outcome::success());
+    let text = render(
+        &run.finish(1_262, 2, 0.512, None),
+        SummaryOptions::default(),
+    );
+    insta::assert_snapshot!("all_succeeded", text);
+}
+
+#[test]
+fn empty_run_shows_a_dash_for_the_average() {
+    let run = RunBuilder::start(Some(0), 4);
+    let text = render(&run.finish(3, 0, 0.0, None), SummaryOptions::default());
+    insta::assert_snapshot!("empty_run", text);
+}
+
+/// A fail-fast run with thousands of cancellations: the failure that caused
+/// it comes first, the list is capped, and the rest is counted.
+#[test]
+fn failed_line_is_capped_with_failures_first() {
+    let n = 10_000u64;
+    let mut run = RunBuilder::start(Some(n as usize), 4);
+    for seq in 0..n {
+        run.queue(seq, "command", &format!("item-{seq:05}"));
+    }
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.start_task(2, 2, 0, 0);
+    run.start_task(3, 3, 0, 0);
+    run.finish_task(0, 0, 100, Outcome::success());
+    run.finish_task(2, 2, 2_000, Outcome::failed(3));
+    let reason = StopReason::FailFast {
+        task: "command:item-00002".into(),
+        how: "failed".to_owned(),
+    };
+    run.stopping(reason.clone());
+    run.finish_task(
+        1,
+        1,
+        2_050,
+        Outcome {
+            status: TaskStatus::Cancelled,
+            error: Some("cancelled: fail-fast after `command:item-00002` failed".to_owned()),
+            exit_code: None,
+            ..Outcome::success()
+        },
+    );
+    run.finish_task(3, 3, 2_050, Outcome::success());
+    // Cancelled in reverse input order: the list must still be in input order.
+    for seq in (4..n).rev() {
+        run.settle(
+            seq,
+            TaskStatus::Cancelled,
+            "not started: fail-fast after `command:item-00002` failed",
+        );
+    }
+    let events = run.finish(2_060, 4, 0.49, Some(reason));
+    let text = render(
+        &events,
+        SummaryOptions {
+            failed_limit: 5,
+            details: false,
+        },
+    );
+    insta::assert_snapshot!("fail_fast_capped", text);
+    let default = render(&events, SummaryOptions::default());
+    let failed = default.lines().last().unwrap();
+    assert_eq!(failed.matches(" (").count(), 20, "{failed}");
+    assert!(failed.ends_with(", … and 9978 more"), "{failed}");
+}
+
+#[test]
+fn skipped_and_cancelled_come_after_failures_and_errors_show_their_first_line() {
+    let mut run = RunBuilder::start(Some(4), 1);
+    run.queue(0, "build", "x");
+    run.queue(1, "test", "x");
+    run.queue(2, "deploy", "x");
+    run.queue(3, "lint", "x");
+    run.settle(
+        1,
+        TaskStatus::Skipped,
+        "skipped: dependency `build:x` did not succeed",
+    );
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(
+        0,
+        0,
+        50,
+        Outcome {
+            error: Some("agent panicked: boom\nstack backtrace:\n  0: main".to_owned()),
+            exit_code: None,
+            ..Outcome::failed(1)
+        },
+    );
+    run.settle(2, TaskStatus::Cancelled, "not started: interrupted");
+    run.start_task(3, 0, 60, 60);
+    run.finish_task(3, 0, 4_000, Outcome::success());
+    let text = render(
+        &run.finish(4_010, 1, 0.995, Some(StopReason::Interrupted)),
+        SummaryOptions::default(),
+    );
+    insta::assert_snapshot!("mixed_statuses", text);
+}
+
+#[test]
+fn details_add_lines_after_the_pinned_ones() {
+    let events = product_example();
+    let plain = render(&events, SummaryOptions::default());
+    let detailed = render(
+        &events,
+        SummaryOptions {
+            details: true,
+            ..SummaryOptions::default()
+        },
+    );
+    assert!(
+        detailed.starts_with(&plain),
+        "pinned lines first, unchanged"
+    );
+    insta::assert_snapshot!("details", detailed);
+}
+
+#[test]
+fn a_run_without_run_finished_still_gets_a_summary() {
+    let mut run = RunBuilder::start(Some(1), 2);
+    run.queue(0, "lint", "a.md");
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(0, 0, 1_000, Outcome::failed(2));
+    let text = render(&run.events, SummaryOptions::default());
+    let lines: Vec<&str> = text.lines().collect();
+    // The wall time is measured from RunStarted's fixed timestamp, so only
+    // the shape is checked; utilization is unknown without the metrics.
+    assert!(lines[2].starts_with("Duration: "), "{text}");
+    assert_eq!(
+        &lines[3..],
+        [
+            "Tasks: 1 total, 0 succeeded, 1 failed, 0 timeout, 0 cancelled, 0 skipped",
+            "Avg task time: 1.0s",
+            "Parallel utilization: -",
+            "Peak concurrent: 1/2",
+            "Failed: lint:a.md (exit code 2)",
+        ]
+    );
+}
+
+#[test]
+fn short_durations_are_shown_in_milliseconds() {
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "echo", "a");
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(0, 0, 7, Outcome::success());
+    let text = render(&run.finish(12, 1, 0.583, None), SummaryOptions::default());
+    assert!(text.contains("Duration: 12ms\n"), "{text}");
+    assert!(text.contains("Avg task time: 7ms\n"), "{text}");
+    assert!(text.contains("Parallel utilization: 58%\n"), "{text}");
+}
