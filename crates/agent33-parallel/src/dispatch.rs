@@ -280,7 +280,7 @@ impl Dispatcher {
             parallel_limit: self.limit,
             at: self.clock.wall(start),
         });
-        let deadline = self.s.deadline.map(|d| start + d);
+        let deadline = self.s.deadline.and_then(|d| start.checked_add(d));
         // The futures that outlive one turn of the loop are made once and
         // polled in place: re-registering with a token or the timer wheel on
         // every turn would cost more than the dispatch itself.
@@ -650,7 +650,8 @@ impl Dispatcher {
             entry.state = State::Backoff;
             entry.last = Some(Box::new(attempt));
             self.waiting += 1;
-            self.backoffs.push(Reverse((now + delay, seq)));
+            let due = now.checked_add(delay).unwrap_or(now + Duration::from_secs(86_400 * 365));
+            self.backoffs.push(Reverse((due, seq)));
         } else {
             self.finish_started(seq, attempt);
         }
@@ -1055,7 +1056,8 @@ async fn run_attempt(
     kill: CancellationToken,
 ) -> Ended {
     let token = ctx.token.clone();
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // An absurdly long timeout is no timeout.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
     let timed_out = tokio::select! {
         biased;

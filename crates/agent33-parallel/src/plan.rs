@@ -41,6 +41,18 @@ pub enum PlanError {
     Cycle(Vec<TaskId>),
 }
 
+impl PlanError {
+    /// The task the error is about: the depending task, or a cycle's first.
+    #[must_use]
+    pub fn task(&self) -> &TaskId {
+        match self {
+            Self::DuplicateId { id, .. } => id,
+            Self::UnknownDependency { task, .. } | Self::SelfDependency { task } => task,
+            Self::Cycle(ids) => &ids[0],
+        }
+    }
+}
+
 fn format_cycle(ids: &[TaskId]) -> String {
     let mut parts: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
     if let Some(first) = ids.first() {
