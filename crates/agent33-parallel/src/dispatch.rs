@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{Agent, AgentResult, Agents, TaskContext};
 use crate::capture::{Capture, LiveSink};
 use crate::event::{Event, StopReason};
-use crate::executor::{RunControl, Settings};
+use crate::executor::{Resume, RunControl, Settings};
 use crate::metrics::{Metrics, Timer};
 use crate::result::{TaskResult, TaskStatus, Timestamp};
 use crate::task::{AgentTask, TaskId};
@@ -170,6 +170,7 @@ pub(crate) struct Dispatcher {
     registry: Agents,
     agents: Vec<AgentSlot>,
     agent_index: HashMap<crate::task::AgentName, usize>,
+    last_agent: Option<(crate::task::AgentName, usize)>,
     entries: HashMap<u64, Entry, BuildHasherDefault<SeqHasher>>,
     next_seq: u64,
     input: Input,
@@ -192,6 +193,7 @@ pub(crate) struct Dispatcher {
     stop: Option<StopReason>,
     failures: u32,
     control: RunControl,
+    resume: Option<Arc<dyn Resume>>,
     events: UnboundedSender<Vec<Event>>,
     /// Events of the current turn of the loop, sent as one batch: one
     /// channel operation and at most one wake-up per turn, not per event.
@@ -212,6 +214,7 @@ impl Dispatcher {
         registry: Agents,
         input: Input,
         control: RunControl,
+        resume: Option<Arc<dyn Resume>>,
         events: UnboundedSender<Vec<Event>>,
     ) -> Self {
         let limit = s.effective_limit();
@@ -226,6 +229,7 @@ impl Dispatcher {
             registry,
             agents: Vec::new(),
             agent_index: HashMap::new(),
+            last_agent: None,
             entries: HashMap::default(),
             next_seq: 0,
             input,
@@ -244,6 +248,7 @@ impl Dispatcher {
             stop: None,
             failures: 0,
             control,
+            resume,
             events,
             outbox: Vec::new(),
             clock: Clock {
@@ -419,7 +424,14 @@ impl Dispatcher {
     }
 
     fn agent_slot(&mut self, task: &AgentTask) -> usize {
+        // Runs of tasks for one agent are the common case: skip the hash.
+        if let Some((name, i)) = &self.last_agent {
+            if name.same(&task.agent) {
+                return *i;
+            }
+        }
         if let Some(&i) = self.agent_index.get(&task.agent) {
+            self.last_agent = Some((task.agent.clone(), i));
             return i;
         }
         let spec = self.registry.get(task.agent.as_str()).cloned();
@@ -433,9 +445,10 @@ impl Dispatcher {
             running: 0,
             ready: BinaryHeap::new(),
         });
-        self.agent_index
-            .insert(task.agent.clone(), self.agents.len() - 1);
-        self.agents.len() - 1
+        let i = self.agents.len() - 1;
+        self.agent_index.insert(task.agent.clone(), i);
+        self.last_agent = Some((task.agent.clone(), i));
+        i
     }
 
     fn enqueue(&mut self, task: AgentTask) {
@@ -454,6 +467,18 @@ impl Dispatcher {
                 TaskStatus::Cancelled,
                 format!("not started: {reason}"),
             );
+            return;
+        }
+        if let Some(previous) = self.resume.as_ref().and_then(|r| r.previous_success(&task)) {
+            let result = TaskResult {
+                task: Arc::clone(&task),
+                status: TaskStatus::Success,
+                error: None,
+                resumed: true,
+                ..previous
+            };
+            self.publish(seq, None, result);
+            self.after_outcome(&task, TaskStatus::Success);
             return;
         }
         let agent = self.agent_slot(&task);
@@ -650,7 +675,9 @@ impl Dispatcher {
             entry.state = State::Backoff;
             entry.last = Some(Box::new(attempt));
             self.waiting += 1;
-            let due = now.checked_add(delay).unwrap_or(now + Duration::from_secs(86_400 * 365));
+            let due = now
+                .checked_add(delay)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365));
             self.backoffs.push(Reverse((due, seq)));
         } else {
             self.finish_started(seq, attempt);
@@ -699,6 +726,7 @@ impl Dispatcher {
             started_at: Some(self.clock.wall(first)),
             finished_at: Some(self.clock.wall(now)),
             notes: attempt.notes,
+            resumed: false,
         };
         self.publish(seq, Some(attempt.slot), result);
         self.after_outcome(&entry.task, status);
@@ -1061,7 +1089,15 @@ async fn run_attempt(
     let mut fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
     let timed_out = tokio::select! {
         biased;
-        r = &mut fut => return Ended::Returned(r),
+        r = &mut fut => {
+            // An agent that gave up because it was asked to stop was
+            // cancelled, not failed; one that finished anyway succeeded.
+            return if token.is_cancelled() && !matches!(r, Ok(Ok(_))) {
+                Ended::Cancelled(Some(r))
+            } else {
+                Ended::Returned(r)
+            };
+        }
         () = sleep_until_opt(deadline) => true,
         () = token.cancelled() => false,
     };

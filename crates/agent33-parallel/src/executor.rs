@@ -5,6 +5,7 @@
 //! or wait for the aggregated [`ExecutionResults`].
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agents;
 use crate::dispatch::{Dispatcher, Input};
 use crate::event::Event;
-use crate::result::{ExecutionResults, ResultsCollector};
+use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
 use crate::task::AgentTask;
 
 /// The settings of a run, validated. See PRODUCT.md's Settings table.
@@ -282,8 +283,20 @@ impl ExecutorBuilder {
             return Err(SettingsError::MaxFailures(0));
         }
         s.lookahead = s.lookahead.max(1);
-        Ok(ParallelExecutor { settings: s })
+        Ok(ParallelExecutor {
+            settings: s,
+            resume: None,
+        })
     }
+}
+
+/// Knows which tasks already succeeded in an earlier run (a journal, say),
+/// so a resumed run does not do them again.
+pub trait Resume: Send + Sync + 'static {
+    /// The earlier success of exactly this task, if there is one. The engine
+    /// reports it as succeeded and `resumed`, without running it; it counts
+    /// as a success for the tasks that depend on it.
+    fn previous_success(&self, task: &AgentTask) -> Option<TaskResult>;
 }
 
 /// Lets the caller stop a run from outside: [`Self::interrupt`] cancels it
@@ -348,9 +361,19 @@ impl RunControl {
 /// # Ok::<(), agent33_parallel::SettingsError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ParallelExecutor {
     settings: Settings,
+    resume: Option<Arc<dyn Resume>>,
+}
+
+impl std::fmt::Debug for ParallelExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParallelExecutor")
+            .field("settings", &self.settings)
+            .field("resume", &self.resume.is_some())
+            .finish()
+    }
 }
 
 impl ParallelExecutor {
@@ -364,6 +387,13 @@ impl ParallelExecutor {
     #[must_use]
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Skips tasks that `resume` says already succeeded.
+    #[must_use]
+    pub fn with_resume(mut self, resume: Arc<dyn Resume>) -> Self {
+        self.resume = Some(resume);
+        self
     }
 
     /// Runs every task and returns the aggregated results.
@@ -403,7 +433,14 @@ impl ParallelExecutor {
 
     fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        let dispatcher = Dispatcher::new(self.settings.clone(), agents.clone(), input, control, tx);
+        let dispatcher = Dispatcher::new(
+            self.settings.clone(),
+            agents.clone(),
+            input,
+            control,
+            self.resume.clone(),
+            tx,
+        );
         let handle = tokio::spawn(dispatcher.run());
         EventStream {
             rx,
@@ -425,6 +462,17 @@ impl EventStream {
     /// The next event; `None` after [`Event::RunFinished`].
     pub async fn next_event(&mut self) -> Option<Event> {
         futures::StreamExt::next(self).await
+    }
+
+    /// The next events, as many as are ready at once (never empty); `None`
+    /// after [`Event::RunFinished`]. Lets a consumer do per-batch work once,
+    /// such as one fsync for a journal.
+    pub async fn next_batch(&mut self) -> Option<Vec<Event>> {
+        let rest: Vec<Event> = self.batch.by_ref().collect();
+        if !rest.is_empty() {
+            return Some(rest);
+        }
+        self.rx.recv().await
     }
 
     /// Consumes the remaining events into [`ExecutionResults`].

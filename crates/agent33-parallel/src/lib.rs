@@ -50,7 +50,7 @@ pub use agent::{Agent, AgentError, AgentOutput, AgentResult, AgentSpec, Agents, 
 pub use capture::{Stream, TailBuffer};
 pub use event::{Event, StopReason};
 pub use executor::{
-    EventStream, ExecutorBuilder, ParallelExecutor, RunControl, Settings, SettingsError,
+    EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };
 pub use metrics::{Metrics, Timer, TimerSummary};
 pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};

@@ -104,16 +104,17 @@ impl Timer {
         }
         let n = self.count;
         let rank = |p: f64| ((p * n as f64).ceil() as u64).clamp(1, n);
-        let sorted = if self.buckets.is_empty() {
-            let mut sorted = self.samples.clone();
-            sorted.sort_unstable_by(f32::total_cmp);
-            sorted
+        // Nearest-rank quantiles by selection, not a full sort.
+        let mut scratch = if self.buckets.is_empty() {
+            self.samples.clone()
         } else {
             Vec::new()
         };
-        let quantile = |p: f64| -> f64 {
+        let mut quantile = |p: f64| -> f64 {
             if self.buckets.is_empty() {
-                return f64::from(sorted[(rank(p) - 1) as usize]);
+                let k = (rank(p) - 1) as usize;
+                let (_, v, _) = scratch.select_nth_unstable_by(k, f32::total_cmp);
+                return f64::from(*v);
             }
             let mut seen = 0;
             for (b, &c) in self.buckets.iter().enumerate() {
@@ -124,14 +125,15 @@ impl Timer {
             }
             self.max
         };
+        let (p50, p95) = (quantile(0.50), quantile(0.95));
         TimerSummary {
             count: n,
             sum: round3(self.sum),
             min: round3(self.min),
             max: round3(self.max),
             avg: round3(self.sum / n as f64),
-            p50: round3(quantile(0.50)),
-            p95: round3(quantile(0.95)),
+            p50: round3(p50),
+            p95: round3(p95),
         }
     }
 }

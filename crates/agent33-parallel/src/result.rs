@@ -97,6 +97,17 @@ pub struct TaskResult {
     /// Remarks from the agent, such as escaped processes it killed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Not run again: a journal showed it had already succeeded, unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resumed: bool,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes fields by reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl TaskResult {
@@ -115,6 +126,7 @@ impl TaskResult {
             started_at: None,
             finished_at: None,
             notes: Vec::new(),
+            resumed: false,
         }
     }
 }

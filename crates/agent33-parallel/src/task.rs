@@ -53,6 +53,14 @@ macro_rules! name_type {
             }
         }
 
+        impl $name {
+            /// Whether both are the same shared string (cheap) or equal.
+            #[must_use]
+            pub fn same(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
                 &*self.0 == other
@@ -118,7 +126,11 @@ impl AgentTask {
     pub fn new(agent: impl Into<AgentName>, artifact: impl Into<String>) -> Self {
         let agent = agent.into();
         let artifact = artifact.into();
-        let id = TaskId::from(format!("{agent}:{artifact}"));
+        let mut id = String::with_capacity(agent.as_str().len() + 1 + artifact.len());
+        id.push_str(agent.as_str());
+        id.push(':');
+        id.push_str(&artifact);
+        let id = TaskId::from(id.as_str());
         Self {
             id,
             agent,

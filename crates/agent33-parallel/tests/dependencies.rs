@@ -201,3 +201,42 @@ async fn semaphore_wait_counts_from_the_moment_a_task_became_ready() {
     let wait = r.metrics.timer("semaphore_wait_ms");
     assert_eq!((wait.count, wait.sum), (3, 100.0 + 300.0));
 }
+
+struct Done(&'static [&'static str]);
+
+impl agent33_parallel::Resume for Done {
+    fn previous_success(&self, task: &AgentTask) -> Option<agent33_parallel::TaskResult> {
+        self.0.contains(&task.id.as_str()).then(|| {
+            let mut r = agent33_parallel::TaskResult::not_started(
+                std::sync::Arc::new(task.clone()),
+                agent33_parallel::TaskStatus::Success,
+                String::new(),
+            );
+            r.output = "from before".into();
+            r
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn resumed_tasks_are_not_run_again_and_count_as_successes() {
+    let log = Log::new();
+    let tasks = vec![
+        t("a", "ok@100", &[]),
+        t("b", "fail@100", &["a"]),
+        t("c", "ok@100", &["b"]),
+    ];
+    let r = aware(2)
+        .build()
+        .unwrap()
+        .with_resume(std::sync::Arc::new(Done(&["a", "b"])))
+        .run_all(tasks, &agents(&log))
+        .await;
+    assert_eq!(ids(&r.succeeded), ["a", "b", "c"]);
+    assert!(r.succeeded[0].resumed && r.succeeded[1].resumed && !r.succeeded[2].resumed);
+    assert_eq!(r.succeeded[0].error, None);
+    assert_eq!(r.succeeded[0].output, "from before");
+    let ran: Vec<String> = log.spans().into_iter().map(|s| s.id).collect();
+    assert_eq!(ran, ["c"], "only the task without a previous success ran");
+    assert_eq!(log.starts_of("c"), [ms(0)]);
+}

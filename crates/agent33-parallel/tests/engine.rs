@@ -739,3 +739,32 @@ async fn agents_registry_accepts_shared_specs() {
         .await;
     assert_eq!(r.succeeded.len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_gives_up_when_stopped_is_cancelled_not_failed() {
+    let agents = Agents::new().add("quick", |ctx: agent33_parallel::TaskContext| async move {
+        if ctx.task().artifact == "fail" {
+            tokio::time::sleep(ms(10)).await;
+            return Err::<(), _>(agent33_parallel::AgentError::new("boom"));
+        }
+        ctx.token().cancelled().await;
+        Err(agent33_parallel::AgentError::new("gave up"))
+    });
+    let r = parallel(2)
+        .build()
+        .unwrap()
+        .run_all(
+            vec![
+                AgentTask::new("quick", "fail"),
+                AgentTask::new("quick", "wait"),
+            ],
+            &agents,
+        )
+        .await;
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.cancelled.len(), 1);
+    assert_eq!(
+        r.cancelled[0].error.as_deref(),
+        Some("cancelled: fail-fast after `quick:fail` failed (gave up)")
+    );
+}

@@ -1,0 +1,420 @@
+//! A crash-safe journal of a run: one JSON line per finished task, appended
+//! and made durable (fsync) in groups, so that a run killed half-way can be
+//! resumed without redoing what already succeeded.
+//!
+//! Resume keys on what a task *is*, not on its position: a record holds the
+//! task's id and a fingerprint of everything that determines what it does
+//! (for a command: agent, artifact, argv, environment, folder). A task is
+//! skipped only when its latest record is a success with the same
+//! fingerprint, so a changed command, a reordered or extended task list and
+//! a journal written by another manifest all behave.
+//!
+//! The journal does its own file I/O; the engine only sees it through the
+//! [`Resume`] trait.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use agent33_journal::{Journal, TaskFingerprint};
+//! use agent33_parallel::{AgentError, AgentTask, Agents, Event, ParallelExecutor, RunControl, TaskContext};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("run.jsonl");
+//! let agents = Agents::new().add("echo", |_ctx: TaskContext| async { Ok::<_, AgentError>(()) });
+//! let tasks = || vec![AgentTask::new("echo", "a"), AgentTask::new("echo", "b")];
+//! let fingerprint = Arc::new(TaskFingerprint);
+//!
+//! for round in 0..2 {
+//!     let mut journal = Journal::open(&path, fingerprint.clone()).unwrap();
+//!     let executor = ParallelExecutor::builder().build().unwrap().with_resume(journal.resume());
+//!     let mut events = executor.run(tasks(), &agents, RunControl::new());
+//!     let mut resumed = 0;
+//!     while let Some(batch) = events.next_batch().await {
+//!         journal.record_all(&batch).unwrap(); // durable before anyone is told
+//!         for event in &batch {
+//!             if let Event::TaskFinished { result, .. } = event {
+//!                 resumed += usize::from(result.resumed);
+//!             }
+//!         }
+//!     }
+//!     assert_eq!(resumed, if round == 0 { 0 } else { 2 });
+//! }
+//! # });
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent33_parallel::{AgentTask, Event, Resume, TaskId, TaskResult, TaskStatus, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Computes a task's fingerprint: a stable digest of what the task does.
+pub trait Fingerprint: Send + Sync + 'static {
+    /// The fingerprint of `task` (equal for tasks that would do the same).
+    fn fingerprint(&self, task: &AgentTask) -> String;
+}
+
+/// The fingerprint of a task as the engine sees it: agent, artifact bytes
+/// and id. Library agents whose behaviour depends on more should hash that
+/// too, with their own [`Fingerprint`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskFingerprint;
+
+impl Fingerprint for TaskFingerprint {
+    fn fingerprint(&self, task: &AgentTask) -> String {
+        let mut h = StableHasher::new();
+        h.field(task.id.as_str().as_bytes());
+        h.field(task.agent.as_str().as_bytes());
+        h.field(task.artifact_bytes());
+        h.finish_hex()
+    }
+}
+
+/// A hash that never changes between builds, platforms or versions (unlike
+/// `std`'s): 128-bit FNV-1a over length-prefixed fields, so `("ab", "c")`
+/// and `("a", "bc")` differ.
+#[derive(Clone, Debug)]
+pub struct StableHasher(u128);
+
+impl StableHasher {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+    /// A fresh hasher.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Self::OFFSET)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u128::from(b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    /// Adds one field.
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.bytes(&(bytes.len() as u64).to_le_bytes());
+        self.bytes(bytes);
+    }
+
+    /// The digest as 32 hex digits.
+    #[must_use]
+    pub fn finish_hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One line of the journal: a task's final outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The task's id.
+    pub id: TaskId,
+    /// What the task was (see [`Fingerprint`]).
+    pub fingerprint: String,
+    /// Its agent.
+    pub agent: String,
+    /// Its artifact (lossy UTF-8).
+    pub artifact: String,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The process's exit code, if any.
+    pub exit_code: Option<i32>,
+    /// From first start to end.
+    pub duration_ms: u64,
+    /// When it first started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// The journal of a run. See the crate docs.
+pub struct Journal {
+    path: PathBuf,
+    out: BufWriter<File>,
+    unsynced: usize,
+    previous: Arc<HashMap<TaskId, Record>>,
+    fingerprint: Arc<dyn Fingerprint>,
+    repaired: Option<u64>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("previous", &self.previous.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` for appending, reading the
+    /// records already there. A torn last line — a crash in mid-write — is
+    /// dropped and cut from the file; other unreadable lines are ignored.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, repaired or opened for appending.
+    pub fn open(path: impl AsRef<Path>, fingerprint: Arc<dyn Fingerprint>) -> io::Result<Self> {
+        let path = path.as_ref().to_owned();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut repaired = None;
+        if complete < text.len() {
+            // Append mode writes at the end whatever the cursor says, so the
+            // torn tail must go before anything is added.
+            file.set_len(complete as u64)?;
+            file.sync_all()?;
+            repaired = Some((text.len() - complete) as u64);
+        }
+        let mut previous = HashMap::new();
+        for line in text[..complete].split(|&b| b == b'\n') {
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                // Later lines win: the latest record of a task counts.
+                previous.insert(record.id.clone(), record);
+            }
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(file),
+            unsynced: 0,
+            previous: Arc::new(previous),
+            fingerprint,
+            repaired,
+        })
+    }
+
+    /// Bytes of a torn last line dropped when the journal was opened.
+    #[must_use]
+    pub fn repaired_bytes(&self) -> Option<u64> {
+        self.repaired
+    }
+
+    /// The records read when the journal was opened, latest per task.
+    #[must_use]
+    pub fn previous(&self) -> &HashMap<TaskId, Record> {
+        &self.previous
+    }
+
+    /// What the engine consults to skip tasks that already succeeded
+    /// unchanged (pass it to `ParallelExecutor::with_resume`).
+    #[must_use]
+    pub fn resume(&self) -> Arc<dyn Resume> {
+        Arc::new(JournalResume {
+            previous: Arc::clone(&self.previous),
+            fingerprint: Arc::clone(&self.fingerprint),
+        })
+    }
+
+    /// Appends the record of a finished task (buffered: call [`Self::sync`]
+    /// before telling anyone it finished).
+    ///
+    /// # Errors
+    ///
+    /// The write failed.
+    pub fn record(&mut self, result: &TaskResult) -> io::Result<()> {
+        let record = Record {
+            id: result.task.id.clone(),
+            fingerprint: self.fingerprint.fingerprint(&result.task),
+            agent: result.task.agent.to_string(),
+            artifact: result.task.artifact.clone(),
+            status: result.status,
+            attempts: result.attempts,
+            exit_code: result.exit_code,
+            duration_ms: result.duration_ms,
+            started_at: result.started_at,
+            finished_at: result.finished_at,
+        };
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")?;
+        self.unsynced += 1;
+        Ok(())
+    }
+
+    /// Makes every record written so far durable (one fsync for all).
+    ///
+    /// # Errors
+    ///
+    /// The flush or the sync failed.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced > 0 {
+            self.out.flush()?;
+            self.out.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Records every finished task among `events` and syncs once: the
+    /// grouped commit a consumer calls before passing the events on.
+    ///
+    /// # Errors
+    ///
+    /// A write or the sync failed.
+    pub fn record_all<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> io::Result<()> {
+        for event in events {
+            if let Event::TaskFinished { result, .. } = event {
+                // A resumed task's record is already in the journal.
+                if !result.resumed {
+                    self.record(result)?;
+                }
+            }
+        }
+        self.sync()
+    }
+
+    /// Whether records are waiting for [`Self::sync`].
+    #[must_use]
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced > 0
+    }
+}
+
+struct JournalResume {
+    previous: Arc<HashMap<TaskId, Record>>,
+    fingerprint: Arc<dyn Fingerprint>,
+}
+
+impl Resume for JournalResume {
+    fn previous_success(&self, task: &AgentTask) -> Option<TaskResult> {
+        let record = self.previous.get(&task.id)?;
+        if record.status != TaskStatus::Success
+            || record.fingerprint != self.fingerprint.fingerprint(task)
+        {
+            return None;
+        }
+        let mut result =
+            TaskResult::not_started(Arc::new(task.clone()), TaskStatus::Success, String::new());
+        result.error = None;
+        result.attempts = record.attempts;
+        result.exit_code = record.exit_code;
+        result.duration_ms = record.duration_ms;
+        result.started_at = record.started_at;
+        result.finished_at = record.finished_at;
+        result.notes = vec!["resumed: succeeded in an earlier run".to_owned()];
+        Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(task: AgentTask, status: TaskStatus) -> TaskResult {
+        let mut r = TaskResult::not_started(Arc::new(task), status, String::new());
+        r.attempts = 1;
+        r
+    }
+
+    fn journal(path: &Path) -> Journal {
+        Journal::open(path, Arc::new(TaskFingerprint)).unwrap()
+    }
+
+    #[test]
+    fn the_latest_unchanged_success_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let a = AgentTask::new("x", "a");
+        let b = AgentTask::new("x", "b");
+        let mut j = journal(&path);
+        j.record(&result(a.clone(), TaskStatus::Success)).unwrap();
+        j.record(&result(b.clone(), TaskStatus::Success)).unwrap();
+        j.record(&result(b.clone(), TaskStatus::Failed)).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let resume = journal(&path).resume();
+        assert!(resume.previous_success(&a).is_some());
+        assert!(
+            resume.previous_success(&b).is_none(),
+            "latest record failed"
+        );
+        assert!(resume.previous_success(&AgentTask::new("x", "c")).is_none());
+    }
+
+    #[test]
+    fn a_changed_task_does_not_match_its_old_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let a = AgentTask::new("x", "a").with_id("t");
+        let mut j = journal(&path);
+        j.record(&result(a, TaskStatus::Success)).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let changed = AgentTask::new("x", "other").with_id("t");
+        assert!(journal(&path).resume().previous_success(&changed).is_none());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut j = journal(&path);
+        j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
+            .unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let whole = std::fs::read(&path).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(br#"{"id":"x:b","fingerp"#);
+        std::fs::write(&path, &torn).unwrap();
+
+        let mut j = journal(&path);
+        assert_eq!(j.repaired_bytes(), Some(20));
+        assert_eq!(j.previous().len(), 1);
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "torn tail cut");
+        j.record(&result(AgentTask::new("x", "b"), TaskStatus::Success))
+            .unwrap();
+        j.sync().unwrap();
+        drop(j);
+        assert_eq!(
+            journal(&path).previous().len(),
+            2,
+            "appends after the repair parse"
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_field_bounded() {
+        let mut h = StableHasher::new();
+        h.field(b"ab");
+        h.field(b"c");
+        let mut g = StableHasher::new();
+        g.field(b"a");
+        g.field(b"bc");
+        assert_ne!(h.finish_hex(), g.finish_hex());
+        // Pinned: a journal written today must match tomorrow's build.
+        assert_eq!(
+            TaskFingerprint.fingerprint(&AgentTask::new("x", "a")),
+            TaskFingerprint.fingerprint(&AgentTask::new("x", "a"))
+        );
+        assert_eq!(
+            StableHasher::new().finish_hex(),
+            "6c62272e07bb014262b821756295c58d"
+        );
+    }
+}
