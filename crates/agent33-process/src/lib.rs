@@ -1,12 +1,57 @@
 //! Command agents: run one process per task attempt, in its own process
 //! group, and make sure nothing it started outlives it.
 //!
-//! (Skeleton: the interface the CLI builds against. See `CommandBuilder`.)
+//! - [`CommandAgent`] implements the engine's [`Agent`](agent33_parallel::Agent)
+//!   trait for any [`CommandBuilder`]: it spawns the [`CommandSpec`] (never
+//!   through a shell), forwards its output to the engine as it arrives,
+//!   answers cancellation with SIGTERM to the group and, when dropped, SIGKILL;
+//!   it ends the task when the main process exits, killing what the main
+//!   process left in its group.
+//! - [`become_subreaper`], [`Reaper`], [`reap_orphans`] and
+//!   [`kill_all_descendants`] deal with processes that leave the group
+//!   (`setsid`, double fork) on Linux: they are reparented to us, killed at
+//!   the end of their task (reported as "N escaped processes killed") and,
+//!   at the latest, when the program exits.
+//!
+//! The crate knows nothing of manifests, templates or terminals: the CLI
+//! turns those into a [`CommandBuilder`]. It is Unix-only; the escape
+//! handling needs Linux.
+//!
+//! # Wiring it into a program
+//!
+//! 1. First thing, before any task starts: [`become_subreaper`] (a failure
+//!    only means escapes cannot be caught; the process group still works).
+//! 2. In the runtime: keep a [`Reaper`] for the whole run, so orphans that
+//!    exit on their own do not pile up as zombies.
+//! 3. One [`CommandAgent`] per agent, registered with the engine like any
+//!    other agent.
+//! 4. On every way out (normal end, interrupt, error):
+//!    [`kill_all_descendants`], so no process the program started outlives
+//!    it.
+//!
+//! After step 1, start child processes only through [`CommandAgent`]: the
+//! reaper collects any zombie child it does not know as a task leader.
+//!
+//! # Output
+//!
+//! Output is forwarded to the engine as it is read (64 KiB at a time), never
+//! returned in [`AgentOutput`](agent33_parallel::AgentOutput), whose
+//! `stdout`/`stderr` stay empty; memory per task is two 64 KiB buffers
+//! whatever the process writes.
+
+mod agent;
+mod group;
+mod output;
+mod reaper;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use agent33_parallel::AgentTask;
+
+pub use agent::{CommandAgent, ProcessOptions};
+pub use output::output_file_stem;
+pub use reaper::{Reaper, become_subreaper, is_subreaper, kill_all_descendants, reap_orphans};
 
 /// The exact process to start for one attempt of one task.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,4 +74,14 @@ pub trait CommandBuilder: Send + Sync + 'static {
     ///
     /// A message saying why no command can be built for this task.
     fn build(&self, task: &AgentTask, attempt: u32) -> Result<CommandSpec, String>;
+}
+
+/// Closures build commands too: `|task, attempt| Ok(CommandSpec { … })`.
+impl<F> CommandBuilder for F
+where
+    F: Fn(&AgentTask, u32) -> Result<CommandSpec, String> + Send + Sync + 'static,
+{
+    fn build(&self, task: &AgentTask, attempt: u32) -> Result<CommandSpec, String> {
+        self(task, attempt)
+    }
 }

@@ -1,0 +1,404 @@
+//! The command agent: one process per attempt, its output forwarded to the
+//! engine as it arrives, its ending turned into an outcome.
+//!
+//! Life of an attempt:
+//!
+//! 1. Build the [`CommandSpec`] and spawn it in a new process group, stdin on
+//!    `/dev/null`, stdout and stderr piped, with the `AGENT33_*` variables.
+//! 2. Forward both pipes, in 64 KiB chunks, to the task's context (the
+//!    engine keeps the bounded tail) and to the output files, while waiting
+//!    for the leader to exit. When the task's token is cancelled, SIGTERM
+//!    the group once; if the leader is still there after the grace period,
+//!    SIGKILL it (the engine usually drops the attempt first, and the drop
+//!    guard sends that SIGKILL instead).
+//! 3. When the leader exits, SIGKILL whatever is left in its group: a
+//!    background grandchild must not keep the task open by holding a pipe.
+//!    Then reap the leader, read what is already in the pipes (until end of
+//!    file or a short drain timeout) and, for a subreaper, sweep the task's
+//!    escaped processes.
+//!
+//! It does not decide timeouts or retries (the engine does) and never runs
+//! a shell: the argv is passed to the program as it is.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent33_parallel::{Agent, AgentError, AgentOutput, AgentResult, Stream, TaskContext};
+use futures::future::BoxFuture;
+use rustix::process::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+
+use crate::group::{TaskProcess, describe};
+use crate::output::OutputFiles;
+use crate::reaper;
+use crate::{CommandBuilder, CommandSpec};
+
+/// Bytes read from a pipe at a time; also the most each pipe holds in
+/// memory here.
+const CHUNK: usize = 64 * 1024;
+
+/// How a [`CommandAgent`] runs its processes.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_process::ProcessOptions;
+/// let options = ProcessOptions {
+///     output_dir: Some("logs".into()),
+///     ..ProcessOptions::default()
+/// };
+/// assert_eq!(options.drain_timeout.as_millis(), 250);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// When set, each attempt's full stdout and stderr are also written to
+    /// files in this folder (created if needed), named by
+    /// [`output_file_stem`](crate::output_file_stem) plus `.stdout` /
+    /// `.stderr`; their paths are recorded in the attempt's notes.
+    pub output_dir: Option<PathBuf>,
+    /// After the leader exits (and its group is killed), how long to keep
+    /// reading output still in the pipes when something outside the group
+    /// holds them open.
+    pub drain_timeout: Duration,
+    /// After the leader exits, how long a subreaper keeps looking for the
+    /// task's escaped processes (they take a moment to die and be
+    /// reparented).
+    pub sweep_timeout: Duration,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            output_dir: None,
+            drain_timeout: Duration::from_millis(250),
+            sweep_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Inner {
+    builder: Arc<dyn CommandBuilder>,
+    options: ProcessOptions,
+}
+
+/// An agent that runs a command per attempt (see the module docs for the
+/// guarantees).
+///
+/// # Examples
+///
+/// ```no_run
+/// use agent33_parallel::{AgentTask, Agents, ParallelExecutor};
+/// use agent33_process::{CommandAgent, CommandBuilder, CommandSpec, ProcessOptions};
+///
+/// struct Wc;
+/// impl CommandBuilder for Wc {
+///     fn build(&self, task: &AgentTask, _attempt: u32) -> Result<CommandSpec, String> {
+///         Ok(CommandSpec {
+///             argv: vec!["wc".into(), "-l".into(), task.artifact.clone().into()],
+///             ..CommandSpec::default()
+///         })
+///     }
+/// }
+///
+/// # async fn demo() {
+/// let agents = Agents::new().add("wc", CommandAgent::new(Wc, ProcessOptions::default()));
+/// let executor = ParallelExecutor::builder().build().expect("valid settings");
+/// let results = executor.run_all(vec![AgentTask::new("wc", "Cargo.toml")], &agents).await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CommandAgent {
+    inner: Arc<Inner>,
+}
+
+impl CommandAgent {
+    /// An agent running what `builder` builds for each attempt.
+    pub fn new(builder: impl CommandBuilder, options: ProcessOptions) -> Self {
+        Self::from_arc(Arc::new(builder), options)
+    }
+
+    /// Like [`Self::new`], with a shared builder.
+    #[must_use]
+    pub fn from_arc(builder: Arc<dyn CommandBuilder>, options: ProcessOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner { builder, options }),
+        }
+    }
+
+    /// The options it runs with.
+    #[must_use]
+    pub fn options(&self) -> &ProcessOptions {
+        &self.inner.options
+    }
+}
+
+impl std::fmt::Debug for CommandAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandAgent")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent for CommandAgent {
+    /// Runs one attempt.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future kills the attempt's whole process group and hands
+    /// the leader to a background task that reaps it (see the module docs).
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { run_attempt(&inner, ctx).await })
+    }
+}
+
+/// The process for `spec`, with the `AGENT33_*` variables of this attempt.
+fn command(spec: &CommandSpec, ctx: &TaskContext) -> tokio::process::Command {
+    let task = ctx.task();
+    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A group of its own, set by posix_spawn itself (no pre_exec hook,
+        // so std keeps its fast spawn path).
+        .process_group(0);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    // Set last: the escape sweep relies on AGENT33_TASK_ID being ours.
+    cmd.env("AGENT33_TASK_ID", task.id.as_str())
+        .env("AGENT33_AGENT", task.agent.as_str())
+        .env("AGENT33_ARTIFACT", OsStr::from_bytes(task.artifact_bytes()))
+        .env("AGENT33_ATTEMPT", ctx.attempt().to_string());
+    cmd
+}
+
+/// The message for a spawn that failed, naming the working folder when it
+/// is the culprit (the kernel reports a bad one as a missing program).
+fn start_error(program: &OsStr, cwd: Option<&Path>, err: &io::Error) -> String {
+    let program = program.to_string_lossy();
+    if let Some(cwd) = cwd {
+        match std::fs::metadata(cwd) {
+            Err(e) => {
+                return format!(
+                    "cannot start `{program}`: working directory `{}`: {e}",
+                    cwd.display()
+                );
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return format!(
+                    "cannot start `{program}`: working directory `{}` is not a directory",
+                    cwd.display()
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    format!("cannot start `{program}`: {err}")
+}
+
+/// One pipe being read.
+struct Pump<R> {
+    reader: R,
+    buf: Box<[u8]>,
+    open: bool,
+    stream: Stream,
+}
+
+impl<R: AsyncRead + Unpin> Pump<R> {
+    fn new(reader: R, stream: Stream) -> Self {
+        Self {
+            reader,
+            buf: vec![0; CHUNK].into_boxed_slice(),
+            open: true,
+            stream,
+        }
+    }
+
+    /// Reads the next chunk.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: `read` is, and nothing is kept between calls.
+    async fn read(&mut self) -> io::Result<usize> {
+        self.reader.read(&mut self.buf).await
+    }
+
+    /// Hands a chunk on: to the engine first (so a stopped task keeps it),
+    /// then to the file. End of file or a read error closes the pump.
+    async fn deliver(
+        &mut self,
+        read: io::Result<usize>,
+        ctx: &TaskContext,
+        files: &mut OutputFiles,
+    ) {
+        match read {
+            Ok(0) | Err(_) => self.open = false,
+            Ok(n) => {
+                let bytes = &self.buf[..n];
+                match self.stream {
+                    Stream::Stdout => ctx.write_stdout(bytes),
+                    Stream::Stderr => ctx.write_stderr(bytes),
+                }
+                files.write(self.stream, bytes).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
+    let task = ctx.task();
+    let spec = inner
+        .builder
+        .build(task, ctx.attempt())
+        .map_err(|e| AgentError::new(format!("cannot build command: {e}")))?;
+    let Some(program) = spec.argv.first() else {
+        return Err(AgentError::new("cannot start: the command is empty"));
+    };
+    if ctx.token().is_cancelled() {
+        return Err(AgentError::new("not started: cancelled"));
+    }
+    let mut cmd = command(&spec, &ctx);
+    let (process, stdout, stderr) =
+        TaskProcess::spawn(&mut cmd, &task.id, inner.options.sweep_timeout)
+            .map_err(|e| AgentError::new(start_error(program, spec.cwd.as_deref(), &e)))?;
+    let mut process = process;
+    let mut out = Pump::new(stdout, Stream::Stdout);
+    let mut err = Pump::new(stderr, Stream::Stderr);
+    let mut files = match &inner.options.output_dir {
+        Some(dir) => OutputFiles::create(dir, task.id.as_str(), ctx.attempt()).await,
+        None => OutputFiles::none(),
+    };
+
+    // Until the leader exits: forward output, relay cancellation.
+    let token = ctx.token().clone();
+    let mut terminated = false;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            exited = process.exited() => {
+                // An error here means the pidfd failed and so did the
+                // fallback wait; `reap` below reports it.
+                let _ = exited;
+                break;
+            }
+            () = token.cancelled(), if !terminated => {
+                terminated = true;
+                process.terminate();
+                kill_at = Some(Instant::now() + ctx.grace());
+            }
+            () = sleep_until_opt(kill_at), if kill_at.is_some() => {
+                kill_at = None;
+                process.signal_group(Signal::KILL);
+            }
+            read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
+            read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
+        }
+    }
+
+    // The leader is gone (and, with a pidfd, not yet reaped, so its pid
+    // still names the group): nothing it left behind may keep the task open.
+    process.signal_group(Signal::KILL);
+    let status = process.reap().await;
+    let pgid = process.pgid();
+
+    // Read what is already in the pipes while escaped processes are swept;
+    // the sweep kills pipe holders outside the group, which brings EOF.
+    let drain_until = Instant::now() + inner.options.drain_timeout;
+    let drain = async {
+        while out.open || err.open {
+            tokio::select! {
+                () = tokio::time::sleep_until(drain_until) => break,
+                read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
+                read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
+            }
+        }
+    };
+    let sweep = async {
+        if reaper::is_subreaper() {
+            reaper::sweep_task(&task.id, pgid, inner.options.sweep_timeout).await
+        } else {
+            0
+        }
+    };
+    let ((), escaped) = tokio::join!(drain, sweep);
+    process.mark_settled();
+    drop((out, err));
+
+    let mut notes = files.finish().await;
+    if escaped > 0 {
+        let plural = if escaped == 1 { "" } else { "es" };
+        notes.push(format!("{escaped} escaped process{plural} killed"));
+    }
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            let output = AgentOutput {
+                notes,
+                ..AgentOutput::default()
+            };
+            return Err(AgentError::with_output(
+                format!("cannot wait for `{}`: {e}", program.to_string_lossy()),
+                output,
+            ));
+        }
+    };
+    let (exit_code, failure) = describe(status);
+    // The output already reached the engine through the context; returning
+    // it again would duplicate it.
+    let output = AgentOutput {
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code,
+        notes,
+    };
+    match failure {
+        None => Ok(output),
+        Some(message) => Err(AgentError::with_output(message, output)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_errors_name_the_program_and_a_bad_cwd() {
+        let enoent = io::Error::from_raw_os_error(2);
+        assert_eq!(
+            start_error(OsStr::new("prog"), None, &enoent),
+            "cannot start `prog`: No such file or directory (os error 2)"
+        );
+        let msg = start_error(
+            OsStr::new("prog"),
+            Some(Path::new("/definitely/not/here")),
+            &enoent,
+        );
+        assert!(
+            msg.starts_with("cannot start `prog`: working directory `/definitely/not/here`:"),
+            "{msg}"
+        );
+        let msg = start_error(
+            OsStr::new("prog"),
+            Some(Path::new("/proc/self/stat")),
+            &enoent,
+        );
+        assert!(msg.ends_with("is not a directory"), "{msg}");
+    }
+}

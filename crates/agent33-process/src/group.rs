@@ -1,0 +1,307 @@
+//! One task's process: its leader, spawned in a process group of its own,
+//! and the guard that kills the group when the attempt is abandoned.
+//!
+//! The group id is the leader's pid, and a pid is only reserved while the
+//! process (or a zombie of it) exists. So the group is signalled only while
+//! the leader is unreaped: `waitid(WNOWAIT)` on each SIGCHLD tells us the
+//! leader exited without reaping it, and we kill the rest of the group
+//! before tokio reaps it. (Should that watch fail, the group is killed right
+//! after reaping, which leaves a window only a pid wrap-around could use.)
+//!
+//! This module does not read pipes or decide outcomes; see [`crate::agent`].
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use agent33_parallel::TaskId;
+use rustix::process::{Pid, Signal};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+use crate::reaper::{self, Registration};
+
+/// Watches a leader's exit without reaping it: every SIGCHLD, ask the
+/// kernel with `waitid(WNOWAIT)` whether this child has exited. (A pidfd
+/// would avoid the wake-ups, but registering one with tokio now needs
+/// `unsafe`.)
+struct ExitWatch {
+    sigchld: tokio::signal::unix::Signal,
+}
+
+impl ExitWatch {
+    /// Subscribes to SIGCHLD; `None` when tokio cannot (no signal driver).
+    fn open() -> Option<Self> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+            .ok()
+            .map(|sigchld| Self { sigchld })
+    }
+
+    /// Resolves once `pid` has exited; it stays an unreaped zombie.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a SIGCHLD that arrives while nobody waits is remembered
+    /// by the subscription, and the state is checked before each wait.
+    async fn exited(&mut self, pid: Pid) -> io::Result<()> {
+        use rustix::process::{WaitId, WaitIdOptions};
+        loop {
+            let status = rustix::process::waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+            )?;
+            if status.is_some() {
+                return Ok(());
+            }
+            if self.sigchld.recv().await.is_none() {
+                return Err(io::Error::other("the SIGCHLD subscription ended"));
+            }
+        }
+    }
+}
+
+/// How long the background clean-up of an abandoned task looks for its
+/// escaped processes.
+const ABANDONED_SWEEP: Duration = Duration::from_secs(5);
+
+/// A running task leader and its process group.
+///
+/// Dropping it before the leader was reaped (the engine dropped the
+/// attempt after the grace period) sends SIGKILL to the whole group and
+/// hands the leader to a background task that reaps it and, for a
+/// subreaper, sweeps the task's escaped processes.
+pub(crate) struct TaskProcess {
+    child: Option<Child>,
+    pid: Pid,
+    task: TaskId,
+    registration: Option<Registration>,
+    watch: Option<ExitWatch>,
+    status: Option<ExitStatus>,
+    sweep_budget: Duration,
+    /// Whether the task's escaped processes were swept (or need not be).
+    settled: bool,
+}
+
+impl TaskProcess {
+    /// Spawns the leader (the command must already be set to start a new
+    /// process group) and takes its pipes.
+    ///
+    /// # Errors
+    ///
+    /// The spawn error: missing program, no permission, bad working folder.
+    pub(crate) fn spawn(
+        cmd: &mut Command,
+        task: &TaskId,
+        sweep_budget: Duration,
+    ) -> io::Result<(Self, ChildStdout, ChildStderr)> {
+        let (mut child, registration) = reaper::spawn_registered(cmd, task)?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let raw = child
+            .id()
+            .expect("a child that was never waited for has a pid");
+        let pid = Pid::from_raw(raw as i32).expect("pids are positive");
+        let watch = ExitWatch::open();
+        let process = Self {
+            child: Some(child),
+            pid,
+            task: task.clone(),
+            registration,
+            watch,
+            status: None,
+            sweep_budget,
+            settled: false,
+        };
+        Ok((process, stdout, stderr))
+    }
+
+    /// The leader's pid, which is also the group's id.
+    pub(crate) fn pgid(&self) -> i32 {
+        self.pid.as_raw_nonzero().get()
+    }
+
+    /// Resolves when the leader has exited. It normally stays a zombie (so
+    /// its group id stays reserved); if the exit watch failed, it is reaped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn exited(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        if let Some(watch) = &mut self.watch {
+            if watch.exited(self.pid).await.is_ok() {
+                return Ok(());
+            }
+            // The watch failed; fall back to tokio's own wait.
+            self.watch = None;
+        }
+        self.reap().await.map(drop)
+    }
+
+    /// Reaps the leader (waiting for it to exit if needed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: tokio's `Child::wait` is.
+    pub(crate) async fn reap(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let child = self
+            .child
+            .as_mut()
+            .expect("the child is kept until dropped");
+        let status = child.wait().await?;
+        self.status = Some(status);
+        // Reaped: no longer a leader a sweep must spare.
+        self.registration = None;
+        self.watch = None;
+        Ok(status)
+    }
+
+    /// Sends `sig` to the whole process group. Errors mean the group is
+    /// already gone, which is fine.
+    pub(crate) fn signal_group(&self, sig: Signal) {
+        let _ = rustix::process::kill_process_group(self.pid, sig);
+    }
+
+    /// Records that nothing of the task is left to sweep.
+    pub(crate) fn mark_settled(&mut self) {
+        self.settled = true;
+    }
+
+    /// Asks the group to stop: SIGTERM, and SIGCONT so that stopped members
+    /// get to handle it.
+    pub(crate) fn terminate(&self) {
+        self.signal_group(Signal::TERM);
+        self.signal_group(Signal::CONT);
+    }
+}
+
+impl Drop for TaskProcess {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            // Reaped, but dropped before its sweep finished: finish it.
+            if !self.settled && reaper::is_subreaper() {
+                let (task, pgid, budget) = (self.task.clone(), self.pgid(), self.sweep_budget);
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move {
+                        reaper::sweep_task(&task, pgid, budget.max(ABANDONED_SWEEP)).await;
+                    });
+                }
+            }
+            return;
+        }
+        // Abandoned before the leader was reaped: its pid still names the
+        // group, so this reaches everything left in it.
+        self.signal_group(Signal::KILL);
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let registration = self.registration.take();
+        let task = self.task.clone();
+        let pgid = self.pgid();
+        let budget = self.sweep_budget;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    // SIGKILL was sent: this wait is short.
+                    let _ = child.wait().await;
+                    drop(registration);
+                    if reaper::is_subreaper() {
+                        reaper::sweep_task(&task, pgid, budget.max(ABANDONED_SWEEP)).await;
+                    }
+                });
+            }
+            // No runtime: tokio's orphan queue reaps the dropped child.
+            Err(_) => drop((child, registration)),
+        }
+    }
+}
+
+/// Describes how a process ended: its exit code if it exited, and the
+/// failure message unless it exited 0.
+pub(crate) fn describe(status: ExitStatus) -> (Option<i32>, Option<String>) {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => (Some(0), None),
+        (Some(code), _) => (Some(code), Some(format!("exit code {code}"))),
+        (None, Some(sig)) => (None, Some(format!("killed by {}", signal_name(sig)))),
+        (None, None) => (None, Some(format!("ended abnormally ({status})"))),
+    }
+}
+
+/// The conventional name of a signal (`SIGSEGV`), or `signal N`.
+pub(crate) fn signal_name(raw: i32) -> String {
+    let named: &[(Signal, &str)] = &[
+        (Signal::HUP, "SIGHUP"),
+        (Signal::INT, "SIGINT"),
+        (Signal::QUIT, "SIGQUIT"),
+        (Signal::ILL, "SIGILL"),
+        (Signal::TRAP, "SIGTRAP"),
+        (Signal::ABORT, "SIGABRT"),
+        (Signal::BUS, "SIGBUS"),
+        (Signal::FPE, "SIGFPE"),
+        (Signal::KILL, "SIGKILL"),
+        (Signal::USR1, "SIGUSR1"),
+        (Signal::SEGV, "SIGSEGV"),
+        (Signal::USR2, "SIGUSR2"),
+        (Signal::PIPE, "SIGPIPE"),
+        (Signal::ALARM, "SIGALRM"),
+        (Signal::TERM, "SIGTERM"),
+        (Signal::CHILD, "SIGCHLD"),
+        (Signal::CONT, "SIGCONT"),
+        (Signal::STOP, "SIGSTOP"),
+        (Signal::TSTP, "SIGTSTP"),
+        (Signal::TTIN, "SIGTTIN"),
+        (Signal::TTOU, "SIGTTOU"),
+        (Signal::URG, "SIGURG"),
+        (Signal::XCPU, "SIGXCPU"),
+        (Signal::XFSZ, "SIGXFSZ"),
+        (Signal::VTALARM, "SIGVTALRM"),
+        (Signal::PROF, "SIGPROF"),
+        (Signal::WINCH, "SIGWINCH"),
+        (Signal::IO, "SIGIO"),
+        (Signal::SYS, "SIGSYS"),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        (Signal::STKFLT, "SIGSTKFLT"),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        (Signal::POWER, "SIGPWR"),
+    ];
+    named
+        .iter()
+        .find(|(sig, _)| sig.as_raw() == raw)
+        .map_or_else(|| format!("signal {raw}"), |(_, name)| (*name).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_common_signals() {
+        assert_eq!(signal_name(Signal::SEGV.as_raw()), "SIGSEGV");
+        assert_eq!(signal_name(Signal::TERM.as_raw()), "SIGTERM");
+        assert_eq!(signal_name(Signal::KILL.as_raw()), "SIGKILL");
+        assert_eq!(signal_name(40), "signal 40");
+    }
+
+    #[test]
+    fn describes_exits_and_signals() {
+        assert_eq!(describe(ExitStatus::from_raw(0)), (Some(0), None));
+        assert_eq!(
+            describe(ExitStatus::from_raw(3 << 8)),
+            (Some(3), Some("exit code 3".to_owned()))
+        );
+        assert_eq!(
+            describe(ExitStatus::from_raw(Signal::SEGV.as_raw())),
+            (None, Some("killed by SIGSEGV".to_owned()))
+        );
+        // A core dump flag does not change the name.
+        assert_eq!(
+            describe(ExitStatus::from_raw(Signal::ABORT.as_raw() | 0x80)),
+            (None, Some("killed by SIGABRT".to_owned()))
+        );
+    }
+}

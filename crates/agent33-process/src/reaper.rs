@@ -1,0 +1,466 @@
+//! Processes that leave their task's process group: the subreaper, the
+//! register of task leaders, escape sweeps, zombie reaping and the final
+//! kill of everything this process started.
+//!
+//! A task's process group catches its ordinary descendants, but a process
+//! can leave it (`setsid`, a double fork). On Linux, a process that called
+//! [`become_subreaper`] inherits such orphans: when their parent dies they
+//! become its children instead of init's. This module finds them by scanning
+//! `/proc`, tells them apart from the task leaders that tokio is waiting for
+//! (the *leader register*), attributes them to a task (its process group, or
+//! `AGENT33_TASK_ID=<id>` in their environment), kills them and reaps them.
+//!
+//! The rule that keeps this safe: this module only ever `waitpid`s a
+//! specific pid that `/proc` shows is a zombie child of ours and that is not
+//! in the leader register, so it never steals the exit status of a child
+//! some other code waits for — provided that code's children are spawned by
+//! [`crate::CommandAgent`]. After [`become_subreaper`], a program should not
+//! start children any other way while a [`Reaper`] runs.
+//!
+//! It deliberately does nothing on systems without `/proc`: there, the
+//! process group is the only containment.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agent33_parallel::TaskId;
+use rustix::process::{Pid, Signal, WaitOptions};
+
+/// Task leaders spawned by this crate and not yet reaped by tokio, by pid.
+/// Held across a spawn, so a sweep never sees a fresh leader unregistered.
+static LEADERS: Mutex<BTreeMap<i32, TaskId>> = Mutex::new(BTreeMap::new());
+
+fn leaders() -> MutexGuard<'static, BTreeMap<i32, TaskId>> {
+    // The map stays consistent whatever panicked while holding it.
+    LEADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A leader's entry in the register; dropping it removes the entry (once
+/// tokio has reaped the leader, or gave up on it).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pid: i32,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        leaders().remove(&self.pid);
+    }
+}
+
+/// Spawns `cmd` and registers its pid as a task leader, atomically with
+/// respect to sweeps.
+pub(crate) fn spawn_registered(
+    cmd: &mut tokio::process::Command,
+    task: &TaskId,
+) -> io::Result<(tokio::process::Child, Option<Registration>)> {
+    let mut leaders = leaders();
+    let child = cmd.spawn()?;
+    let registration = child.id().map(|pid| {
+        let pid = pid as i32;
+        leaders.insert(pid, task.clone());
+        Registration { pid }
+    });
+    Ok((child, registration))
+}
+
+/// Makes this process the subreaper of its descendants: orphans are
+/// reparented to it instead of init, so they can be found and killed.
+///
+/// Call it once, early, before starting tasks. It is per process (each test
+/// binary, or each nextest test, sets its own).
+///
+/// # Errors
+///
+/// The `prctl` error, or `Unsupported` off Linux.
+pub fn become_subreaper() -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "child subreapers exist only on Linux",
+        ))
+    }
+}
+
+/// Whether this process is a child subreaper (see [`become_subreaper`]).
+#[must_use]
+pub fn is_subreaper() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        matches!(rustix::process::child_subreaper(), Ok(Some(_)))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        false
+    }
+}
+
+/// One line of `/proc/PID/stat`, the fields this module needs.
+#[derive(Clone, Copy, Debug)]
+struct ProcInfo {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    state: u8,
+}
+
+impl ProcInfo {
+    fn is_zombie(&self) -> bool {
+        // `X` (dead) is a zombie being reaped right now.
+        matches!(self.state, b'Z' | b'X')
+    }
+}
+
+fn parse_stat(pid: i32, stat: &[u8]) -> Option<ProcInfo> {
+    // The command name may contain spaces and parentheses: the fields start
+    // after the last `)`.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        state,
+    })
+}
+
+/// Every process `/proc` shows now (empty without `/proc`).
+fn all_processes() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut stat_path = String::with_capacity(32);
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            stat_path.clear();
+            stat_path.push_str("/proc/");
+            stat_path.push_str(&pid.to_string());
+            stat_path.push_str("/stat");
+            // A process that exits between the listing and the read is gone.
+            let stat = std::fs::read(&stat_path).ok()?;
+            parse_stat(pid, &stat)
+        })
+        .collect()
+}
+
+/// What a process's initial environment says about `entry` (`KEY=value`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Environ {
+    Has,
+    Lacks,
+    /// Empty: a process in the middle of `exec` shows no environment until
+    /// the kernel has set up its new stack (or it really has none).
+    Empty,
+}
+
+fn environ(pid: i32, entry: &[u8]) -> Environ {
+    match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(env) if env.is_empty() => Environ::Empty,
+        Ok(env) if env.split(|&b| b == 0).any(|e| e == entry) => Environ::Has,
+        _ => Environ::Lacks,
+    }
+}
+
+/// How long a sweep keeps looking at children whose environment is still
+/// empty, in case they are mid-`exec` and turn out to be the task's.
+const EXEC_SETTLE: Duration = Duration::from_millis(200);
+
+/// This process's children, from `/proc/self/task/*/children` (a few small
+/// reads instead of a scan of every process); `None` when the kernel lacks
+/// that file. A child moving between threads while one of ours exits can
+/// be missed, which is why this only serves to skip work that is usually
+/// unnecessary.
+fn own_children(me: i32) -> Option<Vec<i32>> {
+    if !std::path::Path::new(&format!("/proc/self/task/{me}/children")).exists() {
+        return None;
+    }
+    let mut children = Vec::new();
+    for thread in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread that ended meanwhile handed its children to another.
+        if let Ok(list) = std::fs::read_to_string(thread.path().join("children")) {
+            children.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|pid| pid.parse::<i32>().ok()),
+            );
+        }
+    }
+    Some(children)
+}
+
+/// Whether nothing is left of a finished task: its group is empty and we
+/// have no children besides task leaders. The common case, checked without
+/// scanning `/proc`.
+fn nothing_left(me: i32, pgid: i32) -> bool {
+    let group_empty = pid_of(pgid).is_some_and(|pgid| {
+        rustix::process::test_kill_process_group(pgid) == Err(rustix::io::Errno::SRCH)
+    });
+    group_empty
+        && own_children(me).is_some_and(|children| {
+            let leaders = leaders();
+            children.iter().all(|pid| leaders.contains_key(pid))
+        })
+}
+
+fn pid_of(raw: i32) -> Option<Pid> {
+    Pid::from_raw(raw)
+}
+
+fn kill(raw: i32, sig: Signal) {
+    if let Some(pid) = pid_of(raw) {
+        // ESRCH: it died meanwhile, which is what we wanted.
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Reaps one zombie child, without blocking.
+fn reap(raw: i32) -> bool {
+    pid_of(raw).is_some_and(|pid| {
+        matches!(
+            rustix::process::waitpid(Some(pid), WaitOptions::NOHANG),
+            Ok(Some(_))
+        )
+    })
+}
+
+/// Kills what is left of a finished task outside its leader: members of its
+/// process group that were reparented to us and processes that left the
+/// group but carry `AGENT33_TASK_ID=<task>`, then reaps them. Repeats until
+/// nothing of the task is left or `budget` passes, since killing a process
+/// reparents its own children to us. Returns how many processes that had
+/// left the group were killed.
+///
+/// Only useful when this process is a subreaper; the caller checks.
+pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> usize {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let entry = format!("AGENT33_TASK_ID={task}").into_bytes();
+    if nothing_left(me, pgid) {
+        return 0;
+    }
+    let start = tokio::time::Instant::now();
+    let deadline = start + budget;
+    let mut escaped: HashSet<i32> = HashSet::new();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let procs = all_processes();
+        // Members not reparented to us yet (their parent is a dying member)
+        // will be: keep looking while any lives.
+        let mut busy = procs.iter().any(|p| p.pgid == pgid && !p.is_zombie());
+        {
+            let leaders = leaders();
+            // Another live attempt under the same id (two runs in one
+            // process) owns the processes that carry it.
+            let id_taken = leaders.values().any(|t| t == task);
+            for p in procs
+                .iter()
+                .filter(|p| p.ppid == me && !leaders.contains_key(&p.pid))
+            {
+                if p.is_zombie() {
+                    // An orphan's remains, whoever it belonged to: ours to reap.
+                    reap(p.pid);
+                    continue;
+                }
+                let in_group = p.pgid == pgid;
+                if !in_group {
+                    if id_taken {
+                        continue;
+                    }
+                    match environ(p.pid, &entry) {
+                        Environ::Has => {}
+                        Environ::Lacks => continue,
+                        Environ::Empty => {
+                            busy |= start.elapsed() < EXEC_SETTLE;
+                            continue;
+                        }
+                    }
+                }
+                kill(p.pid, Signal::KILL);
+                if !in_group {
+                    escaped.insert(p.pid);
+                }
+                busy = true;
+            }
+        }
+        if !busy || tokio::time::Instant::now() >= deadline {
+            return escaped.len();
+        }
+        // Killed processes take a moment to exit and reparent their children.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Reaps zombie children that no task leader owns: orphans reparented to
+/// this subreaper that have since exited. Never blocks and never touches a
+/// leader that tokio waits for. Returns how many were reaped.
+///
+/// A [`Reaper`] calls this periodically; call it yourself when you have no
+/// runtime.
+pub fn reap_orphans() -> usize {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let zombies: Vec<i32> = all_processes()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.is_zombie())
+        .map(|p| p.pid)
+        .collect();
+    if zombies.is_empty() {
+        return 0;
+    }
+    let leaders = leaders();
+    zombies
+        .into_iter()
+        .filter(|pid| !leaders.contains_key(pid))
+        .filter(|&pid| reap(pid))
+        .count()
+}
+
+/// Kills every descendant of this process — task leaders, their groups and,
+/// for a subreaper, the escapees reparented to it — and reaps the orphans
+/// among them, until none is left or `budget` passes. Returns how many
+/// processes were signalled.
+///
+/// Call it when the program exits (after the run), so that no process it
+/// started survives it. Descendants that are not our children are found by
+/// following parent pids in `/proc`; between that scan and the kill such a
+/// pid could, in theory, be reused — our own children cannot be, since only
+/// we can reap them.
+pub fn kill_all_descendants(budget: Duration) -> usize {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let deadline = Instant::now() + budget;
+    let mut signalled: HashSet<i32> = HashSet::new();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let procs = all_processes();
+        let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
+        for p in &procs {
+            children.entry(p.ppid).or_default().push(p);
+        }
+        let mut live = Vec::new();
+        let mut stack = vec![me];
+        while let Some(parent) = stack.pop() {
+            for child in children.get(&parent).into_iter().flatten() {
+                stack.push(child.pid);
+                if !child.is_zombie() {
+                    live.push(child.pid);
+                }
+            }
+        }
+        {
+            let leaders = leaders();
+            // A registered leader is not reaped yet, alive or zombie, so its
+            // pid still names its group: killing the group is safe, and it
+            // reaches members that were reparented elsewhere.
+            for &leader in leaders.keys() {
+                if let Some(pgid) = pid_of(leader) {
+                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                }
+            }
+            for &pid in &live {
+                kill(pid, Signal::KILL);
+                signalled.insert(pid);
+            }
+            for zombie in children
+                .get(&me)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.is_zombie() && !leaders.contains_key(&p.pid))
+            {
+                reap(zombie.pid);
+            }
+        }
+        if live.is_empty() || Instant::now() >= deadline {
+            return signalled.len();
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Reaps orphaned zombies in the background while a long run goes on.
+///
+/// Dropping it stops it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// agent33_process::become_subreaper()?;
+/// let _reaper = agent33_process::Reaper::start(std::time::Duration::from_secs(1));
+/// // … run tasks …
+/// agent33_process::kill_all_descendants(std::time::Duration::from_secs(5));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Reaper {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Reaper {
+    /// Starts reaping every `interval` on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn start(interval: Duration) -> Self {
+        let handle = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // Scanning /proc is a few milliseconds of blocking reads.
+                let _ = tokio::task::spawn_blocking(reap_orphans).await;
+            }
+        });
+        Self { handle }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_parentheses_in_the_name() {
+        let info = parse_stat(42, b"42 (a) b (c)) S 7 42 42 0 -1 4194560 0").expect("parses");
+        assert_eq!(
+            (info.pid, info.ppid, info.pgid, info.state),
+            (42, 7, 42, b'S')
+        );
+        assert!(!info.is_zombie());
+        let zombie = parse_stat(5, b"5 (x) Z 1 5 5").expect("parses");
+        assert!(zombie.is_zombie());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_stat(1, b"no parenthesis").is_none());
+        assert!(parse_stat(1, b"1 (x) S notanumber 1").is_none());
+    }
+
+    #[test]
+    fn sees_itself() {
+        let me = std::process::id() as i32;
+        let all = all_processes();
+        let info = all.iter().find(|p| p.pid == me).expect("in /proc");
+        assert_eq!(info.pgid, rustix::process::getpgrp().as_raw_nonzero().get());
+    }
+}
