@@ -1,1 +1,28 @@
-fn main() {}
+//! The `agent-33` binary: the only edge of the program. It parses argv,
+//! loads the configuration, installs signal handlers, builds the runtime,
+//! wires reporters to the engine's events and maps the outcome to an exit
+//! code. Everything it decides lives in the library crates.
+
+mod exit;
+mod plan_view;
+mod run;
+
+use std::process::ExitCode;
+
+use agent33_cli::args::{Command, parse_from};
+
+fn main() -> ExitCode {
+    let cli = match parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors exit 2.
+            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => run::main(&args),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,503 @@
+//! Ad-hoc artifacts (`--command`): from the positional arguments, or read
+//! lazily, line by line, from a file or stdin (`--artifacts-from FILE|-`).
+//!
+//! Lines are bytes: they may be non-UTF-8 and are kept exactly, without
+//! their `\n` or `\r\n`; lines that are empty or only spaces and tabs are
+//! skipped. The tasks come out as a stream so the engine can start them
+//! while input is still being read, and stops reading when the run stops:
+//! lines never read are not part of the run.
+//!
+//! Task ids are `command:ARTIFACT`; a repeated artifact gets `#2`, `#3`, …
+//! ([`IdAllocator`]).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use agent33_parallel::{AgentName, AgentTask};
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+
+use crate::error::{Result, UsageError};
+
+/// The name of the ad-hoc agent.
+pub const ADHOC_AGENT: &str = "command";
+
+/// Gives each ad-hoc task a unique id: `command:ARTIFACT`, then
+/// `command:ARTIFACT#2`, `#3`, … for repeats.
+///
+/// Holding every id would cost the whole input in memory; this keeps one
+/// 64-bit hash per distinct id instead (a `HashMap<u64, u32>`: 16 bytes per
+/// entry, about 20–40 bytes per distinct line with the table's load
+/// factor and doubling growth), whatever the line's length. A hash collision can
+/// only make an id look taken when it is not, which costs a needless `#N`
+/// suffix (odds about n²/2⁶⁵: 3·10⁻⁸ for a million lines); it can never
+/// produce a duplicate id, because equal ids always have equal hashes.
+/// The literal input `x#2` is handled: a later repeat of `x` skips to `#3`.
+#[derive(Debug, Default)]
+pub struct IdAllocator {
+    /// hash(id) → the next suffix to try when `id` is seen again as a base.
+    taken: HashMap<u64, u32>,
+}
+
+fn hash_of(id: &str) -> u64 {
+    // Fixed keys: the same input always gets the same ids.
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl IdAllocator {
+    /// A fresh allocator.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A task of `agent` on `artifact` (exact bytes) with a unique id.
+    pub fn task(&mut self, agent: &AgentName, artifact: &[u8]) -> AgentTask {
+        let task = AgentTask::from_bytes(agent.clone(), artifact);
+        let base = task.id.as_str().to_owned();
+        let base_hash = hash_of(&base);
+        let mut n = self.taken.get(&base_hash).copied().unwrap_or(1);
+        let (id, hash) = loop {
+            let (candidate, h) = if n == 1 {
+                (base.clone(), base_hash)
+            } else {
+                let c = format!("{base}#{n}");
+                let h = hash_of(&c);
+                (c, h)
+            };
+            if !self.taken.contains_key(&h) {
+                break (candidate, h);
+            }
+            n += 1;
+        };
+        self.taken.insert(base_hash, n + 1);
+        self.taken.entry(hash).or_insert(2);
+        if n == 1 { task } else { task.with_id(id) }
+    }
+}
+
+/// Where ad-hoc artifacts come from.
+#[derive(Debug)]
+pub enum ArtifactInput {
+    /// The positional arguments.
+    Args(Vec<OsString>),
+    /// A file, already opened (so a missing file is a usage error before
+    /// anything runs).
+    File {
+        /// The path as given, for messages.
+        path: PathBuf,
+        /// The open file.
+        file: std::fs::File,
+    },
+    /// Standard input (`--artifacts-from -`).
+    Stdin,
+}
+
+impl ArtifactInput {
+    /// Opens `--artifacts-from PATH` (`-` = stdin).
+    ///
+    /// # Errors
+    ///
+    /// A usage error when the file cannot be opened.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.as_os_str() == "-" {
+            return Ok(Self::Stdin);
+        }
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(Self::File {
+                path: path.to_owned(),
+                file,
+            }),
+            Err(e) => Err(UsageError::new(format_args!(
+                "cannot read artifacts from {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Where the artifacts come from, for messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Args(_) => "the command line".to_owned(),
+            Self::File { path, .. } => path.display().to_string(),
+            Self::Stdin => "standard input".to_owned(),
+        }
+    }
+
+    /// The tasks, when they are all known up front (positional arguments):
+    /// such a run reports every one of them, as `cancelled` if a stop comes
+    /// first, where a stream's unread lines are simply not part of the run.
+    #[must_use]
+    pub fn known_tasks(&self) -> Option<Vec<AgentTask>> {
+        let Self::Args(args) = self else {
+            return None;
+        };
+        let agent = AgentName::from(ADHOC_AGENT);
+        let mut ids = IdAllocator::new();
+        Some(args.iter().map(|a| ids.task(&agent, a.as_bytes())).collect())
+    }
+
+    /// The tasks, as a lazy stream. Reading starts at the first poll, so
+    /// this may be called outside a runtime; polling needs tokio.
+    #[must_use]
+    pub fn into_stream(self) -> ArtifactStream {
+        let errors = ReadErrors::default();
+        let agent = AgentName::from(ADHOC_AGENT);
+        let tasks = match self {
+            Self::Args(args) => {
+                let mut ids = IdAllocator::new();
+                stream::iter(
+                    args.into_iter()
+                        .map(move |a| ids.task(&agent, a.as_bytes())),
+                )
+                .boxed()
+            }
+            Self::File { path, file } => {
+                let reader = BufReader::new(tokio::fs::File::from_std(file));
+                line_tasks(reader, agent, path.display().to_string(), errors.clone())
+            }
+            Self::Stdin => line_tasks(
+                BufReader::new(tokio::io::stdin()),
+                agent,
+                "standard input".to_owned(),
+                errors.clone(),
+            ),
+        };
+        ArtifactStream { tasks, errors }
+    }
+}
+
+/// The ad-hoc tasks and a handle on read errors.
+pub struct ArtifactStream {
+    /// The tasks, in input order. Ends at end of input or at a read error.
+    pub tasks: BoxStream<'static, AgentTask>,
+    /// A read error that ended the stream early, if any; check it after the
+    /// run (the engine's stream carries tasks only).
+    pub errors: ReadErrors,
+}
+
+impl fmt::Debug for ArtifactStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArtifactStream")
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read error that ended an artifact stream. Cheap to clone; shared with
+/// the stream.
+#[derive(Clone, Debug, Default)]
+pub struct ReadErrors(Arc<Mutex<Option<String>>>);
+
+impl ReadErrors {
+    fn set(&self, message: String) {
+        // A poisoned lock only means another thread panicked mid-write of
+        // an Option; the value is still usable.
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert(message);
+    }
+
+    /// The error, if reading failed (`reading artifacts from FILE: …`).
+    #[must_use]
+    pub fn take(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Strips the line ending (`\n` or `\r\n`) and tells whether the line is
+/// blank (empty or only spaces and tabs), which is then skipped.
+#[must_use]
+pub fn trim_line(line: &[u8]) -> Option<&[u8]> {
+    let line = match line.strip_suffix(b"\n") {
+        Some(l) => l.strip_suffix(b"\r").unwrap_or(l),
+        None => line,
+    };
+    if line.iter().all(|b| *b == b' ' || *b == b'\t') {
+        None
+    } else {
+        Some(line)
+    }
+}
+
+/// Tasks from the lines of `reader`, read only as the stream is polled.
+pub fn line_tasks<R>(
+    reader: R,
+    agent: AgentName,
+    source: String,
+    errors: ReadErrors,
+) -> BoxStream<'static, AgentTask>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+{
+    struct State<R> {
+        reader: R,
+        buf: Vec<u8>,
+        ids: IdAllocator,
+        agent: AgentName,
+        source: String,
+        errors: ReadErrors,
+        done: bool,
+    }
+    let state = State {
+        reader,
+        buf: Vec::new(),
+        ids: IdAllocator::new(),
+        agent,
+        source,
+        errors,
+        done: false,
+    };
+    stream::unfold(state, |mut s| async move {
+        while !s.done {
+            s.buf.clear();
+            match s.reader.read_until(b'\n', &mut s.buf).await {
+                Ok(0) => s.done = true,
+                Ok(_) => {
+                    if let Some(line) = trim_line(&s.buf) {
+                        let task = s.ids.task(&s.agent, line);
+                        return Some((task, s));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    s.errors
+                        .set(format!("reading artifacts from {}: {e}", s.source));
+                    s.done = true;
+                }
+            }
+        }
+        None
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(artifacts: &[&[u8]]) -> Vec<String> {
+        let mut alloc = IdAllocator::new();
+        let agent = AgentName::from(ADHOC_AGENT);
+        artifacts
+            .iter()
+            .map(|a| alloc.task(&agent, a).id.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn repeated_artifacts_get_numbered_suffixes() {
+        assert_eq!(
+            ids(&[b"a", b"b", b"a", b"a", b"b"]),
+            [
+                "command:a",
+                "command:b",
+                "command:a#2",
+                "command:a#3",
+                "command:b#2"
+            ]
+        );
+    }
+
+    #[test]
+    fn suffixes_never_collide_with_literal_artifacts() {
+        assert_eq!(
+            ids(&[b"x", b"x#2", b"x", b"x#2"]),
+            ["command:x", "command:x#2", "command:x#3", "command:x#2#2"]
+        );
+        assert_eq!(
+            ids(&[b"x#2", b"x", b"x"]),
+            ["command:x#2", "command:x", "command:x#3"]
+        );
+    }
+
+    #[test]
+    fn lossy_twins_get_distinct_ids_and_keep_their_bytes() {
+        let mut alloc = IdAllocator::new();
+        let agent = AgentName::from(ADHOC_AGENT);
+        let a = alloc.task(&agent, b"\xff");
+        let b = alloc.task(&agent, b"\xfe");
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.artifact_bytes(), b"\xff");
+        assert_eq!(b.artifact_bytes(), b"\xfe");
+    }
+
+    #[test]
+    fn line_endings_are_stripped_and_blank_lines_skipped() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"a\n", Some(b"a")),
+            (b"a\r\n", Some(b"a")),
+            (b"a", Some(b"a")),
+            (b"a\r", Some(b"a\r")),
+            (b" a \t\n", Some(b" a \t")),
+            (b"\n", None),
+            (b"\r\n", None),
+            (b" \t \n", None),
+            (b"", None),
+            (b"\r \n", Some(b"\r ")),
+        ];
+        for (line, want) in cases {
+            assert_eq!(trim_line(line), *want, "{line:?}");
+        }
+    }
+
+    async fn collect(input: &'static [u8]) -> Vec<AgentTask> {
+        line_tasks(
+            input,
+            AgentName::from(ADHOC_AGENT),
+            "test".into(),
+            ReadErrors::default(),
+        )
+        .collect()
+        .await
+    }
+
+    #[tokio::test]
+    async fn lines_become_tasks_in_order() {
+        let tasks = collect(b"a.txt\n\n  \nb c.txt\r\n\xffz\na.txt").await;
+        let got: Vec<(&str, &[u8])> = tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.artifact_bytes()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("command:a.txt", &b"a.txt"[..]),
+                ("command:b c.txt", b"b c.txt"),
+                ("command:\u{fffd}z", b"\xffz"),
+                ("command:a.txt#2", b"a.txt"),
+            ]
+        );
+        assert!(tasks.iter().all(|t| t.agent == ADHOC_AGENT));
+    }
+
+    #[tokio::test]
+    async fn only_what_is_polled_is_read() {
+        // A reader that counts the lines it has handed out.
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut tasks = line_tasks(
+            BufReader::new(client),
+            AgentName::from(ADHOC_AGENT),
+            "pipe".into(),
+            ReadErrors::default(),
+        );
+        use tokio::io::AsyncWriteExt;
+        server.write_all(b"one\n").await.expect("write");
+        let first = tasks.next().await.expect("one task");
+        assert_eq!(first.artifact, "one");
+        // The writer is still open: the next task waits for input, proving
+        // tasks are handed out while input is still being read.
+        server.write_all(b"two\n").await.expect("write");
+        drop(server);
+        let rest: Vec<AgentTask> = tasks.collect().await;
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].artifact, "two");
+    }
+
+    #[tokio::test]
+    async fn arguments_and_files_are_sources_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("list.txt");
+        std::fs::write(&path, "x\ny\nx\n").expect("write");
+        let input = ArtifactInput::open(&path).expect("opens");
+        let stream = input.into_stream();
+        let got: Vec<String> = stream
+            .tasks
+            .map(|t| t.id.as_str().to_owned())
+            .collect()
+            .await;
+        assert_eq!(got, ["command:x", "command:y", "command:x#2"]);
+        assert_eq!(stream.errors.take(), None);
+
+        let args = ArtifactInput::Args(vec!["p q".into(), "p q".into()]);
+        let got: Vec<String> = args
+            .into_stream()
+            .tasks
+            .map(|t| t.id.as_str().to_owned())
+            .collect()
+            .await;
+        assert_eq!(got, ["command:p q", "command:p q#2"]);
+    }
+
+    #[test]
+    fn streams_can_be_made_before_the_runtime_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("list.txt");
+        std::fs::write(&path, "a\n").expect("write");
+        let file_stream = ArtifactInput::open(&path).expect("opens").into_stream();
+        let stdin_stream = ArtifactInput::Stdin.into_stream();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let got: Vec<AgentTask> = rt.block_on(file_stream.tasks.collect());
+        assert_eq!(got.len(), 1);
+        drop(stdin_stream);
+    }
+
+    #[test]
+    fn a_missing_list_is_a_usage_error() {
+        let err = ArtifactInput::open(Path::new("/nonexistent/list.txt")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read artifacts from /nonexistent/list.txt:"),
+            "{err}"
+        );
+        assert!(matches!(
+            ArtifactInput::open(Path::new("-")),
+            Ok(ArtifactInput::Stdin)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_read_error_ends_the_stream_and_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Reading a folder fails with EISDIR.
+        let file = std::fs::File::open(dir.path()).expect("open folder");
+        let input = ArtifactInput::File {
+            path: dir.path().to_owned(),
+            file,
+        };
+        let stream = input.into_stream();
+        let got: Vec<AgentTask> = stream.tasks.collect().await;
+        assert!(got.is_empty());
+        let err = stream.errors.take().expect("an error");
+        assert!(err.starts_with("reading artifacts from "), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Whatever the input, ids are unique, and an artifact's first
+        /// occurrence keeps the plain id unless a literal line took it.
+        #[test]
+        fn ids_are_always_unique(lines in proptest::collection::vec(
+            proptest::sample::select(vec!["x", "x#2", "x#3", "y", "x#2#2", "#2", ""]),
+            0..40,
+        )) {
+            let mut alloc = IdAllocator::new();
+            let agent = AgentName::from(ADHOC_AGENT);
+            let mut seen = std::collections::HashSet::new();
+            for line in &lines {
+                let task = alloc.task(&agent, line.as_bytes());
+                proptest::prop_assert_eq!(task.artifact.as_str(), *line);
+                let base = format!("command:{line}");
+                proptest::prop_assert!(task.id.as_str().starts_with(&base));
+                proptest::prop_assert!(seen.insert(task.id.as_str().to_owned()), "duplicate {}", task.id);
+            }
+        }
+    }
+}

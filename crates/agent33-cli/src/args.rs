@@ -1,0 +1,375 @@
+//! The command line, as clap sees it: `agent-33 run [OPTIONS] [ARTIFACT ...]`.
+//!
+//! This module only describes the flags. It deliberately does not parse
+//! setting values: numeric and boolean settings arrive here as raw strings
+//! and are validated in [`crate::config`], which also reads the
+//! environment. That way every invalid value gets the same message shape
+//! whether it came from a flag, a variable or the manifest ("invalid value
+//! "abc" for parallel_limit (from flag -j/--parallel-limit): …"), and a
+//! flag can be told apart from a variable (clap's own `env` support would
+//! merge them). The environment variables are therefore written into the
+//! help text by hand, in clap's `[env: NAME]` style.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `agent-33`: run agents over artifacts, in parallel, under control.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "agent-33",
+    version,
+    propagate_version = true,
+    about = "Run agents over artifacts in parallel: semaphore-limited, with timeouts, fail-fast, retries and dependency order."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
+    Run(RunArgs),
+}
+
+/// How a dry run prints its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// How task output reaches the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputMode {
+    /// A finished task's output as one block under a header naming the task.
+    #[default]
+    Grouped,
+    /// Lines as they come, each prefixed with the task id.
+    Stream,
+    /// No task output; only the summary.
+    None,
+}
+
+/// The flags of `agent-33 run`.
+///
+/// Setting values are kept as the strings the user typed; see the module
+/// docs for why.
+#[derive(Debug, Clone, Default, Args)]
+// next_line_help: each flag's help on its own full-width line, so
+// "[default: …] [env: …]" does not wrap apart in `-h` either.
+#[command(allow_negative_numbers = true, next_line_help = true)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one on/off flag of the CLI"
+)]
+pub struct RunArgs {
+    // ----- settings (PRODUCT.md, Settings table) -----
+    /// Run tasks in parallel [default: false] [env: AGENT33_PARALLEL]
+    #[arg(long, help_heading = "Execution")]
+    pub parallel: bool,
+
+    /// Most tasks at once; also sets --parallel [default: 4] [env: AGENT33_PARALLEL_LIMIT]
+    #[arg(
+        short = 'j',
+        long = "parallel-limit",
+        value_name = "N",
+        help_heading = "Execution"
+    )]
+    pub parallel_limit: Option<String>,
+
+    /// Honour depends_on; sets --parallel [default: false] [env: AGENT33_RESPECT_DEPENDENCIES]
+    #[arg(long, help_heading = "Execution")]
+    pub respect_dependencies: bool,
+
+    /// Per-task timeout, seconds; 0 = none [default: 300] [env: AGENT33_TASK_TIMEOUT]
+    #[arg(long, value_name = "S", help_heading = "Execution")]
+    pub timeout: Option<String>,
+
+    /// Never stop for failures [default: false] [env: AGENT33_CONTINUE_ON_ERROR]
+    #[arg(long, help_heading = "Execution")]
+    pub continue_on_error: bool,
+
+    /// Stop after N failed tasks [default: 1] [env: AGENT33_MAX_FAILURES]
+    #[arg(long, value_name = "N", help_heading = "Execution")]
+    pub max_failures: Option<String>,
+
+    /// At a stop, cancel running tasks [default: true] [env: AGENT33_FAIL_FAST]
+    #[arg(long, overrides_with = "no_fail_fast", help_heading = "Execution")]
+    pub fail_fast: bool,
+
+    /// At a stop, let running tasks finish [env: AGENT33_FAIL_FAST=false]
+    #[arg(long, overrides_with = "fail_fast", help_heading = "Execution")]
+    pub no_fail_fast: bool,
+
+    /// Extra attempts for a failed task [default: 0] [env: AGENT33_RETRIES]
+    #[arg(long, value_name = "N", help_heading = "Execution")]
+    pub retries: Option<String>,
+
+    /// Seconds before the first retry, then doubling [default: 1]
+    #[arg(long, value_name = "S", help_heading = "Execution")]
+    pub retry_backoff: Option<String>,
+
+    /// Seconds from SIGTERM to SIGKILL [default: 5] [env: AGENT33_KILL_GRACE]
+    #[arg(long, value_name = "S", help_heading = "Execution")]
+    pub kill_grace: Option<String>,
+
+    /// Whole-run deadline, seconds; 0 = none [default: 0] [env: AGENT33_DEADLINE]
+    #[arg(long, value_name = "S", help_heading = "Execution")]
+    pub deadline: Option<String>,
+
+    /// Bytes of stdout and stderr kept per task [default: 1048576]
+    #[arg(long, value_name = "BYTES", help_heading = "Execution")]
+    pub output_limit: Option<String>,
+
+    // ----- input -----
+    /// Manifest to read [default: agent33.yaml]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        help_heading = "Input"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Ad-hoc agent: run TEMPLATE once per artifact ({artifact} {agent} {id}; else appended)
+    #[arg(long, value_name = "TEMPLATE", help_heading = "Input")]
+    pub command: Option<String>,
+
+    /// Ad-hoc artifacts, one per line, read as a stream ("-" = stdin)
+    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    pub artifacts_from: Option<PathBuf>,
+
+    /// Ad-hoc artifacts (with --command)
+    #[arg(value_name = "ARTIFACT")]
+    pub artifacts: Vec<OsString>,
+
+    // ----- output -----
+    /// Show the plan, run nothing
+    #[arg(long, help_heading = "Output")]
+    pub dry_run: bool,
+
+    /// Format of the dry-run plan (needs --dry-run) [default: text]
+    #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Output")]
+    pub format: Option<Format>,
+
+    /// How task output reaches the terminal [default: grouped]
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Output")]
+    pub output: Option<OutputMode>,
+
+    /// Write the results (ExecutionResults) as JSON to PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+
+    /// Write JUnit XML to PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a self-contained HTML timeline of the run to PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub timings: Option<PathBuf>,
+
+    /// Write each task's full output to files in DIR
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Write a trace of the run's events to PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub trace: Option<PathBuf>,
+
+    /// Print less: no progress, only the summary and errors
+    #[arg(short = 'q', long, help_heading = "Output")]
+    pub quiet: bool,
+
+    /// Record finished tasks in a journal at PATH
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub journal: Option<PathBuf>,
+
+    /// Skip tasks that the journal records as succeeded
+    #[arg(long, help_heading = "Output")]
+    pub resume: bool,
+}
+
+/// Parses a full command line (including the program name).
+///
+/// # Errors
+///
+/// clap's error for a malformed command line, `--help` or `--version`; the
+/// binary calls [`clap::Error::exit`], which prints it and exits 2 for
+/// usage errors, 0 for help and version.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn run(args: &[&str]) -> RunArgs {
+        let mut full = vec!["agent-33", "run"];
+        full.extend_from_slice(args);
+        match parse_from(full).expect("valid command line").command {
+            Command::Run(r) => r,
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_setting_flag_parses_as_written() {
+        let r = run(&[
+            "--parallel",
+            "-j",
+            "8",
+            "--respect-dependencies",
+            "--timeout",
+            "1.5",
+            "--continue-on-error",
+            "--max-failures",
+            "3",
+            "--no-fail-fast",
+            "--retries",
+            "2",
+            "--retry-backoff",
+            "0.5",
+            "--kill-grace",
+            "2",
+            "--deadline",
+            "60",
+            "--output-limit",
+            "100",
+        ]);
+        assert!(r.parallel && r.respect_dependencies && r.continue_on_error);
+        assert_eq!(r.parallel_limit.as_deref(), Some("8"));
+        assert_eq!(r.timeout.as_deref(), Some("1.5"));
+        assert_eq!(r.max_failures.as_deref(), Some("3"));
+        assert!(r.no_fail_fast && !r.fail_fast);
+        assert_eq!(r.retries.as_deref(), Some("2"));
+        assert_eq!(r.retry_backoff.as_deref(), Some("0.5"));
+        assert_eq!(r.kill_grace.as_deref(), Some("2"));
+        assert_eq!(r.deadline.as_deref(), Some("60"));
+        assert_eq!(r.output_limit.as_deref(), Some("100"));
+    }
+
+    #[test]
+    fn the_last_of_fail_fast_and_no_fail_fast_wins() {
+        let r = run(&["--no-fail-fast", "--fail-fast"]);
+        assert!(r.fail_fast && !r.no_fail_fast);
+        let r = run(&["--fail-fast", "--no-fail-fast"]);
+        assert!(!r.fail_fast && r.no_fail_fast);
+    }
+
+    #[test]
+    fn negative_numbers_reach_validation_instead_of_being_taken_for_flags() {
+        let r = run(&["--timeout", "-1", "-j", "-2"]);
+        assert_eq!(r.timeout.as_deref(), Some("-1"));
+        assert_eq!(r.parallel_limit.as_deref(), Some("-2"));
+    }
+
+    #[test]
+    fn input_and_output_flags_parse() {
+        let r = run(&[
+            "-f",
+            "m.yaml",
+            "--dry-run",
+            "--format",
+            "json",
+            "--report",
+            "r.json",
+            "--junit",
+            "j.xml",
+            "--timings",
+            "t.html",
+            "--output",
+            "stream",
+            "--output-dir",
+            "out",
+            "--trace",
+            "trace.json",
+            "--quiet",
+            "--journal",
+            "j.log",
+            "--resume",
+        ]);
+        assert_eq!(r.file, Some(PathBuf::from("m.yaml")));
+        assert!(r.dry_run && r.quiet && r.resume);
+        assert_eq!(r.format, Some(Format::Json));
+        assert_eq!(r.output, Some(OutputMode::Stream));
+        assert_eq!(r.report, Some(PathBuf::from("r.json")));
+        assert_eq!(r.junit, Some(PathBuf::from("j.xml")));
+        assert_eq!(r.timings, Some(PathBuf::from("t.html")));
+        assert_eq!(r.output_dir, Some(PathBuf::from("out")));
+        assert_eq!(r.trace, Some(PathBuf::from("trace.json")));
+        assert_eq!(r.journal, Some(PathBuf::from("j.log")));
+    }
+
+    #[test]
+    fn ad_hoc_flags_and_artifacts_parse() {
+        let r = run(&["--command", "wc -l", "--", "a.txt", "-b.txt"]);
+        assert_eq!(r.command.as_deref(), Some("wc -l"));
+        assert_eq!(r.artifacts, vec![OsString::from("a.txt"), "-b.txt".into()]);
+        let r = run(&["--command", "wc", "--artifacts-from", "-"]);
+        assert_eq!(r.artifacts_from, Some(PathBuf::from("-")));
+    }
+
+    #[test]
+    fn bad_enum_values_are_clap_usage_errors() {
+        let err = parse_from(["agent-33", "run", "--output", "loud"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse_from(["agent-33", "run", "--paralel"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn help_shows_defaults_and_environment_variables() {
+        let mut cli = Cli::command();
+        let run = cli.find_subcommand_mut("run").expect("run exists");
+        let long = run.render_long_help().to_string();
+        let short = run.render_help().to_string();
+        for needle in [
+            "[env: AGENT33_PARALLEL]",
+            "[env: AGENT33_PARALLEL_LIMIT]",
+            "[env: AGENT33_RESPECT_DEPENDENCIES]",
+            "[env: AGENT33_TASK_TIMEOUT]",
+            "[env: AGENT33_CONTINUE_ON_ERROR]",
+            "[env: AGENT33_MAX_FAILURES]",
+            "[env: AGENT33_FAIL_FAST]",
+            "[env: AGENT33_RETRIES]",
+            "[env: AGENT33_KILL_GRACE]",
+            "[env: AGENT33_DEADLINE]",
+            "[default: 4]",
+            "[default: 300]",
+            "[default: 1048576]",
+            "[default: agent33.yaml]",
+            "--parallel-limit",
+            "--no-fail-fast",
+            "--artifacts-from",
+        ] {
+            assert!(long.contains(needle), "--help lacks {needle}:\n{long}");
+            assert!(short.contains(needle), "-h lacks {needle}:\n{short}");
+        }
+    }
+
+    #[test]
+    fn version_is_available() {
+        let err = parse_from(["agent-33", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        let err = parse_from(["agent-33", "run", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+}

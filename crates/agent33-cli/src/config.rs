@@ -1,0 +1,1230 @@
+//! From flags, environment and manifest to one validated configuration, in
+//! two stages like ripgrep's low and high args.
+//!
+//! Stage 1, [`RawConfig::new`], reads raw values: one [`Layer`] per source
+//! (flags, environment variables, the manifest's `execution:` block), each
+//! value validated and tagged with its [`Source`], plus the parsed manifest
+//! or the ad-hoc template. It reads the manifest file but touches nothing
+//! else.
+//!
+//! Stage 2, [`RawConfig::resolve`], merges the layers setting by setting
+//! (flags > environment > manifest > defaults) into
+//! [`agent33_parallel::Settings`], expands the manifest's globs, checks the
+//! agents' folders and dependencies, and opens the ad-hoc artifact list.
+//!
+//! Nothing here runs tasks, prints or exits: the binary does, with
+//! [`UsageError`] mapped to exit status 2.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent33_parallel::{Agent, AgentName, AgentSpec, AgentTask, Agents, Settings};
+
+use crate::adhoc::{ADHOC_AGENT, ArtifactInput};
+use crate::args::{Format, OutputMode, RunArgs};
+use crate::error::{Result, UsageError};
+use crate::manifest::Manifest;
+use crate::template::{CommandTemplate, TaskCommand};
+use crate::values::{Kind, Source, Sourced, invalid_value, parse_bool, parse_seconds, parse_whole};
+
+/// Looks up an environment variable; tests pass a map instead of the
+/// process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// The process environment, for the binary.
+#[must_use]
+pub fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// The manifest read when `-f` is not given, in the current folder.
+pub const DEFAULT_MANIFEST: &str = "agent33.yaml";
+
+/// The settings one source sets, each validated, with its place. `None`
+/// means "not set here".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    /// `parallel`.
+    pub parallel: Option<Sourced<bool>>,
+    /// `parallel_limit`.
+    pub parallel_limit: Option<Sourced<usize>>,
+    /// `respect_dependencies`.
+    pub respect_dependencies: Option<Sourced<bool>>,
+    /// `timeout_seconds` (zero = none).
+    pub timeout: Option<Sourced<Duration>>,
+    /// `continue_on_error`.
+    pub continue_on_error: Option<Sourced<bool>>,
+    /// `max_failures`.
+    pub max_failures: Option<Sourced<u32>>,
+    /// `fail_fast`.
+    pub fail_fast: Option<Sourced<bool>>,
+    /// `retries`.
+    pub retries: Option<Sourced<u32>>,
+    /// `retry_backoff_seconds`.
+    pub retry_backoff: Option<Sourced<Duration>>,
+    /// `kill_grace_seconds`.
+    pub kill_grace: Option<Sourced<Duration>>,
+    /// `deadline_seconds` (zero = none).
+    pub deadline: Option<Sourced<Duration>>,
+    /// `output_limit_bytes`.
+    pub output_limit_bytes: Option<Sourced<usize>>,
+}
+
+fn text_bool(setting: &str, raw: &str, source: Source) -> Result<Sourced<bool>> {
+    match parse_bool(raw) {
+        Some(v) => Ok(Sourced::new(v, source)),
+        None => Err(invalid_value(
+            setting,
+            &format!("{raw:?}"),
+            &source,
+            Kind::Bool,
+        )),
+    }
+}
+
+fn text_whole<T: TryFrom<u64>>(
+    setting: &str,
+    raw: &str,
+    source: Source,
+    min: u64,
+) -> Result<Sourced<T>> {
+    match parse_whole(raw, min) {
+        Some(v) => Ok(Sourced::new(v, source)),
+        None => {
+            let kind = if min == 0 {
+                Kind::Count
+            } else {
+                Kind::Positive
+            };
+            Err(invalid_value(setting, &format!("{raw:?}"), &source, kind))
+        }
+    }
+}
+
+fn text_seconds(setting: &str, raw: &str, source: Source) -> Result<Sourced<Duration>> {
+    match parse_seconds(raw) {
+        Some(v) => Ok(Sourced::new(v, source)),
+        None => Err(invalid_value(
+            setting,
+            &format!("{raw:?}"),
+            &source,
+            Kind::Seconds,
+        )),
+    }
+}
+
+impl Layer {
+    /// The settings given as flags. `-j` and `--respect-dependencies` also
+    /// switch `parallel` on (PRODUCT.md: only these two flags do).
+    ///
+    /// # Errors
+    ///
+    /// A usage error naming the setting and the flag for a bad value.
+    pub fn from_flags(a: &RunArgs) -> Result<Self> {
+        let parallel = if a.parallel {
+            Some(Sourced::new(true, Source::Flag("--parallel")))
+        } else if a.parallel_limit.is_some() {
+            Some(Sourced::new(true, Source::Flag("-j/--parallel-limit")))
+        } else if a.respect_dependencies {
+            Some(Sourced::new(true, Source::Flag("--respect-dependencies")))
+        } else {
+            None
+        };
+        let mut l = Self {
+            parallel,
+            ..Self::default()
+        };
+        if let Some(v) = &a.parallel_limit {
+            l.parallel_limit = Some(text_whole(
+                "parallel_limit",
+                v,
+                Source::Flag("-j/--parallel-limit"),
+                1,
+            )?);
+        }
+        if a.respect_dependencies {
+            l.respect_dependencies =
+                Some(Sourced::new(true, Source::Flag("--respect-dependencies")));
+        }
+        if let Some(v) = &a.timeout {
+            l.timeout = Some(text_seconds(
+                "timeout_seconds",
+                v,
+                Source::Flag("--timeout"),
+            )?);
+        }
+        if a.continue_on_error {
+            l.continue_on_error = Some(Sourced::new(true, Source::Flag("--continue-on-error")));
+        }
+        if let Some(v) = &a.max_failures {
+            l.max_failures = Some(text_whole(
+                "max_failures",
+                v,
+                Source::Flag("--max-failures"),
+                1,
+            )?);
+        }
+        if a.fail_fast {
+            l.fail_fast = Some(Sourced::new(true, Source::Flag("--fail-fast")));
+        } else if a.no_fail_fast {
+            l.fail_fast = Some(Sourced::new(false, Source::Flag("--no-fail-fast")));
+        }
+        if let Some(v) = &a.retries {
+            l.retries = Some(text_whole("retries", v, Source::Flag("--retries"), 0)?);
+        }
+        if let Some(v) = &a.retry_backoff {
+            l.retry_backoff = Some(text_seconds(
+                "retry_backoff_seconds",
+                v,
+                Source::Flag("--retry-backoff"),
+            )?);
+        }
+        if let Some(v) = &a.kill_grace {
+            l.kill_grace = Some(text_seconds(
+                "kill_grace_seconds",
+                v,
+                Source::Flag("--kill-grace"),
+            )?);
+        }
+        if let Some(v) = &a.deadline {
+            l.deadline = Some(text_seconds(
+                "deadline_seconds",
+                v,
+                Source::Flag("--deadline"),
+            )?);
+        }
+        if let Some(v) = &a.output_limit {
+            l.output_limit_bytes = Some(text_whole(
+                "output_limit_bytes",
+                v,
+                Source::Flag("--output-limit"),
+                0,
+            )?);
+        }
+        Ok(l)
+    }
+
+    /// The settings given as `AGENT33_*` environment variables. Each sets
+    /// only its own setting. A variable that is set but empty counts as
+    /// unset (as with clap and most tools), so `AGENT33_PARALLEL= agent-33
+    /// …` is a way to clear one.
+    ///
+    /// # Errors
+    ///
+    /// A usage error naming the setting and the variable for a bad value.
+    pub fn from_env(env: EnvLookup<'_>) -> Result<Self> {
+        let get = |setting: &str, var: &'static str| -> Result<Option<(String, Source)>> {
+            match env(var) {
+                None => Ok(None),
+                Some(v) if v.is_empty() => Ok(None),
+                Some(v) => match v.into_string() {
+                    Ok(s) => Ok(Some((s, Source::Env(var)))),
+                    Err(v) => Err(UsageError::new(format_args!(
+                        "invalid value {:?} for {setting} (from environment variable {var}): \
+                         not valid UTF-8",
+                        v.to_string_lossy()
+                    ))),
+                },
+            }
+        };
+        let mut l = Self::default();
+        if let Some((v, s)) = get("parallel", "AGENT33_PARALLEL")? {
+            l.parallel = Some(text_bool("parallel", &v, s)?);
+        }
+        if let Some((v, s)) = get("parallel_limit", "AGENT33_PARALLEL_LIMIT")? {
+            l.parallel_limit = Some(text_whole("parallel_limit", &v, s, 1)?);
+        }
+        if let Some((v, s)) = get("respect_dependencies", "AGENT33_RESPECT_DEPENDENCIES")? {
+            l.respect_dependencies = Some(text_bool("respect_dependencies", &v, s)?);
+        }
+        if let Some((v, s)) = get("timeout_seconds", "AGENT33_TASK_TIMEOUT")? {
+            l.timeout = Some(text_seconds("timeout_seconds", &v, s)?);
+        }
+        if let Some((v, s)) = get("continue_on_error", "AGENT33_CONTINUE_ON_ERROR")? {
+            l.continue_on_error = Some(text_bool("continue_on_error", &v, s)?);
+        }
+        if let Some((v, s)) = get("max_failures", "AGENT33_MAX_FAILURES")? {
+            l.max_failures = Some(text_whole("max_failures", &v, s, 1)?);
+        }
+        if let Some((v, s)) = get("fail_fast", "AGENT33_FAIL_FAST")? {
+            l.fail_fast = Some(text_bool("fail_fast", &v, s)?);
+        }
+        if let Some((v, s)) = get("retries", "AGENT33_RETRIES")? {
+            l.retries = Some(text_whole("retries", &v, s, 0)?);
+        }
+        if let Some((v, s)) = get("kill_grace_seconds", "AGENT33_KILL_GRACE")? {
+            l.kill_grace = Some(text_seconds("kill_grace_seconds", &v, s)?);
+        }
+        if let Some((v, s)) = get("deadline_seconds", "AGENT33_DEADLINE")? {
+            l.deadline = Some(text_seconds("deadline_seconds", &v, s)?);
+        }
+        Ok(l)
+    }
+
+    /// `continue_on_error: true` and `max_failures` set by this one source
+    /// contradict each other (PRODUCT.md, Settings).
+    ///
+    /// # Errors
+    ///
+    /// A usage error naming both settings and their source.
+    pub fn check_stop_rule(&self) -> Result<()> {
+        let (Some(c), Some(m)) = (&self.continue_on_error, &self.max_failures) else {
+            return Ok(());
+        };
+        if !c.value {
+            return Ok(());
+        }
+        let msg = format!(
+            "continue_on_error: true (from {}) and max_failures (from {}) cannot be set \
+             together in one source: continue_on_error means never stop for failures, \
+             max_failures says after how many to stop; keep one of them",
+            c.source, m.source
+        );
+        Err(match &c.source {
+            Source::Manifest(place) => UsageError::new(format_args!("{place}: {msg}")),
+            _ => UsageError::new(msg),
+        })
+    }
+}
+
+/// One agent as the run will use it: its command and its own limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDef {
+    /// The agent's name (`command` for the ad-hoc agent).
+    pub name: AgentName,
+    /// What it runs for a task; implements
+    /// [`agent33_process::CommandBuilder`].
+    pub command: TaskCommand,
+    /// Its own cap on running tasks, under the global limit.
+    pub parallel_limit: Option<usize>,
+    /// Its own task timeout (`Duration::ZERO` = none).
+    pub timeout: Option<Duration>,
+    /// Its own retry count.
+    pub retries: Option<u32>,
+}
+
+impl AgentDef {
+    /// Wraps `agent` (the process crate's command agent built from
+    /// [`Self::command`]) with this agent's own limits.
+    pub fn spec(&self, agent: impl Agent) -> AgentSpec {
+        let mut spec = AgentSpec::new(agent);
+        if let Some(limit) = self.parallel_limit {
+            spec = spec.parallel_limit(limit);
+        }
+        if let Some(timeout) = self.timeout {
+            spec = spec.timeout(timeout);
+        }
+        if let Some(retries) = self.retries {
+            spec = spec.retries(retries);
+        }
+        spec
+    }
+}
+
+/// Where the run's tasks come from.
+#[derive(Debug)]
+pub enum TaskSource {
+    /// Every task of the manifest, globs expanded, ids unique, dependencies
+    /// validated, per-task timeout and retries set.
+    Manifest(Vec<AgentTask>),
+    /// Ad-hoc artifacts; [`ArtifactInput::into_stream`] yields the tasks.
+    AdHoc(ArtifactInput),
+}
+
+/// The ad-hoc part of stage 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdHoc {
+    /// The `--command` template.
+    pub template: CommandTemplate,
+    /// `--artifacts-from`.
+    pub artifacts_from: Option<PathBuf>,
+    /// Positional artifacts.
+    pub artifacts: Vec<OsString>,
+}
+
+/// Flags that are not settings: what to show and where to write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--format` (only with `--dry-run`).
+    pub format: Format,
+    /// `--output`.
+    pub output: OutputMode,
+    /// `--report PATH`, relative to the current folder.
+    pub report: Option<PathBuf>,
+    /// `--junit PATH`.
+    pub junit: Option<PathBuf>,
+    /// `--timings PATH`.
+    pub timings: Option<PathBuf>,
+    /// `--output-dir DIR`.
+    pub output_dir: Option<PathBuf>,
+    /// `--trace PATH`.
+    pub trace: Option<PathBuf>,
+    /// `--journal PATH`.
+    pub journal: Option<PathBuf>,
+    /// `--resume`.
+    pub resume: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+}
+
+/// Stage 1: every source read and validated on its own, nothing merged.
+#[derive(Debug)]
+pub struct RawConfig {
+    /// Settings from flags.
+    pub flags: Layer,
+    /// Settings from `AGENT33_*` variables.
+    pub env: Layer,
+    /// The manifest (absent in ad-hoc mode).
+    pub manifest: Option<Manifest>,
+    /// The ad-hoc command (absent in manifest mode).
+    pub adhoc: Option<AdHoc>,
+    /// The non-setting flags.
+    pub options: RunOptions,
+}
+
+impl RawConfig {
+    /// Reads the flags, the environment and (unless `--command`) the
+    /// manifest.
+    ///
+    /// # Errors
+    ///
+    /// A [`UsageError`] for any invalid flag combination or value, any
+    /// invalid variable, a missing or invalid manifest.
+    pub fn new(args: &RunArgs, env: EnvLookup<'_>) -> Result<Self> {
+        if args.format.is_some() && !args.dry_run {
+            return Err(UsageError::new(
+                "--format needs --dry-run (it chooses how the plan is printed)",
+            ));
+        }
+        let adhoc = match &args.command {
+            Some(command) => {
+                if args.file.is_some() {
+                    return Err(UsageError::new(
+                        "--command cannot be used with -f/--file: an ad-hoc run reads no manifest",
+                    ));
+                }
+                if args.artifacts_from.is_some() && !args.artifacts.is_empty() {
+                    return Err(UsageError::new(
+                        "give ad-hoc artifacts either as arguments or with --artifacts-from, not both",
+                    ));
+                }
+                let template = CommandTemplate::split(command)
+                    .map_err(|m| UsageError::new(format_args!("invalid --command: {m}")))?;
+                Some(AdHoc {
+                    template,
+                    artifacts_from: args.artifacts_from.clone(),
+                    artifacts: args.artifacts.clone(),
+                })
+            }
+            None => {
+                if args.artifacts_from.is_some() {
+                    return Err(UsageError::new(
+                        "--artifacts-from needs --command TEMPLATE (a manifest run takes its \
+                         artifacts from the manifest)",
+                    ));
+                }
+                if let Some(first) = args.artifacts.first() {
+                    return Err(UsageError::new(format_args!(
+                        "unexpected argument {:?}: artifacts on the command line need \
+                         --command TEMPLATE (a manifest run takes its artifacts from the manifest)",
+                        first.to_string_lossy()
+                    )));
+                }
+                None
+            }
+        };
+        let flags = Layer::from_flags(args)?;
+        let env = Layer::from_env(env)?;
+        let manifest = if adhoc.is_some() {
+            None
+        } else {
+            let (path, explicit) = match &args.file {
+                Some(p) => (p.clone(), true),
+                None => (PathBuf::from(DEFAULT_MANIFEST), false),
+            };
+            Some(Manifest::read(&path, explicit)?)
+        };
+        flags.check_stop_rule()?;
+        env.check_stop_rule()?;
+        if let Some(m) = &manifest {
+            m.execution.check_stop_rule()?;
+        }
+        let options = RunOptions {
+            dry_run: args.dry_run,
+            format: args.format.unwrap_or_default(),
+            output: args.output.unwrap_or_default(),
+            report: args.report.clone(),
+            junit: args.junit.clone(),
+            timings: args.timings.clone(),
+            output_dir: args.output_dir.clone(),
+            trace: args.trace.clone(),
+            journal: args.journal.clone(),
+            resume: args.resume,
+            quiet: args.quiet,
+        };
+        Ok(Self {
+            flags,
+            env,
+            manifest,
+            adhoc,
+            options,
+        })
+    }
+
+    /// Stage 2: merges the layers into [`Settings`], builds the agents and
+    /// the task source.
+    ///
+    /// # Errors
+    ///
+    /// A [`UsageError`] for a glob that matches nothing, duplicate task ids,
+    /// invalid dependencies, an agent folder that does not exist, an
+    /// artifact list that cannot be opened.
+    pub fn resolve(self) -> Result<Config> {
+        let empty = Layer::default();
+        let manifest_layer = self.manifest.as_ref().map_or(&empty, |m| &m.execution);
+        let (settings, sources) = merge(
+            [&self.flags, &self.env, manifest_layer],
+            self.options.output,
+        );
+        let (agents, tasks, manifest_path) = match (self.manifest, self.adhoc) {
+            (Some(m), _) => {
+                m.check_agent_folders()?;
+                let tasks = m.tasks()?;
+                (
+                    m.agents.clone(),
+                    TaskSource::Manifest(tasks),
+                    Some(m.path().to_owned()),
+                )
+            }
+            (None, Some(adhoc)) => {
+                let input = match &adhoc.artifacts_from {
+                    Some(path) => ArtifactInput::open(path)?,
+                    None => ArtifactInput::Args(adhoc.artifacts),
+                };
+                let agent = AgentDef {
+                    name: AgentName::from(ADHOC_AGENT),
+                    command: TaskCommand::new(adhoc.template).append_artifact_without_placeholder(),
+                    parallel_limit: None,
+                    timeout: None,
+                    retries: None,
+                };
+                (vec![agent], TaskSource::AdHoc(input), None)
+            }
+            (None, None) => (Vec::new(), TaskSource::Manifest(Vec::new()), None),
+        };
+        Ok(Config {
+            settings,
+            sources,
+            agents,
+            tasks,
+            options: self.options,
+            manifest_path,
+        })
+    }
+}
+
+/// The highest-precedence value of one setting, or its default.
+fn pick<T: Clone>(
+    layers: [&Layer; 3],
+    get: impl Fn(&Layer) -> &Option<Sourced<T>>,
+    default: T,
+) -> Sourced<T> {
+    layers
+        .iter()
+        .find_map(|l| get(l).clone())
+        .unwrap_or(Sourced::new(default, Source::Default))
+}
+
+/// Merges layers (flags, env, manifest; highest precedence first) into
+/// settings, each setting on its own, and records where each came from.
+#[must_use]
+pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'static str, Source)>) {
+    let d = Settings::default();
+    let parallel = pick(layers, |l| &l.parallel, d.parallel);
+    let parallel_limit = pick(layers, |l| &l.parallel_limit, d.parallel_limit);
+    let respect = pick(layers, |l| &l.respect_dependencies, d.respect_dependencies);
+    let timeout = pick(layers, |l| &l.timeout, d.timeout.unwrap_or(Duration::ZERO));
+    let mut continue_on_error = pick(layers, |l| &l.continue_on_error, d.continue_on_error);
+    let max_failures = pick(layers, |l| &l.max_failures, d.max_failures);
+    // continue_on_error: true and max_failures are two answers to "when to
+    // stop"; the higher-precedence one wins (same-source conflicts were
+    // rejected in stage 1).
+    if continue_on_error.value && max_failures.source.rank() > continue_on_error.source.rank() {
+        continue_on_error = Sourced::new(false, max_failures.source.clone());
+    }
+    let fail_fast = pick(layers, |l| &l.fail_fast, d.fail_fast);
+    let retries = pick(layers, |l| &l.retries, d.retries);
+    let retry_backoff = pick(layers, |l| &l.retry_backoff, d.retry_backoff);
+    let kill_grace = pick(layers, |l| &l.kill_grace, d.kill_grace);
+    let deadline = pick(
+        layers,
+        |l| &l.deadline,
+        d.deadline.unwrap_or(Duration::ZERO),
+    );
+    let output_limit = pick(layers, |l| &l.output_limit_bytes, d.output_limit_bytes);
+
+    let settings = Settings {
+        parallel: parallel.value,
+        parallel_limit: parallel_limit.value,
+        respect_dependencies: respect.value,
+        timeout: (!timeout.value.is_zero()).then_some(timeout.value),
+        continue_on_error: continue_on_error.value,
+        max_failures: max_failures.value,
+        fail_fast: fail_fast.value,
+        retries: retries.value,
+        retry_backoff: retry_backoff.value,
+        kill_grace: kill_grace.value,
+        deadline: (!deadline.value.is_zero()).then_some(deadline.value),
+        output_limit_bytes: output_limit.value,
+        stream_output: output == OutputMode::Stream,
+        lookahead: d.lookahead,
+    };
+    let sources = vec![
+        ("parallel", parallel.source),
+        ("parallel_limit", parallel_limit.source),
+        ("respect_dependencies", respect.source),
+        ("timeout_seconds", timeout.source),
+        ("continue_on_error", continue_on_error.source),
+        ("max_failures", max_failures.source),
+        ("fail_fast", fail_fast.source),
+        ("retries", retries.source),
+        ("retry_backoff_seconds", retry_backoff.source),
+        ("kill_grace_seconds", kill_grace.source),
+        ("deadline_seconds", deadline.source),
+        ("output_limit_bytes", output_limit.source),
+    ];
+    (settings, sources)
+}
+
+/// Stage 2's result: everything the run needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// The engine's settings. `stream_output` is on for `--output stream`.
+    pub settings: Settings,
+    /// Where each setting came from, in the Settings table's order (for a
+    /// dry run or a debug print).
+    pub sources: Vec<(&'static str, Source)>,
+    /// The agents, in manifest order (ad hoc: the one agent `command`).
+    pub agents: Vec<AgentDef>,
+    /// The tasks, or the ad-hoc artifacts to make them from.
+    pub tasks: TaskSource,
+    /// Dry run, format, output mode, report paths, quiet.
+    pub options: RunOptions,
+    /// The manifest read, if any (as given, or `agent33.yaml`).
+    pub manifest_path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Builds the engine's agent registry: `make` turns each agent's
+    /// definition (its [`TaskCommand`]) into an agent, typically the
+    /// process crate's command agent; the agent's own limits are applied.
+    pub fn agents<A: Agent>(&self, mut make: impl FnMut(&AgentDef) -> A) -> Agents {
+        let mut agents = Agents::new();
+        for def in &self.agents {
+            agents.insert(def.name.clone(), def.spec(make(def)));
+        }
+        agents
+    }
+
+    /// The definition of the agent named `name`.
+    #[must_use]
+    pub fn agent(&self, name: &str) -> Option<&AgentDef> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+/// Both stages: flags, environment and manifest to a validated [`Config`].
+///
+/// # Errors
+///
+/// A [`UsageError`]; the binary prints `agent-33: error: <message>` and
+/// exits 2.
+///
+/// # Examples
+///
+/// ```
+/// use std::ffi::OsString;
+/// use agent33_cli::args::{parse_from, Command};
+/// use agent33_cli::config::{load, TaskSource};
+///
+/// let cli = parse_from(["agent-33", "run", "-j", "8", "--command", "wc -l", "a.txt"]).unwrap();
+/// let Command::Run(args) = cli.command;
+/// let env = |name: &str| (name == "AGENT33_TASK_TIMEOUT").then(|| OsString::from("1.5"));
+/// let config = load(&args, &env).unwrap();
+/// assert!(config.settings.parallel);
+/// assert_eq!(config.settings.parallel_limit, 8);
+/// assert_eq!(config.settings.timeout, Some(std::time::Duration::from_millis(1500)));
+/// assert!(matches!(config.tasks, TaskSource::AdHoc(_)));
+/// ```
+pub fn load(args: &RunArgs, env: EnvLookup<'_>) -> Result<Config> {
+    RawConfig::new(args, env)?.resolve()
+}
+
+/// The folder a manifest's relative paths start from: its parent, or `.`.
+#[must_use]
+pub fn manifest_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Command, parse_from};
+    use std::collections::HashMap;
+
+    fn args(flags: &[&str]) -> RunArgs {
+        let mut argv = vec!["agent-33", "run"];
+        argv.extend_from_slice(flags);
+        match parse_from(argv).expect("valid command line").command {
+            Command::Run(r) => r,
+        }
+    }
+
+    /// Loads with these flags, variables and manifest text (written to a
+    /// temporary `agent33.yaml` passed with `-f` unless ad hoc).
+    fn load_with(flags: &[&str], env: &[(&str, &str)], manifest: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent33.yaml");
+        std::fs::write(&path, manifest).expect("write");
+        let path = path.to_str().expect("utf-8 temp path").to_owned();
+        let mut all: Vec<&str> = flags.to_vec();
+        if !flags.contains(&"--command") {
+            all.extend(["-f", &path]);
+        }
+        let env: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        let lookup = move |name: &str| env.get(name).cloned();
+        load(&args(&all), &lookup)
+    }
+
+    fn settings(flags: &[&str], env: &[(&str, &str)], manifest: &str) -> Settings {
+        load_with(flags, env, manifest).expect("valid").settings
+    }
+
+    fn error(flags: &[&str], env: &[(&str, &str)], manifest: &str) -> String {
+        load_with(flags, env, manifest)
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn nothing_set_gives_the_defaults() {
+        let s = settings(&[], &[], "");
+        assert_eq!(s, Settings::default());
+        let c = load_with(&[], &[], "").expect("valid");
+        assert!(c.sources.iter().all(|(_, s)| *s == Source::Default));
+        assert_eq!(c.sources.len(), 12);
+    }
+
+    #[test]
+    fn each_setting_takes_flag_then_env_then_manifest_then_default() {
+        let secs = Duration::from_secs;
+        /// (flag, env var, manifest key), the values given at each level
+        /// (flag, env, manifest), how to read the setting, and what it reads
+        /// when each level is the highest one given.
+        type Row<'a> = (
+            (&'a str, &'a str, &'a str),
+            [&'a str; 3],
+            fn(&Settings) -> String,
+            [&'a str; 3],
+        );
+        let table: &[Row<'_>] = &[
+            (
+                ("-j", "AGENT33_PARALLEL_LIMIT", "parallel_limit"),
+                ["8", "6", "5"],
+                |s| s.parallel_limit.to_string(),
+                ["8", "6", "5"],
+            ),
+            (
+                ("--timeout", "AGENT33_TASK_TIMEOUT", "timeout_seconds"),
+                ["1.5", "2", "0"],
+                |s| format!("{:?}", s.timeout),
+                ["Some(1.5s)", "Some(2s)", "None"],
+            ),
+            (
+                ("--max-failures", "AGENT33_MAX_FAILURES", "max_failures"),
+                ["3", "4", "5"],
+                |s| s.max_failures.to_string(),
+                ["3", "4", "5"],
+            ),
+            (
+                ("--retries", "AGENT33_RETRIES", "retries"),
+                ["1", "2", "3"],
+                |s| s.retries.to_string(),
+                ["1", "2", "3"],
+            ),
+            (
+                ("--kill-grace", "AGENT33_KILL_GRACE", "kill_grace_seconds"),
+                ["0.25", "2", "3"],
+                |s| format!("{:?}", s.kill_grace),
+                ["250ms", "2s", "3s"],
+            ),
+            (
+                ("--deadline", "AGENT33_DEADLINE", "deadline_seconds"),
+                ["0", "20", "30"],
+                |s| format!("{:?}", s.deadline),
+                ["None", "Some(20s)", "Some(30s)"],
+            ),
+        ];
+        for ((flag, var, key), [fv, ev, mv], read, [want_f, want_e, want_m]) in table {
+            let manifest = format!("execution:\n  {key}: {mv}\n");
+            let all = settings(&[flag, fv], &[(var, ev)], &manifest);
+            assert_eq!(read(&all), *want_f, "{flag} beats {var}");
+            let env_over = settings(&[], &[(var, ev)], &manifest);
+            assert_eq!(read(&env_over), *want_e, "{var} beats {key}");
+            let man = settings(&[], &[], &manifest);
+            assert_eq!(read(&man), *want_m, "{key} beats the default");
+        }
+        // Settings without a variable.
+        let s = settings(
+            &["--retry-backoff", "0.5", "--output-limit", "10"],
+            &[],
+            "execution: {retry_backoff_seconds: 2, output_limit_bytes: 20}",
+        );
+        assert_eq!(
+            (s.retry_backoff, s.output_limit_bytes),
+            (Duration::from_millis(500), 10)
+        );
+        let s = settings(
+            &[],
+            &[],
+            "execution: {retry_backoff_seconds: 2, output_limit_bytes: 20}",
+        );
+        assert_eq!((s.retry_backoff, s.output_limit_bytes), (secs(2), 20));
+    }
+
+    #[test]
+    fn booleans_resolve_per_setting() {
+        // AGENT33_PARALLEL=false beats parallel: true in the manifest.
+        assert!(
+            !settings(
+                &[],
+                &[("AGENT33_PARALLEL", "false")],
+                "execution: {parallel: true}"
+            )
+            .parallel
+        );
+        assert!(settings(&[], &[("AGENT33_PARALLEL", "YES")], "").parallel);
+        assert!(settings(&["--parallel"], &[("AGENT33_PARALLEL", "off")], "").parallel);
+        assert!(
+            !settings(
+                &[],
+                &[("AGENT33_FAIL_FAST", "0")],
+                "execution: {fail_fast: true}"
+            )
+            .fail_fast
+        );
+        assert!(settings(&["--fail-fast"], &[("AGENT33_FAIL_FAST", "0")], "").fail_fast);
+        assert!(!settings(&["--no-fail-fast"], &[], "execution: {fail_fast: true}").fail_fast);
+        assert!(settings(&[], &[], "execution: {respect_dependencies: true}").respect_dependencies);
+        assert!(
+            !settings(
+                &[],
+                &[("AGENT33_RESPECT_DEPENDENCIES", "Off")],
+                "execution: {mode: dependency-aware}"
+            )
+            .respect_dependencies
+        );
+        assert!(settings(&[], &[("AGENT33_CONTINUE_ON_ERROR", "on")], "").continue_on_error);
+    }
+
+    #[test]
+    fn only_the_j_and_respect_dependencies_flags_switch_parallel_on() {
+        let s = settings(&["-j", "2"], &[("AGENT33_PARALLEL", "false")], "");
+        assert!(s.parallel);
+        assert_eq!(s.parallel_limit, 2);
+        let s = settings(
+            &["--respect-dependencies"],
+            &[],
+            "execution: {parallel: false}",
+        );
+        assert!(s.parallel && s.respect_dependencies);
+        let s = settings(&[], &[("AGENT33_PARALLEL_LIMIT", "8")], "");
+        assert!(!s.parallel);
+        assert_eq!(s.parallel_limit, 8);
+        let s = settings(
+            &[],
+            &[("AGENT33_RESPECT_DEPENDENCIES", "1")],
+            "execution: {parallel_limit: 3}",
+        );
+        assert!(!s.parallel && s.respect_dependencies);
+        let s = settings(&[], &[], "execution: {mode: parallel}");
+        assert!(s.parallel && !s.respect_dependencies);
+        // The mode shorthand is a manifest value: the environment beats it.
+        let s = settings(
+            &[],
+            &[("AGENT33_PARALLEL", "no")],
+            "execution: {mode: dependency-aware}",
+        );
+        assert!(!s.parallel && s.respect_dependencies);
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting_and_the_source() {
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(&[&str], Env<'_>, &str)] = &[
+            (
+                &[],
+                &[("AGENT33_PARALLEL_LIMIT", "abc")],
+                "invalid value \"abc\" for parallel_limit (from environment variable AGENT33_PARALLEL_LIMIT): expected a whole number ≥ 1",
+            ),
+            (
+                &[],
+                &[("AGENT33_PARALLEL_LIMIT", "0")],
+                "invalid value \"0\" for parallel_limit (from environment variable AGENT33_PARALLEL_LIMIT): expected a whole number ≥ 1",
+            ),
+            (
+                &[],
+                &[("AGENT33_FAIL_FAST", "perhaps")],
+                "invalid value \"perhaps\" for fail_fast (from environment variable AGENT33_FAIL_FAST): expected true/false/1/0/yes/no/on/off",
+            ),
+            (
+                &[],
+                &[("AGENT33_TASK_TIMEOUT", "-1")],
+                "invalid value \"-1\" for timeout_seconds (from environment variable AGENT33_TASK_TIMEOUT): expected a number of seconds ≥ 0",
+            ),
+            (
+                &[],
+                &[("AGENT33_DEADLINE", "soon")],
+                "invalid value \"soon\" for deadline_seconds (from environment variable AGENT33_DEADLINE): expected a number of seconds ≥ 0",
+            ),
+            (
+                &[],
+                &[("AGENT33_RETRIES", "-1")],
+                "invalid value \"-1\" for retries (from environment variable AGENT33_RETRIES): expected a whole number ≥ 0",
+            ),
+            (
+                &[],
+                &[("AGENT33_KILL_GRACE", "nan")],
+                "invalid value \"nan\" for kill_grace_seconds (from environment variable AGENT33_KILL_GRACE): expected a number of seconds ≥ 0",
+            ),
+            (
+                &[],
+                &[("AGENT33_MAX_FAILURES", "0")],
+                "invalid value \"0\" for max_failures (from environment variable AGENT33_MAX_FAILURES): expected a whole number ≥ 1",
+            ),
+            (
+                &[],
+                &[("AGENT33_PARALLEL", "2")],
+                "invalid value \"2\" for parallel (from environment variable AGENT33_PARALLEL): expected true/false/1/0/yes/no/on/off",
+            ),
+            (
+                &[],
+                &[("AGENT33_RESPECT_DEPENDENCIES", "y")],
+                "invalid value \"y\" for respect_dependencies (from environment variable AGENT33_RESPECT_DEPENDENCIES)",
+            ),
+            (
+                &[],
+                &[("AGENT33_CONTINUE_ON_ERROR", "sure")],
+                "invalid value \"sure\" for continue_on_error (from environment variable AGENT33_CONTINUE_ON_ERROR)",
+            ),
+            (
+                &["-j", "0"],
+                &[],
+                "invalid value \"0\" for parallel_limit (from flag -j/--parallel-limit): expected a whole number ≥ 1",
+            ),
+            (
+                &["--timeout", "-1"],
+                &[],
+                "invalid value \"-1\" for timeout_seconds (from flag --timeout): expected a number of seconds ≥ 0",
+            ),
+            (
+                &["--timeout", "abc"],
+                &[],
+                "invalid value \"abc\" for timeout_seconds (from flag --timeout)",
+            ),
+            (
+                &["--max-failures", "0"],
+                &[],
+                "invalid value \"0\" for max_failures (from flag --max-failures)",
+            ),
+            (
+                &["--retries", "1.5"],
+                &[],
+                "invalid value \"1.5\" for retries (from flag --retries): expected a whole number ≥ 0",
+            ),
+            (
+                &["--retry-backoff", "-0.1"],
+                &[],
+                "invalid value \"-0.1\" for retry_backoff_seconds (from flag --retry-backoff)",
+            ),
+            (
+                &["--kill-grace", "x"],
+                &[],
+                "invalid value \"x\" for kill_grace_seconds (from flag --kill-grace)",
+            ),
+            (
+                &["--deadline", "inf"],
+                &[],
+                "invalid value \"inf\" for deadline_seconds (from flag --deadline)",
+            ),
+            (
+                &["--output-limit", "-1"],
+                &[],
+                "invalid value \"-1\" for output_limit_bytes (from flag --output-limit): expected a whole number ≥ 0",
+            ),
+            // Invalid anywhere is invalid, even where a flag overrides it.
+            (
+                &["-j", "4"],
+                &[("AGENT33_PARALLEL_LIMIT", "abc")],
+                "invalid value \"abc\" for parallel_limit (from environment variable AGENT33_PARALLEL_LIMIT)",
+            ),
+        ];
+        for (flags, env, want) in cases {
+            let got = error(flags, env, "");
+            assert!(got.starts_with(want), "{got}\nwanted: {want}");
+        }
+        let got = error(&["-j", "4"], &[], "execution: {parallel_limit: 0}");
+        assert!(
+            got.ends_with(
+                "agent33.yaml:1:29: invalid value 0 for parallel_limit: expected a whole number ≥ 1"
+            ),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let s = settings(
+            &[],
+            &[("AGENT33_PARALLEL_LIMIT", ""), ("AGENT33_PARALLEL", "")],
+            "execution: {parallel_limit: 3}",
+        );
+        assert_eq!(s.parallel_limit, 3);
+    }
+
+    #[test]
+    fn continue_on_error_and_max_failures() {
+        // The same source: a usage error naming both and the source.
+        let got = error(&["--continue-on-error", "--max-failures", "2"], &[], "");
+        assert!(got.starts_with("continue_on_error: true (from flag --continue-on-error) and max_failures (from flag --max-failures) cannot be set together"), "{got}");
+        let got = error(
+            &[],
+            &[
+                ("AGENT33_CONTINUE_ON_ERROR", "true"),
+                ("AGENT33_MAX_FAILURES", "2"),
+            ],
+            "",
+        );
+        assert!(got.starts_with("continue_on_error: true (from environment variable AGENT33_CONTINUE_ON_ERROR) and max_failures (from environment variable AGENT33_MAX_FAILURES)"), "{got}");
+        let got = error(
+            &[],
+            &[],
+            "execution:\n  max_failures: 2\n  continue_on_error: true\n",
+        );
+        assert!(
+            got.contains("agent33.yaml:3:22: continue_on_error: true"),
+            "{got}"
+        );
+        // continue_on_error: false conflicts with nothing.
+        let s = settings(
+            &[],
+            &[
+                ("AGENT33_CONTINUE_ON_ERROR", "false"),
+                ("AGENT33_MAX_FAILURES", "2"),
+            ],
+            "",
+        );
+        assert!(!s.continue_on_error);
+        assert_eq!(s.max_failures, 2);
+        // Different sources: the higher precedence wins.
+        let s = settings(
+            &["--max-failures", "3"],
+            &[("AGENT33_CONTINUE_ON_ERROR", "1")],
+            "",
+        );
+        assert!(!s.continue_on_error);
+        assert_eq!(s.max_failures, 3);
+        let s = settings(
+            &["--continue-on-error"],
+            &[("AGENT33_MAX_FAILURES", "3")],
+            "",
+        );
+        assert!(s.continue_on_error);
+        let s = settings(
+            &[],
+            &[("AGENT33_MAX_FAILURES", "3")],
+            "execution: {continue_on_error: true}",
+        );
+        assert!(!s.continue_on_error);
+        assert_eq!(s.max_failures, 3);
+        let s = settings(
+            &[],
+            &[("AGENT33_CONTINUE_ON_ERROR", "yes")],
+            "execution: {max_failures: 3}",
+        );
+        assert!(s.continue_on_error);
+    }
+
+    #[test]
+    fn flag_combinations_that_make_no_sense_are_usage_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--format", "json"], "--format needs --dry-run"),
+            (
+                &["--command", "echo", "-f", "m.yaml"],
+                "--command cannot be used with -f/--file",
+            ),
+            (
+                &["a.txt"],
+                "unexpected argument \"a.txt\": artifacts on the command line need --command TEMPLATE",
+            ),
+            (
+                &["--artifacts-from", "-"],
+                "--artifacts-from needs --command TEMPLATE",
+            ),
+            (
+                &["--command", "echo", "--artifacts-from", "-", "x"],
+                "give ad-hoc artifacts either as arguments or with --artifacts-from, not both",
+            ),
+            (&["--command", ""], "invalid --command: command is empty"),
+            (
+                &["--command", "echo 'x"],
+                "invalid --command: cannot split command",
+            ),
+        ];
+        for (flags, want) in cases {
+            let got = RawConfig::new(&args(flags), &|_| None)
+                .expect_err(want)
+                .to_string();
+            assert!(got.starts_with(want), "{got}\nwanted: {want}");
+        }
+    }
+
+    #[test]
+    fn a_missing_default_manifest_hints_at_command() {
+        // The tests run in the crate's folder, which has no agent33.yaml.
+        let got = RawConfig::new(&args(&[]), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            got.starts_with("no manifest: agent33.yaml not found"),
+            "{got}"
+        );
+        assert!(got.contains("--command"), "{got}");
+    }
+
+    #[test]
+    fn ad_hoc_runs_use_the_command_agent_in_the_current_folder() {
+        let c = load_with(
+            &[
+                "--command",
+                "wc -l",
+                "-j",
+                "3",
+                "--dry-run",
+                "--format",
+                "json",
+                "a b.txt",
+                "c",
+            ],
+            &[],
+            "",
+        )
+        .expect("valid");
+        assert!(c.manifest_path.is_none());
+        assert!(c.options.dry_run);
+        assert_eq!(c.options.format, Format::Json);
+        assert_eq!(c.agents.len(), 1);
+        let agent = &c.agents[0];
+        assert_eq!(agent.name, "command");
+        assert!(agent.command.appends_artifact());
+        assert_eq!(agent.command.working_dir(), None);
+        let TaskSource::AdHoc(ArtifactInput::Args(a)) = &c.tasks else {
+            panic!("ad-hoc arguments");
+        };
+        assert_eq!(a, &[OsString::from("a b.txt"), OsString::from("c")]);
+        let task = AgentTask::new("command", "a b.txt");
+        assert_eq!(
+            agent.command.argv(&task),
+            ["wc", "-l", "a b.txt"].map(OsString::from)
+        );
+        // A manifest in the folder is not read, whatever it holds.
+        assert!(load_with(&["--command", "x {artifact}"], &[], "garbage: [").is_ok());
+    }
+
+    #[test]
+    fn a_missing_artifact_list_is_a_usage_error() {
+        let got = error(
+            &["--command", "x", "--artifacts-from", "/nonexistent/list"],
+            &[],
+            "",
+        );
+        assert!(
+            got.starts_with("cannot read artifacts from /nonexistent/list:"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn manifest_runs_get_tasks_agents_and_options() {
+        let c = load_with(
+            &["--output", "stream", "--report", "out/r.json", "--junit", "j.xml", "--quiet"],
+            &[],
+            "agents:\n  a: {command: 'echo {artifact}', parallel_limit: 2, timeout_seconds: 0, retries: 1}\n\
+             tasks:\n  - {agent: a, artifact: x, timeout_seconds: 9}\n",
+        )
+        .expect("valid");
+        assert!(c.settings.stream_output);
+        assert_eq!(c.options.output, OutputMode::Stream);
+        assert_eq!(c.options.report, Some(PathBuf::from("out/r.json")));
+        assert_eq!(c.options.junit, Some(PathBuf::from("j.xml")));
+        assert!(c.options.quiet);
+        assert!(c.manifest_path.is_some());
+        let TaskSource::Manifest(tasks) = &c.tasks else {
+            panic!("manifest tasks");
+        };
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].timeout, Some(Duration::from_secs(9)));
+        let a = c.agent("a").expect("defined");
+        assert_eq!(a.parallel_limit, Some(2));
+        assert_eq!(a.timeout, Some(Duration::ZERO));
+        assert_eq!(a.retries, Some(1));
+        let agents = c.agents(|_def| {
+            |_ctx: agent33_parallel::TaskContext| async {
+                Ok::<_, agent33_parallel::AgentError>(())
+            }
+        });
+        assert!(agents.get("a").is_some());
+    }
+
+    #[test]
+    fn sources_say_where_each_setting_came_from() {
+        let c = load_with(
+            &["-j", "2"],
+            &[("AGENT33_RETRIES", "1")],
+            "execution:\n  fail_fast: false\n",
+        )
+        .expect("valid");
+        let src: HashMap<&str, String> =
+            c.sources.iter().map(|(k, s)| (*k, s.to_string())).collect();
+        assert_eq!(src["parallel"], "flag -j/--parallel-limit");
+        assert_eq!(src["parallel_limit"], "flag -j/--parallel-limit");
+        assert_eq!(src["retries"], "environment variable AGENT33_RETRIES");
+        assert!(
+            src["fail_fast"].starts_with("manifest ")
+                && src["fail_fast"].ends_with("agent33.yaml:2:14")
+        );
+        assert_eq!(src["timeout_seconds"], "default");
+    }
+
+    #[test]
+    fn dependency_errors_stop_every_mode() {
+        let manifest =
+            "agents: {a: {command: x}}\ntasks:\n  - {agent: a, artifact: x, depends_on: [y]}\n";
+        for flags in [&[][..], &["--parallel"][..], &["--dry-run"][..]] {
+            let got = error(flags, &[], manifest);
+            assert!(
+                got.contains("task `a:x` depends on unknown task `y`"),
+                "{got}"
+            );
+        }
+    }
+}

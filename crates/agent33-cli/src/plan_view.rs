@@ -1,0 +1,191 @@
+//! `agent-33 run --dry-run`: resolves everything (globs, dependencies,
+//! templates, timeouts) and prints the plan, grouped by dependency level,
+//! as text or JSON. Runs nothing.
+
+use std::io::Write;
+use std::time::Duration;
+
+use agent33_cli::args::Format;
+use agent33_cli::config::{Config, TaskSource};
+use agent33_cli::template::{CommandTemplate, display_argv};
+use agent33_parallel::{AgentTask, Settings, plan};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::exit;
+
+/// One task as the plan shows it.
+struct Step<'a> {
+    task: &'a AgentTask,
+    argv: Vec<std::ffi::OsString>,
+    script: Option<&'a str>,
+    timeout: Option<Duration>,
+    agent_limit: Option<usize>,
+}
+
+fn mode_name(s: &Settings) -> &'static str {
+    match (s.parallel, s.respect_dependencies) {
+        (false, _) => "sequential",
+        (true, false) => "parallel",
+        (true, true) => "dependency-aware",
+    }
+}
+
+fn seconds(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!(d.as_secs_f64()))
+}
+
+fn show_seconds(d: Option<Duration>) -> String {
+    d.map_or_else(|| "none".to_owned(), |d| format!("{}s", d.as_secs_f64()))
+}
+
+/// Prints the plan and returns the exit code (0: valid; 2: invalid).
+pub async fn show(mut config: Config) -> u8 {
+    let source = std::mem::replace(&mut config.tasks, TaskSource::Manifest(Vec::new()));
+    let tasks: Vec<AgentTask> = match source {
+        TaskSource::Manifest(tasks) => tasks,
+        TaskSource::AdHoc(input) => {
+            let stream = input.into_stream();
+            let tasks = stream.tasks.collect().await;
+            if let Some(e) = stream.errors.take() {
+                eprintln!("agent-33: error: {e}");
+                return exit::USAGE;
+            }
+            tasks
+        }
+    };
+    // Validated when the manifest was read; ad-hoc tasks have no dependencies.
+    let levels = match plan::levels(&tasks) {
+        Ok(levels) => levels,
+        Err(e) => {
+            eprintln!("agent-33: error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let s = &config.settings;
+    let steps: Vec<Step<'_>> = tasks
+        .iter()
+        .map(|task| {
+            let def = config
+                .agent(task.agent.as_str())
+                .expect("tasks name known agents");
+            let timeout = match task.timeout.or(def.timeout) {
+                Some(t) if t.is_zero() => None,
+                Some(t) => Some(t),
+                None => s.timeout,
+            };
+            Step {
+                task,
+                argv: def.command.argv(task),
+                script: match def.command.template() {
+                    CommandTemplate::Shell(script) => Some(script.as_str()),
+                    CommandTemplate::Argv(_) => None,
+                },
+                timeout,
+                agent_limit: def.parallel_limit,
+            }
+        })
+        .collect();
+    let out = match config.options.format {
+        Format::Json => json_plan(s, &levels, &steps),
+        Format::Text => text_plan(s, &levels, &steps),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("agent-33: error: cannot write the plan: {e}");
+            exit::TASK_FAILED
+        }
+        _ => exit::SUCCESS,
+    }
+}
+
+fn json_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String {
+    let levels: Vec<Value> = levels
+        .iter()
+        .map(|level| {
+            Value::Array(
+                level
+                    .iter()
+                    .map(|&i| {
+                        let st = &steps[i];
+                        json!({
+                            "id": st.task.id.as_str(),
+                            "agent": st.task.agent.as_str(),
+                            "artifact": st.task.artifact,
+                            "argv": st.argv.iter().map(|w| w.to_string_lossy()).collect::<Vec<_>>(),
+                            "shell": st.script.is_some(),
+                            "script": st.script,
+                            "timeout_seconds": seconds(st.timeout),
+                            "agent_parallel_limit": st.agent_limit,
+                            "depends_on": st.task.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let plan = json!({
+        "valid": true,
+        "mode": mode_name(s),
+        "tasks": steps.len(),
+        "settings": {
+            "parallel": s.parallel,
+            "parallel_limit": s.parallel_limit,
+            "respect_dependencies": s.respect_dependencies,
+            "timeout_seconds": seconds(s.timeout),
+            "continue_on_error": s.continue_on_error,
+            "max_failures": s.max_failures,
+            "fail_fast": s.fail_fast,
+            "retries": s.retries,
+            "retry_backoff_seconds": s.retry_backoff.as_secs_f64(),
+            "kill_grace_seconds": s.kill_grace.as_secs_f64(),
+            "deadline_seconds": seconds(s.deadline),
+            "output_limit_bytes": s.output_limit_bytes,
+        },
+        "levels": levels,
+    });
+    let mut text = serde_json::to_string_pretty(&plan).expect("plain JSON values serialise");
+    text.push('\n');
+    text
+}
+
+fn text_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let limit = if s.parallel { s.parallel_limit } else { 1 };
+    let _ = writeln!(
+        out,
+        "Plan: {} tasks in {} levels ({} mode, parallel limit {limit}, nothing runs)",
+        steps.len(),
+        levels.len(),
+        mode_name(s),
+    );
+    for (n, level) in levels.iter().enumerate() {
+        let _ = writeln!(out, "\nLevel {n}");
+        for &i in level {
+            let st = &steps[i];
+            let _ = writeln!(out, "  {}", st.task.id);
+            let limit = st
+                .agent_limit
+                .map_or_else(String::new, |l| format!(" (agent limit {l})"));
+            let _ = writeln!(out, "    agent:    {}{limit}", st.task.agent);
+            let _ = writeln!(out, "    artifact: {}", st.task.artifact);
+            match st.script {
+                Some(script) => {
+                    let _ = writeln!(out, "    script:   {script}");
+                    let _ = writeln!(out, "    $1:       {}", st.task.artifact);
+                }
+                None => {
+                    let _ = writeln!(out, "    argv:     {}", display_argv(&st.argv));
+                }
+            }
+            let _ = writeln!(out, "    timeout:  {}", show_seconds(st.timeout));
+            if !st.task.depends_on.is_empty() {
+                let deps: Vec<&str> = st.task.depends_on.iter().map(|d| d.as_str()).collect();
+                let _ = writeln!(out, "    after:    {}", deps.join(", "));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,303 @@
+//! `agent-33 run`: loads the configuration, then either shows the plan (dry
+//! run) or runs it with reporters attached, signals handled and every
+//! process we started accounted for before we exit.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use agent33_cli::args::{OutputMode as OutputFlag, RunArgs};
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+
+use agent33_cli::config::{Config, TaskSource, load, process_env};
+use agent33_cli::template::TaskCommand;
+use agent33_journal::{Fingerprint, Journal, StableHasher};
+use agent33_parallel::{AgentName, AgentTask, Event, ParallelExecutor, RunControl};
+use agent33_process::{CommandAgent, ProcessOptions, Reaper};
+use agent33_report::{
+    JsonReporter, JunitReporter, NoticeReporter, OutputMode, ProgressReporter, ReportError,
+    Reporters, SummaryOptions, SummaryReporter, TerminalInfo,
+};
+
+use crate::exit::{self, Outcome, Signal};
+use crate::plan_view;
+
+/// How long to hunt for leftover processes when we exit.
+const FINAL_SWEEP: Duration = Duration::from_secs(5);
+
+/// Runs `agent-33 run` and returns the exit code.
+pub fn main(args: &RunArgs) -> u8 {
+    let config = match load(args, &process_env) {
+        Ok(config) => config,
+        Err(e) => return usage_error(&e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let code = runtime.block_on(run(config));
+    // A read of stdin cannot be cancelled; it must not keep us alive.
+    runtime.shutdown_background();
+    code
+}
+
+fn usage_error(e: &dyn std::fmt::Display) -> u8 {
+    eprintln!("agent-33: error: {e}");
+    exit::USAGE
+}
+
+async fn run(config: Config) -> u8 {
+    if config.options.dry_run {
+        return plan_view::show(config).await;
+    }
+    let mut executor = match ParallelExecutor::builder()
+        .settings(config.settings.clone())
+        .build()
+    {
+        Ok(executor) => executor,
+        Err(e) => return usage_error(&e),
+    };
+    let mut journal = match open_journal(&config) {
+        Ok(journal) => journal,
+        Err(message) => return usage_error(&message),
+    };
+    if let (Some(j), true) = (&journal, config.options.resume) {
+        executor = executor.with_resume(j.resume());
+    }
+    let mut reporters = match reporters(&config) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+
+    // Escapees (setsid, double fork) are reparented to us, found and killed.
+    let _ = agent33_process::become_subreaper();
+    let _reaper = Reaper::start(Duration::from_secs(1));
+
+    let options = ProcessOptions {
+        output_dir: config.options.output_dir.clone(),
+        ..ProcessOptions::default()
+    };
+    let agents = config.agents(|def| CommandAgent::new(def.command.clone(), options.clone()));
+    let control = RunControl::new();
+    let signalled = Arc::new(AtomicU8::new(0));
+    if let Err(e) = watch_signals(control.clone(), Arc::clone(&signalled)) {
+        eprintln!("agent-33: error: cannot install signal handlers: {e}");
+        return exit::USAGE;
+    }
+
+    let mut read_errors = None;
+    let mut events = match config.tasks {
+        TaskSource::Manifest(tasks) => executor.run(tasks, &agents, control),
+        TaskSource::AdHoc(input) => match input.known_tasks() {
+            Some(tasks) => executor.run(tasks, &agents, control),
+            None => {
+                let stream = input.into_stream();
+                read_errors = Some(stream.errors);
+                executor.run_stream(stream.tasks, &agents, control)
+            }
+        },
+    };
+
+    let mut all_succeeded = false;
+    let mut failed_reports = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            batch = events.next_batch() => match batch {
+                Some(batch) => {
+                    // Durable before anyone is told the tasks finished.
+                    if let Some(j) = journal.as_mut() {
+                        if let Err(e) = j.record_all(&batch) {
+                            eprintln!("agent-33: error: cannot write the journal: {e}");
+                            failed_reports = true;
+                            journal = None;
+                        }
+                    }
+                    for event in &batch {
+                        if let Event::RunFinished { metrics, .. } = event {
+                            all_succeeded = metrics.counter("tasks_succeeded")
+                                == metrics.counter("tasks_total");
+                        }
+                        failed_reports |= show_errors(reporters.on_event(event));
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                show_errors(reporters.tick());
+            }
+        }
+    }
+    drop(events);
+    failed_reports |= show_errors(reporters.finish());
+    if let Some(message) = read_errors.and_then(|e| e.take()) {
+        eprintln!("agent-33: error: {message}");
+        failed_reports = true;
+    }
+    // Nothing we started outlives us, whatever happened above.
+    tokio::task::spawn_blocking(|| agent33_process::kill_all_descendants(FINAL_SWEEP))
+        .await
+        .ok();
+
+    let outcome = match signalled.load(Ordering::SeqCst) {
+        SIGINT => Outcome::Signalled(Signal::Interrupt),
+        SIGTERM => Outcome::Signalled(Signal::Terminate),
+        _ if all_succeeded && !failed_reports => Outcome::AllSucceeded,
+        _ => Outcome::SomeDidNotSucceed,
+    };
+    exit::code(outcome)
+}
+
+/// Opens `--journal`, checking `--resume` has one to read.
+fn open_journal(config: &Config) -> Result<Option<Journal>, String> {
+    let Some(path) = &config.options.journal else {
+        return if config.options.resume {
+            Err("--resume needs --journal PATH: the journal to resume from".to_owned())
+        } else {
+            Ok(None)
+        };
+    };
+    let fingerprint = Arc::new(CommandFingerprint::new(config));
+    let journal = Journal::open(path, fingerprint)
+        .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
+    if let Some(bytes) = journal.repaired_bytes() {
+        eprintln!(
+            "agent-33: note: the journal {} ended in a torn line ({bytes} bytes), dropped",
+            path.display()
+        );
+    }
+    Ok(Some(journal))
+}
+
+/// A task's fingerprint for the journal: everything that decides what its
+/// command does — agent, id, artifact bytes, argv, folder, environment
+/// (except the attempt number).
+struct CommandFingerprint {
+    commands: HashMap<AgentName, TaskCommand>,
+}
+
+impl CommandFingerprint {
+    fn new(config: &Config) -> Self {
+        Self {
+            commands: config
+                .agents
+                .iter()
+                .map(|def| (def.name.clone(), def.command.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl Fingerprint for CommandFingerprint {
+    fn fingerprint(&self, task: &AgentTask) -> String {
+        let mut h = StableHasher::new();
+        h.field(task.id.as_str().as_bytes());
+        h.field(task.agent.as_str().as_bytes());
+        h.field(task.artifact_bytes());
+        if let Some(command) = self.commands.get(task.agent.as_str()) {
+            let spec = command.spec(task, 1);
+            for word in &spec.argv {
+                h.field(word.as_bytes());
+            }
+            h.field(
+                spec.cwd
+                    .as_ref()
+                    .map_or(&b""[..], |c| c.as_os_str().as_bytes()),
+            );
+            for (k, v) in spec.env.iter().filter(|(k, _)| k != "AGENT33_ATTEMPT") {
+                h.field(k.as_bytes());
+                h.field(v.as_bytes());
+            }
+        }
+        h.finish_hex()
+    }
+}
+
+/// Prints reporter errors (a closed stdout ends quietly); true if any
+/// report could not be written.
+fn show_errors(errors: Vec<ReportError>) -> bool {
+    let mut any = false;
+    for e in errors {
+        if !e.is_broken_pipe() {
+            eprintln!("agent-33: error: {e}");
+            any = true;
+        }
+    }
+    any
+}
+
+fn output_mode(flag: OutputFlag) -> OutputMode {
+    match flag {
+        OutputFlag::Grouped => OutputMode::Grouped,
+        OutputFlag::Stream => OutputMode::Stream,
+        OutputFlag::None => OutputMode::None,
+    }
+}
+
+/// The reporters a run asked for, in the order they must see events:
+/// progress first (it clears its bar), notices, task output, files, and the
+/// summary last. File reports are created now so a bad path fails before
+/// anything runs.
+fn reporters(config: &Config) -> Result<Reporters, ReportError> {
+    let options = &config.options;
+    let term = TerminalInfo::detect();
+    let progress = if options.quiet {
+        ProgressReporter::hidden()
+    } else {
+        ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
+    };
+    let suspender = progress.suspender();
+    let mut reporters = Reporters::new()
+        .with(progress)
+        .with(NoticeReporter::new(Box::new(io::stderr()), &term).suspender(suspender.clone()));
+    for printer in output_mode(options.output).printers(
+        Box::new(io::stdout()),
+        Box::new(io::stderr()),
+        &term,
+        &suspender,
+    ) {
+        reporters.push(printer);
+    }
+    if let Some(path) = &options.report {
+        reporters.push(Box::new(JsonReporter::create(path)?));
+    }
+    if let Some(path) = &options.junit {
+        reporters.push(Box::new(JunitReporter::create(path)?));
+    }
+    Ok(reporters.with(SummaryReporter::new(
+        Box::new(io::stderr()),
+        SummaryOptions::default(),
+    )))
+}
+
+const SIGINT: u8 = 2;
+const SIGTERM: u8 = 15;
+
+/// SIGINT or SIGTERM cancel the run like fail-fast; a second SIGINT (or
+/// SIGTERM) kills every task at once. The first signal decides the exit code.
+fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let which = tokio::select! {
+                Some(()) = int.recv() => SIGINT,
+                Some(()) = term.recv() => SIGTERM,
+                else => return,
+            };
+            let first = signalled
+                .compare_exchange(0, which, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if first {
+                control.interrupt();
+            } else {
+                control.kill();
+            }
+        }
+    });
+    Ok(())
+}

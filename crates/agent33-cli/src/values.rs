@@ -1,0 +1,240 @@
+//! Setting values and where they came from: the parsers shared by flags,
+//! environment variables and the manifest, so that one setting accepts the
+//! same values and fails with the same words wherever it is written.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::UsageError;
+
+/// Where a setting's value came from. Shown in error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag, spelled as in `--help` (`-j/--parallel-limit`).
+    Flag(&'static str),
+    /// An environment variable (`AGENT33_PARALLEL_LIMIT`).
+    Env(&'static str),
+    /// The manifest, at this place.
+    Manifest(Place),
+    /// The built-in default.
+    Default,
+}
+
+impl Source {
+    /// Precedence rank: higher wins (flags 3, environment 2, manifest 1,
+    /// default 0).
+    #[must_use]
+    pub fn rank(&self) -> u8 {
+        match self {
+            Self::Flag(_) => 3,
+            Self::Env(_) => 2,
+            Self::Manifest(_) => 1,
+            Self::Default => 0,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+            Self::Manifest(place) => write!(f, "manifest {place}"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A place in a file: the file as the user named it and, when known, the
+/// 1-based line and column. Displays as `agent33.yaml:14:5` (or just the
+/// file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The file, as given (`-f` or the default `agent33.yaml`).
+    pub file: String,
+    /// 1-based line and column, when the place is known.
+    pub line_col: Option<(usize, usize)>,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line_col {
+            Some((line, col)) => write!(f, "{}:{line}:{col}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+/// A value together with the place it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    /// The validated value.
+    pub value: T,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    /// Pairs a value with its source.
+    pub fn new(value: T, source: Source) -> Self {
+        Self { value, source }
+    }
+}
+
+/// What a setting accepts, phrased for "expected …" in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true/false/1/0/yes/no/on/off`, any case.
+    Bool,
+    /// A whole number ≥ 1.
+    Positive,
+    /// A whole number ≥ 0.
+    Count,
+    /// A number of seconds ≥ 0, fractions allowed.
+    Seconds,
+    /// The manifest's `mode:` shorthand.
+    Mode,
+}
+
+impl Kind {
+    /// The "expected …" phrase.
+    #[must_use]
+    pub fn expected(self) -> &'static str {
+        match self {
+            Self::Bool => "expected true/false/1/0/yes/no/on/off",
+            Self::Positive => "expected a whole number ≥ 1",
+            Self::Count => "expected a whole number ≥ 0",
+            Self::Seconds => "expected a number of seconds ≥ 0",
+            Self::Mode => "expected sequential, parallel or dependency-aware",
+        }
+    }
+}
+
+/// The error for a value that does not fit its setting. Flags and
+/// variables: `invalid value "abc" for parallel_limit (from environment
+/// variable AGENT33_PARALLEL_LIMIT): expected a whole number ≥ 1`; the
+/// manifest, like every manifest error, starts with its place:
+/// `agent33.yaml:3:19: invalid value 0 for parallel_limit: expected …`.
+/// `shown` is the value as the user wrote it (quoted if it was text).
+#[must_use]
+pub fn invalid_value(setting: &str, shown: &str, source: &Source, kind: Kind) -> UsageError {
+    let expected = kind.expected();
+    match source {
+        Source::Manifest(place) => UsageError::new(format_args!(
+            "{place}: invalid value {shown} for {setting}: {expected}"
+        )),
+        _ => UsageError::new(format_args!(
+            "invalid value {shown} for {setting} (from {source}): {expected}"
+        )),
+    }
+}
+
+/// Parses a boolean word: `true/false/1/0/yes/no/on/off`, any case,
+/// surrounding blanks ignored.
+#[must_use]
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a whole number ≥ `min` that fits `T`. Accepts an optional `+`
+/// (as Rust's integer parsing does); rejects fractions and exponents.
+#[must_use]
+pub fn parse_whole<T: TryFrom<u64>>(s: &str, min: u64) -> Option<T> {
+    let n: u64 = s.trim().parse().ok()?;
+    if n < min {
+        return None;
+    }
+    T::try_from(n).ok()
+}
+
+/// Parses a number of seconds ≥ 0 (`0.5`, `300`, `1e3`) into a duration.
+/// Rejects negative, NaN, infinite and unrepresentably large values.
+#[must_use]
+pub fn parse_seconds(s: &str) -> Option<Duration> {
+    let secs: f64 = s.trim().parse().ok()?;
+    seconds(secs)
+}
+
+/// A finite, non-negative number of seconds as a duration.
+#[must_use]
+pub fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_finite() && secs >= 0.0 {
+        Duration::try_from_secs_f64(secs).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_accept_the_documented_words_in_any_case() {
+        for (s, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("Yes", Some(true)),
+            ("on", Some(true)),
+            ("1", Some(true)),
+            ("false", Some(false)),
+            ("No", Some(false)),
+            ("OFF", Some(false)),
+            ("0", Some(false)),
+            (" true ", Some(true)),
+            ("perhaps", None),
+            ("", None),
+            ("2", None),
+            ("y", None),
+        ] {
+            assert_eq!(parse_bool(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn whole_numbers_respect_their_minimum_and_type() {
+        assert_eq!(parse_whole::<usize>("4", 1), Some(4));
+        assert_eq!(parse_whole::<usize>("+4", 1), Some(4));
+        assert_eq!(parse_whole::<usize>("0", 1), None);
+        assert_eq!(parse_whole::<u32>("0", 0), Some(0));
+        assert_eq!(parse_whole::<u32>("-1", 0), None);
+        assert_eq!(parse_whole::<u32>("1.5", 0), None);
+        assert_eq!(parse_whole::<u32>("abc", 0), None);
+        assert_eq!(parse_whole::<u32>("4294967296", 0), None);
+        assert_eq!(parse_whole::<u64>("4294967296", 0), Some(4_294_967_296));
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_nonsense() {
+        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("300"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_seconds("0"), Some(Duration::ZERO));
+        for bad in ["-1", "-0.5", "abc", "", "NaN", "inf", "infinity", "1e400"] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_display_where_a_value_came_from() {
+        assert_eq!(
+            Source::Flag("-j/--parallel-limit").to_string(),
+            "flag -j/--parallel-limit"
+        );
+        assert_eq!(
+            Source::Env("AGENT33_PARALLEL").to_string(),
+            "environment variable AGENT33_PARALLEL"
+        );
+        let place = Place {
+            file: "agent33.yaml".into(),
+            line_col: Some((3, 19)),
+        };
+        assert_eq!(
+            Source::Manifest(place).to_string(),
+            "manifest agent33.yaml:3:19"
+        );
+    }
+}

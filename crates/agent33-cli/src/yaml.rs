@@ -1,0 +1,354 @@
+//! YAML helpers for the manifest: error messages in `file:line:col: …`
+//! form, and a locator that finds the line and column of a node.
+//!
+//! serde_norway reports positions only inside its own errors; it has no
+//! spanned values. Errors found after deserialising (an unknown agent, a
+//! duplicate id, `mode` together with `parallel`) still deserve a position,
+//! so [`locate`] walks the document again with a seed that deliberately
+//! fails at the wanted node: serde_norway stamps that failure with the
+//! node's mark, which is exactly the position we want. It runs only for
+//! the few nodes that need a place, so the re-parse costs nothing that
+//! matters.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// One step of a path into a YAML document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seg<'a> {
+    /// A mapping's value under this key.
+    Key(&'a str),
+    /// A sequence's element at this index (0-based).
+    Index(usize),
+}
+
+/// The message our failing seed raises, so a real error is never taken for
+/// a found node.
+const FOUND: &str = "\u{0}agent33: located";
+
+/// The 1-based line and column of the node at `path` (or, with `key`, of
+/// the key that ends the path), or `None` when there is no such node.
+///
+/// serde_norway parses the whole document for every walk, so a walk in a
+/// manifest with thousands of tasks is not free. When the path starts in
+/// a block-style top-level section (`execution:` at column 0), only that
+/// section is parsed; if that fails for any reason (flow style, an alias
+/// to an anchor outside it), the whole document is.
+pub(crate) fn locate(text: &str, path: &[Seg<'_>], key: bool) -> Option<(usize, usize)> {
+    // (No let chains: the workspace's rust-version is 1.85.)
+    let in_section = match path.first() {
+        Some(Seg::Key(top)) => top_level_section(text, top).and_then(|(lines_before, section)| {
+            locate_in(section, path, key).map(|(line, col)| (line + lines_before, col))
+        }),
+        _ => None,
+    };
+    in_section.or_else(|| locate_in(text, path, key))
+}
+
+/// The text of the top-level block `key:` (from its line at column 0 to the
+/// next line at column 0 that is not a comment or a `-` item), and the
+/// number of lines before it. Lines of a block mapping's values are
+/// indented (or are `-` items), so they never end the section early; a
+/// section cut wrongly just fails to parse and [`locate`] falls back.
+fn top_level_section<'t>(text: &'t str, key: &str) -> Option<(usize, &'t str)> {
+    let mut start: Option<(usize, usize)> = None;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        match start {
+            None => {
+                let is_key_line = line
+                    .strip_prefix(key)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|after| {
+                        after.is_empty() || after.starts_with([' ', '\t', '\r', '\n', '#'])
+                    });
+                if is_key_line {
+                    start = Some((n, offset));
+                }
+            }
+            Some((lines_before, from)) => {
+                let continues =
+                    line.is_empty() || line.starts_with([' ', '\t', '#', '-', '\r', '\n']);
+                if !continues {
+                    return Some((lines_before, &text[from..offset]));
+                }
+            }
+        }
+        offset += line.len();
+    }
+    start.map(|(lines_before, from)| (lines_before, &text[from..]))
+}
+
+fn locate_in(text: &str, path: &[Seg<'_>], key: bool) -> Option<(usize, usize)> {
+    let de = serde_norway::Deserializer::from_str(text);
+    match (Node { path, key }).deserialize(de) {
+        Ok(()) => None,
+        // serde_norway prefixes the message with the node's path.
+        Err(e) if e.to_string().contains(FOUND) => {
+            e.location().map(|loc| (loc.line(), loc.column()))
+        }
+        Err(_) => None,
+    }
+}
+
+/// Renders a serde_norway error as `file:line:col: message` (or `file:
+/// message` when it has no position).
+pub(crate) fn error_message(file: &str, e: &serde_norway::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            // serde_norway appends " at line L column C"; the prefix says it.
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            let msg = msg.replacen(&suffix, "", 1);
+            format!("{file}:{}:{}: {msg}", loc.line(), loc.column())
+        }
+        None => format!("{file}: {msg}"),
+    }
+}
+
+struct Node<'p> {
+    path: &'p [Seg<'p>],
+    key: bool,
+}
+
+fn found<E: de::Error>() -> E {
+    E::custom(FOUND)
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// At the end of the path every visit fails with [`FOUND`]; before it,
+/// scalars mean "no such node" and mappings or sequences are walked.
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.path.split_first() else {
+            return Err(found());
+        };
+        let Seg::Key(want) = *first else {
+            return Ok(());
+        };
+        let fail = rest.is_empty() && self.key;
+        while let Some(matched) = map.next_key_seed(KeySeed { want, fail })? {
+            if matched {
+                return map.next_value_seed(Node {
+                    path: rest,
+                    key: self.key,
+                });
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.path.split_first() else {
+            return Err(found());
+        };
+        let Seg::Index(want) = *first else {
+            return Ok(());
+        };
+        for _ in 0..want {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        // `None` (too few elements) means there is no such node.
+        seq.next_element_seed(Node {
+            path: rest,
+            key: self.key,
+        })?;
+        Ok(())
+    }
+}
+
+impl Node<'_> {
+    fn scalar<E: de::Error>(&self) -> Result<(), E> {
+        if self.path.is_empty() {
+            Err(found())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Reads a mapping key: `true` when it is the wanted one. With `fail`, the
+/// wanted key is itself the target and fails with [`FOUND`].
+struct KeySeed<'a> {
+    want: &'a str,
+    fail: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        if v == self.want {
+            if self.fail { Err(found()) } else { Ok(true) }
+        } else {
+            Ok(false)
+        }
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+execution:
+  mode: parallel
+  parallel_limit: 4
+agents:
+  lint: { command: \"x {artifact}\" }
+tasks:
+  - agent: lint
+    artifact: a.md
+  - agent: nope
+    artifact: b.md
+";
+
+    #[test]
+    fn locates_values_keys_and_sequence_elements() {
+        use Seg::{Index, Key};
+        assert_eq!(
+            locate(DOC, &[Key("execution"), Key("parallel_limit")], false),
+            Some((3, 19))
+        );
+        assert_eq!(
+            locate(DOC, &[Key("execution"), Key("mode")], true),
+            Some((2, 3))
+        );
+        assert_eq!(locate(DOC, &[Key("tasks"), Index(1)], false), Some((9, 5)));
+        assert_eq!(
+            locate(DOC, &[Key("tasks"), Index(1), Key("agent")], false),
+            Some((9, 12))
+        );
+        assert_eq!(
+            locate(DOC, &[Key("agents"), Key("lint"), Key("command")], false),
+            Some((5, 20))
+        );
+    }
+
+    #[test]
+    fn sections_are_cut_at_the_next_top_level_key() {
+        let doc = "# c\nexecution:\n  a: 1\n# x\n\n  b: 2\nagents:\n- x\ntasks:\n  - 1\n";
+        assert_eq!(
+            top_level_section(doc, "execution"),
+            Some((1, "execution:\n  a: 1\n# x\n\n  b: 2\n"))
+        );
+        assert_eq!(
+            top_level_section(doc, "agents"),
+            Some((6, "agents:\n- x\n"))
+        );
+        assert_eq!(
+            top_level_section(doc, "tasks"),
+            Some((8, "tasks:\n  - 1\n"))
+        );
+        assert_eq!(top_level_section(doc, "exec"), None);
+        assert_eq!(
+            locate(doc, &[Seg::Key("execution"), Seg::Key("b")], false),
+            Some((6, 6))
+        );
+    }
+
+    #[test]
+    fn flow_style_and_aliases_fall_back_to_the_whole_document() {
+        let flow = "execution: {a: 1,\nb: 2}\n";
+        assert_eq!(
+            locate(flow, &[Seg::Key("execution"), Seg::Key("b")], false),
+            locate_in(flow, &[Seg::Key("execution"), Seg::Key("b")], false)
+        );
+        let alias = "x: &v 3\nexecution:\n  a: *v\n  b: 4\n";
+        assert_eq!(
+            locate(alias, &[Seg::Key("execution"), Seg::Key("b")], false),
+            Some((4, 6))
+        );
+    }
+
+    #[test]
+    fn missing_nodes_have_no_place() {
+        use Seg::{Index, Key};
+        assert_eq!(locate(DOC, &[Key("nothing")], false), None);
+        assert_eq!(locate(DOC, &[Key("tasks"), Index(7)], false), None);
+        assert_eq!(
+            locate(DOC, &[Key("execution"), Key("mode"), Key("deeper")], false),
+            None
+        );
+    }
+
+    #[test]
+    fn errors_are_prefixed_with_file_line_and_column() {
+        let e = serde_norway::from_str::<Vec<u32>>("[1, x]").unwrap_err();
+        let msg = error_message("m.yaml", &e);
+        assert!(msg.starts_with("m.yaml:1:5: "), "{msg}");
+        assert!(!msg.contains(" at line "), "{msg}");
+    }
+}
