@@ -5,7 +5,9 @@
 //! were dropped; the marker is not counted in the limit.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
@@ -85,12 +87,50 @@ impl TailBuffer {
     }
 }
 
+/// Bytes of live output sent to a run's consumer and not yet taken: the
+/// bound that keeps a fast writer and a slow terminal from filling memory.
+#[derive(Debug, Default)]
+pub(crate) struct LiveBudget {
+    queued: AtomicUsize,
+}
+
+impl LiveBudget {
+    /// Live output that may wait for the consumer at once, over all tasks.
+    pub(crate) const LIMIT: usize = 16 << 20;
+
+    fn try_take(&self, n: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + n <= Self::LIMIT).then_some(q + n)
+            })
+            .is_ok()
+    }
+
+    fn take(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// The consumer took an event; its bytes no longer count.
+    pub(crate) fn release(&self, event: &Event) {
+        if let Event::TaskOutput { bytes, .. } = event {
+            self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        }
+    }
+}
+
 /// One attempt's capture of stdout and stderr, shared between the agent's
 /// context and the engine so a stopped task keeps what it printed.
 #[derive(Debug)]
 pub(crate) struct Capture {
-    streams: Mutex<(TailBuffer, TailBuffer)>,
+    streams: Mutex<Streams>,
     live: Option<LiveSink>,
+}
+
+#[derive(Debug)]
+struct Streams {
+    tails: [TailBuffer; 2],
+    /// Live bytes not forwarded because the consumer was too far behind.
+    unshown: [u64; 2],
 }
 
 #[derive(Debug)]
@@ -98,12 +138,37 @@ pub(crate) struct LiveSink {
     pub(crate) seq: u64,
     pub(crate) id: TaskId,
     pub(crate) events: UnboundedSender<Vec<Event>>,
+    pub(crate) budget: Arc<LiveBudget>,
+}
+
+impl LiveSink {
+    fn send(&self, stream: Stream, bytes: Vec<u8>) {
+        // A closed receiver only means nobody watches any more.
+        let _ = self.events.send(vec![Event::TaskOutput {
+            seq: self.seq,
+            id: self.id.clone(),
+            stream,
+            bytes,
+        }]);
+    }
+
+    fn send_unshown(&self, stream: Stream, unshown: &mut u64) {
+        if *unshown > 0 {
+            let marker = format!("[agent-33: {unshown} bytes not shown live]\n").into_bytes();
+            self.budget.take(marker.len());
+            self.send(stream, marker);
+            *unshown = 0;
+        }
+    }
 }
 
 impl Capture {
     pub(crate) fn new(limit: usize, live: Option<LiveSink>) -> Self {
         Self {
-            streams: Mutex::new((TailBuffer::new(limit), TailBuffer::new(limit))),
+            streams: Mutex::new(Streams {
+                tails: [TailBuffer::new(limit), TailBuffer::new(limit)],
+                unshown: [0; 2],
+            }),
             live,
         }
     }
@@ -112,21 +177,17 @@ impl Capture {
         if bytes.is_empty() {
             return;
         }
-        {
-            let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-            match stream {
-                Stream::Stdout => guard.0.push(bytes),
-                Stream::Stderr => guard.1.push(bytes),
-            }
-        }
+        let i = stream as usize;
+        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        guard.tails[i].push(bytes);
         if let Some(live) = &self.live {
-            // A closed receiver only means nobody watches any more.
-            let _ = live.events.send(vec![Event::TaskOutput {
-                seq: live.seq,
-                id: live.id.clone(),
-                stream,
-                bytes: bytes.to_vec(),
-            }]);
+            // Under the lock, so a marker and the bytes after it stay in order.
+            if live.budget.try_take(bytes.len()) {
+                live.send_unshown(stream, &mut guard.unshown[i]);
+                live.send(stream, bytes.to_vec());
+            } else {
+                guard.unshown[i] += bytes.len() as u64;
+            }
         }
     }
 
@@ -135,8 +196,13 @@ impl Capture {
         // Returned text goes the same way as written text, live included.
         self.write(Stream::Stdout, stdout.as_bytes());
         self.write(Stream::Stderr, stderr.as_bytes());
-        let guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        (guard.0.render(), guard.1.render())
+        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = &self.live {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                live.send_unshown(stream, &mut guard.unshown[stream as usize]);
+            }
+        }
+        (guard.tails[0].render(), guard.tails[1].render())
     }
 }
 

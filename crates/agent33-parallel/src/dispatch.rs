@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentResult, Agents, TaskContext};
-use crate::capture::{Capture, LiveSink};
+use crate::capture::{Capture, LiveBudget, LiveSink};
 use crate::event::{Event, StopReason};
 use crate::executor::{Resume, RunControl, Settings};
 use crate::metrics::{Metrics, Timer};
@@ -194,6 +194,7 @@ pub(crate) struct Dispatcher {
     failures: u32,
     control: RunControl,
     resume: Option<Arc<dyn Resume>>,
+    live_budget: Arc<LiveBudget>,
     events: UnboundedSender<Vec<Event>>,
     /// Events of the current turn of the loop, sent as one batch: one
     /// channel operation and at most one wake-up per turn, not per event.
@@ -215,6 +216,7 @@ impl Dispatcher {
         input: Input,
         control: RunControl,
         resume: Option<Arc<dyn Resume>>,
+        live_budget: Arc<LiveBudget>,
         events: UnboundedSender<Vec<Event>>,
     ) -> Self {
         let limit = s.effective_limit();
@@ -249,6 +251,7 @@ impl Dispatcher {
             failures: 0,
             control,
             resume,
+            live_budget,
             events,
             outbox: Vec::new(),
             clock: Clock {
@@ -599,6 +602,7 @@ impl Dispatcher {
             seq,
             id: task.id.clone(),
             events: self.events.clone(),
+            budget: Arc::clone(&self.live_budget),
         });
         let capture = Arc::new(Capture::new(self.s.output_limit_bytes, live));
         self.emit(Event::TaskStarted {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agents;
+use crate::capture::LiveBudget;
 use crate::dispatch::{Dispatcher, Input};
 use crate::event::Event;
 use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
@@ -433,18 +434,21 @@ impl ParallelExecutor {
 
     fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
+        let live_budget = Arc::new(LiveBudget::default());
         let dispatcher = Dispatcher::new(
             self.settings.clone(),
             agents.clone(),
             input,
             control,
             self.resume.clone(),
+            Arc::clone(&live_budget),
             tx,
         );
         let handle = tokio::spawn(dispatcher.run());
         EventStream {
             rx,
             batch: Vec::new().into_iter(),
+            live_budget,
             handle,
         }
     }
@@ -455,6 +459,7 @@ impl ParallelExecutor {
 pub struct EventStream {
     rx: mpsc::UnboundedReceiver<Vec<Event>>,
     batch: std::vec::IntoIter<Event>,
+    live_budget: Arc<LiveBudget>,
     handle: JoinHandle<()>,
 }
 
@@ -469,17 +474,21 @@ impl EventStream {
     /// such as one fsync for a journal.
     pub async fn next_batch(&mut self) -> Option<Vec<Event>> {
         let rest: Vec<Event> = self.batch.by_ref().collect();
-        if !rest.is_empty() {
-            return Some(rest);
+        let batch = if rest.is_empty() {
+            self.rx.recv().await?
+        } else {
+            rest
+        };
+        for event in &batch {
+            self.live_budget.release(event);
         }
-        self.rx.recv().await
+        Some(batch)
     }
 
     /// Consumes the remaining events into [`ExecutionResults`].
     pub async fn collect_results(mut self) -> ExecutionResults {
         let mut collector = ResultsCollector::new();
-        collector.observe_all(self.batch.by_ref());
-        while let Some(batch) = self.rx.recv().await {
+        while let Some(batch) = self.next_batch().await {
             collector.observe_all(batch);
         }
         // The channel closes when the dispatcher ends; if it ended by
@@ -499,6 +508,7 @@ impl Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         loop {
             if let Some(event) = self.batch.next() {
+                self.live_budget.release(&event);
                 return Poll::Ready(Some(event));
             }
             match self.rx.poll_recv(cx) {

@@ -768,3 +768,41 @@ async fn an_agent_that_gives_up_when_stopped_is_cancelled_not_failed() {
         Some("cancelled: fail-fast after `quick:fail` failed (gave up)")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn live_output_waiting_for_a_slow_consumer_is_bounded() {
+    let agents = Agents::new().add(
+        "firehose",
+        |ctx: agent33_parallel::TaskContext| async move {
+            let chunk = vec![b'x'; 1 << 20];
+            // 40 MiB in one go: the consumer cannot read in between.
+            for _ in 0..40 {
+                ctx.write_stdout(&chunk);
+            }
+            Ok::<_, agent33_parallel::AgentError>(())
+        },
+    );
+    let executor = ParallelExecutor::builder()
+        .stream_output(true)
+        .output_limit_bytes(1024)
+        .build()
+        .unwrap();
+    let mut events = executor.run(
+        vec![AgentTask::new("firehose", "x")],
+        &agents,
+        RunControl::new(),
+    );
+    let mut live = Vec::new();
+    while let Some(e) = events.next().await {
+        if let Event::TaskOutput { bytes, .. } = e {
+            live.push(bytes);
+        }
+    }
+    let shown: usize = live.iter().filter(|b| b[0] == b'x').map(Vec::len).sum();
+    assert_eq!(shown, 16 << 20, "at most the live budget waits");
+    let marker = String::from_utf8(live.last().unwrap().clone()).unwrap();
+    assert_eq!(
+        marker,
+        format!("[agent-33: {} bytes not shown live]\n", 24 << 20)
+    );
+}
