@@ -267,5 +267,47 @@ proptest! {
         } else {
             prop_assert!(r.skipped.is_empty());
         }
+
+        // No idle slot while work is ready: a task that waited after it
+        // became ready found, at every moment of its wait, the global limit
+        // or its agent's limit reached. (Checked where nothing else defers
+        // tasks: no stop, no retry backoff.)
+        if stop_at.is_none() && case.retries == 0 {
+            let running = |t: Duration, agent: Option<usize>| {
+                spans
+                    .iter()
+                    .filter(|x| x.start <= t && x.end.is_some_and(|e| e > t))
+                    .filter(|x| {
+                        let i: usize = x.id[1..].parse().unwrap();
+                        agent.is_none_or(|a| case.tasks[i].0 == a)
+                    })
+                    .count()
+            };
+            for s in &spans {
+                let i: usize = s.id[1..].parse().unwrap();
+                let ready = if respects {
+                    case.tasks[i]
+                        .2
+                        .iter()
+                        .filter_map(|d| spans.iter().filter(|x| x.id == format!("t{d}")).filter_map(|x| x.end).max())
+                        .max()
+                        .unwrap_or(Duration::ZERO)
+                } else {
+                    Duration::ZERO
+                };
+                let agent = case.tasks[i].0;
+                let agent_limit = case.agent_limits[agent].unwrap_or(usize::MAX);
+                let mut moments: Vec<Duration> = spans
+                    .iter()
+                    .filter_map(|x| x.end)
+                    .filter(|&e| e >= ready && e < s.start)
+                    .collect();
+                moments.push(ready);
+                for t in moments.into_iter().filter(|&t| t < s.start) {
+                    let busy = running(t, None) >= limit || running(t, Some(agent)) >= agent_limit;
+                    prop_assert!(busy, "{} was ready at {:?} with a free slot, started at {:?}", s.id, t, s.start);
+                }
+            }
+        }
     }
 }
