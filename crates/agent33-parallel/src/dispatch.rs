@@ -83,6 +83,10 @@ struct Entry {
     first_start: Option<Instant>,
     /// The outcome of the last attempt, kept while a retry is pending.
     last: Option<Box<Attempt>>,
+    /// The running attempt passed its timeout and was told to stop.
+    timed_out: bool,
+    /// The slot of the running attempt.
+    slot: Option<usize>,
     retries: u32,
     timeout: Option<Duration>,
 }
@@ -189,6 +193,9 @@ pub(crate) struct Dispatcher {
     free_slots: BinaryHeap<Reverse<usize>>,
     slot_tokens: Vec<Option<CancellationToken>>,
     backoffs: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Deadlines of running attempts: (when, seq, attempt). Entries of
+    /// attempts that ended are dropped lazily when they come due.
+    timeouts: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     workers: JoinSet<Report>,
     stop: Option<StopReason>,
     failures: u32,
@@ -246,6 +253,7 @@ impl Dispatcher {
             free_slots: BinaryHeap::new(),
             slot_tokens: Vec::new(),
             backoffs: BinaryHeap::new(),
+            timeouts: BinaryHeap::new(),
             workers: JoinSet::new(),
             stop: None,
             failures: 0,
@@ -298,8 +306,16 @@ impl Dispatcher {
         let killed = kill.cancelled();
         let deadline_sleep = sleep_until_opt(deadline);
         let backoff_sleep = tokio::time::sleep_until(start);
-        tokio::pin!(interrupted, killed, deadline_sleep, backoff_sleep);
+        let timeout_sleep = tokio::time::sleep_until(start);
+        tokio::pin!(
+            interrupted,
+            killed,
+            deadline_sleep,
+            backoff_sleep,
+            timeout_sleep
+        );
         let mut armed_backoff: Option<Instant> = None;
+        let mut armed_timeout: Option<Instant> = None;
         loop {
             self.fill();
             if self.is_done() {
@@ -315,6 +331,13 @@ impl Dispatcher {
                 if armed_backoff != Some(at) {
                     backoff_sleep.as_mut().reset(at);
                     armed_backoff = Some(at);
+                }
+            }
+            let next_timeout = self.timeouts.peek().map(|Reverse((at, _, _))| *at);
+            if let Some(at) = next_timeout {
+                if armed_timeout != Some(at) {
+                    timeout_sleep.as_mut().reset(at);
+                    armed_timeout = Some(at);
                 }
             }
             let want_input = self.wants_input();
@@ -336,6 +359,10 @@ impl Dispatcher {
                 () = &mut deadline_sleep, if watch_deadline => {
                     let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
                     self.stop(StopReason::Deadline { seconds });
+                }
+                () = &mut timeout_sleep, if next_timeout.is_some() => {
+                    armed_timeout = None;
+                    self.on_timeouts_due();
                 }
                 () = &mut backoff_sleep, if next_backoff.is_some() => {
                     armed_backoff = None;
@@ -547,6 +574,8 @@ impl Dispatcher {
                 ready_since: ready.then_some(latest_dep),
                 first_start: None,
                 last: None,
+                timed_out: false,
+                slot: None,
                 retries,
                 timeout,
             },
@@ -586,6 +615,8 @@ impl Dispatcher {
         };
         entry.attempts += 1;
         entry.state = State::Running;
+        entry.timed_out = false;
+        entry.slot = Some(slot);
         let waited = entry
             .ready_since
             .map_or(Duration::ZERO, |r| now.saturating_duration_since(r));
@@ -594,7 +625,11 @@ impl Dispatcher {
             self.wait_ms.record(millis(waited));
         }
         let attempt = entry.attempts;
-        let timeout = entry.timeout;
+        // Timeouts are kept here, not in each worker: one timer for the run
+        // instead of one per task, and smaller worker futures.
+        if let Some(due) = entry.timeout.and_then(|t| now.checked_add(t)) {
+            self.timeouts.push(Reverse((due, seq, attempt)));
+        }
         let task = Arc::clone(&entry.task);
         let token = CancellationToken::new();
         self.slot_tokens[slot] = Some(token.clone());
@@ -627,9 +662,9 @@ impl Dispatcher {
         }
         let grace = self.s.kill_grace;
         let kill = self.control.kill.clone();
-        self.workers.spawn(async move {
+        let fut = async move {
             let start = Instant::now();
-            let ended = run_attempt(spec_agent, ctx, timeout, grace, kill).await;
+            let ended = run_attempt(spec_agent, ctx, grace, kill).await;
             Report {
                 seq,
                 slot,
@@ -637,7 +672,8 @@ impl Dispatcher {
                 capture,
                 busy: start.elapsed(),
             }
-        });
+        };
+        self.workers.spawn(fut);
     }
 
     fn on_report(&mut self, report: Report) {
@@ -652,11 +688,26 @@ impl Dispatcher {
         self.busy += busy;
         self.slot_tokens[slot] = None;
         self.free_slots.push(Reverse(slot));
+        if self.timeouts.len() > 2 * self.running + 64 {
+            // Deadlines of ended attempts would otherwise pile up for as long
+            // as the timeout: keep memory proportional to what is running.
+            let entries = &self.entries;
+            self.timeouts.retain(|Reverse((_, s, a))| {
+                *s != seq
+                    && entries
+                        .get(s)
+                        .is_some_and(|e| matches!(e.state, State::Running) && e.attempts == *a)
+            });
+        }
         let entry = self
             .entries
             .get_mut(&seq)
             .expect("running tasks have entries");
         self.agents[entry.agent].running -= 1;
+        let ended = match ended {
+            Ended::Cancelled(late) if entry.timed_out => Ended::TimedOut(late),
+            other => other,
+        };
         let attempt = classify(ended, &capture, entry.timeout, slot, self.stop.as_ref());
 
         let retry =
@@ -685,6 +736,27 @@ impl Dispatcher {
             self.backoffs.push(Reverse((due, seq)));
         } else {
             self.finish_started(seq, attempt);
+        }
+    }
+
+    /// Tells every attempt past its deadline to stop; the worker's report
+    /// then counts as a timeout.
+    fn on_timeouts_due(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, seq, attempt))) = self.timeouts.peek() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop();
+            let Some(entry) = self.entries.get_mut(&seq) else {
+                continue;
+            };
+            if matches!(entry.state, State::Running) && entry.attempts == attempt {
+                entry.timed_out = true;
+                if let Some(token) = entry.slot.and_then(|s| self.slot_tokens[s].as_ref()) {
+                    token.cancel();
+                }
+            }
         }
     }
 
@@ -1083,42 +1155,35 @@ async fn next_from(input: &mut Input) -> Option<AgentTask> {
 async fn run_attempt(
     agent: Arc<dyn Agent>,
     ctx: TaskContext,
-    timeout: Option<Duration>,
     grace: Duration,
     kill: CancellationToken,
 ) -> Ended {
     let token = ctx.token.clone();
-    // An absurdly long timeout is no timeout.
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
-    let timed_out = tokio::select! {
+    tokio::select! {
         biased;
         r = &mut fut => {
             // An agent that gave up because it was asked to stop was
-            // cancelled, not failed; one that finished anyway succeeded.
+            // stopped, not failed; one that finished anyway succeeded.
             return if token.is_cancelled() && !matches!(r, Ok(Ok(_))) {
                 Ended::Cancelled(Some(r))
             } else {
                 Ended::Returned(r)
             };
         }
-        () = sleep_until_opt(deadline) => true,
-        () = token.cancelled() => false,
-    };
+        () = token.cancelled() => {}
+    }
     // The wind-down is rare: boxed, it keeps every worker's future small.
-    Box::pin(wind_down(fut, token, grace, kill, timed_out)).await
+    Box::pin(wind_down(fut, grace, kill)).await
 }
 
 async fn wind_down(
     mut fut: futures::future::CatchUnwind<
         AssertUnwindSafe<futures::future::BoxFuture<'static, AgentResult>>,
     >,
-    token: CancellationToken,
     grace: Duration,
     kill: CancellationToken,
-    timed_out: bool,
 ) -> Ended {
-    token.cancel();
     let late = tokio::select! {
         biased;
         r = &mut fut => Some(r),
@@ -1127,11 +1192,7 @@ async fn wind_down(
     };
     // A panicking drop must not take the dispatcher down.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));
-    if timed_out {
-        Ended::TimedOut(late)
-    } else {
-        Ended::Cancelled(late)
-    }
+    Ended::Cancelled(late)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
