@@ -1,25 +1,49 @@
 //! `--report PATH`: the run's [`ExecutionResults`] as JSON, written
 //! atomically when the run is over.
 //!
+//! The document is `ExecutionResults` exactly as the engine serialises it
+//! (PRODUCT.md's field names), with additions that let a timeline be drawn
+//! later from the file alone (`agent-33 report RUN.json --timings …`):
+//!
+//! - each task result gains `seq`, its position in input order (the four
+//!   lists lose how they interleave);
+//! - top-level `started_at` (when the run began) and `stopped` (why it
+//!   stopped early, or null);
+//! - top-level `attempts`: one [`AttemptRecord`] per attempt, ordered by
+//!   start — seq, id, attempt, slot, started_at, finished_at, status, error,
+//!   waited_ms.
+//!
+//! Fields are only ever added, never renamed, so a reader of plain
+//! `ExecutionResults` (such as `serde_json::from_str::<ExecutionResults>`)
+//! reads this file unchanged. [`SavedReport`](crate::SavedReport) reads it
+//! back. The report is pretty-printed: people open it as often as tools
+//! do, and `jq` reads both.
+//!
 //! This reporter keeps every result (through the engine's
-//! [`ResultsCollector`]) because the format lists them all. It is
-//! pretty-printed: people open it as often as tools do, and `jq` reads both.
+//! [`ResultsCollector`]) because the format lists them all.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use agent33_parallel::{Event, ExecutionResults, ResultsCollector};
+use agent33_parallel::{
+    Event, ExecutionResults, Metrics, ResultsCollector, StopReason, TaskId, TaskResult, Timestamp,
+};
+use serde::Serialize;
 
 use crate::Reporter;
 use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
+use crate::timeline::{AttemptRecord, Timeline, TimelineBuilder};
 
-/// Writes [`ExecutionResults`] as JSON to a path.
+/// Writes [`ExecutionResults`] as JSON to a path, with each attempt's
+/// slot and times (see the module documentation for the additions).
 #[derive(Debug)]
 pub struct JsonReporter {
     path: PathBuf,
     file: Option<AtomicFile>,
     collector: ResultsCollector,
+    timeline: TimelineBuilder,
 }
 
 impl JsonReporter {
@@ -37,6 +61,7 @@ impl JsonReporter {
             path,
             file: Some(file),
             collector: ResultsCollector::new(),
+            timeline: TimelineBuilder::new(),
         })
     }
 }
@@ -45,17 +70,80 @@ fn target(path: &Path) -> String {
     format!("the JSON report `{}`", path.display())
 }
 
-/// Serialises `results` as the report's JSON (pretty, with a final newline).
+/// The report as written: `ExecutionResults`' fields in their order, then
+/// the additions.
+#[derive(Serialize)]
+struct Document<'a> {
+    total: usize,
+    succeeded: Listed<'a>,
+    failed: Listed<'a>,
+    cancelled: Listed<'a>,
+    skipped: Listed<'a>,
+    duration_ms: u64,
+    success_rate: f64,
+    metrics: &'a Metrics,
+    started_at: Option<Timestamp>,
+    stopped: Option<&'a StopReason>,
+    attempts: &'a [AttemptRecord],
+}
+
+/// A list of results, each with its `seq` added.
+struct Listed<'a> {
+    results: &'a [TaskResult],
+    seq_of: &'a HashMap<TaskId, u64>,
+}
+
+impl Serialize for Listed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct WithSeq<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            seq: Option<u64>,
+            #[serde(flatten)]
+            result: &'a TaskResult,
+        }
+        s.collect_seq(self.results.iter().map(|r| WithSeq {
+            seq: self.seq_of.get(&r.task.id).copied(),
+            result: r,
+        }))
+    }
+}
+
+/// Serialises `results` and `timeline` as the report's JSON (pretty, with a
+/// final newline).
 ///
 /// # Errors
 ///
 /// When `out` cannot be written.
-pub(crate) fn write_results(
+pub(crate) fn write_report(
     results: &ExecutionResults,
+    timeline: &Timeline,
     out: impl std::io::Write,
 ) -> std::io::Result<()> {
+    let seq_of: HashMap<TaskId, u64> = timeline
+        .tasks
+        .iter()
+        .map(|t| (t.task.id.clone(), t.seq))
+        .collect();
+    let listed = |results| Listed {
+        results,
+        seq_of: &seq_of,
+    };
+    let doc = Document {
+        total: results.total,
+        succeeded: listed(&results.succeeded),
+        failed: listed(&results.failed),
+        cancelled: listed(&results.cancelled),
+        skipped: listed(&results.skipped),
+        duration_ms: results.duration_ms,
+        success_rate: results.success_rate,
+        metrics: &results.metrics,
+        started_at: timeline.started_at,
+        stopped: timeline.stopped.as_ref(),
+        attempts: &timeline.attempts,
+    };
     let mut out = BufWriter::new(out);
-    serde_json::to_writer_pretty(&mut out, results)?;
+    serde_json::to_writer_pretty(&mut out, &doc)?;
     out.write_all(b"\n")?;
     out.flush()
 }
@@ -63,6 +151,7 @@ pub(crate) fn write_results(
 impl Reporter for JsonReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         self.collector.observe(event);
+        self.timeline.observe(event);
         Ok(())
     }
 
@@ -71,7 +160,8 @@ impl Reporter for JsonReporter {
             return Ok(());
         };
         let results = std::mem::take(&mut self.collector).finish();
-        write_results(&results, file.file())
+        let timeline = std::mem::take(&mut self.timeline).finish();
+        write_report(&results, &timeline, file.file())
             .and_then(|()| file.commit())
             .context(|| target(&self.path))
     }

@@ -1,13 +1,18 @@
 //! Reporters for AGENT-33 runs: they watch a run's [`Event`]s and write what
 //! people and tools read — the console summary, task output, live progress,
-//! notices, the JSON report and JUnit XML.
+//! notices, the JSON report, JUnit XML, the HTML timings page
+//! ([`TimingsReporter`]) and a Chrome trace ([`TraceReporter`]).
 //!
 //! Reporters only consume events: they never change run state and never
 //! choose exit codes (that is the CLI's business). Each writes to a
-//! [`Write`] or a path it is given. Only the file reports (JSON, JUnit) keep
-//! per-task data until the end, because their formats need it; the console
-//! reporters keep counts and bounded lists, so a run of a million tasks costs
-//! them next to nothing.
+//! [`Write`] or a path it is given. Only the file reports (JSON, JUnit,
+//! timings, trace) keep per-task data until the end, because their formats
+//! need it; the console reporters keep counts and bounded lists, so a run of
+//! a million tasks costs them next to nothing.
+//!
+//! A saved JSON report can be rendered again later: [`SavedReport`] reads it
+//! and replays the run's events into any reporters (`agent-33 report
+//! RUN.json --timings out.html`).
 //!
 //! The CLI builds one [`Reporters`] fan-out and feeds it every event:
 //!
@@ -15,12 +20,14 @@
 //! use std::io;
 //! use agent33_report::{
 //!     JsonReporter, NoticeReporter, OutputMode, ProgressReporter, Reporters,
-//!     SummaryOptions, SummaryReporter, TerminalInfo,
+//!     SummaryOptions, SummaryReporter, TerminalInfo, TimingsReporter, TraceReporter,
 //! };
 //!
 //! # fn main() -> Result<(), agent33_report::ReportError> {
 //! # let dir = tempfile::tempdir().expect("temp dir");
 //! # let report_path = dir.path().join("results.json");
+//! # let timings_path = dir.path().join("timings.html");
+//! # let trace_path = dir.path().join("trace.json");
 //! let term = TerminalInfo::plain(); // the CLI calls TerminalInfo::detect() once
 //! let mode = OutputMode::Grouped; // from --output; Stream also needs
 //!                                 // the executor's stream_output(true)
@@ -35,6 +42,8 @@
 //! }
 //! // File reports are created before the run, so a bad path fails early.
 //! reporters.push(Box::new(JsonReporter::create(&report_path)?));
+//! reporters.push(Box::new(TimingsReporter::create(&timings_path)?)); // --timings
+//! reporters.push(Box::new(TraceReporter::create(&trace_path)?)); // --trace
 //! // Last: the summary comes after all task output.
 //! let mut reporters = reporters
 //!     .with(SummaryReporter::new(Box::new(io::stderr()), SummaryOptions::default()));
@@ -60,8 +69,12 @@ mod junit;
 mod notice;
 mod output;
 mod progress;
+mod replay;
 mod summary;
 mod terminal;
+mod timeline;
+mod timings;
+mod trace;
 
 use std::io::Write;
 
@@ -76,8 +89,12 @@ pub use output::{
     GroupedPrinter, MAX_PARTIAL_LINE, OutputMode, ParseOutputModeError, StreamPrinter,
 };
 pub use progress::{DEFAULT_LINE_INTERVAL, HEARTBEAT_FACTOR, ProgressReporter, Suspender};
+pub use replay::{LoadReportError, SavedReport};
 pub use summary::{StatusCounts, Summary, SummaryOptions, SummaryReporter};
 pub use terminal::TerminalInfo;
+pub use timeline::{AttemptRecord, Figures, TaskRecord, Timeline, TimelineBuilder};
+pub use timings::{TimingsReporter, write_timings};
+pub use trace::{TraceReporter, trace_json, write_trace};
 
 /// Where a console reporter writes: stdout, stderr, or a buffer in tests.
 pub type Output = Box<dyn Write + Send>;

@@ -207,6 +207,7 @@ impl RunBuilder {
                 started_at: Some(at(first)),
                 finished_at: Some(at(end_ms)),
                 notes: Vec::new(),
+                resumed: false,
             }),
         });
     }
@@ -320,4 +321,100 @@ pub fn product_example() -> Vec<Event> {
         lanes[slot] = start + d;
     }
     run.finish(45_300, 4, 0.78, None)
+}
+
+impl Outcome {
+    pub fn cancelled(reason: &str) -> Self {
+        Self {
+            status: TaskStatus::Cancelled,
+            error: Some(format!("cancelled: {reason}")),
+            exit_code: None,
+            ..Self::success()
+        }
+    }
+
+    pub fn error(mut self, error: &str) -> Self {
+        self.error = Some(error.to_owned());
+        self
+    }
+}
+
+/// The artifact name an attacker would pick for a page that pastes names
+/// into HTML.
+pub const MALICIOUS: &str = "</script><img src=x onerror=alert(1)><!--";
+
+/// Seven tasks on three slots with every kind of bar: a success, a retry
+/// that is cancelled in flight, a timeout, a failure after a queue wait
+/// that fires fail-fast, a retry abandoned in its backoff, a task never
+/// started and a skipped one. Six attempts in all.
+pub fn eventful_run(artifact_of_the_first: &str) -> Vec<Event> {
+    let stop = StopReason::FailFast {
+        task: TaskId::from("lint:d.md"),
+        how: "failed".to_owned(),
+    };
+    let why = stop.to_string();
+    let mut run = RunBuilder::start(Some(7), 3);
+    run.queue(0, "lint", artifact_of_the_first);
+    for (seq, artifact) in (1u64..).zip(["b.md", "c.md", "d.md", "e.md", "f.md", "g.md"]) {
+        run.queue(seq, "lint", artifact);
+    }
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.start_task(2, 2, 0, 0);
+    run.retry(1, 1, 500, "exit code 75");
+    run.finish_task(0, 0, 1_000, Outcome::success().output("ok\n", ""));
+    run.start_task(3, 0, 1_000, 1_000);
+    run.start_task(1, 1, 1_500, 0);
+    run.finish_task(2, 2, 1_800, Outcome::timeout("1.8s"));
+    run.start_task(4, 2, 1_800, 1_800);
+    run.retry(4, 2, 1_900, "exit code 2");
+    run.finish_task(3, 0, 2_000, Outcome::failed(1).output("", "d.md: bad\n"));
+    run.stopping(stop.clone());
+    run.finish_task(
+        4,
+        2,
+        2_000,
+        Outcome::failed(2).error(&format!("exit code 2 (retry abandoned: {why})")),
+    );
+    run.settle(5, TaskStatus::Cancelled, &format!("not started: {why}"));
+    run.settle(
+        6,
+        TaskStatus::Skipped,
+        "dependency `lint:d.md` did not succeed",
+    );
+    run.finish_task(1, 1, 2_050, Outcome::cancelled(&why));
+    run.finish(2_100, 3, 0.6, Some(stop))
+}
+
+/// A large run on `limit` slots, each slot running its tasks back to back;
+/// every 97th task fails once and is retried.
+pub fn large_run(tasks: u64, limit: usize) -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(tasks as usize), limit);
+    for seq in 0..tasks {
+        run.queue(seq, "lint", &format!("src/module_{seq:05}.rs"));
+    }
+    let mut free = vec![0u64; limit];
+    for seq in 0..tasks {
+        let slot = (0..limit).min_by_key(|&s| (free[s], s)).expect("a slot");
+        let start = free[slot];
+        let duration = 200 + (seq * 7919) % 1_800;
+        run.start_task(seq, slot, start, start);
+        let mut end = start + duration;
+        if seq % 97 == 3 {
+            run.retry(seq, slot, end, "exit code 75");
+            // The retry runs right after its one-second backoff, same slot.
+            let again = end + 1_000;
+            run.start_task(seq, slot, again, 0);
+            end = again + duration / 2;
+        }
+        let outcome = if seq % 500 == 7 {
+            Outcome::failed(1)
+        } else {
+            Outcome::success()
+        };
+        run.finish_task(seq, slot, end, outcome);
+        free[slot] = end;
+    }
+    let wall = free.iter().copied().max().unwrap_or(0);
+    run.finish(wall, limit, 0.9, None)
 }

@@ -78,3 +78,95 @@ fn a_failed_write_names_the_report() {
     assert!(!err.is_broken_pipe());
     assert!(!path.exists());
 }
+
+/// Every key and value of `expected` is in `actual` (which may have more).
+fn assert_contains(actual: &serde_json::Value, expected: &serde_json::Value, path: &str) {
+    use serde_json::Value;
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            for (k, v) in e {
+                let Some(av) = a.get(k) else {
+                    panic!("{path}.{k} is missing");
+                };
+                assert_contains(av, v, &format!("{path}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{path}: length");
+            for (i, (av, ev)) in a.iter().zip(e).enumerate() {
+                assert_contains(av, ev, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(actual, expected, "{path}"),
+    }
+}
+
+pub fn written(events: &[agent33_parallel::Event]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    let mut reporter = JsonReporter::create(&path).unwrap();
+    for e in events {
+        reporter.on_event(e).unwrap();
+    }
+    reporter.finish().unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn additions_never_change_the_execution_results_fields() {
+    let events = crate::fixtures::eventful_run("a.md");
+    let mut collector = ResultsCollector::new();
+    collector.observe_all(events.clone());
+    let engine = serde_json::to_value(collector.finish()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&written(&events)).unwrap();
+    assert_contains(&value, &engine, "");
+    // What is added, and nothing else.
+    let mut added: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| engine.get(k.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    added.sort_unstable();
+    assert_eq!(added, ["attempts", "started_at", "stopped"]);
+    for list in ["succeeded", "failed", "cancelled", "skipped"] {
+        for r in value[list].as_array().unwrap() {
+            let extra: Vec<&String> = r
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| engine[list][0].get(k.as_str()).is_none())
+                .collect();
+            assert_eq!(extra, ["seq"], "{list}");
+        }
+    }
+}
+
+#[test]
+fn attempts_are_listed_with_slots_times_and_waits() {
+    let value: serde_json::Value =
+        serde_json::from_str(&written(&crate::fixtures::eventful_run("a.md"))).unwrap();
+    let attempts = value["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 6);
+    let d = attempts.iter().find(|a| a["id"] == "lint:d.md").unwrap();
+    assert_eq!(
+        d,
+        &serde_json::json!({
+            "seq": 3, "id": "lint:d.md", "attempt": 1, "slot": 0,
+            "started_at": "2026-01-01T00:00:01.000Z",
+            "finished_at": "2026-01-01T00:00:02.000Z",
+            "status": "failed", "error": "exit code 1", "waited_ms": 1000,
+        })
+    );
+    assert_eq!(value["started_at"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(value["stopped"]["kind"], "fail_fast");
+    assert_eq!(value["stopped"]["task"], "lint:d.md");
+    // Input order survives the split into four lists.
+    let seqs: Vec<u64> = ["succeeded", "failed", "cancelled", "skipped"]
+        .iter()
+        .flat_map(|l| value[*l].as_array().unwrap().clone())
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 2, 3, 4, 1, 5, 6]);
+}

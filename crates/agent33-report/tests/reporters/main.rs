@@ -3,6 +3,7 @@
 //! with insta. Fixed timestamps (2026-01-01T00:00:00Z onwards) make every
 //! output deterministic, so nothing needs redacting.
 
+mod browser;
 mod engine;
 mod fanout;
 mod fixtures;
@@ -11,4 +12,8 @@ mod junit;
 mod notice;
 mod output;
 mod progress;
+mod replay;
 mod summary;
+mod timeline;
+mod timings;
+mod trace;
