@@ -144,7 +144,11 @@ impl ArtifactInput {
         };
         let agent = AgentName::from(ADHOC_AGENT);
         let mut ids = IdAllocator::new();
-        Some(args.iter().map(|a| ids.task(&agent, a.as_bytes())).collect())
+        Some(
+            args.iter()
+                .map(|a| ids.task(&agent, a.as_bytes()))
+                .collect(),
+        )
     }
 
     /// The tasks, as a lazy stream. Reading starts at the first poll, so

@@ -34,6 +34,28 @@ pub struct Cli {
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
     Run(RunArgs),
+    /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
+    Report(ReportArgs),
+}
+
+/// `agent-33 report RUN.json [--timings PATH] [--junit PATH] [--trace PATH]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// A JSON report written by `agent-33 run --report`.
+    #[arg(value_name = "RUN.json")]
+    pub run_json: PathBuf,
+    /// Write the self-contained HTML timeline here.
+    #[arg(long, value_name = "PATH")]
+    pub timings: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Write a Chrome trace (Perfetto) here.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Print the end-of-run summary again (also when no file is asked for).
+    #[arg(long)]
+    pub summary: bool,
 }
 
 /// How a dry run prints its plan.
@@ -222,6 +244,7 @@ mod tests {
         full.extend_from_slice(args);
         match parse_from(full).expect("valid command line").command {
             Command::Run(r) => r,
+            Command::Report(_) => unreachable!("a run command line"),
         }
     }
 

@@ -651,7 +651,7 @@ impl Config {
 /// use agent33_cli::config::{load, TaskSource};
 ///
 /// let cli = parse_from(["agent-33", "run", "-j", "8", "--command", "wc -l", "a.txt"]).unwrap();
-/// let Command::Run(args) = cli.command;
+/// let Command::Run(args) = cli.command else { unreachable!() };
 /// let env = |name: &str| (name == "AGENT33_TASK_TIMEOUT").then(|| OsString::from("1.5"));
 /// let config = load(&args, &env).unwrap();
 /// assert!(config.settings.parallel);
@@ -683,6 +683,7 @@ mod tests {
         argv.extend_from_slice(flags);
         match parse_from(argv).expect("valid command line").command {
             Command::Run(r) => r,
+            Command::Report(_) => unreachable!("a run command line"),
         }
     }
 

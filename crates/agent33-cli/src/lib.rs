@@ -12,7 +12,7 @@
 //! use agent33_cli::config::{load, process_env};
 //!
 //! let cli = parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
-//! let Command::Run(args) = cli.command;
+//! let Command::Run(args) = cli.command else { unreachable!() };
 //! match load(&args, &process_env) {
 //!     Ok(config) => { /* build agents with config.agents(…), run config.tasks */ }
 //!     Err(e) => {

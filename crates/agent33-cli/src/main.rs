@@ -5,6 +5,7 @@
 
 mod exit;
 mod plan_view;
+mod report_cmd;
 mod run;
 
 use std::process::ExitCode;
@@ -16,13 +17,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; usage errors exit 2.
-            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     let code = match cli.command {
         Command::Run(args) => run::main(&args),
+        Command::Report(args) => report_cmd::main(&args),
     };
     ExitCode::from(code)
 }

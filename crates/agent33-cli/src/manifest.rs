@@ -23,13 +23,13 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 use crate::config::{AgentDef, DEFAULT_MANIFEST, Layer, manifest_dir};
-use agent33_parallel::plan::{self, PlanError};
 use crate::error::{Result, UsageError};
 use crate::template::{CommandTemplate, TaskCommand};
 use crate::values::{
     Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, parse_whole, seconds,
 };
 use crate::yaml::{Seg, error_message, locate};
+use agent33_parallel::plan::{self, PlanError};
 
 // ----- raw YAML shapes -----
 

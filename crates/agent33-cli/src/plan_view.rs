@@ -91,7 +91,10 @@ pub async fn show(mut config: Config) -> u8 {
         Format::Text => text_plan(s, &levels, &steps),
     };
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("agent-33: error: cannot write the plan: {e}");
             exit::TASK_FAILED

@@ -18,7 +18,7 @@ use agent33_parallel::{AgentName, AgentTask, Event, ParallelExecutor, RunControl
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use agent33_report::{
     JsonReporter, JunitReporter, NoticeReporter, OutputMode, ProgressReporter, ReportError,
-    Reporters, SummaryOptions, SummaryReporter, TerminalInfo,
+    Reporters, SummaryOptions, SummaryReporter, TerminalInfo, TimingsReporter, TraceReporter,
 };
 
 use crate::exit::{self, Outcome, Signal};
@@ -266,6 +266,12 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     }
     if let Some(path) = &options.junit {
         reporters.push(Box::new(JunitReporter::create(path)?));
+    }
+    if let Some(path) = &options.timings {
+        reporters.push(Box::new(TimingsReporter::create(path)?));
+    }
+    if let Some(path) = &options.trace {
+        reporters.push(Box::new(TraceReporter::create(path)?));
     }
     Ok(reporters.with(SummaryReporter::new(
         Box::new(io::stderr()),
