@@ -31,6 +31,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Clone, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only complicate every match"
+)]
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
     Run(RunArgs),
