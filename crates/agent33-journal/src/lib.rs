@@ -277,6 +277,18 @@ impl Journal {
         &mut self,
         events: impl IntoIterator<Item = &'a Event>,
     ) -> io::Result<()> {
+        self.write_all(events)?;
+        self.sync()
+    }
+
+    /// Writes the records of every finished task among `events`, without
+    /// syncing: for a consumer that groups several batches into one commit
+    /// (it must [`Self::sync`] before passing these events on).
+    ///
+    /// # Errors
+    ///
+    /// A write failed.
+    pub fn write_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> io::Result<()> {
         for event in events {
             if let Event::TaskFinished { result, .. } = event {
                 // A resumed task's record is already in the journal.
@@ -285,7 +297,7 @@ impl Journal {
                 }
             }
         }
-        self.sync()
+        Ok(())
     }
 
     /// Whether records are waiting for [`Self::sync`].
