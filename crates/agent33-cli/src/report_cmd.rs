@@ -55,9 +55,13 @@ fn reporters(args: &ReportArgs) -> Result<Reporters, ReportError> {
     }
     let nothing_asked = args.timings.is_none() && args.junit.is_none() && args.trace.is_none();
     if args.summary || nothing_asked {
+        let summary = SummaryOptions {
+            details: true,
+            ..SummaryOptions::default()
+        };
         reporters.push(Box::new(SummaryReporter::new(
             Box::new(io::stderr()),
-            SummaryOptions::default(),
+            summary,
         )));
     }
     Ok(reporters)

@@ -326,10 +326,13 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     if let Some(path) = &options.trace {
         reporters.push(Box::new(TraceReporter::create(path)?));
     }
-    Ok(reporters.with(SummaryReporter::new(
-        Box::new(io::stderr()),
-        SummaryOptions::default(),
-    )))
+    // The catalog's pinned lines, then why the run stopped, the slot wait
+    // and the slowest tasks.
+    let summary = SummaryOptions {
+        details: true,
+        ..SummaryOptions::default()
+    };
+    Ok(reporters.with(SummaryReporter::new(Box::new(io::stderr()), summary)))
 }
 
 const SIGINT: u8 = 2;
