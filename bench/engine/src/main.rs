@@ -16,6 +16,12 @@ use agent33_parallel::{
 };
 use futures::StreamExt;
 
+// Every implementation in this binary shares the allocator, as agent-33's
+// binary does: glibc's malloc is slow when one thread frees what another
+// allocated, which is what a task runner does all day.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
