@@ -112,16 +112,24 @@ impl ArtifactInput {
         if path.as_os_str() == "-" {
             return Ok(Self::Stdin);
         }
-        match std::fs::File::open(path) {
-            Ok(file) => Ok(Self::File {
-                path: path.to_owned(),
-                file,
-            }),
-            Err(e) => Err(UsageError::new(format_args!(
+        let file = std::fs::File::open(path).map_err(|e| {
+            UsageError::new(format_args!(
                 "cannot read artifacts from {}: {e}",
                 path.display()
-            ))),
+            ))
+        })?;
+        // Opening a folder succeeds on Linux and only reading it fails,
+        // which would surface after the (empty) run instead of before it.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(UsageError::new(format_args!(
+                "cannot read artifacts from {}: it is a folder, not a file",
+                path.display()
+            )));
         }
+        Ok(Self::File {
+            path: path.to_owned(),
+            file,
+        })
     }
 
     /// Where the artifacts come from, for messages.
@@ -294,6 +302,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_is_not_an_artifact_list() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let err = ArtifactInput::open(dir.path()).expect_err("a folder is refused");
+        assert!(
+            err.to_string().ends_with("it is a folder, not a file"),
+            "{err}"
+        );
+    }
 
     fn ids(artifacts: &[&[u8]]) -> Vec<String> {
         let mut alloc = IdAllocator::new();

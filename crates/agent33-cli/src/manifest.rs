@@ -110,7 +110,9 @@ impl fmt::Display for Scalar {
         match self {
             Self::Bool(b) => write!(f, "{b}"),
             Self::Int(i) => write!(f, "{i}"),
-            Self::Float(x) => write!(f, "{x}"),
+            // `4.0`, not `4`: "invalid value 4 for parallel_limit: expected
+            // a whole number" would contradict itself.
+            Self::Float(x) => write!(f, "{x:?}"),
             Self::Str(s) => write!(f, "{s:?}"),
         }
     }
@@ -1148,6 +1150,10 @@ tasks:
             (
                 "execution:\n  max_failures: 1.5\n",
                 "agent33.yaml:2:17: invalid value 1.5 for max_failures: expected a whole number ≥ 1",
+            ),
+            (
+                "execution:\n  parallel_limit: 4.0\n",
+                "agent33.yaml:2:19: invalid value 4.0 for parallel_limit: expected a whole number ≥ 1",
             ),
             (
                 "execution:\n  retries: -2\n",

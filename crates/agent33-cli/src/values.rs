@@ -152,18 +152,23 @@ pub fn parse_whole<T: TryFrom<u64>>(s: &str, min: u64) -> Option<T> {
 }
 
 /// Parses a number of seconds ≥ 0 (`0.5`, `300`, `1e3`) into a duration.
-/// Rejects negative, NaN, infinite and unrepresentably large values.
+/// Rejects negative, NaN and infinite values; see [`seconds`] for huge
+/// ones.
 #[must_use]
 pub fn parse_seconds(s: &str) -> Option<Duration> {
     let secs: f64 = s.trim().parse().ok()?;
     seconds(secs)
 }
 
-/// A finite, non-negative number of seconds as a duration.
+/// A finite, non-negative number of seconds as a duration. A number too
+/// large for a [`Duration`] (beyond about 5.8·10¹¹ years) becomes
+/// [`Duration::MAX`]: it is a valid "number ≥ 0", and the engine treats
+/// such absurd timeouts and deadlines as none, so refusing it with
+/// "expected a number of seconds ≥ 0" would contradict itself.
 #[must_use]
 pub fn seconds(secs: f64) -> Option<Duration> {
     if secs.is_finite() && secs >= 0.0 {
-        Duration::try_from_secs_f64(secs).ok()
+        Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
     } else {
         None
     }
@@ -216,6 +221,9 @@ mod tests {
         for bad in ["-1", "-0.5", "abc", "", "NaN", "inf", "infinity", "1e400"] {
             assert_eq!(parse_seconds(bad), None, "{bad:?}");
         }
+        // Huge but finite: valid, saturated.
+        assert_eq!(parse_seconds("1e20"), Some(Duration::MAX));
+        assert_eq!(parse_seconds("1e300"), Some(Duration::MAX));
     }
 
     #[test]

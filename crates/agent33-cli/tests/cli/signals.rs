@@ -1,0 +1,133 @@
+//! PRODUCT.md, Timeouts and cancellation: SIGINT and SIGTERM to agent-33,
+//! and no process left behind when it exits.
+
+use std::process::Command;
+
+use crate::support::{HANG, Sandbox, script_manifest, wait_for_file, wait_until};
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Whether a process is gone (or a zombie nobody waits for any more).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn interrupted_run(sig: &str, code: i32) {
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest(
+        "",
+        "exec sleep 30",
+        &["running", "pending"],
+    ));
+    let run = sb.run(["--report", "r.json", "--junit", "j.xml"]).spawn();
+    wait_for_file(&sb.join("ran.running"));
+    signal(run.pid(), sig);
+    let out = run.finish();
+    out.code_is(code);
+    assert!(out.elapsed < HANG, "{:?}", out.elapsed);
+    // Reports and the summary are still written.
+    assert!(out.stderr.contains("Execution Summary"), "{}", out.stderr);
+    assert!(sb.exists("j.xml"));
+    let r = sb.report("r.json");
+    assert_eq!(r.ids("cancelled"), ["t:running", "t:pending"]);
+    let e = r.error("t:running");
+    assert!(e.starts_with("cancelled: interrupted"), "{e}");
+    let e = r.error("t:pending");
+    assert!(e.starts_with("not started: interrupted"), "{e}");
+    assert!(!sb.exists("ran.pending"));
+}
+
+#[test]
+fn sigint_cancels_the_run_writes_reports_and_exits_130() {
+    interrupted_run("INT", 130);
+}
+
+#[test]
+fn sigterm_cancels_the_run_writes_reports_and_exits_143() {
+    interrupted_run("TERM", 143);
+}
+
+#[test]
+fn no_process_outlives_agent_33() {
+    let sb = Sandbox::new();
+    // The task leaves a background child in its group and a double-forked
+    // escapee in a new session, records their pids, and exits.
+    sb.manifest(&script_manifest(
+        "",
+        r#"sleep 300 </dev/null >/dev/null 2>&1 &
+echo $! > pid.child
+setsid sh -c 'sleep 300 & echo $! > pid.tmp && mv pid.tmp pid.escapee' </dev/null >/dev/null 2>&1 &
+wait_for pid.escapee"#,
+        &["leaver"],
+    ));
+    sb.run([] as [&str; 0]).output().code_is(0);
+    for file in ["pid.child", "pid.escapee"] {
+        let pid = sb.read(file).trim().to_owned();
+        assert!(!pid.is_empty(), "{file}");
+        assert!(
+            wait_until(HANG, || gone(&pid)),
+            "{file}: process {pid} still runs after agent-33 exited"
+        );
+    }
+}
+
+#[test]
+fn a_second_sigint_kills_tasks_without_waiting_for_the_grace() {
+    let sb = Sandbox::new();
+    // The task ignores SIGTERM (from before it shows it started); the
+    // grace before SIGKILL is 30 s.
+    sb.manifest(
+        r#"
+execution: {kill_grace_seconds: 30}
+agents:
+  t:
+    shell: true
+    command: "trap '' TERM; touch ran.stubborn; while :; do sleep 0.05; done"
+tasks:
+  - {agent: t, artifact: stubborn}
+"#,
+    );
+    let mut run = sb.run(["--report", "r.json"]).spawn();
+    wait_for_file(&sb.join("ran.stubborn"));
+    signal(run.pid(), "INT");
+    run.wait_for_stderr("stopping: interrupted");
+    assert!(!run.has_exited(), "the first SIGINT grants the grace");
+    signal(run.pid(), "INT");
+    let out = run.finish();
+    out.code_is(130);
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(20),
+        "{:?}",
+        out.elapsed
+    );
+    let r = sb.report("r.json");
+    assert_eq!(r.status("t:stubborn"), "cancelled");
+}
+
+#[test]
+fn a_background_child_holding_the_output_pipe_does_not_keep_the_task_open() {
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest(
+        "",
+        "sleep 300 &\necho $! > pid.child\necho done",
+        &["leaver"],
+    ));
+    let out = sb.run(["--report", "r.json"]).output();
+    out.code_is(0);
+    assert!(out.elapsed < HANG, "{:?}", out.elapsed);
+    let r = sb.report("r.json");
+    assert_eq!(r.task("t:leaver")["output"], "done\n");
+    let pid = sb.read("pid.child").trim().to_owned();
+    assert!(wait_until(HANG, || gone(&pid)), "process {pid} still runs");
+}

@@ -1,0 +1,281 @@
+//! PRODUCT.md, The CLI: exit codes, `--help`, `--version`, and the dry run
+//! (text and JSON).
+
+use serde_json::Value;
+
+use crate::support::{Sandbox, agent33, script_manifest};
+
+#[test]
+fn exit_codes_are_0_1_and_2() {
+    let sb = Sandbox::new();
+    sb.run(["--command", "true", "a", "b"]).output().code_is(0);
+    sb.run(["--command", "false", "a"]).output().code_is(1);
+    // A task that is only cancelled or skipped did not succeed either.
+    sb.manifest(&script_manifest(
+        "",
+        r#"[ "$1" != fail ]"#,
+        &[
+            "{agent: t, artifact: fail, id: f}",
+            "{agent: t, artifact: dep, depends_on: [f]}",
+        ],
+    ));
+    sb.run(["--continue-on-error"]).output().code_is(1);
+    sb.run(["--paralel"]).output().code_is(2);
+    sb.run(["-j", "0"]).output().code_is(2);
+    // No tasks: success.
+    sb.manifest("agents:\n  t: {command: \"false\"}\ntasks: []\n");
+    sb.run([] as [&str; 0]).output().code_is(0);
+    sb.manifest("");
+    sb.run([] as [&str; 0]).output().code_is(0);
+}
+
+/// Every flag of PRODUCT.md, with the default and variable its help shows.
+const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("--parallel", Some("false"), Some("AGENT33_PARALLEL")),
+    (
+        "-j, --parallel-limit",
+        Some("4"),
+        Some("AGENT33_PARALLEL_LIMIT"),
+    ),
+    (
+        "--respect-dependencies",
+        Some("false"),
+        Some("AGENT33_RESPECT_DEPENDENCIES"),
+    ),
+    ("--timeout", Some("300"), Some("AGENT33_TASK_TIMEOUT")),
+    (
+        "--continue-on-error",
+        Some("false"),
+        Some("AGENT33_CONTINUE_ON_ERROR"),
+    ),
+    ("--max-failures", Some("1"), Some("AGENT33_MAX_FAILURES")),
+    ("--fail-fast", Some("true"), Some("AGENT33_FAIL_FAST")),
+    ("--no-fail-fast", None, Some("AGENT33_FAIL_FAST")),
+    ("--retries", Some("0"), Some("AGENT33_RETRIES")),
+    ("--retry-backoff", Some("1"), None),
+    ("--kill-grace", Some("5"), Some("AGENT33_KILL_GRACE")),
+    ("--deadline", Some("0"), Some("AGENT33_DEADLINE")),
+    ("--output-limit", Some("1048576"), None),
+    ("-f, --file", Some("agent33.yaml"), None),
+    ("--dry-run", None, None),
+    ("--format", Some("text"), None),
+    ("--command", None, None),
+    ("--artifacts-from", None, None),
+    ("--report", None, None),
+    ("--junit", None, None),
+    ("--timings", None, None),
+    ("--output", Some("grouped"), None),
+];
+
+/// The help text of one flag: from its line to the next flag's line.
+fn flag_help<'a>(help: &'a str, flag: &str) -> &'a str {
+    let lines: Vec<&str> = help.lines().collect();
+    let is_flag_line = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("--") || (t.starts_with('-') && t.chars().nth(2) == Some(','))
+    };
+    let start = lines
+        .iter()
+        .position(|l| {
+            let t = l.trim_start();
+            is_flag_line(l)
+                && t.strip_prefix(flag)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '<']))
+        })
+        .unwrap_or_else(|| panic!("{flag} is not in the help:\n{help}"));
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| is_flag_line(l) || (!l.starts_with(' ') && !l.is_empty()))
+        .map_or(lines.len(), |i| start + 1 + i);
+    let from = help.find(lines[start]).expect("the line is in the help");
+    let to = if end < lines.len() {
+        help[from..]
+            .find(lines[end])
+            .map_or(help.len(), |i| from + i)
+    } else {
+        help.len()
+    };
+    &help[from..to]
+}
+
+#[test]
+fn help_shows_every_flag_with_its_default_and_variable() {
+    for help_flag in ["--help", "-h"] {
+        let out = agent33().args(["run", help_flag]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+        // One paragraph per flag, so wrapping cannot split its notes.
+        let help = help.replace("\n          ", " ");
+        for (flag, default, env) in FLAGS {
+            let text = flag_help(&help, flag);
+            if let Some(d) = default {
+                assert!(
+                    text.contains(&format!("[default: {d}]")),
+                    "{help_flag}: {flag} shows [default: {d}]:\n{text}"
+                );
+            }
+            if let Some(e) = env {
+                assert!(
+                    text.contains(&format!("[env: {e}")),
+                    "{help_flag}: {flag} shows [env: {e}]:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    for args in [&["--version"][..], &["-V"][..]] {
+        let out = agent33().args(args).output().expect("runs");
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("agent-33 {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    let out = agent33().args(["run", "--version"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// A manifest with levels: a, d (level 0), b after a (1), c after b and d (2).
+const LEVELS: &str = r#"
+execution: {timeout_seconds: 30}
+agents:
+  t: {command: "touch ran-{artifact}", timeout_seconds: 12.5}
+  s:
+    shell: true
+    command: 'touch "ran-$1"'
+tasks:
+  - {agent: t, artifact: a, id: a}
+  - {agent: t, artifact: "b c", id: b, depends_on: [a]}
+  - {agent: s, artifact: c, id: c, depends_on: [b, d], timeout_seconds: 0}
+  - {agent: s, artifact: d, id: d}
+"#;
+
+#[test]
+fn dry_run_json_shows_the_plan_by_dependency_level_and_runs_nothing() {
+    let sb = Sandbox::new();
+    sb.manifest(LEVELS);
+    let out = sb
+        .run([
+            "--dry-run",
+            "--format",
+            "json",
+            "--respect-dependencies",
+            "-j",
+            "3",
+        ])
+        .output();
+    out.code_is(0);
+    assert!(
+        sb.files() == ["agent33.yaml"],
+        "nothing ran: {:?}",
+        sb.files()
+    );
+    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(p["mode"], "dependency-aware");
+    assert_eq!(p["settings"]["parallel_limit"], 3);
+    let levels: Vec<Vec<&str>> = p["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| {
+            l.as_array()
+                .expect("a level")
+                .iter()
+                .map(|t| t["id"].as_str().expect("id"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(levels, [vec!["a", "d"], vec!["b"], vec!["c"]]);
+    let task = |id: &str| -> Value {
+        p["levels"]
+            .as_array()
+            .expect("levels")
+            .iter()
+            .flat_map(|l| l.as_array().expect("a level").iter())
+            .find(|t| t["id"] == id)
+            .cloned()
+            .expect("the task")
+    };
+    let b = task("b");
+    assert_eq!(b["agent"], "t");
+    assert_eq!(b["artifact"], "b c");
+    assert_eq!(b["argv"], serde_json::json!(["touch", "ran-b c"]));
+    assert_eq!(b["timeout_seconds"], 12.5);
+    assert_eq!(b["depends_on"], serde_json::json!(["a"]));
+    let c = task("c");
+    assert_eq!(
+        c["argv"],
+        serde_json::json!(["sh", "-c", "touch \"ran-$1\"", "sh", "c"])
+    );
+    assert!(c["timeout_seconds"].is_null(), "0 = none");
+    assert_eq!(task("d")["timeout_seconds"], 30.0);
+}
+
+#[test]
+fn dry_run_text_shows_levels_argv_and_timeouts() {
+    let sb = Sandbox::new();
+    sb.manifest(LEVELS);
+    let out = sb.run(["--dry-run"]).output();
+    out.code_is(0);
+    assert!(
+        sb.files() == ["agent33.yaml"],
+        "nothing ran: {:?}",
+        sb.files()
+    );
+    let text = out.stdout();
+    // Level headings in order, each task under its level.
+    let pos = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in:\n{text}"))
+    };
+    assert!(pos("Level 0") < pos("\n  a\n") && pos("\n  a\n") < pos("Level 1"));
+    assert!(pos("\n  d\n") < pos("Level 1"));
+    assert!(pos("Level 1") < pos("\n  b\n") && pos("\n  b\n") < pos("Level 2"));
+    assert!(pos("Level 2") < pos("\n  c\n"));
+    assert!(
+        text.contains("touch 'ran-b c'"),
+        "the exact argv, quoted:\n{text}"
+    );
+    assert!(text.contains("touch \"ran-$1\""), "the script:\n{text}");
+    assert!(text.contains("12.5s"), "the timeout:\n{text}");
+}
+
+#[test]
+fn dry_run_of_ad_hoc_input_lists_the_tasks() {
+    let sb = Sandbox::new();
+    sb.write("list.txt", "one\n\ntwo words\none\n");
+    let out = sb
+        .run([
+            "--dry-run",
+            "--format",
+            "json",
+            "--command",
+            "touch {artifact}.done",
+            "--artifacts-from",
+            "list.txt",
+        ])
+        .output();
+    out.code_is(0);
+    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let level = p["levels"][0].as_array().expect("one level");
+    let got: Vec<(&str, &Value)> = level
+        .iter()
+        .map(|t| (t["id"].as_str().expect("id"), &t["argv"]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("command:one", &serde_json::json!(["touch", "one.done"])),
+            (
+                "command:two words",
+                &serde_json::json!(["touch", "two words.done"])
+            ),
+            ("command:one#2", &serde_json::json!(["touch", "one.done"])),
+        ]
+    );
+    assert!(sb.files() == ["list.txt"], "nothing ran: {:?}", sb.files());
+}
