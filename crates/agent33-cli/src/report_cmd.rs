@@ -25,7 +25,7 @@ pub fn main(args: &ReportArgs) -> u8 {
     let reporters = match reporters(args) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("agent-33: error: {e}");
+            eprintln!("agent-33: error: {}", crate::run::describe(&e));
             return exit::USAGE;
         }
     };
@@ -35,7 +35,7 @@ pub fn main(args: &ReportArgs) -> u8 {
     let mut code = exit::SUCCESS;
     for e in errors {
         if !e.is_broken_pipe() {
-            eprintln!("agent-33: error: {e}");
+            eprintln!("agent-33: error: {}", crate::run::describe(&e));
             code = exit::TASK_FAILED;
         }
     }

@@ -68,7 +68,7 @@ async fn run(config: Config) -> u8 {
     }
     let mut reporters = match reporters(&config) {
         Ok(r) => r,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&describe(&e)),
     };
 
     // Escapees (setsid, double fork) are reparented to us, found and killed.
@@ -275,11 +275,16 @@ fn show_errors(errors: Vec<ReportError>) -> bool {
     let mut any = false;
     for e in errors {
         if !e.is_broken_pipe() {
-            eprintln!("agent-33: error: {e}");
+            eprintln!("agent-33: error: {}", describe(&e));
             any = true;
         }
     }
     any
+}
+
+/// A reporter's error with its cause (`… : Not a directory (os error 20)`).
+pub fn describe(e: &ReportError) -> String {
+    format!("{e}: {}", e.io_error())
 }
 
 fn output_mode(flag: OutputFlag) -> OutputMode {

@@ -74,7 +74,8 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// The outcome of one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
-    /// The task.
+    /// The task, written as PRODUCT.md shapes it: `{ id, agent, artifact }`.
+    #[serde(serialize_with = "task_summary")]
     pub task: Arc<AgentTask>,
     /// How it ended.
     pub status: TaskStatus,
@@ -100,6 +101,15 @@ pub struct TaskResult {
     /// Not run again: a journal showed it had already succeeded, unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub resumed: bool,
+}
+
+fn task_summary<S: serde::Serializer>(task: &Arc<AgentTask>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Task", 3)?;
+    st.serialize_field("id", &task.id)?;
+    st.serialize_field("agent", &task.agent)?;
+    st.serialize_field("artifact", &task.artifact)?;
+    st.end()
 }
 
 #[expect(

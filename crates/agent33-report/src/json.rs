@@ -2,16 +2,17 @@
 //! atomically when the run is over.
 //!
 //! The document is `ExecutionResults` exactly as the engine serialises it
-//! (PRODUCT.md's field names), with additions that let a timeline be drawn
-//! later from the file alone (`agent-33 report RUN.json --timings …`):
+//! (PRODUCT.md's field names; each task result exactly its `TaskResult`),
+//! with top-level additions that let a timeline be drawn later from the
+//! file alone (`agent-33 report RUN.json --timings …`):
 //!
-//! - each task result gains `seq`, its position in input order (the four
-//!   lists lose how they interleave);
 //! - top-level `started_at` (when the run began) and `stopped` (why it
 //!   stopped early, or null);
 //! - top-level `attempts`: one [`AttemptRecord`] per attempt, ordered by
 //!   start — seq, id, attempt, slot, started_at, finished_at, status, error,
-//!   waited_ms.
+//!   waited_ms;
+//! - top-level `input_order`: every task id in input order (the four lists
+//!   keep input order each, but not how they interleave).
 //!
 //! Fields are only ever added, never renamed, so a reader of plain
 //! `ExecutionResults` (such as `serde_json::from_str::<ExecutionResults>`)
@@ -22,12 +23,11 @@
 //! This reporter keeps every result (through the engine's
 //! [`ResultsCollector`]) because the format lists them all.
 
-use std::collections::HashMap;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use agent33_parallel::{
-    Event, ExecutionResults, Metrics, ResultsCollector, StopReason, TaskId, TaskResult, Timestamp,
+    Event, ExecutionResults, Metrics, ResultsCollector, StopReason, TaskResult, Timestamp,
 };
 use serde::Serialize;
 
@@ -85,27 +85,18 @@ struct Document<'a> {
     started_at: Option<Timestamp>,
     stopped: Option<&'a StopReason>,
     attempts: &'a [AttemptRecord],
+    input_order: Vec<&'a str>,
 }
 
-/// A list of results, each with its `seq` added.
+/// A list of results, exactly as PRODUCT.md shapes a `TaskResult` (input
+/// order is the list's order; the `attempts` records carry positions).
 struct Listed<'a> {
     results: &'a [TaskResult],
-    seq_of: &'a HashMap<TaskId, u64>,
 }
 
 impl Serialize for Listed<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct WithSeq<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            seq: Option<u64>,
-            #[serde(flatten)]
-            result: &'a TaskResult,
-        }
-        s.collect_seq(self.results.iter().map(|r| WithSeq {
-            seq: self.seq_of.get(&r.task.id).copied(),
-            result: r,
-        }))
+        s.collect_seq(self.results.iter())
     }
 }
 
@@ -120,15 +111,7 @@ pub(crate) fn write_report(
     timeline: &Timeline,
     out: impl std::io::Write,
 ) -> std::io::Result<()> {
-    let seq_of: HashMap<TaskId, u64> = timeline
-        .tasks
-        .iter()
-        .map(|t| (t.task.id.clone(), t.seq))
-        .collect();
-    let listed = |results| Listed {
-        results,
-        seq_of: &seq_of,
-    };
+    let listed = |results| Listed { results };
     let doc = Document {
         total: results.total,
         succeeded: listed(&results.succeeded),
@@ -141,6 +124,11 @@ pub(crate) fn write_report(
         started_at: timeline.started_at,
         stopped: timeline.stopped.as_ref(),
         attempts: &timeline.attempts,
+        input_order: {
+            let mut tasks: Vec<_> = timeline.tasks.iter().collect();
+            tasks.sort_by_key(|t| t.seq);
+            tasks.iter().map(|t| t.task.id.as_str()).collect()
+        },
     };
     let mut out = BufWriter::new(out);
     serde_json::to_writer_pretty(&mut out, &doc)?;

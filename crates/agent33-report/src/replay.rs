@@ -19,7 +19,8 @@
 //!   lowest lane free at its start, the engine's own rule — and no queue
 //!   waits.
 //!
-//! Input order comes from each result's `seq`; without it, from the
+//! Input order comes from the top-level `input_order` (or an older file's
+//! per-result `seq`); without it, from the
 //! attempts, else tasks are ordered by start (never-started ones last, in
 //! list order). What the file never held (task output streamed live,
 //! `DependenciesIgnored`) is not replayed.
@@ -113,6 +114,8 @@ struct Raw {
     stopped: Option<StopReason>,
     #[serde(default)]
     attempts: Option<Vec<AttemptRecord>>,
+    #[serde(default)]
+    input_order: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -151,7 +154,23 @@ impl SavedReport {
     ///
     /// When the text is not a JSON report.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        let raw: Raw = serde_json::from_str(text)?;
+        let mut raw: Raw = serde_json::from_str(text)?;
+        if let Some(order) = raw.input_order.take() {
+            let seq_of: std::collections::HashMap<String, u64> =
+                order.into_iter().zip(0u64..).collect();
+            for list in [
+                &mut raw.succeeded,
+                &mut raw.failed,
+                &mut raw.cancelled,
+                &mut raw.skipped,
+            ] {
+                for r in list.iter_mut() {
+                    if r.seq.is_none() {
+                        r.seq = seq_of.get(r.result.task.id.as_str()).copied();
+                    }
+                }
+            }
+        }
         let (succeeded, s0) = split(raw.succeeded);
         let (failed, s1) = split(raw.failed);
         let (cancelled, s2) = split(raw.cancelled);

@@ -129,16 +129,36 @@ fn additions_never_change_the_execution_results_fields() {
         .map(String::as_str)
         .collect();
     added.sort_unstable();
-    assert_eq!(added, ["attempts", "started_at", "stopped"]);
+    assert_eq!(added, ["attempts", "input_order", "started_at", "stopped"]);
+    // Each task result is exactly PRODUCT.md's TaskResult.
     for list in ["succeeded", "failed", "cancelled", "skipped"] {
         for r in value[list].as_array().unwrap() {
-            let extra: Vec<&String> = r
+            let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "attempts",
+                    "duration_ms",
+                    "error",
+                    "exit_code",
+                    "finished_at",
+                    "output",
+                    "started_at",
+                    "status",
+                    "stderr",
+                    "task"
+                ],
+                "{list}"
+            );
+            let mut task: Vec<&str> = r["task"]
                 .as_object()
                 .unwrap()
                 .keys()
-                .filter(|k| engine[list][0].get(k.as_str()).is_none())
+                .map(String::as_str)
                 .collect();
-            assert_eq!(extra, ["seq"], "{list}");
+            task.sort_unstable();
+            assert_eq!(task, ["agent", "artifact", "id"]);
         }
     }
 }
@@ -163,10 +183,20 @@ fn attempts_are_listed_with_slots_times_and_waits() {
     assert_eq!(value["stopped"]["kind"], "fail_fast");
     assert_eq!(value["stopped"]["task"], "lint:d.md");
     // Input order survives the split into four lists.
-    let seqs: Vec<u64> = ["succeeded", "failed", "cancelled", "skipped"]
+    let order: Vec<&str> = value["input_order"]
+        .as_array()
+        .unwrap()
         .iter()
-        .flat_map(|l| value[*l].as_array().unwrap().clone())
-        .map(|r| r["seq"].as_u64().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let listed: Vec<&str> = ["succeeded", "failed", "cancelled", "skipped"]
+        .iter()
+        .flat_map(|l| value[*l].as_array().unwrap())
+        .map(|r| r["task"]["id"].as_str().unwrap())
+        .collect();
+    let seqs: Vec<usize> = listed
+        .iter()
+        .map(|id| order.iter().position(|o| o == id).unwrap())
         .collect();
     assert_eq!(seqs, [0, 2, 3, 4, 1, 5, 6]);
 }
