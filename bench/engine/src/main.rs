@@ -111,14 +111,21 @@ fn main() {
         .build()
         .expect("runtime");
     let start = Instant::now();
-    let ok = rt.block_on(async {
-        match imp.as_str() {
-            "agent33-stream" => agent33(n, limit, sleep, true).await,
-            "agent33-run-all" => agent33(n, limit, sleep, false).await,
-            "tokio-joinset" => joinset(n, limit, sleep).await,
-            "tokio-buffered" => buffered(n, limit, sleep).await,
-            other => panic!("unknown implementation {other}"),
-        }
+    // Every implementation runs as a task on the runtime's workers, not on
+    // the thread that blocks on it.
+    let imp2 = imp.clone();
+    let ok = rt.block_on(async move {
+        tokio::spawn(async move {
+            match imp2.as_str() {
+                "agent33-stream" => agent33(n, limit, sleep, true).await,
+                "agent33-run-all" => agent33(n, limit, sleep, false).await,
+                "tokio-joinset" => joinset(n, limit, sleep).await,
+                "tokio-buffered" => buffered(n, limit, sleep).await,
+                other => panic!("unknown implementation {other}"),
+            }
+        })
+        .await
+        .expect("no panic")
     });
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(ok, n, "every task succeeded");

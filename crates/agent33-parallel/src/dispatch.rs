@@ -344,10 +344,18 @@ impl Dispatcher {
             let has_workers = !self.workers.is_empty();
             let input = &mut self.input;
             let workers = &mut self.workers;
+            // A cheap look first: under a stream of completions the branch
+            // below may never be reached, and a stop must not wait for it.
+            if watch_kill && kill.is_cancelled() {
+                self.stop(StopReason::Killed);
+                continue;
+            }
+            if watch_interrupt && interrupt.is_cancelled() {
+                self.stop(StopReason::Interrupted);
+                continue;
+            }
             tokio::select! {
                 biased;
-                () = &mut killed, if watch_kill => self.stop(StopReason::Killed),
-                () = &mut interrupted, if watch_interrupt => self.stop(StopReason::Interrupted),
                 Some(joined) = workers.join_next(), if has_workers => {
                     self.on_report(joined.expect("workers catch their agents' panics"));
                     // Take every other completion already waiting before
@@ -356,6 +364,8 @@ impl Dispatcher {
                         self.on_report(joined.expect("workers catch their agents' panics"));
                     }
                 }
+                () = &mut killed, if watch_kill => self.stop(StopReason::Killed),
+                () = &mut interrupted, if watch_interrupt => self.stop(StopReason::Interrupted),
                 () = &mut deadline_sleep, if watch_deadline => {
                     let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
                     self.stop(StopReason::Deadline { seconds });
