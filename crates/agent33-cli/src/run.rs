@@ -37,7 +37,13 @@ pub fn main(args: &RunArgs) -> u8 {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    let code = runtime.block_on(run(config));
+    // On a worker, not the thread blocking on the runtime: waking that
+    // thread for every batch of events costs a futex round trip.
+    let code = runtime.block_on(async {
+        tokio::spawn(run(config))
+            .await
+            .expect("the run does not panic")
+    });
     // A read of stdin cannot be cancelled; it must not keep us alive.
     runtime.shutdown_background();
     code
