@@ -37,8 +37,10 @@ pub struct Cli {
 )]
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
+    #[command(display_name = "agent-33")]
     Run(RunArgs),
     /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
+    #[command(display_name = "agent-33")]
     Report(ReportArgs),
 }
 

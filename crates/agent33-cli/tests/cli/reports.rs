@@ -538,3 +538,47 @@ fn timings_writes_a_self_contained_html_timeline() {
     // Self-contained: nothing fetched from elsewhere.
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
 }
+
+#[test]
+fn the_report_subcommand_redraws_a_saved_run() {
+    let sb = Sandbox::new();
+    every_status(&sb, &["--timings", "live.html"]).code_is(1);
+    let out = crate::support::agent33()
+        .current_dir(sb.path())
+        .args([
+            "report",
+            "r.json",
+            "--timings",
+            "t.html",
+            "--junit",
+            "j.xml",
+        ])
+        .args(["--trace", "trace.json", "--summary"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Execution Summary"), "{stderr}");
+    assert!(stderr.contains("Tasks: 5 total"), "{stderr}");
+    let html = std::fs::read_to_string(sb.path().join("t.html")).unwrap();
+    assert!(html.contains("a:fail"), "the timeline names the tasks");
+    let junit = std::fs::read_to_string(sb.path().join("j.xml")).unwrap();
+    assert!(junit.contains("<testsuite") && junit.contains("name=\"fail\""));
+    let trace: Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path().join("trace.json")).unwrap())
+            .unwrap();
+    assert!(!trace["traceEvents"].as_array().unwrap().is_empty());
+
+    let missing = crate::support::agent33()
+        .current_dir(sb.path())
+        .args(["report", "nope.json", "--timings", "x.html"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.json"));
+}
