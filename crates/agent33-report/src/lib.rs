@@ -73,6 +73,7 @@ mod replay;
 mod summary;
 mod terminal;
 mod timeline;
+mod timeline_file;
 mod timings;
 mod trace;
 

@@ -23,16 +23,16 @@
 //! browser's DOM.
 
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agent33_parallel::{Event, TimerSummary, Timestamp};
 use serde::Serialize;
 use serde::ser::Serializer;
 
 use crate::Reporter;
-use crate::atomic::AtomicFile;
-use crate::error::{Context as _, ReportError};
-use crate::timeline::{STATUSES, Timeline, TimelineBuilder, status_index};
+use crate::error::ReportError;
+use crate::timeline::{STATUSES, Timeline, status_index};
+use crate::timeline_file::TimelineFile;
 
 /// The page around the data: `/*AGENT33_DATA*/` marks where the blob goes.
 pub const TEMPLATE: &str = include_str!("timings.html");
@@ -45,49 +45,31 @@ const ERROR_CHARS: usize = 500;
 
 /// Writes a run's timeline as a self-contained HTML page to a path.
 #[derive(Debug)]
-pub struct TimingsReporter {
-    path: PathBuf,
-    file: Option<AtomicFile>,
-    timeline: TimelineBuilder,
-}
+pub struct TimingsReporter(TimelineFile);
 
 impl TimingsReporter {
-    /// Prepares the page at `path`: creates missing parent folders and the
+    /// Prepares the file at `path`: creates missing parent folders and the
     /// temporary file now, so a path that cannot be written fails before the
-    /// run. The page replaces `path` only when complete.
+    /// run. The file replaces `path` only when complete.
     ///
     /// # Errors
     ///
     /// When the folder or the temporary file cannot be created.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
-        let path = path.as_ref().to_owned();
-        let file = AtomicFile::create(&path).context(|| target(&path))?;
-        Ok(Self {
-            path,
-            file: Some(file),
-            timeline: TimelineBuilder::new(),
+        TimelineFile::create(path.as_ref(), "the timings page", |timeline, file| {
+            write_timings(timeline, file)
         })
+        .map(Self)
     }
-}
-
-fn target(path: &Path) -> String {
-    format!("the timings page `{}`", path.display())
 }
 
 impl Reporter for TimingsReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
-        self.timeline.observe(event);
-        Ok(())
+        self.0.on_event(event)
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
-        let Some(mut file) = self.file.take() else {
-            return Ok(());
-        };
-        let timeline = std::mem::take(&mut self.timeline).finish();
-        write_timings(&timeline, file.file())
-            .and_then(|()| file.commit())
-            .context(|| target(&self.path))
+        self.0.finish()
     }
 }
 

@@ -14,23 +14,19 @@
 //! viewers read it, and it carries `otherData` about the run.
 
 use std::io::{BufWriter, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agent33_parallel::Event;
 use serde_json::{Value, json};
 
 use crate::Reporter;
-use crate::atomic::AtomicFile;
-use crate::error::{Context as _, ReportError};
-use crate::timeline::{Timeline, TimelineBuilder};
+use crate::error::ReportError;
+use crate::timeline::Timeline;
+use crate::timeline_file::TimelineFile;
 
 /// Writes a run as a Chrome trace (JSON) to a path.
 #[derive(Debug)]
-pub struct TraceReporter {
-    path: PathBuf,
-    file: Option<AtomicFile>,
-    timeline: TimelineBuilder,
-}
+pub struct TraceReporter(TimelineFile);
 
 impl TraceReporter {
     /// Prepares the trace at `path`: creates missing parent folders and the
@@ -41,18 +37,11 @@ impl TraceReporter {
     ///
     /// When the folder or the temporary file cannot be created.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
-        let path = path.as_ref().to_owned();
-        let file = AtomicFile::create(&path).context(|| target(&path))?;
-        Ok(Self {
-            path,
-            file: Some(file),
-            timeline: TimelineBuilder::new(),
+        TimelineFile::create(path.as_ref(), "the trace", |timeline, file| {
+            write_trace(timeline, file)
         })
+        .map(Self)
     }
-}
-
-fn target(path: &Path) -> String {
-    format!("the trace `{}`", path.display())
 }
 
 /// Microseconds from the timeline's origin, rounded to whole µs (the
@@ -191,17 +180,10 @@ pub fn write_trace(timeline: &Timeline, out: impl std::io::Write) -> std::io::Re
 
 impl Reporter for TraceReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
-        self.timeline.observe(event);
-        Ok(())
+        self.0.on_event(event)
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
-        let Some(mut file) = self.file.take() else {
-            return Ok(());
-        };
-        let timeline = std::mem::take(&mut self.timeline).finish();
-        write_trace(&timeline, file.file())
-            .and_then(|()| file.commit())
-            .context(|| target(&self.path))
+        self.0.finish()
     }
 }

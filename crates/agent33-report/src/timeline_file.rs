@@ -1,0 +1,65 @@
+//! A report drawn from the run's timeline and written, whole and atomically,
+//! to a path when the run is over: the shared body of the timings page and
+//! the trace.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use agent33_parallel::Event;
+
+use crate::Reporter;
+use crate::atomic::AtomicFile;
+use crate::error::{Context as _, ReportError};
+use crate::timeline::{Timeline, TimelineBuilder};
+
+/// Collects the timeline, then renders it with `write` into `path`.
+#[derive(Debug)]
+pub(crate) struct TimelineFile {
+    path: PathBuf,
+    what: &'static str,
+    file: Option<AtomicFile>,
+    timeline: TimelineBuilder,
+    write: fn(&Timeline, &mut File) -> io::Result<()>,
+}
+
+impl TimelineFile {
+    /// Creates missing parent folders and the temporary file now, so a path
+    /// that cannot be written fails before the run; the file replaces `path`
+    /// only when complete. `what` names it in errors ("the trace").
+    pub(crate) fn create(
+        path: &Path,
+        what: &'static str,
+        write: fn(&Timeline, &mut File) -> io::Result<()>,
+    ) -> Result<Self, ReportError> {
+        let file = AtomicFile::create(path).context(|| describe(what, path))?;
+        Ok(Self {
+            path: path.to_owned(),
+            what,
+            file: Some(file),
+            timeline: TimelineBuilder::new(),
+            write,
+        })
+    }
+}
+
+fn describe(what: &str, path: &Path) -> String {
+    format!("{what} `{}`", path.display())
+}
+
+impl Reporter for TimelineFile {
+    fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
+        self.timeline.observe(event);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ReportError> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let timeline = std::mem::take(&mut self.timeline).finish();
+        (self.write)(&timeline, file.file())
+            .and_then(|()| file.commit())
+            .context(|| describe(self.what, &self.path))
+    }
+}
