@@ -209,7 +209,10 @@ fn start_error(program: &OsStr, cwd: Option<&Path>, err: &io::Error) -> String {
 /// One pipe being read.
 struct Pump<R> {
     reader: R,
-    buf: Box<[u8]>,
+    /// Capacity [`CHUNK`], never zeroed: `read_buf` fills its spare
+    /// capacity, so a task that prints nothing costs no more than the
+    /// allocation.
+    buf: Vec<u8>,
     open: bool,
     stream: Stream,
 }
@@ -218,7 +221,7 @@ impl<R: AsyncRead + Unpin> Pump<R> {
     fn new(reader: R, stream: Stream) -> Self {
         Self {
             reader,
-            buf: vec![0; CHUNK].into_boxed_slice(),
+            buf: Vec::with_capacity(CHUNK),
             open: true,
             stream,
         }
@@ -228,9 +231,11 @@ impl<R: AsyncRead + Unpin> Pump<R> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: `read` is, and nothing is kept between calls.
+    /// Cancel safe: `read_buf` is (nothing is read unless it completes),
+    /// and the buffer is emptied after each chunk is delivered.
     async fn read(&mut self) -> io::Result<usize> {
-        self.reader.read(&mut self.buf).await
+        self.buf.clear();
+        self.reader.read_buf(&mut self.buf).await
     }
 
     /// Hands a chunk on: to the engine first (so a stopped task keeps it),
@@ -288,17 +293,22 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
 
     // Until the leader exits: forward output, relay cancellation.
     let token = ctx.token().clone();
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     let mut terminated = false;
     let mut kill_at: Option<Instant> = None;
     loop {
         tokio::select! {
+            // The leader's exit and cancellation before output: a task that
+            // writes without pause must still be stoppable.
+            biased;
             exited = process.exited() => {
                 // An error here means the pidfd failed and so did the
                 // fallback wait; `reap` below reports it.
                 let _ = exited;
                 break;
             }
-            () = token.cancelled(), if !terminated => {
+            () = &mut cancelled, if !terminated => {
                 terminated = true;
                 process.terminate();
                 kill_at = Some(Instant::now() + ctx.grace());
@@ -322,16 +332,19 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     // the sweep kills pipe holders outside the group, which brings EOF.
     let drain_until = Instant::now() + inner.options.drain_timeout;
     let drain = async {
+        // Registered with the timer only if a read has to wait.
+        let deadline = tokio::time::sleep_until(drain_until);
+        tokio::pin!(deadline);
         while out.open || err.open {
             tokio::select! {
-                () = tokio::time::sleep_until(drain_until) => break,
+                () = &mut deadline => break,
                 read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
                 read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
             }
         }
     };
     let sweep = async {
-        if reaper::is_subreaper() {
+        if reaper::subreaper() {
             reaper::sweep_task(&task.id, pgid, inner.options.sweep_timeout).await
         } else {
             0

@@ -3,14 +3,16 @@
 //!
 //! The group id is the leader's pid, and a pid is only reserved while the
 //! process (or a zombie of it) exists. So the group is signalled only while
-//! the leader is unreaped: `waitid(WNOWAIT)` on each SIGCHLD tells us the
-//! leader exited without reaping it, and we kill the rest of the group
-//! before tokio reaps it. (Should that watch fail, the group is killed right
+//! the leader is unreaped: a pidfd of the leader (or, without pidfds,
+//! `waitid(WNOWAIT)` on each SIGCHLD) tells us the leader exited without
+//! reaping it, and we kill the rest of the group before tokio reaps it. (Should that watch fail, the group is killed right
 //! after reaping, which leaves a window only a pid wrap-around could use.)
 //!
 //! This module does not read pipes or decide outcomes; see [`crate::agent`].
 
 use std::io;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -21,41 +23,75 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::reaper::{self, Registration};
 
-/// Watches a leader's exit without reaping it: every SIGCHLD, ask the
-/// kernel with `waitid(WNOWAIT)` whether this child has exited. (A pidfd
-/// would avoid the wake-ups, but registering one with tokio now needs
-/// `unsafe`.)
-struct ExitWatch {
-    sigchld: tokio::signal::unix::Signal,
+/// Watches a leader's exit without reaping it.
+///
+/// On Linux 5.3 and later, a pidfd: it becomes readable when the process
+/// exits (a zombie still counts), so each task wakes once, for its own
+/// leader. Elsewhere, or when `pidfd_open` fails, every SIGCHLD asks the
+/// kernel with `waitid(WNOWAIT)` whether this child has exited (every
+/// running task wakes on each SIGCHLD).
+enum ExitWatch {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Pidfd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    Sigchld(tokio::signal::unix::Signal),
 }
 
 impl ExitWatch {
-    /// Subscribes to SIGCHLD; `None` when tokio cannot (no signal driver).
-    fn open() -> Option<Self> {
+    /// A watch for `pid`; `None` when neither kind can be had (no reactor,
+    /// no signal driver).
+    fn open(pid: Pid) -> Option<Self> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::process::PidfdFlags;
+            let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK).ok();
+            #[expect(
+                deprecated,
+                reason = "`with_interest` is deprecated because an arbitrary `AsRawFd` \
+                          may change or close its fd; an `OwnedFd` that is never \
+                          replaced keeps it open and the same, which is what the \
+                          unsafe `register_with_interest` asks of its caller, and \
+                          the workspace denies unsafe code"
+            )]
+            let registered = pidfd.map(|fd| {
+                tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
+            });
+            if let Some(Ok(fd)) = registered {
+                return Some(Self::Pidfd(fd));
+            }
+        }
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
             .ok()
-            .map(|sigchld| Self { sigchld })
+            .map(Self::Sigchld)
     }
 
     /// Resolves once `pid` has exited; it stays an unreaped zombie.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a SIGCHLD that arrives while nobody waits is remembered
-    /// by the subscription, and the state is checked before each wait.
+    /// Cancel safe: readiness (or a SIGCHLD) that arrives while nobody
+    /// waits is remembered, and the state is checked before each wait.
     async fn exited(&mut self, pid: Pid) -> io::Result<()> {
         use rustix::process::{WaitId, WaitIdOptions};
-        loop {
-            let status = rustix::process::waitid(
-                WaitId::Pid(pid),
-                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
-            )?;
-            if status.is_some() {
-                return Ok(());
-            }
-            if self.sigchld.recv().await.is_none() {
-                return Err(io::Error::other("the SIGCHLD subscription ended"));
-            }
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Self::Pidfd(fd) => loop {
+                let mut ready = fd.readable().await?;
+                if rustix::process::waitid(WaitId::PidFd(ready.get_inner().as_fd()), options)?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                ready.clear_ready();
+            },
+            Self::Sigchld(sigchld) => loop {
+                if rustix::process::waitid(WaitId::Pid(pid), options)?.is_some() {
+                    return Ok(());
+                }
+                if sigchld.recv().await.is_none() {
+                    return Err(io::Error::other("the SIGCHLD subscription ended"));
+                }
+            },
         }
     }
 }
@@ -101,7 +137,7 @@ impl TaskProcess {
             .id()
             .expect("a child that was never waited for has a pid");
         let pid = Pid::from_raw(raw as i32).expect("pids are positive");
-        let watch = ExitWatch::open();
+        let watch = ExitWatch::open(pid);
         let process = Self {
             child: Some(child),
             pid,
@@ -184,7 +220,7 @@ impl Drop for TaskProcess {
     fn drop(&mut self) {
         if self.status.is_some() {
             // Reaped, but dropped before its sweep finished: finish it.
-            if !self.settled && reaper::is_subreaper() {
+            if !self.settled && reaper::subreaper() {
                 let (task, pgid, budget) = (self.task.clone(), self.pgid(), self.sweep_budget);
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     handle.spawn(async move {
@@ -210,7 +246,7 @@ impl Drop for TaskProcess {
                     // SIGKILL was sent: this wait is short.
                     let _ = child.wait().await;
                     drop(registration);
-                    if reaper::is_subreaper() {
+                    if reaper::subreaper() {
                         reaper::sweep_task(&task, pgid, budget.max(ABANDONED_SWEEP)).await;
                     }
                 });

@@ -22,19 +22,35 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use agent33_parallel::TaskId;
 use rustix::process::{Pid, Signal, WaitOptions};
 
 /// Task leaders spawned by this crate and not yet reaped by tokio, by pid.
-/// Held across a spawn, so a sweep never sees a fresh leader unregistered.
 static LEADERS: Mutex<BTreeMap<i32, TaskId>> = Mutex::new(BTreeMap::new());
 
 fn leaders() -> MutexGuard<'static, BTreeMap<i32, TaskId>> {
     // The map stays consistent whatever panicked while holding it.
     LEADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Spawns hold it shared, from before the child exists until it is in
+/// [`LEADERS`]; whatever acts on children that are not registered leaders
+/// (kills, reaps) holds it exclusively, so it never sees a fresh leader
+/// unregistered. Spawns do not wait for each other: a spawn blocks its
+/// thread until the child has called `exec`, and serialising them would
+/// cap the spawn rate of the whole program.
+static SPAWN_GATE: RwLock<()> = RwLock::new(());
+
+fn spawning() -> RwLockReadGuard<'static, ()> {
+    SPAWN_GATE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn no_spawn_in_flight() -> RwLockWriteGuard<'static, ()> {
+    SPAWN_GATE.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A leader's entry in the register; dropping it removes the entry (once
@@ -56,11 +72,11 @@ pub(crate) fn spawn_registered(
     cmd: &mut tokio::process::Command,
     task: &TaskId,
 ) -> io::Result<(tokio::process::Child, Option<Registration>)> {
-    let mut leaders = leaders();
+    let _gate = spawning();
     let child = cmd.spawn()?;
     let registration = child.id().map(|pid| {
         let pid = pid as i32;
-        leaders.insert(pid, task.clone());
+        leaders().insert(pid, task.clone());
         Registration { pid }
     });
     Ok((child, registration))
@@ -79,6 +95,7 @@ pub fn become_subreaper() -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        BECAME_SUBREAPER.store(true, Ordering::Relaxed);
         Ok(())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -87,6 +104,30 @@ pub fn become_subreaper() -> io::Result<()> {
             io::ErrorKind::Unsupported,
             "child subreapers exist only on Linux",
         ))
+    }
+}
+
+/// Set once [`become_subreaper`] succeeded: nothing in this program undoes
+/// it, so the per-task check needs no `prctl`.
+static BECAME_SUBREAPER: AtomicBool = AtomicBool::new(false);
+
+/// [`is_subreaper`] without a system call once [`become_subreaper`]
+/// succeeded.
+pub(crate) fn subreaper() -> bool {
+    BECAME_SUBREAPER.load(Ordering::Relaxed) || is_subreaper()
+}
+
+/// This process's pid (it never changes: this crate never forks without
+/// `exec`), without a system call after the first.
+pub(crate) fn my_pid() -> i32 {
+    static PID: AtomicI32 = AtomicI32::new(0);
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = rustix::process::getpid().as_raw_nonzero().get();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
     }
 }
 
@@ -181,37 +222,110 @@ const EXEC_SETTLE: Duration = Duration::from_millis(200);
 /// This process's children, from `/proc/self/task/*/children` (a few small
 /// reads instead of a scan of every process); `None` when the kernel lacks
 /// that file. A child moving between threads while one of ours exits can
-/// be missed, which is why this only serves to skip work that is usually
+/// be missed, so callers only use this to skip work that is usually
 /// unnecessary.
 fn own_children(me: i32) -> Option<Vec<i32>> {
-    if !std::path::Path::new(&format!("/proc/self/task/{me}/children")).exists() {
-        return None;
-    }
     let mut children = Vec::new();
+    // The main thread's file first: it tells whether the kernel has them.
+    read_children(me, &mut children).ok()?;
     for thread in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Some(tid) = thread.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         // A thread that ended meanwhile handed its children to another.
-        if let Ok(list) = std::fs::read_to_string(thread.path().join("children")) {
-            children.extend(
-                list.split_ascii_whitespace()
-                    .filter_map(|pid| pid.parse::<i32>().ok()),
-            );
+        if tid != me {
+            let _ = read_children(tid, &mut children);
         }
     }
     Some(children)
 }
 
+/// Appends the children of thread `tid` of this process.
+fn read_children(tid: i32, children: &mut Vec<i32>) -> io::Result<()> {
+    let file = std::fs::File::open(format!("/proc/self/task/{tid}/children"))?;
+    read_pids(file, children)
+}
+
+/// Appends the pids of a `children` file ("PID PID … ").
+fn read_pids(mut file: impl std::io::Read, children: &mut Vec<i32>) -> io::Result<()> {
+    // Plain reads: procfs gives no size, so the `statx` and `lseek` that
+    // `read_to_end` spends on a size hint are wasted. The file is
+    // "PID PID … " (each pid followed by a space), so a pid cut at the end
+    // of a buffer is carried over to the next read.
+    let mut buf = [0u8; 1024];
+    let mut carry = 0;
+    loop {
+        let n = match file.read(&mut buf[carry..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let end = carry + n;
+        let text = &buf[..end];
+        // Everything up to the last space is whole pids.
+        let whole = if n == 0 {
+            end
+        } else {
+            text.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
+        };
+        children.extend(
+            text[..whole]
+                .split(|&b| b == b' ')
+                .filter_map(|pid| std::str::from_utf8(pid).ok()?.trim().parse::<i32>().ok()),
+        );
+        if n == 0 {
+            return Ok(());
+        }
+        buf.copy_within(whole..end, 0);
+        carry = end - whole;
+    }
+}
+
+/// Whether orphans reparented to this subreaper always become children of
+/// its main thread. Since Linux 3.19 they go to the first live thread of the
+/// subreaper (`find_alive_thread`), which is the main thread while the
+/// program runs; before, to the thread that started their ancestor.
+fn orphans_join_main_thread() -> bool {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+            return false;
+        };
+        let mut parts = release
+            .trim()
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major, minor) >= (3, 19)
+    })
+}
+
 /// Whether nothing is left of a finished task: its group is empty and we
 /// have no children besides task leaders. The common case, checked without
-/// scanning `/proc`.
+/// scanning `/proc`: one `kill(0)` and, on current kernels, one read of the
+/// main thread's children (where escapees are reparented; the leaders, our
+/// only other children, are registered).
+///
+/// It does not wait for spawns in flight: a leader not registered yet
+/// looks like an unknown child and only sends the caller to the full sweep,
+/// which does wait for them.
 fn nothing_left(me: i32, pgid: i32) -> bool {
     let group_empty = pid_of(pgid).is_some_and(|pgid| {
         rustix::process::test_kill_process_group(pgid) == Err(rustix::io::Errno::SRCH)
     });
-    group_empty
-        && own_children(me).is_some_and(|children| {
-            let leaders = leaders();
-            children.iter().all(|pid| leaders.contains_key(pid))
-        })
+    if !group_empty {
+        return false;
+    }
+    let children = if orphans_join_main_thread() {
+        let mut children = Vec::new();
+        read_children(me, &mut children).ok().map(|()| children)
+    } else {
+        own_children(me)
+    };
+    children.is_some_and(|children| {
+        let leaders = leaders();
+        children.iter().all(|pid| leaders.contains_key(pid))
+    })
 }
 
 fn pid_of(raw: i32) -> Option<Pid> {
@@ -244,11 +358,11 @@ fn reap(raw: i32) -> bool {
 ///
 /// Only useful when this process is a subreaper; the caller checks.
 pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> usize {
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    let entry = format!("AGENT33_TASK_ID={task}").into_bytes();
+    let me = my_pid();
     if nothing_left(me, pgid) {
         return 0;
     }
+    let entry = format!("AGENT33_TASK_ID={task}").into_bytes();
     let start = tokio::time::Instant::now();
     let deadline = start + budget;
     let mut escaped: HashSet<i32> = HashSet::new();
@@ -259,6 +373,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
         // will be: keep looking while any lives.
         let mut busy = procs.iter().any(|p| p.pgid == pgid && !p.is_zombie());
         {
+            let _gate = no_spawn_in_flight();
             let leaders = leaders();
             // Another live attempt under the same id (two runs in one
             // process) owns the processes that carry it.
@@ -309,12 +424,34 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
 /// A [`Reaper`] calls this periodically; call it yourself when you have no
 /// runtime.
 pub fn reap_orphans() -> usize {
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    let zombies: Vec<i32> = all_processes()
-        .into_iter()
-        .filter(|p| p.ppid == me && p.is_zombie())
-        .map(|p| p.pid)
-        .collect();
+    let me = my_pid();
+    let _gate = no_spawn_in_flight();
+    let zombies: Vec<i32> = match own_children(me) {
+        // Only our children can be ours to reap: look at them alone.
+        Some(children) => {
+            let unknown: Vec<i32> = {
+                let leaders = leaders();
+                children
+                    .into_iter()
+                    .filter(|pid| !leaders.contains_key(pid))
+                    .collect()
+            };
+            unknown
+                .into_iter()
+                .filter(|&pid| {
+                    std::fs::read(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|stat| parse_stat(pid, &stat))
+                        .is_some_and(|p| p.ppid == me && p.is_zombie())
+                })
+                .collect()
+        }
+        None => all_processes()
+            .into_iter()
+            .filter(|p| p.ppid == me && p.is_zombie())
+            .map(|p| p.pid)
+            .collect(),
+    };
     if zombies.is_empty() {
         return 0;
     }
@@ -337,7 +474,7 @@ pub fn reap_orphans() -> usize {
 /// pid could, in theory, be reused — our own children cannot be, since only
 /// we can reap them.
 pub fn kill_all_descendants(budget: Duration) -> usize {
-    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let me = my_pid();
     let deadline = Instant::now() + budget;
     let mut signalled: HashSet<i32> = HashSet::new();
     let mut pause = Duration::from_millis(1);
@@ -358,6 +495,7 @@ pub fn kill_all_descendants(budget: Duration) -> usize {
             }
         }
         {
+            let _gate = no_spawn_in_flight();
             let leaders = leaders();
             // A registered leader is not reaped yet, alive or zombie, so its
             // pid still names its group: killing the group is safe, and it
@@ -454,6 +592,31 @@ mod tests {
     fn rejects_garbage() {
         assert!(parse_stat(1, b"no parenthesis").is_none());
         assert!(parse_stat(1, b"1 (x) S notanumber 1").is_none());
+    }
+
+    #[test]
+    fn reads_pids_cut_across_reads() {
+        /// Hands out its bytes three at a time.
+        struct Trickle(&'static [u8]);
+        impl std::io::Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(3).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut pids = Vec::new();
+        read_pids(Trickle(b"12345 7 4194304 "), &mut pids).expect("reads");
+        assert_eq!(pids, vec![12345, 7, 4_194_304]);
+        pids.clear();
+        read_pids(Trickle(b""), &mut pids).expect("reads");
+        assert!(pids.is_empty());
+        // Whatever the kernel, our own children file parses.
+        let mut own = Vec::new();
+        if read_children(my_pid(), &mut own).is_ok() {
+            assert!(own.iter().all(|&pid| pid > 0));
+        }
     }
 
     #[test]

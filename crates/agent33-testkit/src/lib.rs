@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::Pid;
+/// Signals, for [`send_signal`].
+pub use rustix::process::Signal;
 
 /// How often the waiting helpers look again.
 const POLL: Duration = Duration::from_millis(5);
@@ -152,6 +154,21 @@ impl Fixture {
     #[must_use]
     pub fn spawn_grandchild(self) -> Self {
         self.flag("--spawn-grandchild")
+    }
+
+    /// `--escape`: a sleeping copy that calls `setsid` (leaving the group and
+    /// session) but stays this fixture's child, stdio on /dev/null.
+    #[must_use]
+    pub fn escape(self) -> Self {
+        self.flag("--escape")
+    }
+
+    /// `--ready-file PATH`: right before waiting (handlers installed, helpers
+    /// started, output written), append `ready pid=… pgid=…` to PATH. Read it
+    /// with [`ready_lines`].
+    #[must_use]
+    pub fn ready_file(self, path: &Path) -> Self {
+        self.flag_value("--ready-file", path)
     }
 
     /// `--daemonize`: a double-forked, setsid sleeper (stdio on /dev/null).
@@ -458,6 +475,25 @@ pub fn parse_ready(line: &str) -> Option<(u32, u32)> {
     Some((pid.parse().ok()?, pgid.parse().ok()?))
 }
 
+/// The `(pid, pgid)` of every complete `ready` line in a `--ready-file`
+/// (none while the file does not exist).
+#[must_use]
+pub fn ready_lines(path: &Path) -> Vec<(u32, u32)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    // A line still being written has no newline yet.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().filter_map(parse_ready).collect()
+}
+
+/// Sends `sig` to one process; errors (it is gone) are ignored.
+pub fn send_signal(pid: u32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
 /// Every `key=<number>` value in `text` (for `ready pid=…`, `grandchild pid=…`).
 #[must_use]
 pub fn numbers_after(text: &str, key: &str) -> Vec<u32> {
@@ -519,7 +555,18 @@ impl Drop for GateFile {
 /// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`, …).
 #[must_use]
 pub fn self_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib_of("self", field)
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`, …); `None` once
+/// the process is gone or a zombie (which has no memory fields).
+#[must_use]
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    status_kib_of(&pid.to_string(), field)
+}
+
+fn status_kib_of(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent33_testkit::{
     Fixture, GateFile, MarkerGuard, is_alive, is_pattern, numbers_after, parse_ready,
-    pids_with_marker, wait_until,
+    pids_with_marker, ready_lines, wait_until,
 };
 
 /// Hang detector for things that take milliseconds.
@@ -127,6 +127,59 @@ fn daemonize_leaves_a_setsid_escapee() {
     drop(guard);
     assert!(wait_until(BUDGET, || !is_alive(pids[0])));
     assert!(pids_with_marker(&marker).is_empty());
+}
+
+#[test]
+fn escape_leaves_a_setsid_child_before_reporting_it() {
+    let guard = MarkerGuard::new("escape");
+    let out = fixture()
+        .marker(guard.marker())
+        .escape()
+        .command()
+        .output()
+        .expect("spawn");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (_, pgid) = parse_ready(text.lines().next().expect("a line")).expect("ready line");
+    let escapee = numbers_after(&text, "escapee pid=");
+    assert_eq!(escapee.len(), 1, "{text}");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", escapee[0])).expect("stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..].split(' ').collect();
+    // Reported only once out of the fixture's group, as a leader of its own.
+    assert_ne!(fields[2], pgid.to_string(), "left the group");
+    assert_eq!(fields[2], escapee[0].to_string(), "leads its own group");
+    assert_eq!(fields[3], escapee[0].to_string(), "leads its own session");
+    drop(guard);
+    assert!(wait_until(BUDGET, || !is_alive(escapee[0])));
+}
+
+#[test]
+fn ready_file_gets_one_complete_line_per_fixture() {
+    let dir = std::env::temp_dir().join(agent33_testkit::unique_marker("ready-dir"));
+    std::fs::create_dir(&dir).expect("a temp folder");
+    let path = dir.join("ready");
+    assert!(ready_lines(&path).is_empty(), "no file, no lines");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            fixture()
+                .quiet()
+                .write_bytes(1000)
+                .ready_file(&path)
+                .command()
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let mut lines: Vec<u32> = ready_lines(&path).into_iter().map(|(pid, _)| pid).collect();
+    pids.sort_unstable();
+    lines.sort_unstable();
+    assert_eq!(lines, pids);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -4,9 +4,10 @@
 //! It prints `ready pid=<pid> pgid=<pgid>` first (unless `--quiet`), then does
 //! what its flags say, in this order: report (`--print-args`, `--print-env`,
 //! `--read-stdin`, `--print`, `--eprint`), start helpers
-//! (`--spawn-grandchild`, `--daemonize`), write (`--write-bytes`,
-//! `--write-stderr-bytes`), `--close-stdout`, `--signal`, then wait
-//! (`--wait-for-gone`, `--sleep`) and exit with `--exit` (0 by default).
+//! (`--spawn-grandchild`, `--escape`, `--daemonize`), write (`--write-bytes`,
+//! `--write-stderr-bytes`), `--close-stdout`, `--signal`, `--ready-file`,
+//! then wait (`--wait-for-gone`, `--sleep`) and exit with `--exit` (0 by
+//! default).
 //!
 //! It deliberately uses no async runtime and no unsafe code: helpers are
 //! re-executions of this same binary with internal flags, so a "double fork"
@@ -22,12 +23,14 @@
 //! | `--ignore-term` | catch SIGTERM and carry on (helpers inherit this) |
 //! | `--on-term-exit N` | catch SIGTERM and exit with code N while waiting |
 //! | `--spawn-grandchild` | start a sleeping copy in the same process group that holds stdout; print `grandchild pid=N` |
+//! | `--escape` | start a sleeping copy that calls setsid (a session and group of its own) but stays our child; print `escapee pid=N` once it has left our group |
 //! | `--daemonize` | double fork + setsid: a sleeping copy in its own session; print `daemon spawned` |
 //! | `--daemon-keeps-stdout` | with `--daemonize`, the escapee keeps stdout open |
 //! | `--write-bytes N` | write N pattern bytes to stdout, fast |
 //! | `--write-stderr-bytes N` | the same on stderr |
 //! | `--close-stdout` | point stdout at /dev/null, closing the pipe |
 //! | `--signal SIG` | kill itself with SIG (`SEGV`, `TERM`, `KILL`, … or a number) |
+//! | `--ready-file PATH` | once helpers are started and output written, right before waiting, append `ready pid=<pid> pgid=<pgid>` to PATH (one `write`, so lines of concurrent fixtures never mix) |
 //! | `--marker STR` | no effect: lets tests find this process (and its helpers) in /proc |
 //! | `--print STR` / `--eprint STR` | print a line on stdout / stderr |
 //! | `--print-env NAME` | print `NAME=value` or `NAME unset` |
@@ -60,6 +63,9 @@ struct Flags {
     daemonize: bool,
     daemon_keeps_stdout: bool,
     setsid_child: bool,
+    escape: bool,
+    setsid_self: bool,
+    ready_file: Option<PathBuf>,
     write_bytes: u64,
     write_stderr_bytes: u64,
     close_stdout: bool,
@@ -116,6 +122,9 @@ fn parse() -> Flags {
             b"--daemonize" => flags.daemonize = true,
             b"--daemon-keeps-stdout" => flags.daemon_keeps_stdout = true,
             b"--setsid-child" => flags.setsid_child = true,
+            b"--escape" => flags.escape = true,
+            b"--setsid-self" => flags.setsid_self = true,
+            b"--ready-file" => flags.ready_file = Some(value("--ready-file").into()),
             b"--write-bytes" => {
                 flags.write_bytes = text(value("--write-bytes"), "--write-bytes")
                     .parse()
@@ -226,6 +235,11 @@ fn main() {
             .expect("registering a SIGTERM flag works on Linux");
     }
 
+    if flags.setsid_self {
+        // An `--escape` helper: leave the task's session and group at once.
+        rustix::process::setsid().expect("a fresh child is not a group leader");
+    }
+
     if flags.setsid_child {
         // The middle process of a double fork: leave the task's session and
         // process group, start the long sleeper there, and exit so the
@@ -288,6 +302,31 @@ fn main() {
         // Never waited for: it outlives this process on purpose.
         drop(child);
     }
+    if flags.escape {
+        let child = sleeper(&flags)
+            .arg("--setsid-self")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fixture can start itself");
+        // Report it only once it has left our group: until its `setsid`, a
+        // kill of our group would still reach it.
+        let pid = Pid::from_raw(child.id() as i32).expect("pids are positive");
+        let group = rustix::process::getpgrp();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == group)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        write_line(
+            &mut out,
+            &[format!("escapee pid={}", child.id()).as_bytes()],
+        );
+        // Never waited for: it outlives this process on purpose.
+        drop(child);
+    }
     if flags.daemonize {
         let mut cmd = Command::new(self_exe());
         cmd.arg("--setsid-child")
@@ -345,6 +384,21 @@ fn main() {
         }
         // Reached only when the signal is ignored or caught.
         std::process::exit(99);
+    }
+
+    if let Some(path) = &flags.ready_file {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+        let line = format!("ready pid={pid} pgid={pgid}\n");
+        // O_APPEND and a single short write: concurrent fixtures' lines
+        // never interleave.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| usage(&format!("--ready-file {}: {e}", path.display())));
+        file.write_all(line.as_bytes())
+            .unwrap_or_else(|e| usage(&format!("--ready-file {}: {e}", path.display())));
     }
 
     let on_term = || {

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Per-task overhead of agent-33 against xargs -P, GNU parallel, rust-parallel
+# and a bare posix_spawn/waitpid loop (the physical floor), in one run.
+#
+# For each command (`true`, `sh -c 'exit 0'`), N (2,000 and 10,000) and -j
+# (2 and 8), hyperfine times every runner reading N input lines from stdin;
+# each job gets its line appended as the last argument. The table shows the
+# median wall time, the CPU time (user + sys of the runner and the jobs) per
+# job, the runner's peak RSS, and ratios against xargs. A last check runs
+# 100,000 jobs through agent-33 and compares its peak RSS with 2,000 jobs.
+#
+# agent-33 runs with every guarantee on: process groups, pipes captured
+# (`--output none` only stops printing), timeouts armed (the default 300 s),
+# the subreaper and its sweeps.
+#
+# Usage: bench/spawn/run.sh            (see README.md for the knobs)
+#   NS="2000 10000"  JS="2 8"  RUNS=10  SLOW_RUNS=3  BIG=100000
+#   RUNNERS="agent-33 xargs parallel rust-parallel floor"
+#   AGENT33=path/to/agent-33   (skip the release build)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-$ROOT/target/bench-spawn}
+NS=${NS:-"2000 10000"}
+JS=${JS:-"2 8"}
+RUNS=${RUNS:-10}
+SLOW_RUNS=${SLOW_RUNS:-3}
+BIG=${BIG:-100000}
+RUNNERS=${RUNNERS:-"agent-33 xargs parallel rust-parallel floor"}
+mkdir -p "$OUT"
+
+need_apt=()
+command -v hyperfine >/dev/null || need_apt+=(hyperfine)
+command -v parallel >/dev/null || need_apt+=(parallel)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+[ -x /usr/bin/time ] || need_apt+=(time)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}"
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v rust-parallel >/dev/null || cargo install rust-parallel
+
+if [ -z "${AGENT33:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p agent33-cli)
+    AGENT33=$ROOT/target/release/agent-33
+fi
+cc -O2 -o "$OUT/floor" "$ROOT/bench/spawn/floor.c"
+FLOOR=$OUT/floor
+# GNU parallel asks once for a citation; this run is not a publication.
+mkdir -p "$HOME/.parallel" && touch "$HOME/.parallel/will-cite"
+
+echo "== machine: $(nproc) cores, $(uptime)"
+echo "== versions: $("$AGENT33" --version 2>/dev/null || echo agent-33), $(parallel --version | head -1)," \
+    "$(rust-parallel --version), $(xargs --version | head -1), $(hyperfine --version)"
+
+# The command line of RUNNER for N jobs, J at once, of command CMD (`true`
+# or `sh`), reading stdin.
+runner_cmd() {
+    local runner=$1 n=$2 j=$3 cmd=$4
+    local words
+    case $cmd in
+        true) words="true" ;;
+        sh) words="sh -c 'exit 0'" ;;
+    esac
+    case $runner in
+        agent-33) echo "$AGENT33 run -j $j --command \"$words\" --artifacts-from - --output none -q" ;;
+        xargs) echo "xargs -P $j -n 1 $words" ;;
+        parallel) echo "parallel -j $j $words" ;;
+        rust-parallel) echo "rust-parallel -j $j $words" ;;
+        floor) echo "$FLOOR $n $j $words" ;;
+    esac
+}
+
+for cmd in true sh; do
+    for n in $NS; do
+        seq "$n" >"$OUT/in.$n"
+        for j in $JS; do
+            for runner in $RUNNERS; do
+                runs=$RUNS
+                [ "$runner" = parallel ] && runs=$SLOW_RUNS
+                line=$(runner_cmd "$runner" "$n" "$j" "$cmd")
+                name="$cmd/$n/$j/$runner"
+                json="$OUT/$cmd-$n-$j-$runner.json"
+                echo "== $name: $line < in.$n"
+                hyperfine --style basic --warmup 1 --runs "$runs" -n "$name" \
+                    --export-json "$json" "$line < $OUT/in.$n"
+                # Peak RSS of the runner (one more run).
+                /usr/bin/time -f %M -o "$OUT/$cmd-$n-$j-$runner.rss" \
+                    sh -c "$line < $OUT/in.$n >/dev/null 2>&1"
+            done
+        done
+    done
+done
+
+echo "== agent-33 peak RSS, 2000 vs $BIG jobs from stdin (-j 8)"
+for n in 2000 "$BIG"; do
+    seq "$n" | /usr/bin/time -f %M -o "$OUT/big-$n.rss" \
+        "$AGENT33" run -j 8 --command true --artifacts-from - --output none -q
+done
+echo "== after: $(uptime)"
+
+python3 - "$OUT" "$BIG" <<'EOF'
+import json, os, sys
+out, big = sys.argv[1], sys.argv[2]
+rows = {}
+for name in sorted(os.listdir(out)):
+    if not name.endswith(".json"):
+        continue
+    cmd, n, j, runner = name[:-5].split("-", 3)
+    r = json.load(open(os.path.join(out, name)))["results"][0]
+    rss_path = os.path.join(out, name[:-5] + ".rss")
+    rss = int(open(rss_path).read().split()[-1]) / 1024 if os.path.exists(rss_path) else float("nan")
+    rows[(cmd, int(n), int(j), runner)] = dict(
+        median=r["median"], stddev=r.get("stddev") or 0.0,
+        cpu_us=(r["user"] + r["system"]) / int(n) * 1e6, rss=rss)
+order = ["agent-33", "xargs", "parallel", "rust-parallel", "floor"]
+print()
+print("| command | N | -j | runner | median wall (s) | ± | CPU/job (µs) | peak RSS (MiB) | wall / xargs | CPU / xargs |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted({k[:3] for k in rows}, key=lambda k: (k[0] != "true", k[1], k[2])):
+    base = rows.get(key + ("xargs",))
+    for runner in order:
+        r = rows.get(key + (runner,))
+        if not r:
+            continue
+        ratio = lambda a, b: f"{a / b:.2f}×" if b else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {runner} | {r['median']:.3f} | {r['stddev']:.3f} "
+              f"| {r['cpu_us']:.0f} | {r['rss']:.1f} "
+              f"| {ratio(r['median'], base['median']) if base else '-'} "
+              f"| {ratio(r['cpu_us'], base['cpu_us']) if base else '-'} |")
+small = int(open(os.path.join(out, "big-2000.rss")).read().split()[-1])
+large = int(open(os.path.join(out, f"big-{big}.rss")).read().split()[-1])
+print()
+print(f"agent-33 peak RSS: 2000 jobs {small / 1024:.1f} MiB, {big} jobs {large / 1024:.1f} MiB "
+      f"(+{(large / small - 1) * 100:.0f}%)")
+EOF
