@@ -262,7 +262,7 @@ fn main() {
     let mut out = stdout.lock();
     if !flags.quiet {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
-        let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+        let pgid = pgid_of("self").expect("our own /proc entry");
         write_line(
             &mut out,
             &[format!("ready pid={pid} pgid={pgid}").as_bytes()],
@@ -312,12 +312,10 @@ fn main() {
             .expect("the fixture can start itself");
         // Report it only once it has left our group: until its `setsid`, a
         // kill of our group would still reach it.
-        let pid = Pid::from_raw(child.id() as i32).expect("pids are positive");
-        let group = rustix::process::getpgrp();
+        let group = pgid_of("self");
+        let child_pid = child.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == group)
-            && Instant::now() < deadline
-        {
+        while pgid_of(&child_pid).is_some_and(|g| Some(g) == group) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         write_line(
@@ -388,7 +386,7 @@ fn main() {
 
     if let Some(path) = &flags.ready_file {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
-        let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+        let pgid = pgid_of("self").expect("our own /proc entry");
         let line = format!("ready pid={pid} pgid={pgid}\n");
         // O_APPEND and a single short write: concurrent fixtures' lines
         // never interleave.
@@ -423,4 +421,12 @@ fn main() {
     }
     on_term();
     std::process::exit(flags.exit);
+}
+
+/// The process group of `pid` ("self" for us), read from /proc rather than
+/// getpgid(): inside a PID namespace (CI containers) a group led from outside
+/// reads as 0, which rustix's typed pids refuse.
+fn pgid_of(pid: &str) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()
 }
