@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::group::{TaskProcess, describe};
 use crate::output::OutputFiles;
+use crate::program::ProgramCache;
 use crate::reaper;
 use crate::{CommandBuilder, CommandSpec};
 
@@ -85,6 +86,7 @@ impl Default for ProcessOptions {
 struct Inner {
     builder: Arc<dyn CommandBuilder>,
     options: ProcessOptions,
+    programs: ProgramCache,
 }
 
 /// An agent that runs a command per attempt (see the module docs for the
@@ -127,7 +129,11 @@ impl CommandAgent {
     #[must_use]
     pub fn from_arc(builder: Arc<dyn CommandBuilder>, options: ProcessOptions) -> Self {
         Self {
-            inner: Arc::new(Inner { builder, options }),
+            inner: Arc::new(Inner {
+                builder,
+                options,
+                programs: ProgramCache::new(),
+            }),
         }
     }
 
@@ -159,10 +165,23 @@ impl Agent for CommandAgent {
     }
 }
 
-/// The process for `spec`, with the `AGENT33_*` variables of this attempt.
-fn command(spec: &CommandSpec, ctx: &TaskContext) -> tokio::process::Command {
+/// The process for `spec`, with the `AGENT33_*` variables of this attempt;
+/// `resolved` is where the program was found on `PATH`, if it was.
+fn command(
+    spec: &CommandSpec,
+    resolved: Option<&Path>,
+    ctx: &TaskContext,
+) -> tokio::process::Command {
     let task = ctx.task();
-    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    let mut cmd = match resolved {
+        Some(file) => {
+            let mut cmd = tokio::process::Command::new(file);
+            // The program still sees the name it was given.
+            cmd.arg0(&spec.argv[0]);
+            cmd
+        }
+        None => tokio::process::Command::new(&spec.argv[0]),
+    };
     cmd.args(&spec.argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -279,11 +298,31 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     if ctx.token().is_cancelled() {
         return Err(AgentError::new("not started: cancelled"));
     }
-    let mut cmd = command(&spec, &ctx);
-    let (process, stdout, stderr) =
-        TaskProcess::spawn(&mut cmd, &task.id, inner.options.sweep_timeout)
-            .map_err(|e| AgentError::new(start_error(program, spec.cwd.as_deref(), &e)))?;
-    let mut process = process;
+    let path_override = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let resolved = inner.programs.resolve(program, path_override);
+    let sweep = inner.options.sweep_timeout;
+    let mut spawned = TaskProcess::spawn(
+        &mut command(&spec, resolved.as_deref(), &ctx),
+        &task.id,
+        sweep,
+    );
+    if let (Err(e), Some(_)) = (&spawned, &resolved) {
+        // The file found earlier may be gone or changed: search afresh.
+        if matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+        ) {
+            inner.programs.forget(program);
+            spawned = TaskProcess::spawn(&mut command(&spec, None, &ctx), &task.id, sweep);
+        }
+    }
+    let (mut process, stdout, stderr) =
+        spawned.map_err(|e| AgentError::new(start_error(program, spec.cwd.as_deref(), &e)))?;
     let mut out = Pump::new(stdout, Stream::Stdout);
     let mut err = Pump::new(stderr, Stream::Stderr);
     let mut files = match &inner.options.output_dir {

@@ -42,6 +42,7 @@
 mod agent;
 mod group;
 mod output;
+mod program;
 mod reaper;
 
 use std::ffi::OsString;

@@ -218,6 +218,74 @@ async fn arguments_arrive_literally_without_a_shell() {
     assert!(!std::path::Path::new("/tmp/agent33-pwned").exists());
 }
 
+/// Runs `argv` with `PATH` set to `path` for the command only.
+fn agent_with_path(argv: &[&str], path: std::ffi::OsString) -> CommandAgent {
+    let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    CommandAgent::new(
+        move |_task: &AgentTask, _attempt: u32| {
+            Ok(CommandSpec {
+                env: vec![("PATH".into(), path.clone())],
+                ..spec(argv.clone())
+            })
+        },
+        ProcessOptions::default(),
+    )
+}
+
+fn link_cat(dir: &std::path::Path, name: &str) {
+    let cat = ["/bin/cat", "/usr/bin/cat"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("cat");
+    std::os::unix::fs::symlink(cat, dir.join(name)).expect("symlink");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_found_on_path_keeps_its_name_as_argv0() {
+    // The program is looked up once, but it must not see the folder it was
+    // found in: argv[0] stays the word of the command.
+    let dir = tempfile::tempdir().expect("tempdir");
+    link_cat(dir.path(), "agent33-probe-cat");
+    let path = dir.path().as_os_str().to_owned();
+    let agent = agent_with_path(&["agent33-probe-cat", "/proc/self/cmdline"], path);
+    let agents = Agents::new().add("fixture", agent);
+    let tasks: Vec<AgentTask> = (0..3).map(|_| unique_task()).collect();
+    let results = executor()
+        .build()
+        .expect("valid")
+        .run_all(tasks, &agents)
+        .await;
+    assert_eq!(results.succeeded.len(), 3, "{:?}", results.failed);
+    for result in &results.succeeded {
+        assert_eq!(result.output, "agent33-probe-cat\0/proc/self/cmdline\0");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_moved_is_searched_again() {
+    let (first, second) = (tempfile::tempdir(), tempfile::tempdir());
+    let (first, second) = (first.expect("tempdir"), second.expect("tempdir"));
+    link_cat(first.path(), "agent33-probe-moved");
+    link_cat(second.path(), "agent33-probe-moved");
+    let path = std::env::join_paths([first.path(), second.path()]).expect("path");
+    let agent = agent_with_path(&["agent33-probe-moved", "/proc/self/cmdline"], path);
+    let once = run_one(agent.clone(), unique_task(), executor()).await;
+    assert_eq!(once.status, TaskStatus::Success, "{once:?}");
+    // The file found the first time goes away; the next task still runs.
+    std::fs::remove_file(first.path().join("agent33-probe-moved")).expect("rm");
+    let again = run_one(agent.clone(), unique_task(), executor()).await;
+    assert_eq!(again.status, TaskStatus::Success, "{again:?}");
+    assert_eq!(again.output, "agent33-probe-moved\0/proc/self/cmdline\0");
+    // Gone everywhere: the usual start error, naming the program.
+    std::fs::remove_file(second.path().join("agent33-probe-moved")).expect("rm");
+    let gone = run_one(agent, unique_task(), executor()).await;
+    assert_eq!(gone.status, TaskStatus::Failed);
+    assert_eq!(
+        gone.error.as_deref(),
+        Some("cannot start `agent33-probe-moved`: No such file or directory (os error 2)")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_see_their_attempt_number() {
     let fail = Fixture::new().quiet().exit(1).argv();
