@@ -257,7 +257,7 @@ impl Fingerprint for CommandFingerprint {
         h.field(task.agent.as_str().as_bytes());
         h.field(task.artifact_bytes());
         if let Some(command) = self.commands.get(task.agent.as_str()) {
-            let spec = command.spec(task, 1);
+            let spec = command.spec(task);
             for word in &spec.argv {
                 h.field(word.as_bytes());
             }
@@ -266,9 +266,17 @@ impl Fingerprint for CommandFingerprint {
                     .as_ref()
                     .map_or(&b""[..], |c| c.as_os_str().as_bytes()),
             );
-            for (k, v) in spec.env.iter().filter(|(k, _)| k != "AGENT33_ATTEMPT") {
-                h.field(k.as_bytes());
-                h.field(v.as_bytes());
+            // The variables the command agent adds, as journals written
+            // before it added them (rather than the spec) recorded them.
+            let added: [(&[u8], &[u8]); 3] = [
+                (b"AGENT33_TASK_ID", task.id.as_str().as_bytes()),
+                (b"AGENT33_AGENT", task.agent.as_str().as_bytes()),
+                (b"AGENT33_ARTIFACT", task.artifact_bytes()),
+            ];
+            let env = spec.env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+            for (k, v) in env.chain(added) {
+                h.field(k);
+                h.field(v);
             }
         }
         h.finish_hex()

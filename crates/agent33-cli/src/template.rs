@@ -227,32 +227,22 @@ impl TaskCommand {
         }
     }
 
-    /// The full process description for `attempt` (1, 2, …) of `task`:
-    /// argv, folder, the agent's environment and `AGENT33_TASK_ID`,
-    /// `AGENT33_AGENT`, `AGENT33_ARTIFACT`, `AGENT33_ATTEMPT`.
+    /// The process description of `task`: argv, folder and the agent's
+    /// environment. The command agent adds `AGENT33_TASK_ID`,
+    /// `AGENT33_AGENT`, `AGENT33_ARTIFACT` and `AGENT33_ATTEMPT` itself.
     #[must_use]
-    pub fn spec(&self, task: &AgentTask, attempt: u32) -> CommandSpec {
-        let mut env = self.env.clone();
-        env.extend([
-            ("AGENT33_TASK_ID".into(), task.id.as_str().into()),
-            ("AGENT33_AGENT".into(), task.agent.as_str().into()),
-            (
-                "AGENT33_ARTIFACT".into(),
-                OsStr::from_bytes(task.artifact_bytes()).to_owned(),
-            ),
-            ("AGENT33_ATTEMPT".into(), attempt.to_string().into()),
-        ]);
+    pub fn spec(&self, task: &AgentTask) -> CommandSpec {
         CommandSpec {
             argv: self.argv(task),
             cwd: self.cwd.clone(),
-            env,
+            env: self.env.clone(),
         }
     }
 }
 
 impl CommandBuilder for TaskCommand {
-    fn build(&self, task: &AgentTask, attempt: u32) -> Result<CommandSpec, String> {
-        Ok(self.spec(task, attempt))
+    fn build(&self, task: &AgentTask, _attempt: u32) -> Result<CommandSpec, String> {
+        Ok(self.spec(task))
     }
 }
 
@@ -316,13 +306,6 @@ mod tests {
         let cmd = TaskCommand::new(CommandTemplate::split("cat x{artifact}").expect("ok"));
         let argv = cmd.argv(&task);
         assert_eq!(argv[1].as_bytes(), b"xcaf\xe9.txt");
-        let spec = cmd.spec(&task, 1);
-        let artifact = spec
-            .env
-            .iter()
-            .find(|(k, _)| k == "AGENT33_ARTIFACT")
-            .expect("set");
-        assert_eq!(artifact.1.as_bytes(), raw);
     }
 
     #[test]
@@ -364,29 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn spec_carries_folder_environment_and_attempt() {
+    fn spec_carries_folder_and_the_agents_environment() {
         let task = AgentTask::new("lint", "a.md").with_id("custom");
         let cmd = TaskCommand::new(CommandTemplate::split("lint {artifact}").expect("ok"))
             .cwd(Some(PathBuf::from("agents")))
             .env(vec![("MODEL".into(), "llama3".into())]);
         let spec = cmd.build(&task, 2).expect("builds");
+        assert_eq!(spec.argv, os(&["lint", "a.md"]));
         assert_eq!(spec.cwd, Some(PathBuf::from("agents")));
-        let env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
-            .collect();
-        let want: Vec<(String, String)> = [
-            ("MODEL", "llama3"),
-            ("AGENT33_TASK_ID", "custom"),
-            ("AGENT33_AGENT", "lint"),
-            ("AGENT33_ARTIFACT", "a.md"),
-            ("AGENT33_ATTEMPT", "2"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-        assert_eq!(env, want);
+        // The AGENT33_* variables are the command agent's to add, once.
+        assert_eq!(spec.env, vec![("MODEL".into(), "llama3".into())]);
     }
 
     #[test]
