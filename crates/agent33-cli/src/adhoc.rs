@@ -10,7 +10,7 @@
 //! Task ids are `command:ARTIFACT`; a repeated artifact gets `#2`, `#3`, …
 //! ([`IdAllocator`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -33,17 +33,32 @@ pub const ADHOC_AGENT: &str = "command";
 /// `command:ARTIFACT#2`, `#3`, … for repeats.
 ///
 /// Holding every id would cost the whole input in memory; this keeps one
-/// 64-bit hash per distinct id instead (a `HashMap<u64, u32>`: 16 bytes per
-/// entry, about 20–40 bytes per distinct line with the table's load
-/// factor and doubling growth), whatever the line's length. A hash collision can
-/// only make an id look taken when it is not, which costs a needless `#N`
-/// suffix (odds about n²/2⁶⁵: 3·10⁻⁸ for a million lines); it can never
-/// produce a duplicate id, because equal ids always have equal hashes.
-/// The literal input `x#2` is handled: a later repeat of `x` skips to `#3`.
-#[derive(Debug, Default)]
+/// 64-bit hash per id given out, 8 bytes each whatever the line's length:
+/// most in one sorted array, the latest in a small hash set that is merged
+/// into the array when it reaches an eighth of its size. Only artifacts
+/// that repeat also get an entry saying which suffix to try next.
+///
+/// A hash collision can only make an id look taken when it is not, which
+/// costs a needless `#N` suffix (odds about n²/2⁶⁵: 3·10⁻⁸ for a million
+/// lines); it can never produce a duplicate id, because equal ids always
+/// have equal hashes. The literal input `x#2` is handled: a later repeat of
+/// `x` skips to `#3`.
+#[derive(Debug)]
 pub struct IdAllocator {
-    /// hash(id) → the next suffix to try when `id` is seen again as a base.
-    taken: HashMap<u64, u32>,
+    /// Hashes of ids given out before the last merge, ascending.
+    merged: Vec<u64>,
+    /// Hashes of ids given out since.
+    recent: HashSet<u64>,
+    /// The fewest entries of `recent` that are worth a merge.
+    min_batch: usize,
+    /// hash(base) → the next suffix to try, for bases already seen.
+    repeats: HashMap<u64, u32>,
+}
+
+impl Default for IdAllocator {
+    fn default() -> Self {
+        Self::with_min_batch(1024)
+    }
 }
 
 fn hash_of(id: &str) -> u64 {
@@ -60,28 +75,72 @@ impl IdAllocator {
         Self::default()
     }
 
+    fn with_min_batch(min_batch: usize) -> Self {
+        Self {
+            merged: Vec::new(),
+            recent: HashSet::new(),
+            min_batch,
+            repeats: HashMap::new(),
+        }
+    }
+
+    fn taken(&self, hash: u64) -> bool {
+        self.recent.contains(&hash) || self.merged.binary_search(&hash).is_ok()
+    }
+
+    fn take(&mut self, hash: u64) {
+        self.recent.insert(hash);
+        if self.recent.len() >= self.min_batch.max(self.merged.len() / 8) {
+            self.merge();
+        }
+    }
+
+    /// Moves `recent` into `merged`, merging from the back so that no
+    /// second array is needed.
+    fn merge(&mut self) {
+        let mut batch: Vec<u64> = self.recent.drain().collect();
+        batch.sort_unstable();
+        let old = self.merged.len();
+        self.merged.reserve_exact(batch.len());
+        self.merged.resize(old + batch.len(), 0);
+        let (mut i, mut j) = (old, batch.len());
+        for w in (0..self.merged.len()).rev() {
+            if j == 0 {
+                break;
+            }
+            if i > 0 && self.merged[i - 1] > batch[j - 1] {
+                self.merged[w] = self.merged[i - 1];
+                i -= 1;
+            } else {
+                self.merged[w] = batch[j - 1];
+                j -= 1;
+            }
+        }
+        // Each merge re-sizes `recent` to the next batch, not the last one.
+        self.recent = HashSet::new();
+    }
+
     /// A task of `agent` on `artifact` (exact bytes) with a unique id.
     pub fn task(&mut self, agent: &AgentName, artifact: &[u8]) -> AgentTask {
         let task = AgentTask::from_bytes(agent.clone(), artifact);
-        let base = task.id.as_str().to_owned();
-        let base_hash = hash_of(&base);
-        let mut n = self.taken.get(&base_hash).copied().unwrap_or(1);
+        let base_hash = hash_of(task.id.as_str());
+        let first = self.repeats.get(&base_hash).copied();
+        if first.is_none() && !self.taken(base_hash) {
+            self.take(base_hash);
+            return task;
+        }
+        let mut n = first.unwrap_or(2);
         let (id, hash) = loop {
-            let (candidate, h) = if n == 1 {
-                (base.clone(), base_hash)
-            } else {
-                let c = format!("{base}#{n}");
-                let h = hash_of(&c);
-                (c, h)
-            };
-            if !self.taken.contains_key(&h) {
-                break (candidate, h);
+            let candidate = format!("{}#{n}", task.id.as_str());
+            let hash = hash_of(&candidate);
+            if !self.taken(hash) {
+                break (candidate, hash);
             }
             n += 1;
         };
-        self.taken.insert(base_hash, n + 1);
-        self.taken.entry(hash).or_insert(2);
-        if n == 1 { task } else { task.with_id(id) }
+        self.take(hash);
+        self.repeats.insert(base_hash, n + 1);
+        task.with_id(id)
     }
 }
 
@@ -314,7 +373,7 @@ mod tests {
     }
 
     fn ids(artifacts: &[&[u8]]) -> Vec<String> {
-        let mut alloc = IdAllocator::new();
+        let mut alloc = IdAllocator::with_min_batch(2);
         let agent = AgentName::from(ADHOC_AGENT);
         artifacts
             .iter()
@@ -346,6 +405,30 @@ mod tests {
             ids(&[b"x#2", b"x", b"x"]),
             ["command:x#2", "command:x", "command:x#3"]
         );
+    }
+
+    #[test]
+    fn merged_and_recent_ids_count_alike() {
+        // Ten thousand distinct lines, then each again: every repeat is
+        // seen, whether its first id was merged into the array already or
+        // is still among the recent ones.
+        let mut alloc = IdAllocator::with_min_batch(64);
+        let agent = AgentName::from(ADHOC_AGENT);
+        for round in 1..=3 {
+            for i in 0..10_000 {
+                let id = alloc.task(&agent, i.to_string().as_bytes()).id;
+                let want = match round {
+                    1 => format!("command:{i}"),
+                    n => format!("command:{i}#{n}"),
+                };
+                assert_eq!(id.as_str(), want);
+            }
+        }
+        assert!(
+            alloc.merged.windows(2).all(|w| w[0] < w[1]),
+            "sorted, unique"
+        );
+        assert_eq!(alloc.merged.len() + alloc.recent.len(), 30_000);
     }
 
     #[test]
@@ -510,7 +593,7 @@ mod tests {
             proptest::sample::select(vec!["x", "x#2", "x#3", "y", "x#2#2", "#2", ""]),
             0..40,
         )) {
-            let mut alloc = IdAllocator::new();
+            let mut alloc = IdAllocator::with_min_batch(3);
             let agent = AgentName::from(ADHOC_AGENT);
             let mut seen = std::collections::HashSet::new();
             for line in &lines {
