@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use agent33_cli::args::{Command, parse_from};
 
+// Each task allocates on one thread (spawn, pipes, result) and frees on
+// another; glibc's allocator spends more on that than the spawn itself
+// (see docs/BENCHMARKS.md, per-job overhead).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
