@@ -23,8 +23,9 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,20 +168,16 @@ impl Agent for CommandAgent {
 
 /// The process for `spec`, with the `AGENT33_*` variables of this attempt;
 /// `resolved` is where the program was found on `PATH`, if it was.
-fn command(
-    spec: &CommandSpec,
-    resolved: Option<&Path>,
-    ctx: &TaskContext,
-) -> tokio::process::Command {
+fn command(spec: &CommandSpec, resolved: Option<&Path>, ctx: &TaskContext) -> Command {
     let task = ctx.task();
     let mut cmd = match resolved {
         Some(file) => {
-            let mut cmd = tokio::process::Command::new(file);
+            let mut cmd = Command::new(file);
             // The program still sees the name it was given.
             cmd.arg0(&spec.argv[0]);
             cmd
         }
-        None => tokio::process::Command::new(&spec.argv[0]),
+        None => Command::new(&spec.argv[0]),
     };
     cmd.args(&spec.argv[1..])
         .stdin(Stdio::null())

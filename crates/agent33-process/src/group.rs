@@ -5,8 +5,11 @@
 //! process (or a zombie of it) exists. So the group is signalled only while
 //! the leader is unreaped: a pidfd of the leader (or, without pidfds,
 //! `waitid(WNOWAIT)` on each SIGCHLD) tells us the leader exited without
-//! reaping it, and we kill the rest of the group before tokio reaps it. (Should that watch fail, the group is killed right
-//! after reaping, which leaves a window only a pid wrap-around could use.)
+//! reaping it, and we kill the rest of the group before we reap it.
+//!
+//! The leader is a plain `std::process::Child`, reaped by us once the watch
+//! says it exited: tokio's `Child` would open a second pidfd and subscribe
+//! to SIGCHLD for every task, waking a thread per exit for nothing.
 //!
 //! This module does not read pipes or decide outcomes; see [`crate::agent`].
 
@@ -19,7 +22,10 @@ use std::time::Duration;
 
 use agent33_parallel::TaskId;
 use rustix::process::{Pid, Signal};
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command};
+
+use tokio::net::unix::pipe::Receiver;
 
 use crate::reaper::{self, Registration};
 
@@ -129,15 +135,11 @@ impl TaskProcess {
         cmd: &mut Command,
         task: &TaskId,
         sweep_budget: Duration,
-    ) -> io::Result<(Self, ChildStdout, ChildStderr)> {
+    ) -> io::Result<(Self, Receiver, Receiver)> {
         let (mut child, registration) = reaper::spawn_registered(cmd, task)?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let raw = child
-            .id()
-            .expect("a child that was never waited for has a pid");
-        let pid = Pid::from_raw(raw as i32).expect("pids are positive");
+        let pid = Pid::from_raw(child.id() as i32).expect("pids are positive");
         let watch = ExitWatch::open(pid);
+        let pipes = (child.stdout.take(), child.stderr.take());
         let process = Self {
             child: Some(child),
             pid,
@@ -148,6 +150,12 @@ impl TaskProcess {
             sweep_budget,
             settled: false,
         };
+        // Dropping `process` on an error below kills and reaps the leader.
+        let (Some(stdout), Some(stderr)) = pipes else {
+            return Err(io::Error::other("stdout and stderr must be piped"));
+        };
+        let stdout = Receiver::from_owned_fd(OwnedFd::from(stdout))?;
+        let stderr = Receiver::from_owned_fd(OwnedFd::from(stderr))?;
         Ok((process, stdout, stderr))
     }
 
@@ -170,7 +178,7 @@ impl TaskProcess {
             if watch.exited(self.pid).await.is_ok() {
                 return Ok(());
             }
-            // The watch failed; fall back to tokio's own wait.
+            // The watch failed; reaping is all that is left.
             self.watch = None;
         }
         self.reap().await.map(drop)
@@ -180,7 +188,7 @@ impl TaskProcess {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: tokio's `Child::wait` is.
+    /// Cancel safe: nothing is reaped until the wait is over.
     pub(crate) async fn reap(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.status {
             return Ok(status);
@@ -189,7 +197,7 @@ impl TaskProcess {
             .child
             .as_mut()
             .expect("the child is kept until dropped");
-        let status = child.wait().await?;
+        let status = wait(child, self.pid, &mut self.watch).await?;
         self.status = Some(status);
         // Reaped: no longer a leader a sweep must spare.
         self.registration = None;
@@ -237,22 +245,56 @@ impl Drop for TaskProcess {
             return;
         };
         let registration = self.registration.take();
+        let mut watch = self.watch.take();
         let task = self.task.clone();
-        let pgid = self.pgid();
+        let (pid, pgid) = (self.pid, self.pgid());
         let budget = self.sweep_budget;
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
                     // SIGKILL was sent: this wait is short.
-                    let _ = child.wait().await;
+                    let _ = wait(&mut child, pid, &mut watch).await;
                     drop(registration);
                     if reaper::subreaper() {
                         reaper::sweep_task(&task, pgid, budget.max(ABANDONED_SWEEP)).await;
                     }
                 });
             }
-            // No runtime: tokio's orphan queue reaps the dropped child.
-            Err(_) => drop((child, registration)),
+            // No runtime to wait on: a thread reaps the killed leader.
+            Err(_) => {
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                    drop(registration);
+                });
+            }
+        }
+    }
+}
+
+/// Waits for `child` to exit and reaps it.
+///
+/// # Cancel safety
+///
+/// Cancel safe: the child is reaped only by the `try_wait` that returns its
+/// status.
+async fn wait(
+    child: &mut Child,
+    pid: Pid,
+    watch: &mut Option<ExitWatch>,
+) -> io::Result<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        match watch {
+            Some(w) => {
+                if w.exited(pid).await.is_err() {
+                    *watch = None;
+                }
+            }
+            // Neither a pidfd nor SIGCHLD can be had (no reactor, no signal
+            // driver): all that is left is to ask now and then.
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 }

@@ -54,7 +54,7 @@ fn no_spawn_in_flight() -> RwLockWriteGuard<'static, ()> {
 }
 
 /// A leader's entry in the register; dropping it removes the entry (once
-/// tokio has reaped the leader, or gave up on it).
+/// the leader is reaped, or was given up on).
 #[derive(Debug)]
 pub(crate) struct Registration {
     pid: i32,
@@ -69,17 +69,14 @@ impl Drop for Registration {
 /// Spawns `cmd` and registers its pid as a task leader, atomically with
 /// respect to sweeps.
 pub(crate) fn spawn_registered(
-    cmd: &mut tokio::process::Command,
+    cmd: &mut std::process::Command,
     task: &TaskId,
-) -> io::Result<(tokio::process::Child, Option<Registration>)> {
+) -> io::Result<(std::process::Child, Option<Registration>)> {
     let _gate = spawning();
     let child = cmd.spawn()?;
-    let registration = child.id().map(|pid| {
-        let pid = pid as i32;
-        leaders().insert(pid, task.clone());
-        Registration { pid }
-    });
-    Ok((child, registration))
+    let pid = child.id() as i32;
+    leaders().insert(pid, task.clone());
+    Ok((child, Some(Registration { pid })))
 }
 
 /// Makes this process the subreaper of its descendants: orphans are
