@@ -70,11 +70,13 @@ impl Timer {
 
     /// Adds one sample in milliseconds.
     pub fn record(&mut self, ms: f64) {
-        if self.count == 0 {
-            (self.min, self.max) = (ms, ms);
-        } else {
-            self.min = self.min.min(ms);
-            self.max = self.max.max(ms);
+        // Plain comparisons: samples are durations, never NaN, and this
+        // runs twice per task.
+        if self.count == 0 || ms < self.min {
+            self.min = ms;
+        }
+        if self.count == 0 || ms > self.max {
+            self.max = ms;
         }
         self.count += 1;
         self.sum += ms;
@@ -104,28 +106,33 @@ impl Timer {
         }
         let n = self.count;
         let rank = |p: f64| ((p * n as f64).ceil() as u64).clamp(1, n);
-        // Nearest-rank quantiles by selection, not a full sort.
-        let mut scratch = if self.buckets.is_empty() {
-            self.samples.clone()
+        let (p50, p95) = if self.buckets.is_empty() {
+            // Nearest-rank quantiles by selection, not a full sort; the
+            // 95th is at or past the median, so the second look is at the
+            // upper part only.
+            let mut scratch = self.samples.clone();
+            let k50 = (rank(0.50) - 1) as usize;
+            let k95 = (rank(0.95) - 1) as usize;
+            let (_, p50, upper) = scratch.select_nth_unstable_by(k50, f32::total_cmp);
+            let p50 = *p50;
+            let p95 = match k95 - k50 {
+                0 => p50,
+                k => *upper.select_nth_unstable_by(k - 1, f32::total_cmp).1,
+            };
+            (f64::from(p50), f64::from(p95))
         } else {
-            Vec::new()
-        };
-        let mut quantile = |p: f64| -> f64 {
-            if self.buckets.is_empty() {
-                let k = (rank(p) - 1) as usize;
-                let (_, v, _) = scratch.select_nth_unstable_by(k, f32::total_cmp);
-                return f64::from(*v);
-            }
-            let mut seen = 0;
-            for (b, &c) in self.buckets.iter().enumerate() {
-                seen += c;
-                if seen >= rank(p) {
-                    return bucket_value(b).clamp(self.min, self.max);
+            let quantile = |p: f64| -> f64 {
+                let mut seen = 0;
+                for (b, &c) in self.buckets.iter().enumerate() {
+                    seen += c;
+                    if seen >= rank(p) {
+                        return bucket_value(b).clamp(self.min, self.max);
+                    }
                 }
-            }
-            self.max
+                self.max
+            };
+            (quantile(0.50), quantile(0.95))
         };
-        let (p50, p95) = (quantile(0.50), quantile(0.95));
         TimerSummary {
             count: n,
             sum: round3(self.sum),
