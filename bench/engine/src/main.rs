@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent33_parallel::{
-    AgentError, AgentTask, Agents, Event, ParallelExecutor, RunControl, TaskContext,
+    AgentError, AgentName, AgentTask, Agents, Event, ParallelExecutor, RunControl, TaskContext,
 };
 use futures::StreamExt;
 
@@ -46,9 +46,11 @@ async fn agent33(n: usize, limit: usize, sleep: Duration, stream: bool) -> usize
         .parallel_limit(limit)
         .build()
         .expect("valid settings");
+    // One shared name for every task, as the CLI builds its tasks.
+    let name = AgentName::from("bench");
     if stream {
         let tasks = futures::stream::iter(0..n)
-            .map(|i| AgentTask::new("bench", i.to_string()))
+            .map(move |i| AgentTask::new(name.clone(), i.to_string()))
             .boxed();
         let mut events = executor.run_stream(tasks, &agents, RunControl::new());
         let mut ok = 0;
@@ -60,7 +62,7 @@ async fn agent33(n: usize, limit: usize, sleep: Duration, stream: bool) -> usize
         ok
     } else {
         let tasks = (0..n)
-            .map(|i| AgentTask::new("bench", i.to_string()))
+            .map(|i| AgentTask::new(name.clone(), i.to_string()))
             .collect();
         executor.run_all(tasks, &agents).await.succeeded.len()
     }
