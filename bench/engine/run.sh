@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
 cargo build --release -q -p agent33-bench-engine
-bin=target/release/agent33-bench-engine
+bin=${CARGO_TARGET_DIR:-target}/release/agent33-bench-engine
 py=bench/engine/asyncio_baseline.py
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
