@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -122,9 +123,57 @@ pub type AgentResult = Result<AgentOutput, AgentError>;
 pub struct TaskContext {
     pub(crate) task: Arc<AgentTask>,
     pub(crate) attempt: u32,
-    pub(crate) token: CancellationToken,
     pub(crate) grace: Duration,
-    pub(crate) capture: Arc<Capture>,
+    pub(crate) shared: Arc<AttemptShared>,
+}
+
+/// What an attempt's context shares with the engine, in one allocation:
+/// its output capture and its cancellation.
+#[derive(Debug)]
+pub(crate) struct AttemptShared {
+    pub(crate) capture: Capture,
+    cancelled: AtomicBool,
+    /// Made when first asked for: an agent that never looks at its token
+    /// (most that finish at once) costs no token at all.
+    token: OnceLock<CancellationToken>,
+}
+
+impl AttemptShared {
+    pub(crate) fn new(capture: Capture) -> Self {
+        Self {
+            capture,
+            cancelled: AtomicBool::new(false),
+            token: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        // Pairs with the fence in `cancel`: either it sees this token, or
+        // this sees its flag, whichever came first.
+        fence(Ordering::SeqCst);
+        if self.cancelled.load(Ordering::Relaxed) {
+            token.cancel();
+        }
+        token
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        // An agent may cancel its own token, too.
+        self.cancelled.load(Ordering::SeqCst)
+            || self
+                .token
+                .get()
+                .is_some_and(CancellationToken::is_cancelled)
+    }
 }
 
 impl TaskContext {
@@ -145,7 +194,7 @@ impl TaskContext {
     /// before its future is dropped.
     #[must_use]
     pub fn token(&self) -> &CancellationToken {
-        &self.token
+        self.shared.token()
     }
 
     /// How long the agent may take to wind down after its token is cancelled.
@@ -158,12 +207,16 @@ impl TaskContext {
     /// keeps what it printed. The engine keeps only the bounded tail and, when
     /// the run streams output, forwards the bytes live.
     pub fn write_stdout(&self, bytes: &[u8]) {
-        self.capture.write(crate::capture::Stream::Stdout, bytes);
+        self.shared
+            .capture
+            .write(crate::capture::Stream::Stdout, bytes);
     }
 
     /// Like [`Self::write_stdout`], for standard error.
     pub fn write_stderr(&self, bytes: &[u8]) {
-        self.capture.write(crate::capture::Stream::Stderr, bytes);
+        self.shared
+            .capture
+            .write(crate::capture::Stream::Stderr, bytes);
     }
 }
 
@@ -172,7 +225,7 @@ impl fmt::Debug for TaskContext {
         f.debug_struct("TaskContext")
             .field("task", &self.task.id)
             .field("attempt", &self.attempt)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("cancelled", &self.shared.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -315,5 +368,34 @@ impl Agents {
     /// The registered names, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &AgentName> {
         self.by_name.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_made_after_the_cancel_is_cancelled() {
+        let shared = AttemptShared::new(Capture::new(0, None));
+        shared.cancel();
+        assert!(shared.token().is_cancelled());
+        assert!(shared.is_cancelled());
+    }
+
+    #[test]
+    fn a_cancel_reaches_a_token_made_before_it() {
+        let shared = AttemptShared::new(Capture::new(0, None));
+        let token = shared.token().clone();
+        assert!(!shared.is_cancelled());
+        shared.cancel();
+        assert!(token.is_cancelled());
+    }
+
+    #[test]
+    fn an_agent_cancelling_its_own_token_counts_as_cancelled() {
+        let shared = AttemptShared::new(Capture::new(0, None));
+        shared.token().cancel();
+        assert!(shared.is_cancelled());
     }
 }

@@ -5,14 +5,13 @@
 //! were dropped; the marker is not counted in the limit.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::event::Event;
+use crate::event::{Batch, Event};
 use crate::task::TaskId;
 
 /// Which of a task's output streams.
@@ -70,6 +69,10 @@ impl TailBuffer {
     /// the truncation marker when bytes were dropped.
     #[must_use]
     pub fn render(&self) -> String {
+        if self.buf.is_empty() && self.dropped == 0 {
+            // Most tasks print nothing: skip the UTF-8 pass.
+            return String::new();
+        }
         let (a, b) = self.buf.as_slices();
         let text = if b.is_empty() {
             String::from_utf8_lossy(a).into_owned()
@@ -122,7 +125,10 @@ impl LiveBudget {
 /// context and the engine so a stopped task keeps what it printed.
 #[derive(Debug)]
 pub(crate) struct Capture {
-    streams: Mutex<Streams>,
+    /// Made at the first write: most tasks of a large run print nothing,
+    /// and then finishing the capture takes no lock.
+    streams: OnceLock<Box<Mutex<Streams>>>,
+    limit: usize,
     live: Option<LiveSink>,
 }
 
@@ -137,19 +143,19 @@ struct Streams {
 pub(crate) struct LiveSink {
     pub(crate) seq: u64,
     pub(crate) id: TaskId,
-    pub(crate) events: UnboundedSender<Vec<Event>>,
+    pub(crate) events: UnboundedSender<Batch>,
     pub(crate) budget: Arc<LiveBudget>,
 }
 
 impl LiveSink {
     fn send(&self, stream: Stream, bytes: Vec<u8>) {
         // A closed receiver only means nobody watches any more.
-        let _ = self.events.send(vec![Event::TaskOutput {
+        let _ = self.events.send(Batch::from([Event::TaskOutput {
             seq: self.seq,
             id: self.id.clone(),
             stream,
             bytes,
-        }]);
+        }]));
     }
 
     fn send_unshown(&self, stream: Stream, unshown: &mut u64) {
@@ -165,10 +171,8 @@ impl LiveSink {
 impl Capture {
     pub(crate) fn new(limit: usize, live: Option<LiveSink>) -> Self {
         Self {
-            streams: Mutex::new(Streams {
-                tails: [TailBuffer::new(limit), TailBuffer::new(limit)],
-                unshown: [0; 2],
-            }),
+            streams: OnceLock::new(),
+            limit,
             live,
         }
     }
@@ -178,15 +182,21 @@ impl Capture {
             return;
         }
         let i = stream as usize;
-        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        guard.tails[i].push(bytes);
+        let streams = self.streams.get_or_init(|| {
+            Box::new(Mutex::new(Streams {
+                tails: [TailBuffer::new(self.limit), TailBuffer::new(self.limit)],
+                unshown: [0; 2],
+            }))
+        });
+        let mut streams = streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.tails[i].push(bytes);
         if let Some(live) = &self.live {
             // Under the lock, so a marker and the bytes after it stay in order.
             if live.budget.try_take(bytes.len()) {
-                live.send_unshown(stream, &mut guard.unshown[i]);
+                live.send_unshown(stream, &mut streams.unshown[i]);
                 live.send(stream, bytes.to_vec());
             } else {
-                guard.unshown[i] += bytes.len() as u64;
+                streams.unshown[i] += bytes.len() as u64;
             }
         }
     }
@@ -196,13 +206,16 @@ impl Capture {
         // Returned text goes the same way as written text, live included.
         self.write(Stream::Stdout, stdout.as_bytes());
         self.write(Stream::Stderr, stderr.as_bytes());
-        let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(streams) = self.streams.get() else {
+            return (String::new(), String::new());
+        };
+        let mut streams = streams.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(live) = &self.live {
             for stream in [Stream::Stdout, Stream::Stderr] {
-                live.send_unshown(stream, &mut guard.unshown[stream as usize]);
+                live.send_unshown(stream, &mut streams.unshown[stream as usize]);
             }
         }
-        (guard.tails[0].render(), guard.tails[1].render())
+        (streams.tails[0].render(), streams.tails[1].render())
     }
 }
 

@@ -4,27 +4,30 @@
 //! deadline, the caller's interrupt and the input. It alone decides what to
 //! admit (the earliest ready task in input order whose agent has room), when
 //! the stop trigger fires, and what is skipped or cancelled. Workers run one
-//! attempt each and report by value; they share nothing with it but the
-//! task's capture buffer.
+//! attempt each and report by value over a channel; they share nothing with
+//! it but the attempt's capture buffer and cancellation.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use futures::StreamExt;
+use futures::future::{BoxFuture, CatchUnwind};
 use futures::stream::BoxStream;
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, AgentResult, Agents, TaskContext};
+use crate::agent::{Agent, AgentResult, Agents, AttemptShared, TaskContext};
 use crate::capture::{Capture, LiveBudget, LiveSink};
-use crate::event::{Event, StopReason};
+use crate::event::{Batch, Event, SpentBatches, StopReason};
 use crate::executor::{Resume, RunControl, Settings};
 use crate::metrics::{Metrics, Timer};
 use crate::result::{TaskResult, TaskStatus, Timestamp};
@@ -73,6 +76,7 @@ enum State {
 }
 
 struct Entry {
+    seq: u64,
     task: Arc<AgentTask>,
     agent: usize,
     state: State,
@@ -80,22 +84,50 @@ struct Entry {
     attempts: u32,
     /// When the task last became ready (for queue-wait figures).
     ready_since: Option<Instant>,
-    first_start: Option<Instant>,
+    first_start: Option<(Instant, Timestamp)>,
     /// The outcome of the last attempt, kept while a retry is pending.
     last: Option<Box<Attempt>>,
-    /// The running attempt passed its timeout and was told to stop.
-    timed_out: bool,
-    /// The slot of the running attempt.
-    slot: Option<usize>,
+    /// The attempt in flight.
+    run: Option<InFlight>,
     retries: u32,
     timeout: Option<Duration>,
+}
+
+/// What the dispatcher keeps of a running attempt.
+struct InFlight {
+    slot: usize,
+    started: Instant,
+    /// It passed its timeout and was told to stop.
+    timed_out: bool,
+}
+
+/// Who runs in a slot, so a deadline can tell whether its attempt still
+/// runs without a lookup in the entries.
+struct SlotUse {
+    seq: u64,
+    key: usize,
+    attempt: u32,
+    shared: Arc<AttemptShared>,
+    /// To drop the worker when the run is dropped (its report comes by
+    /// channel).
+    worker: JoinHandle<()>,
 }
 
 struct AgentSlot {
     spec: Option<crate::agent::AgentSpec>,
     limit: usize,
     running: usize,
-    ready: BinaryHeap<Reverse<u64>>,
+    /// Ready tasks as (seq, key): the earliest in input order first.
+    ready: BinaryHeap<Reverse<(u64, usize)>>,
+}
+
+/// What woke the dispatcher.
+enum Woke {
+    Report(Report),
+    Stop(StopReason),
+    Timeouts,
+    Backoffs,
+    Input(Option<AgentTask>),
 }
 
 /// How one attempt ended, as the worker saw it.
@@ -105,13 +137,10 @@ enum Ended {
     Cancelled(Option<std::thread::Result<AgentResult>>),
 }
 
-/// What a worker reports back.
+/// What a worker reports back; `None` if the worker itself panicked.
 struct Report {
-    seq: u64,
-    slot: usize,
-    ended: Ended,
-    capture: Arc<Capture>,
-    busy: Duration,
+    key: usize,
+    ended: Option<Ended>,
 }
 
 /// One attempt's outcome, classified.
@@ -126,24 +155,74 @@ struct Attempt {
     slot: usize,
 }
 
-/// Hashes input positions with one multiplication: they are ours, dense and
-/// never adversarial, so SipHash's protection buys nothing on the hot path.
+/// The entries of tasks read and not finished, under keys that are reused
+/// once their task finishes: an index instead of a hash on the hot path.
+/// Lookups name the task's `seq` too, so a stale key finds nothing.
 #[derive(Default)]
-struct SeqHasher(u64);
+struct Entries {
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    len: usize,
+}
 
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl Entries {
+    /// The key the next insert takes.
+    fn next_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    fn insert(&mut self, entry: Entry) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key] = Some(entry);
+                key
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    fn get(&self, key: usize, seq: u64) -> Option<&Entry> {
+        self.slots.get(key)?.as_ref().filter(|e| e.seq == seq)
+    }
+
+    fn get_mut(&mut self, key: usize, seq: u64) -> Option<&mut Entry> {
+        self.slots.get_mut(key)?.as_mut().filter(|e| e.seq == seq)
+    }
+
+    /// The entry under a key known to be live, such as a running task's.
+    fn slot_mut(&mut self, key: usize) -> Option<&mut Entry> {
+        self.slots.get_mut(key)?.as_mut()
+    }
+
+    fn remove(&mut self, key: usize, seq: u64) -> Option<Entry> {
+        self.get(key, seq)?;
+        self.len -= 1;
+        self.free.push(key);
+        self.slots[key].take()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// (seq, key) of the entries that pass `keep`, in input order.
+    fn in_order(&self, keep: impl Fn(&Entry) -> bool) -> Vec<(u64, usize)> {
+        let mut found: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(key, e)| e.as_ref().filter(|e| keep(e)).map(|e| (e.seq, key)))
+            .collect();
+        found.sort_unstable();
+        found
     }
 }
 
@@ -175,7 +254,7 @@ pub(crate) struct Dispatcher {
     agents: Vec<AgentSlot>,
     agent_index: HashMap<crate::task::AgentName, usize>,
     last_agent: Option<(crate::task::AgentName, usize)>,
-    entries: HashMap<u64, Entry, BuildHasherDefault<SeqHasher>>,
+    entries: Entries,
     next_seq: u64,
     input: Input,
     drain_on_stop: bool,
@@ -184,29 +263,38 @@ pub(crate) struct Dispatcher {
     /// When each finished task succeeded, or `None` if it did not (only
     /// where dependencies count).
     finished: HashMap<TaskId, Option<Instant>>,
-    /// Tasks blocked on an id, by that id.
-    waiters: HashMap<TaskId, Vec<u64>>,
-    /// Ids of tasks read but not finished (only where dependencies count).
-    live: HashMap<TaskId, u64>,
+    /// Tasks blocked on an id, by that id, as (seq, key).
+    waiters: HashMap<TaskId, Vec<(u64, usize)>>,
+    /// Ids of tasks read but not finished, with their (seq, key) (only
+    /// where dependencies count).
+    live: HashMap<TaskId, (u64, usize)>,
     warned_deps: bool,
     running: usize,
     free_slots: BinaryHeap<Reverse<usize>>,
-    slot_tokens: Vec<Option<CancellationToken>>,
-    backoffs: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// Deadlines of running attempts: (when, seq, attempt). Entries of
-    /// attempts that ended are dropped lazily when they come due.
-    timeouts: BinaryHeap<Reverse<(Instant, u64, u32)>>,
-    workers: JoinSet<Report>,
+    slots: Vec<Option<SlotUse>>,
+    backoffs: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Deadlines of running attempts: (when, seq, attempt, slot). Entries
+    /// of attempts that ended are dropped lazily when they come due.
+    timeouts: BinaryHeap<Reverse<(Instant, u64, u32, usize)>>,
+    /// Reports of workers. Through a channel rather than a `JoinSet`:
+    /// no lock and no extra allocation per worker, and nothing to copy out
+    /// of the task's allocation.
+    reports: UnboundedReceiver<Report>,
+    worker_env: Arc<WorkerEnv>,
     stop: Option<StopReason>,
     failures: u32,
     control: RunControl,
     resume: Option<Arc<dyn Resume>>,
     live_budget: Arc<LiveBudget>,
-    events: UnboundedSender<Vec<Event>>,
+    events: UnboundedSender<Batch>,
+    spent: Arc<SpentBatches>,
     /// Events of the current turn of the loop, sent as one batch: one
     /// channel operation and at most one wake-up per turn, not per event.
-    outbox: Vec<Event>,
+    outbox: Batch,
     clock: Clock,
+    /// The time of the current turn of the loop, read once when first
+    /// needed: a turn does no waiting, so whatever it does happens then.
+    turn: Option<(Instant, Timestamp)>,
     // Metrics.
     counts: [u64; 5],
     retry_count: u64,
@@ -217,6 +305,10 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a run, each made by the executor"
+    )]
     pub(crate) fn new(
         s: Settings,
         registry: Agents,
@@ -224,9 +316,11 @@ impl Dispatcher {
         control: RunControl,
         resume: Option<Arc<dyn Resume>>,
         live_budget: Arc<LiveBudget>,
-        events: UnboundedSender<Vec<Event>>,
+        events: UnboundedSender<Batch>,
+        spent: Arc<SpentBatches>,
     ) -> Self {
         let limit = s.effective_limit();
+        let (report_tx, reports) = mpsc::unbounded_channel();
         let respect_deps = s.respects_dependencies();
         let (drain_on_stop, lookahead) = match input {
             Input::Iter(_) => (true, usize::MAX),
@@ -239,7 +333,7 @@ impl Dispatcher {
             agents: Vec::new(),
             agent_index: HashMap::new(),
             last_agent: None,
-            entries: HashMap::default(),
+            entries: Entries::default(),
             next_seq: 0,
             input,
             drain_on_stop,
@@ -251,21 +345,28 @@ impl Dispatcher {
             warned_deps: false,
             running: 0,
             free_slots: BinaryHeap::new(),
-            slot_tokens: Vec::new(),
+            slots: Vec::new(),
             backoffs: BinaryHeap::new(),
             timeouts: BinaryHeap::new(),
-            workers: JoinSet::new(),
+            reports,
+            worker_env: Arc::new(WorkerEnv {
+                grace: s.kill_grace,
+                kill: control.kill.clone(),
+                reports: report_tx,
+            }),
             stop: None,
             failures: 0,
             control,
             resume,
             live_budget,
             events,
-            outbox: Vec::new(),
+            outbox: Batch::new(),
+            spent,
             clock: Clock {
                 instant: Instant::now(),
                 wall: SystemTime::now(),
             },
+            turn: None,
             counts: [0; 5],
             retry_count: 0,
             peak: 0,
@@ -276,14 +377,22 @@ impl Dispatcher {
         }
     }
 
+    /// The time of this turn of the loop, and the wall time it maps to.
+    fn now(&mut self) -> (Instant, Timestamp) {
+        let clock = &self.clock;
+        *self.turn.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, clock.wall(now))
+        })
+    }
+
     fn emit(&mut self, event: Event) {
-        self.outbox.push(event);
+        self.outbox.push_back(event);
     }
 
     fn flush(&mut self) {
         if !self.outbox.is_empty() {
-            let capacity = self.outbox.len();
-            let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(capacity));
+            let batch = std::mem::replace(&mut self.outbox, self.spent.take());
             // A closed receiver means nobody watches; the run goes on regardless.
             let _ = self.events.send(batch);
         }
@@ -325,15 +434,19 @@ impl Dispatcher {
             let stop_level = self.stop.as_ref().map(stop_rank);
             let watch_interrupt = stop_level < Some(2);
             let watch_kill = stop_level < Some(3);
+            // A kill always comes with an interrupt (see `RunControl::kill`):
+            // until the interrupt, watching it watches both, at the cost of
+            // one look instead of two.
+            let wait_kill = watch_kill && !watch_interrupt;
             let watch_deadline = deadline.is_some() && stop_level < Some(1);
-            let next_backoff = self.backoffs.peek().map(|Reverse((at, _))| *at);
+            let next_backoff = self.backoffs.peek().map(|Reverse((at, ..))| *at);
             if let Some(at) = next_backoff {
                 if armed_backoff != Some(at) {
                     backoff_sleep.as_mut().reset(at);
                     armed_backoff = Some(at);
                 }
             }
-            let next_timeout = self.timeouts.peek().map(|Reverse((at, _, _))| *at);
+            let next_timeout = self.timeouts.peek().map(|Reverse((at, ..))| *at);
             if let Some(at) = next_timeout {
                 if armed_timeout != Some(at) {
                     timeout_sleep.as_mut().reset(at);
@@ -341,44 +454,65 @@ impl Dispatcher {
                 }
             }
             let want_input = self.wants_input();
-            let has_workers = !self.workers.is_empty();
+            let has_workers = self.running > 0;
             let input = &mut self.input;
-            let workers = &mut self.workers;
+            let reports = &mut self.reports;
             // A cheap look first: under a stream of completions the branch
             // below may never be reached, and a stop must not wait for it.
-            if watch_kill && kill.is_cancelled() {
-                self.stop(StopReason::Killed);
-                continue;
-            }
-            if watch_interrupt && interrupt.is_cancelled() {
-                self.stop(StopReason::Interrupted);
-                continue;
-            }
-            tokio::select! {
-                biased;
-                Some(joined) = workers.join_next(), if has_workers => {
-                    self.on_report(joined.expect("workers catch their agents' panics"));
-                    // Take every other completion already waiting before
-                    // admitting more work: one turn of the loop, many tasks.
-                    while let Some(joined) = self.workers.try_join_next() {
-                        self.on_report(joined.expect("workers catch their agents' panics"));
-                    }
+            if watch_kill && interrupt.is_cancelled() {
+                if kill.is_cancelled() {
+                    self.stop(StopReason::Killed);
+                    continue;
                 }
-                () = &mut killed, if watch_kill => self.stop(StopReason::Killed),
-                () = &mut interrupted, if watch_interrupt => self.stop(StopReason::Interrupted),
+                if watch_interrupt {
+                    self.stop(StopReason::Interrupted);
+                    continue;
+                }
+            }
+            let woke = tokio::select! {
+                biased;
+                Some(report) = reports.recv(), if has_workers => Woke::Report(report),
+                () = &mut killed, if wait_kill => Woke::Stop(StopReason::Killed),
+                () = &mut interrupted, if watch_interrupt => Woke::Stop(if kill.is_cancelled() {
+                    StopReason::Killed
+                } else {
+                    StopReason::Interrupted
+                }),
                 () = &mut deadline_sleep, if watch_deadline => {
                     let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
-                    self.stop(StopReason::Deadline { seconds });
+                    Woke::Stop(StopReason::Deadline { seconds })
                 }
-                () = &mut timeout_sleep, if next_timeout.is_some() => {
+                () = &mut timeout_sleep, if next_timeout.is_some() => Woke::Timeouts,
+                () = &mut backoff_sleep, if next_backoff.is_some() => Woke::Backoffs,
+                item = next_from(input), if want_input => Woke::Input(item),
+            };
+            if matches!(woke, Woke::Report(_)) && self.running > 1 {
+                // Other workers are likely about to report too: let them run
+                // first and take all their reports in one turn, rather than
+                // one turn per report (a woken task runs next on its thread).
+                tokio::task::yield_now().await;
+            }
+            // Time has passed while waiting: a new turn begins.
+            self.turn = None;
+            match woke {
+                Woke::Report(report) => {
+                    self.on_report(report);
+                    // Take every other completion already waiting before
+                    // admitting more work: one turn of the loop, many tasks.
+                    while let Ok(report) = self.reports.try_recv() {
+                        self.on_report(report);
+                    }
+                }
+                Woke::Stop(reason) => self.stop(reason),
+                Woke::Timeouts => {
                     armed_timeout = None;
                     self.on_timeouts_due();
                 }
-                () = &mut backoff_sleep, if next_backoff.is_some() => {
+                Woke::Backoffs => {
                     armed_backoff = None;
                     self.on_backoff_due();
                 }
-                item = next_from(input), if want_input => self.on_input(item),
+                Woke::Input(item) => self.on_input(item),
             }
         }
         let now = Instant::now();
@@ -394,7 +528,7 @@ impl Dispatcher {
     }
 
     fn is_done(&self) -> bool {
-        matches!(self.input, Input::Done) && self.entries.is_empty() && self.workers.is_empty()
+        matches!(self.input, Input::Done) && self.entries.is_empty() && self.running == 0
     }
 
     fn input_open(&self) -> bool {
@@ -416,8 +550,8 @@ impl Dispatcher {
     fn fill(&mut self) {
         loop {
             while self.stop.is_none() && self.running < self.limit {
-                if let Some(seq) = self.pick_ready() {
-                    self.start(seq);
+                if let Some((seq, key)) = self.pick_ready() {
+                    self.start(seq, key);
                     continue;
                 }
                 if !self.wants_input() {
@@ -448,11 +582,11 @@ impl Dispatcher {
         }
     }
 
-    fn pick_ready(&self) -> Option<u64> {
+    fn pick_ready(&self) -> Option<(u64, usize)> {
         self.agents
             .iter()
             .filter(|a| a.running < a.limit)
-            .filter_map(|a| a.ready.peek().map(|Reverse(seq)| *seq))
+            .filter_map(|a| a.ready.peek().map(|Reverse(ready)| *ready))
             .min()
     }
 
@@ -536,13 +670,13 @@ impl Dispatcher {
 
         // A known task set is queued as a whole when the run starts; a
         // streamed task when it is read.
-        let now = Instant::now();
         let mut latest_dep = if self.drain_on_stop {
             self.clock.instant
         } else {
-            now
+            self.now().0
         };
         let mut deps_left = 0;
+        let key = self.entries.next_key();
         if self.respect_deps {
             let mut seen: Vec<&TaskId> = Vec::with_capacity(task.depends_on.len());
             for dep in &task.depends_on {
@@ -562,49 +696,50 @@ impl Dispatcher {
                     }
                     None => {
                         deps_left += 1;
-                        self.waiters.entry(dep.clone()).or_default().push(seq);
+                        self.waiters
+                            .entry(dep.clone())
+                            .or_default()
+                            .push((seq, key));
                     }
                 }
             }
-            self.live.insert(task.id.clone(), seq);
+            self.live.insert(task.id.clone(), (seq, key));
         } else if !task.depends_on.is_empty() && !self.warned_deps {
             self.warned_deps = true;
             self.emit(Event::DependenciesIgnored);
         }
 
         let ready = deps_left == 0;
-        self.entries.insert(
+        let inserted = self.entries.insert(Entry {
             seq,
-            Entry {
-                task,
-                agent,
-                state: if ready { State::Ready } else { State::Blocked },
-                deps_left,
-                attempts: 0,
-                ready_since: ready.then_some(latest_dep),
-                first_start: None,
-                last: None,
-                timed_out: false,
-                slot: None,
-                retries,
-                timeout,
-            },
-        );
+            task,
+            agent,
+            state: if ready { State::Ready } else { State::Blocked },
+            deps_left,
+            attempts: 0,
+            ready_since: ready.then_some(latest_dep),
+            first_start: None,
+            last: None,
+            run: None,
+            retries,
+            timeout,
+        });
+        debug_assert_eq!(inserted, key);
         self.waiting += 1;
         if ready {
-            self.agents[agent].ready.push(Reverse(seq));
+            self.agents[agent].ready.push(Reverse((seq, key)));
         }
     }
 
-    fn start(&mut self, seq: u64) {
-        let now = Instant::now();
+    fn start(&mut self, seq: u64, key: usize) {
+        let (now, wall) = self.now();
         let entry = self
             .entries
-            .get_mut(&seq)
+            .get_mut(key, seq)
             .expect("ready tasks have entries");
         let agent = &mut self.agents[entry.agent];
         let popped = agent.ready.pop();
-        debug_assert_eq!(popped, Some(Reverse(seq)));
+        debug_assert_eq!(popped, Some(Reverse((seq, key))));
         agent.running += 1;
         let spec_agent: Arc<dyn Agent> = Arc::clone(
             &agent
@@ -619,106 +754,117 @@ impl Dispatcher {
         let slot = match self.free_slots.pop() {
             Some(Reverse(slot)) => slot,
             None => {
-                self.slot_tokens.push(None);
-                self.slot_tokens.len() - 1
+                self.slots.push(None);
+                self.slots.len() - 1
             }
         };
         entry.attempts += 1;
         entry.state = State::Running;
-        entry.timed_out = false;
-        entry.slot = Some(slot);
         let waited = entry
             .ready_since
             .map_or(Duration::ZERO, |r| now.saturating_duration_since(r));
         if entry.first_start.is_none() {
-            entry.first_start = Some(now);
+            entry.first_start = Some((now, wall));
             self.wait_ms.record(millis(waited));
         }
         let attempt = entry.attempts;
         // Timeouts are kept here, not in each worker: one timer for the run
         // instead of one per task, and smaller worker futures.
         if let Some(due) = entry.timeout.and_then(|t| now.checked_add(t)) {
-            self.timeouts.push(Reverse((due, seq, attempt)));
+            self.timeouts.push(Reverse((due, seq, attempt, slot)));
         }
         let task = Arc::clone(&entry.task);
-        let token = CancellationToken::new();
-        self.slot_tokens[slot] = Some(token.clone());
         let live = self.s.stream_output.then(|| LiveSink {
             seq,
             id: task.id.clone(),
             events: self.events.clone(),
             budget: Arc::clone(&self.live_budget),
         });
-        let capture = Arc::new(Capture::new(self.s.output_limit_bytes, live));
+        let shared = Arc::new(AttemptShared::new(Capture::new(
+            self.s.output_limit_bytes,
+            live,
+        )));
+        entry.run = Some(InFlight {
+            slot,
+            started: now,
+            timed_out: false,
+        });
         self.emit(Event::TaskStarted {
             seq,
             id: task.id.clone(),
             attempt,
             slot,
             waited,
-            at: self.clock.wall(now),
+            at: wall,
         });
         let ctx = TaskContext {
             task,
             attempt,
-            token,
             grace: self.s.kill_grace,
-            capture: Arc::clone(&capture),
+            shared: Arc::clone(&shared),
         };
         if self.s.stream_output {
             // The worker sends its output straight to the channel: what the
             // dispatcher said about the task so far must be there first.
             self.flush();
         }
-        let grace = self.s.kill_grace;
-        let kill = self.control.kill.clone();
-        let fut = async move {
-            let start = Instant::now();
-            let ended = run_attempt(spec_agent, ctx, grace, kill).await;
-            Report {
-                seq,
-                slot,
-                ended,
-                capture,
-                busy: start.elapsed(),
-            }
-        };
-        self.workers.spawn(fut);
+        let worker = tokio::spawn(Worker {
+            key,
+            env: Arc::clone(&self.worker_env),
+            phase: Phase::Start(spec_agent, ctx),
+            reported: false,
+        });
+        self.slots[slot] = Some(SlotUse {
+            seq,
+            key,
+            attempt,
+            shared,
+            worker,
+        });
     }
 
     fn on_report(&mut self, report: Report) {
-        let Report {
-            seq,
-            slot,
-            ended,
-            capture,
-            busy,
-        } = report;
+        let Report { key, ended } = report;
+        let ended = ended.expect("workers catch their agents' panics");
+        let (now, wall) = self.now();
+        let entry = self
+            .entries
+            .slot_mut(key)
+            .expect("running tasks have entries");
+        let seq = entry.seq;
+        let run = entry
+            .run
+            .take()
+            .expect("a running task has an attempt in flight");
+        let slot = run.slot;
         self.running -= 1;
-        self.busy += busy;
-        self.slot_tokens[slot] = None;
+        self.busy += now.saturating_duration_since(run.started);
+        let used = self.slots[slot]
+            .take()
+            .expect("a running task holds its slot");
         self.free_slots.push(Reverse(slot));
         if self.timeouts.len() > 2 * self.running + 64 {
             // Deadlines of ended attempts would otherwise pile up for as long
             // as the timeout: keep memory proportional to what is running.
-            let entries = &self.entries;
-            self.timeouts.retain(|Reverse((_, s, a))| {
-                *s != seq
-                    && entries
-                        .get(s)
-                        .is_some_and(|e| matches!(e.state, State::Running) && e.attempts == *a)
+            let slots = &self.slots;
+            self.timeouts.retain(|Reverse((_, s, a, slot))| {
+                slots[*slot]
+                    .as_ref()
+                    .is_some_and(|u| u.seq == *s && u.attempt == *a)
             });
         }
-        let entry = self
-            .entries
-            .get_mut(&seq)
-            .expect("running tasks have entries");
         self.agents[entry.agent].running -= 1;
         let ended = match ended {
-            Ended::Cancelled(late) if entry.timed_out => Ended::TimedOut(late),
+            Ended::Cancelled(late) if run.timed_out => Ended::TimedOut(late),
             other => other,
         };
-        let attempt = classify(ended, &capture, entry.timeout, slot, self.stop.as_ref());
+        let attempt = classify(
+            ended,
+            &used.shared.capture,
+            entry.timeout,
+            slot,
+            self.stop.as_ref(),
+        );
 
         let retry =
             attempt.status.is_failure() && entry.attempts <= entry.retries && self.stop.is_none();
@@ -727,15 +873,14 @@ impl Dispatcher {
                 .s
                 .retry_backoff
                 .saturating_mul(1u32 << (entry.attempts - 1).min(31));
-            let now = Instant::now();
-            self.outbox.push(Event::TaskRetrying {
+            self.outbox.push_back(Event::TaskRetrying {
                 seq,
                 id: entry.task.id.clone(),
                 attempt: entry.attempts,
                 error: attempt.error.clone().unwrap_or_default(),
                 slot,
                 delay,
-                at: self.clock.wall(now),
+                at: wall,
             });
             entry.state = State::Backoff;
             entry.last = Some(Box::new(attempt));
@@ -743,45 +888,48 @@ impl Dispatcher {
             let due = now
                 .checked_add(delay)
                 .unwrap_or(now + Duration::from_secs(86_400 * 365));
-            self.backoffs.push(Reverse((due, seq)));
+            self.backoffs.push(Reverse((due, seq, key)));
         } else {
-            self.finish_started(seq, attempt);
+            let entry = self.entries.remove(key, seq).expect("checked above");
+            self.finish_started(entry, attempt);
         }
     }
 
     /// Tells every attempt past its deadline to stop; the worker's report
     /// then counts as a timeout.
     fn on_timeouts_due(&mut self) {
-        let now = Instant::now();
-        while let Some(&Reverse((at, seq, attempt))) = self.timeouts.peek() {
+        let (now, _) = self.now();
+        while let Some(&Reverse((at, seq, attempt, slot))) = self.timeouts.peek() {
             if at > now {
                 break;
             }
             self.timeouts.pop();
-            let Some(entry) = self.entries.get_mut(&seq) else {
+            let Some(running) = self.slots[slot]
+                .as_ref()
+                .filter(|u| u.seq == seq && u.attempt == attempt)
+            else {
                 continue;
             };
-            if matches!(entry.state, State::Running) && entry.attempts == attempt {
-                entry.timed_out = true;
-                if let Some(token) = entry.slot.and_then(|s| self.slot_tokens[s].as_ref()) {
-                    token.cancel();
-                }
+            running.shared.cancel();
+            let key = running.key;
+            if let Some(run) = self.entries.get_mut(key, seq).and_then(|e| e.run.as_mut()) {
+                run.timed_out = true;
             }
         }
     }
 
     fn on_backoff_due(&mut self) {
-        let now = Instant::now();
-        while let Some(&Reverse((at, seq))) = self.backoffs.peek() {
+        let (now, _) = self.now();
+        while let Some(&Reverse((at, seq, key))) = self.backoffs.peek() {
             if at > now {
                 break;
             }
             self.backoffs.pop();
-            if let Some(entry) = self.entries.get_mut(&seq) {
+            if let Some(entry) = self.entries.get_mut(key, seq) {
                 if matches!(entry.state, State::Backoff) {
                     entry.state = State::Ready;
                     entry.ready_since = Some(now);
-                    self.agents[entry.agent].ready.push(Reverse(seq));
+                    self.agents[entry.agent].ready.push(Reverse((seq, key)));
                 }
             }
         }
@@ -789,13 +937,10 @@ impl Dispatcher {
 
     /// Records the final outcome of a task that started, then applies the
     /// failure policy: dependents first, then the stop trigger.
-    fn finish_started(&mut self, seq: u64, attempt: Attempt) {
-        let entry = self
-            .entries
-            .remove(&seq)
-            .expect("finishing tasks have entries");
-        let now = Instant::now();
-        let first = entry.first_start.unwrap_or(now);
+    fn finish_started(&mut self, entry: Entry, attempt: Attempt) {
+        let (now, wall) = self.now();
+        let seq = entry.seq;
+        let (first, first_wall) = entry.first_start.unwrap_or((now, wall));
         let duration = now.saturating_duration_since(first);
         self.task_ms.record(millis(duration));
         self.retry_count += u64::from(entry.attempts.saturating_sub(1));
@@ -809,8 +954,8 @@ impl Dispatcher {
             error: attempt.error,
             exit_code: attempt.exit_code,
             attempts: entry.attempts,
-            started_at: Some(self.clock.wall(first)),
-            finished_at: Some(self.clock.wall(now)),
+            started_at: Some(first_wall),
+            finished_at: Some(wall),
             notes: attempt.notes,
             resumed: false,
         };
@@ -845,7 +990,7 @@ impl Dispatcher {
         if self.respect_deps {
             self.live.remove(&task.id);
             let ok = status == TaskStatus::Success;
-            let at = ok.then(Instant::now);
+            let at = ok.then(|| self.now().0);
             self.finished.insert(task.id.clone(), at);
             if ok {
                 self.release_dependents(&task.id);
@@ -876,14 +1021,14 @@ impl Dispatcher {
         let Some(waiting) = self.waiters.remove(id) else {
             return;
         };
-        let now = Instant::now();
-        for seq in waiting {
-            if let Some(entry) = self.entries.get_mut(&seq) {
+        let (now, _) = self.now();
+        for (seq, key) in waiting {
+            if let Some(entry) = self.entries.get_mut(key, seq) {
                 entry.deps_left -= 1;
                 if entry.deps_left == 0 && matches!(entry.state, State::Blocked) {
                     entry.state = State::Ready;
                     entry.ready_since = Some(now);
-                    self.agents[entry.agent].ready.push(Reverse(seq));
+                    self.agents[entry.agent].ready.push(Reverse((seq, key)));
                 }
             }
         }
@@ -897,15 +1042,15 @@ impl Dispatcher {
             let Some(waiting) = self.waiters.remove(&id) else {
                 continue;
             };
-            for seq in waiting {
+            for (seq, key) in waiting {
                 let blocked = self
                     .entries
-                    .get(&seq)
+                    .get(key, seq)
                     .is_some_and(|e| matches!(e.state, State::Blocked));
                 if !blocked {
                     continue;
                 }
-                let entry = self.entries.remove(&seq).expect("checked above");
+                let entry = self.entries.remove(key, seq).expect("checked above");
                 self.waiting -= 1;
                 let dep_id = entry.task.id.clone();
                 self.live.remove(&dep_id);
@@ -920,11 +1065,10 @@ impl Dispatcher {
     /// Settles tasks that can never become ready: those naming an unknown
     /// dependency, then those on a cycle. Their dependents are skipped.
     fn resolve_stuck(&mut self) {
-        let mut seqs: Vec<u64> = self.entries.keys().copied().collect();
-        seqs.sort_unstable();
+        let seqs = self.entries.in_order(|_| true);
         let mut settled = false;
-        for &seq in &seqs {
-            let Some(entry) = self.entries.get(&seq) else {
+        for &(seq, key) in &seqs {
+            let Some(entry) = self.entries.get(key, seq) else {
                 continue;
             };
             let unknown = entry
@@ -934,7 +1078,7 @@ impl Dispatcher {
                 .find(|d| !self.finished.contains_key(*d) && !self.live.contains_key(*d))
                 .cloned();
             if let Some(dep) = unknown {
-                self.settle_blocked(seq, format!("skipped: unknown dependency `{dep}`"));
+                self.settle_blocked((seq, key), format!("skipped: unknown dependency `{dep}`"));
                 settled = true;
             }
         }
@@ -944,12 +1088,10 @@ impl Dispatcher {
         // Follow unfinished dependencies from the earliest blocked task until
         // one repeats: that is a cycle.
         let Some(&start) = seqs.first() else { return };
-        let mut path: Vec<u64> = vec![start];
+        let mut path: Vec<(u64, usize)> = vec![start];
         loop {
-            let current = self
-                .entries
-                .get(path.last().expect("non-empty"))
-                .expect("live");
+            let &(seq, key) = path.last().expect("non-empty");
+            let current = self.entries.get(key, seq).expect("live");
             let next = current
                 .task
                 .depends_on
@@ -964,11 +1106,18 @@ impl Dispatcher {
                 let names: Vec<String> = cycle
                     .iter()
                     .chain(std::iter::once(&cycle[0]))
-                    .map(|s| self.entries[s].task.id.to_string())
+                    .map(|&(seq, key)| {
+                        self.entries
+                            .get(key, seq)
+                            .expect("live")
+                            .task
+                            .id
+                            .to_string()
+                    })
                     .collect();
                 let text = format!("skipped: dependency cycle {}", names.join(" → "));
-                for &seq in cycle {
-                    self.settle_blocked(seq, text.clone());
+                for &at in cycle {
+                    self.settle_blocked(at, text.clone());
                 }
                 return;
             }
@@ -976,8 +1125,8 @@ impl Dispatcher {
         }
     }
 
-    fn settle_blocked(&mut self, seq: u64, error: String) {
-        let Some(entry) = self.entries.remove(&seq) else {
+    fn settle_blocked(&mut self, (seq, key): (u64, usize), error: String) {
+        let Some(entry) = self.entries.remove(key, seq) else {
             return;
         };
         self.waiting -= 1;
@@ -1010,24 +1159,20 @@ impl Dispatcher {
             reason: reason.clone(),
         });
         if cancel_in_flight {
-            for token in self.slot_tokens.iter().flatten() {
-                token.cancel();
+            for running in self.slots.iter().flatten() {
+                running.shared.cancel();
             }
         }
         if !first {
             return;
         }
         let text = reason.to_string();
-        let mut pending: Vec<u64> = self
+        let pending = self
             .entries
-            .iter()
-            .filter(|(_, e)| !matches!(e.state, State::Running))
-            .map(|(&seq, _)| seq)
-            .collect();
-        pending.sort_unstable();
-        for seq in pending {
+            .in_order(|e| !matches!(e.state, State::Running));
+        for (seq, key) in pending {
             // Settling one task (an abandoned retry) may skip others listed here.
-            let Some(mut entry) = self.entries.remove(&seq) else {
+            let Some(mut entry) = self.entries.remove(key, seq) else {
                 continue;
             };
             self.waiting -= 1;
@@ -1037,8 +1182,7 @@ impl Dispatcher {
                 Some(mut last) => {
                     let error = last.error.take().unwrap_or_default();
                     last.error = Some(format!("{error} (retry abandoned: {text})"));
-                    self.entries.insert(seq, entry);
-                    self.finish_started(seq, *last);
+                    self.finish_started(entry, *last);
                 }
                 None => {
                     if self.respect_deps {
@@ -1159,46 +1303,133 @@ async fn next_from(input: &mut Input) -> Option<AgentTask> {
     }
 }
 
+type AgentFuture = CatchUnwind<AssertUnwindSafe<BoxFuture<'static, AgentResult>>>;
+
+/// What every worker of a run needs besides its attempt.
+struct WorkerEnv {
+    grace: Duration,
+    kill: CancellationToken,
+    reports: UnboundedSender<Report>,
+}
+
 /// Runs one attempt: the agent until it returns, its timeout passes or its
 /// token is cancelled; then, if stopped, up to `grace` more before the
 /// future is dropped (at once if the run is killed).
-async fn run_attempt(
-    agent: Arc<dyn Agent>,
-    ctx: TaskContext,
-    grace: Duration,
-    kill: CancellationToken,
-) -> Ended {
-    let token = ctx.token.clone();
-    let mut fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
-    tokio::select! {
-        biased;
-        r = &mut fut => {
-            // An agent that gave up because it was asked to stop was
-            // stopped, not failed; one that finished anyway succeeded.
-            return if token.is_cancelled() && !matches!(r, Ok(Ok(_))) {
-                Ended::Cancelled(Some(r))
-            } else {
-                Ended::Returned(r)
-            };
-        }
-        () = token.cancelled() => {}
-    }
-    // The wind-down is rare: boxed, it keeps every worker's future small.
-    Box::pin(wind_down(fut, grace, kill)).await
+///
+/// Written out rather than `async` to keep it small: tokio moves a worker
+/// and its report in and out of the task's allocation, and a size past a
+/// power of two takes the allocator's slow path for aligned blocks.
+struct Worker {
+    key: usize,
+    env: Arc<WorkerEnv>,
+    phase: Phase,
+    reported: bool,
 }
 
-async fn wind_down(
-    mut fut: futures::future::CatchUnwind<
-        AssertUnwindSafe<futures::future::BoxFuture<'static, AgentResult>>,
-    >,
-    grace: Duration,
-    kill: CancellationToken,
-) -> Ended {
+enum Phase {
+    /// Not polled yet. The agent is called here, not by the dispatcher, so
+    /// whatever it does before returning its future runs on a worker.
+    Start(Arc<dyn Agent>, TaskContext),
+    /// Many agents finish at their first poll: no cancellation watch yet.
+    First(AgentFuture, Arc<AttemptShared>),
+    /// The agent is waiting: the full watch, boxed as it is larger.
+    Waiting(BoxFuture<'static, Ended>),
+    Done,
+}
+
+impl Worker {
+    fn report(&mut self, ended: Ended) -> Poll<()> {
+        self.reported = true;
+        // A closed channel means the run is gone; nobody needs the report.
+        let _ = self.env.reports.send(Report {
+            key: self.key,
+            ended: Some(ended),
+        });
+        Poll::Ready(())
+    }
+}
+
+impl Future for Worker {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.phase, Phase::Done) {
+                Phase::Start(agent, ctx) => {
+                    let shared = Arc::clone(&ctx.shared);
+                    let fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
+                    this.phase = Phase::First(fut, shared);
+                }
+                Phase::First(mut fut, shared) => match fut.poll_unpin(cx) {
+                    Poll::Ready(r) => return this.report(returned(r, &shared)),
+                    Poll::Pending => {
+                        let env = Arc::clone(&this.env);
+                        this.phase = Phase::Waiting(Box::pin(wait(fut, shared, env)));
+                    }
+                },
+                Phase::Waiting(mut wait) => {
+                    let Poll::Ready(ended) = wait.poll_unpin(cx) else {
+                        this.phase = Phase::Waiting(wait);
+                        return Poll::Pending;
+                    };
+                    return this.report(ended);
+                }
+                Phase::Done => panic!("a worker is not polled after it reported"),
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.reported {
+            // Dropped while running: the run was dropped (then nobody
+            // listens), or the worker panicked, which the dispatcher must
+            // hear of rather than wait for a report forever.
+            let _ = self.env.reports.send(Report {
+                key: self.key,
+                ended: None,
+            });
+        }
+    }
+}
+
+/// How an agent that returned ended.
+fn returned(r: std::thread::Result<AgentResult>, attempt: &AttemptShared) -> Ended {
+    // An agent that gave up because it was asked to stop was stopped, not
+    // failed; one that finished anyway succeeded.
+    if !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() {
+        Ended::Cancelled(Some(r))
+    } else {
+        Ended::Returned(r)
+    }
+}
+
+/// The rest of an attempt whose agent did not finish at its first poll.
+async fn wait(mut fut: AgentFuture, shared: Arc<AttemptShared>, env: Arc<WorkerEnv>) -> Ended {
+    let cancelled = shared.token().cancelled();
+    tokio::pin!(cancelled);
+    // The agent was just polled, with this same waker: the first look goes
+    // to the token only.
+    let mut polled = true;
+    let r = std::future::poll_fn(|cx| {
+        if !std::mem::take(&mut polled) {
+            if let Poll::Ready(r) = fut.poll_unpin(cx) {
+                return Poll::Ready(Some(r));
+            }
+        }
+        cancelled.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    if let Some(r) = r {
+        return returned(r, &shared);
+    }
     let late = tokio::select! {
         biased;
         r = &mut fut => Some(r),
-        () = tokio::time::sleep(grace) => None,
-        () = kill.cancelled() => None,
+        () = tokio::time::sleep(env.grace) => None,
+        () = env.kill.cancelled() => None,
     };
     // A panicking drop must not take the dispatcher down.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));
@@ -1273,11 +1504,30 @@ fn classify(
     }
 }
 
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // A run that is dropped drops its agents too.
+        for running in self.slots.iter().flatten() {
+            running.worker.abort();
+        }
+    }
+}
+
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("running", &self.running)
             .field("entries", &self.entries.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_worker_stays_small() {
+        // tokio keeps it in the task's allocation, which then stays within
+        // a power of two (see `Worker`).
+        assert!(std::mem::size_of::<super::Worker>() <= 128);
     }
 }

@@ -5,7 +5,8 @@
 //! through a channel: an observer cannot slow the dispatcher down or touch
 //! its state.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,38 @@ use crate::capture::Stream;
 use crate::metrics::Metrics;
 use crate::result::{TaskResult, Timestamp};
 use crate::task::{AgentTask, TaskId};
+
+/// Events of one turn of the dispatcher, sent as one message.
+pub(crate) type Batch = VecDeque<Event>;
+
+/// Batches the consumer has emptied, kept for the dispatcher to fill again:
+/// one allocation reused, rather than one made per turn of the loop and
+/// freed on another thread.
+#[derive(Debug, Default)]
+pub(crate) struct SpentBatches(Mutex<Vec<Batch>>);
+
+impl SpentBatches {
+    /// Enough for a consumer a few batches behind.
+    const KEEP: usize = 4;
+    /// A burst's buffer (a stop cancelling every task not read) is not kept.
+    const MAX_EVENTS: usize = 4096;
+
+    pub(crate) fn take(&self) -> Batch {
+        let mut spent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        spent.pop().unwrap_or_default()
+    }
+
+    pub(crate) fn give(&self, mut batch: Batch) {
+        if batch.capacity() == 0 || batch.capacity() > Self::MAX_EVENTS {
+            return;
+        }
+        batch.clear();
+        let mut spent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if spent.len() < Self::KEEP {
+            spent.push(batch);
+        }
+    }
+}
 
 /// Why a run stopped early. Ordered by severity: a later, more severe reason
 /// replaces an earlier one (a second interrupt beats fail-fast).

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agents;
 use crate::capture::LiveBudget;
 use crate::dispatch::{Dispatcher, Input};
-use crate::event::Event;
+use crate::event::{Batch, Event, SpentBatches};
 use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
 use crate::task::AgentTask;
 
@@ -435,6 +435,7 @@ impl ParallelExecutor {
     fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let live_budget = Arc::new(LiveBudget::default());
+        let spent = Arc::new(SpentBatches::default());
         let dispatcher = Dispatcher::new(
             self.settings.clone(),
             agents.clone(),
@@ -443,12 +444,14 @@ impl ParallelExecutor {
             self.resume.clone(),
             Arc::clone(&live_budget),
             tx,
+            Arc::clone(&spent),
         );
         let handle = tokio::spawn(dispatcher.run());
         EventStream {
             rx,
-            batch: Vec::new().into_iter(),
+            batch: Batch::new(),
             live_budget,
+            spent,
             handle,
         }
     }
@@ -457,9 +460,10 @@ impl ParallelExecutor {
 /// The ordered events of a running run. Dropping it stops the run.
 #[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<Vec<Event>>,
-    batch: std::vec::IntoIter<Event>,
+    rx: mpsc::UnboundedReceiver<Batch>,
+    batch: Batch,
     live_budget: Arc<LiveBudget>,
+    spent: Arc<SpentBatches>,
     handle: JoinHandle<()>,
 }
 
@@ -473,23 +477,29 @@ impl EventStream {
     /// after [`Event::RunFinished`]. Lets a consumer do per-batch work once,
     /// such as one fsync for a journal.
     pub async fn next_batch(&mut self) -> Option<Vec<Event>> {
-        let rest: Vec<Event> = self.batch.by_ref().collect();
-        let batch = if rest.is_empty() {
+        let batch = if self.batch.is_empty() {
             self.rx.recv().await?
         } else {
-            rest
+            std::mem::take(&mut self.batch)
         };
         for event in &batch {
             self.live_budget.release(event);
         }
-        Some(batch)
+        Some(Vec::from(batch))
     }
 
     /// Consumes the remaining events into [`ExecutionResults`].
     pub async fn collect_results(mut self) -> ExecutionResults {
         let mut collector = ResultsCollector::new();
-        while let Some(batch) = self.next_batch().await {
-            collector.observe_all(batch);
+        loop {
+            for event in self.batch.drain(..) {
+                self.live_budget.release(&event);
+                collector.observe_owned(event);
+            }
+            match self.rx.recv().await {
+                Some(batch) => self.spent.give(std::mem::replace(&mut self.batch, batch)),
+                None => break,
+            }
         }
         // The channel closes when the dispatcher ends; if it ended by
         // panicking, that is an engine bug and must not pass as a short run.
@@ -507,12 +517,15 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         loop {
-            if let Some(event) = self.batch.next() {
+            if let Some(event) = self.batch.pop_front() {
                 self.live_budget.release(&event);
                 return Poll::Ready(Some(event));
             }
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(batch)) => self.batch = batch.into_iter(),
+                Poll::Ready(Some(batch)) => {
+                    let spent = std::mem::replace(&mut self.batch, batch);
+                    self.spent.give(spent);
+                }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
