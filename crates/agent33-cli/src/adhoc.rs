@@ -33,10 +33,14 @@ pub const ADHOC_AGENT: &str = "command";
 /// `command:ARTIFACT#2`, `#3`, … for repeats.
 ///
 /// Holding every id would cost the whole input in memory; this keeps one
-/// 64-bit hash per id given out, 8 bytes each whatever the line's length:
-/// most in one sorted array, the latest in a small hash set that is merged
-/// into the array when it reaches an eighth of its size. Only artifacts
-/// that repeat also get an entry saying which suffix to try next.
+/// 64-bit hash per id given out, 8 bytes each whatever the line's length.
+/// The latest hashes sit in a hash set; when it holds a batch (8,192, or a
+/// sixteenth of all ids once that is more) they become one sorted run,
+/// allocated once at its final size and never copied again, so memory
+/// grows in place instead of through ever larger reallocations. A lookup
+/// is one hash-set probe and a binary search per run (about 50 runs for
+/// a million lines). Only artifacts that repeat also get an entry saying
+/// which suffix to try next.
 ///
 /// A hash collision can only make an id look taken when it is not, which
 /// costs a needless `#N` suffix (odds about n²/2⁶⁵: 3·10⁻⁸ for a million
@@ -45,19 +49,21 @@ pub const ADHOC_AGENT: &str = "command";
 /// `x` skips to `#3`.
 #[derive(Debug)]
 pub struct IdAllocator {
-    /// Hashes of ids given out before the last merge, ascending.
-    merged: Vec<u64>,
-    /// Hashes of ids given out since.
+    /// Hashes of earlier ids, in sorted runs.
+    runs: Vec<Box<[u64]>>,
+    /// Hashes of ids given out since the last run was made.
     recent: HashSet<u64>,
-    /// The fewest entries of `recent` that are worth a merge.
+    /// The smallest batch that becomes a run.
     min_batch: usize,
+    /// Ids given out.
+    total: usize,
     /// hash(base) → the next suffix to try, for bases already seen.
     repeats: HashMap<u64, u32>,
 }
 
 impl Default for IdAllocator {
     fn default() -> Self {
-        Self::with_min_batch(1024)
+        Self::with_min_batch(8192)
     }
 }
 
@@ -77,47 +83,27 @@ impl IdAllocator {
 
     fn with_min_batch(min_batch: usize) -> Self {
         Self {
-            merged: Vec::new(),
+            runs: Vec::new(),
             recent: HashSet::new(),
             min_batch,
+            total: 0,
             repeats: HashMap::new(),
         }
     }
 
     fn taken(&self, hash: u64) -> bool {
-        self.recent.contains(&hash) || self.merged.binary_search(&hash).is_ok()
+        self.recent.contains(&hash) || self.runs.iter().any(|run| run.binary_search(&hash).is_ok())
     }
 
     fn take(&mut self, hash: u64) {
         self.recent.insert(hash);
-        if self.recent.len() >= self.min_batch.max(self.merged.len() / 8) {
-            self.merge();
+        self.total += 1;
+        if self.recent.len() >= self.min_batch.max(self.total / 16) {
+            // `drain` keeps the set's table for the next batch.
+            let mut run: Box<[u64]> = self.recent.drain().collect();
+            run.sort_unstable();
+            self.runs.push(run);
         }
-    }
-
-    /// Moves `recent` into `merged`, merging from the back so that no
-    /// second array is needed.
-    fn merge(&mut self) {
-        let mut batch: Vec<u64> = self.recent.drain().collect();
-        batch.sort_unstable();
-        let old = self.merged.len();
-        self.merged.reserve_exact(batch.len());
-        self.merged.resize(old + batch.len(), 0);
-        let (mut i, mut j) = (old, batch.len());
-        for w in (0..self.merged.len()).rev() {
-            if j == 0 {
-                break;
-            }
-            if i > 0 && self.merged[i - 1] > batch[j - 1] {
-                self.merged[w] = self.merged[i - 1];
-                i -= 1;
-            } else {
-                self.merged[w] = batch[j - 1];
-                j -= 1;
-            }
-        }
-        // Each merge re-sizes `recent` to the next batch, not the last one.
-        self.recent = HashSet::new();
     }
 
     /// A task of `agent` on `artifact` (exact bytes) with a unique id.
@@ -408,10 +394,10 @@ mod tests {
     }
 
     #[test]
-    fn merged_and_recent_ids_count_alike() {
+    fn ids_in_runs_and_recent_ids_count_alike() {
         // Ten thousand distinct lines, then each again: every repeat is
-        // seen, whether its first id was merged into the array already or
-        // is still among the recent ones.
+        // seen, whether its first id is in a run already or still among
+        // the recent ones.
         let mut alloc = IdAllocator::with_min_batch(64);
         let agent = AgentName::from(ADHOC_AGENT);
         for round in 1..=3 {
@@ -424,11 +410,15 @@ mod tests {
                 assert_eq!(id.as_str(), want);
             }
         }
+        assert!(alloc.runs.len() > 1, "several runs: {}", alloc.runs.len());
         assert!(
-            alloc.merged.windows(2).all(|w| w[0] < w[1]),
-            "sorted, unique"
+            alloc
+                .runs
+                .iter()
+                .all(|run| run.windows(2).all(|w| w[0] < w[1]))
         );
-        assert_eq!(alloc.merged.len() + alloc.recent.len(), 30_000);
+        let held: usize = alloc.runs.iter().map(|run| run.len()).sum();
+        assert_eq!(held + alloc.recent.len(), 30_000);
     }
 
     #[test]
