@@ -3,7 +3,7 @@
 //!
 //! Life of an attempt:
 //!
-//! 1. Build the [`CommandSpec`] and spawn it in a new process group, stdin on
+//! 1. Build the [`CommandSpec`](crate::CommandSpec) and spawn it in a new process group, stdin on
 //!    `/dev/null`, stdout and stderr piped, with the `AGENT33_*` variables.
 //! 2. Forward both pipes, in 64 KiB chunks, to the task's context (the
 //!    engine keeps the bounded tail) and to the output files, while waiting
@@ -23,9 +23,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,11 +33,12 @@ use rustix::process::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
+use crate::CommandBuilder;
 use crate::group::{TaskProcess, describe};
 use crate::output::OutputFiles;
 use crate::program::ProgramCache;
 use crate::reaper;
-use crate::{CommandBuilder, CommandSpec};
+use crate::spawn::{Launch, Launcher};
 
 /// Bytes read from a pipe at a time; also the most each pipe holds in
 /// memory here.
@@ -88,10 +87,15 @@ struct Inner {
     builder: Arc<dyn CommandBuilder>,
     options: ProcessOptions,
     programs: ProgramCache,
+    launcher: Launcher,
 }
 
 /// An agent that runs a command per attempt (see the module docs for the
 /// guarantees).
+///
+/// Commands inherit this process's environment as it was when the agent
+/// was made (it is encoded once, not on every spawn), plus the spec's
+/// variables and the attempt's `AGENT33_*` ones.
 ///
 /// # Examples
 ///
@@ -134,6 +138,7 @@ impl CommandAgent {
                 builder,
                 options,
                 programs: ProgramCache::new(),
+                launcher: Launcher::new(),
             }),
         }
     }
@@ -164,38 +169,6 @@ impl Agent for CommandAgent {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { run_attempt(&inner, ctx).await })
     }
-}
-
-/// The process for `spec`, with the `AGENT33_*` variables of this attempt;
-/// `resolved` is where the program was found on `PATH`, if it was.
-fn command(spec: &CommandSpec, resolved: Option<&Path>, ctx: &TaskContext) -> Command {
-    let task = ctx.task();
-    let mut cmd = match resolved {
-        Some(file) => {
-            let mut cmd = Command::new(file);
-            // The program still sees the name it was given.
-            cmd.arg0(&spec.argv[0]);
-            cmd
-        }
-        None => Command::new(&spec.argv[0]),
-    };
-    cmd.args(&spec.argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A group of its own, set by posix_spawn itself (no pre_exec hook,
-        // so std keeps its fast spawn path).
-        .process_group(0);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    // Set last: the escape sweep relies on AGENT33_TASK_ID being ours.
-    cmd.env("AGENT33_TASK_ID", task.id.as_str())
-        .env("AGENT33_AGENT", task.agent.as_str())
-        .env("AGENT33_ARTIFACT", OsStr::from_bytes(task.artifact_bytes()))
-        .env("AGENT33_ATTEMPT", ctx.attempt().to_string());
-    cmd
 }
 
 /// The message for a spawn that failed, naming the working folder when it
@@ -302,12 +275,26 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str());
     let resolved = inner.programs.resolve(program, path_override);
+    let attempt = ctx.attempt().to_string();
+    // Last: the escape sweep relies on AGENT33_TASK_ID being ours.
+    let task_vars = [
+        OsStr::new(task.id.as_str()),
+        OsStr::new(task.agent.as_str()),
+        OsStr::from_bytes(task.artifact_bytes()),
+        OsStr::new(&attempt),
+    ];
     let sweep = inner.options.sweep_timeout;
-    let mut spawned = TaskProcess::spawn(
-        &mut command(&spec, resolved.as_deref(), &ctx),
-        &task.id,
-        sweep,
-    );
+    let spawn = |file: Option<&Path>| {
+        let launch = Launch {
+            program: file.map_or(program.as_os_str(), Path::as_os_str),
+            argv: &spec.argv,
+            cwd: spec.cwd.as_deref(),
+            env: &spec.env,
+            task_vars,
+        };
+        TaskProcess::spawn(&inner.launcher, &launch, &task.id, sweep)
+    };
+    let mut spawned = spawn(resolved.as_deref());
     if let (Err(e), Some(_)) = (&spawned, &resolved) {
         // The file found earlier may be gone or changed: search afresh.
         if matches!(
@@ -315,7 +302,7 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
             io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
         ) {
             inner.programs.forget(program);
-            spawned = TaskProcess::spawn(&mut command(&spec, None, &ctx), &task.id, sweep);
+            spawned = spawn(None);
         }
     }
     let (mut process, stdout, stderr) =

@@ -7,9 +7,9 @@
 //! `waitid(WNOWAIT)` on each SIGCHLD) tells us the leader exited without
 //! reaping it, and we kill the rest of the group before we reap it.
 //!
-//! The leader is a plain `std::process::Child`, reaped by us once the watch
-//! says it exited: tokio's `Child` would open a second pidfd and subscribe
-//! to SIGCHLD for every task, waking a thread per exit for nothing.
+//! The leader is reaped by us, by pid, once the watch says it exited:
+//! tokio's `Child` would open a second pidfd and subscribe to SIGCHLD for
+//! every task, waking a thread per exit for nothing.
 //!
 //! This module does not read pipes or decide outcomes; see [`crate::agent`].
 
@@ -21,13 +21,11 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use agent33_parallel::TaskId;
-use rustix::process::{Pid, Signal};
-use std::os::fd::OwnedFd;
-use std::process::{Child, Command};
-
+use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::net::unix::pipe::Receiver;
 
 use crate::reaper::{self, Registration};
+use crate::spawn::{Launch, Launcher};
 
 /// Watches a leader's exit without reaping it.
 ///
@@ -113,7 +111,6 @@ const ABANDONED_SWEEP: Duration = Duration::from_secs(5);
 /// hands the leader to a background task that reaps it and, for a
 /// subreaper, sweeps the task's escaped processes.
 pub(crate) struct TaskProcess {
-    child: Option<Child>,
     pid: Pid,
     task: TaskId,
     registration: Option<Registration>,
@@ -125,37 +122,31 @@ pub(crate) struct TaskProcess {
 }
 
 impl TaskProcess {
-    /// Spawns the leader (the command must already be set to start a new
-    /// process group) and takes its pipes.
+    /// Starts the leader in a process group of its own and takes its pipes.
     ///
     /// # Errors
     ///
     /// The spawn error: missing program, no permission, bad working folder.
     pub(crate) fn spawn(
-        cmd: &mut Command,
+        launcher: &Launcher,
+        launch: &Launch<'_>,
         task: &TaskId,
         sweep_budget: Duration,
     ) -> io::Result<(Self, Receiver, Receiver)> {
-        let (mut child, registration) = reaper::spawn_registered(cmd, task)?;
-        let pid = Pid::from_raw(child.id() as i32).expect("pids are positive");
-        let watch = ExitWatch::open(pid);
-        let pipes = (child.stdout.take(), child.stderr.take());
+        let (started, registration) = reaper::spawn_registered(task, || launcher.start(launch))?;
+        let pid = Pid::from_raw(started.pid).expect("pids are positive");
         let process = Self {
-            child: Some(child),
             pid,
             task: task.clone(),
-            registration,
-            watch,
+            registration: Some(registration),
+            watch: ExitWatch::open(pid),
             status: None,
             sweep_budget,
             settled: false,
         };
         // Dropping `process` on an error below kills and reaps the leader.
-        let (Some(stdout), Some(stderr)) = pipes else {
-            return Err(io::Error::other("stdout and stderr must be piped"));
-        };
-        let stdout = Receiver::from_owned_fd(OwnedFd::from(stdout))?;
-        let stderr = Receiver::from_owned_fd(OwnedFd::from(stderr))?;
+        let stdout = Receiver::from_owned_fd(started.stdout)?;
+        let stderr = Receiver::from_owned_fd(started.stderr)?;
         Ok((process, stdout, stderr))
     }
 
@@ -193,11 +184,7 @@ impl TaskProcess {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let child = self
-            .child
-            .as_mut()
-            .expect("the child is kept until dropped");
-        let status = wait(child, self.pid, &mut self.watch).await?;
+        let status = wait(self.pid, &mut self.watch).await?;
         self.status = Some(status);
         // Reaped: no longer a leader a sweep must spare.
         self.registration = None;
@@ -241,9 +228,6 @@ impl Drop for TaskProcess {
         // Abandoned before the leader was reaped: its pid still names the
         // group, so this reaches everything left in it.
         self.signal_group(Signal::KILL);
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
         let registration = self.registration.take();
         let mut watch = self.watch.take();
         let task = self.task.clone();
@@ -253,7 +237,7 @@ impl Drop for TaskProcess {
             Ok(handle) => {
                 handle.spawn(async move {
                     // SIGKILL was sent: this wait is short.
-                    let _ = wait(&mut child, pid, &mut watch).await;
+                    let _ = wait(pid, &mut watch).await;
                     drop(registration);
                     if reaper::subreaper() {
                         reaper::sweep_task(&task, pgid, budget.max(ABANDONED_SWEEP)).await;
@@ -263,7 +247,7 @@ impl Drop for TaskProcess {
             // No runtime to wait on: a thread reaps the killed leader.
             Err(_) => {
                 std::thread::spawn(move || {
-                    let _ = child.wait();
+                    let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
                     drop(registration);
                 });
             }
@@ -271,20 +255,16 @@ impl Drop for TaskProcess {
     }
 }
 
-/// Waits for `child` to exit and reaps it.
+/// Waits for the leader `pid` to exit and reaps it.
 ///
 /// # Cancel safety
 ///
-/// Cancel safe: the child is reaped only by the `try_wait` that returns its
+/// Cancel safe: the leader is reaped only by the `waitpid` that returns its
 /// status.
-async fn wait(
-    child: &mut Child,
-    pid: Pid,
-    watch: &mut Option<ExitWatch>,
-) -> io::Result<ExitStatus> {
+async fn wait(pid: Pid, watch: &mut Option<ExitWatch>) -> io::Result<ExitStatus> {
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
+        if let Some((_, status)) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)? {
+            return Ok(ExitStatus::from_raw(status.as_raw()));
         }
         match watch {
             Some(w) => {

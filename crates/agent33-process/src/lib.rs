@@ -44,6 +44,7 @@ mod group;
 mod output;
 mod program;
 mod reaper;
+mod spawn;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

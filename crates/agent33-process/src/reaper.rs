@@ -27,6 +27,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWrit
 use std::time::{Duration, Instant};
 
 use agent33_parallel::TaskId;
+
+use crate::spawn::Started;
 use rustix::process::{Pid, Signal, WaitOptions};
 
 /// Task leaders spawned by this crate and not yet reaped by tokio, by pid.
@@ -66,17 +68,17 @@ impl Drop for Registration {
     }
 }
 
-/// Spawns `cmd` and registers its pid as a task leader, atomically with
-/// respect to sweeps.
+/// Starts a leader with `start` and registers its pid as a task leader,
+/// atomically with respect to sweeps.
 pub(crate) fn spawn_registered(
-    cmd: &mut std::process::Command,
     task: &TaskId,
-) -> io::Result<(std::process::Child, Option<Registration>)> {
+    start: impl FnOnce() -> io::Result<Started>,
+) -> io::Result<(Started, Registration)> {
     let _gate = spawning();
-    let child = cmd.spawn()?;
-    let pid = child.id() as i32;
-    leaders().insert(pid, task.clone());
-    Ok((child, Some(Registration { pid })))
+    let started = start()?;
+    leaders().insert(started.pid, task.clone());
+    let registration = Registration { pid: started.pid };
+    Ok((started, registration))
 }
 
 /// Makes this process the subreaper of its descendants: orphans are

@@ -262,6 +262,64 @@ async fn a_program_found_on_path_keeps_its_name_as_argv0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_start_with_default_signals_in_their_own_group_either_way() {
+    // In our own folder the agent spawns directly; with another folder it
+    // goes through std. Both must hand the task the same process: no
+    // ignored or blocked signal (Rust ignores SIGPIPE here), its own group.
+    for cwd in [None, Some(PathBuf::from("/"))] {
+        let agent = CommandAgent::new(
+            move |_task: &AgentTask, _attempt: u32| {
+                Ok(CommandSpec {
+                    cwd: cwd.clone(),
+                    ..spec(vec![
+                        "cat".into(),
+                        "/proc/self/stat".into(),
+                        "/proc/self/status".into(),
+                    ])
+                })
+            },
+            ProcessOptions::default(),
+        );
+        let result = run_one(agent, unique_task(), executor()).await;
+        assert_eq!(result.status, TaskStatus::Success, "{result:?}");
+        let status = &result.output;
+        let mask = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).expect(name);
+            u64::from_str_radix(line[name.len()..].trim(), 16).expect("hex")
+        };
+        // Standard signals (1-31) only: glibc keeps its own real-time ones.
+        assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{status}");
+        assert_eq!(mask("SigBlk:"), 0, "{status}");
+        let stat = status.lines().next().expect("stat");
+        let fields: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..].split(' ').collect();
+        let pid = stat.split(' ').next().expect("pid");
+        assert_eq!(fields[2], pid, "leads its own process group");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_set_twice_takes_its_last_value_either_way() {
+    for cwd in [None, Some(PathBuf::from("/"))] {
+        let agent = CommandAgent::new(
+            move |_task: &AgentTask, _attempt: u32| {
+                Ok(CommandSpec {
+                    cwd: cwd.clone(),
+                    env: vec![
+                        ("DUP".into(), "first".into()),
+                        ("HOME".into(), "/nowhere".into()),
+                        ("DUP".into(), "second".into()),
+                    ],
+                    ..spec(vec!["printenv".into(), "DUP".into(), "HOME".into()])
+                })
+            },
+            ProcessOptions::default(),
+        );
+        let result = run_one(agent, unique_task(), executor()).await;
+        assert_eq!(result.output, "second\n/nowhere\n", "{result:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_moved_is_searched_again() {
     let (first, second) = (tempfile::tempdir(), tempfile::tempdir());
     let (first, second) = (first.expect("tempdir"), second.expect("tempdir"));

@@ -1,0 +1,257 @@
+//! Starts a task's leader: `posix_spawn` with an environment prepared once
+//! per agent, or std's `Command` when that cannot be used.
+//!
+//! Each task adds four `AGENT33_*` variables to the environment. Given any
+//! change to the environment, std's `Command` copies the whole environment
+//! into a map and builds every `KEY=VALUE` string again, on every spawn:
+//! more than half of what agent-33 itself spent per short task. Here the
+//! inherited variables are encoded once, when the agent is made, and a
+//! spawn only encodes the argv and its own variables.
+//!
+//! The direct path needs what `posix_spawn` can do without extensions: the
+//! program is a path (see [`crate::program`]) and the task runs in our own
+//! folder (no `cwd`, or `.`). Anything else (a working folder, a program left to the C
+//! library's search, a NUL byte that std reports as an error, stdio fds
+//! that are closed in this process) goes through std's `Command`, which
+//! sets up the same process: own process group, stdin on `/dev/null`, both
+//! pipes, SIGPIPE back to its default, an empty signal mask.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal};
+
+/// The `AGENT33_*` variables of one attempt, set last so they win.
+pub(crate) const TASK_VARS: [&str; 4] = [
+    "AGENT33_TASK_ID",
+    "AGENT33_AGENT",
+    "AGENT33_ARTIFACT",
+    "AGENT33_ATTEMPT",
+];
+
+/// One process to start.
+pub(crate) struct Launch<'a> {
+    /// The file to run; a bare name is left to the C library's search.
+    pub program: &'a OsStr,
+    /// argv, `argv[0]` included.
+    pub argv: &'a [OsString],
+    pub cwd: Option<&'a Path>,
+    /// The agent's variables, then the attempt's `AGENT33_*` ones.
+    pub env: &'a [(OsString, OsString)],
+    pub task_vars: [&'a OsStr; 4],
+}
+
+/// A started leader: its pid and the read ends of its stdout and stderr.
+pub(crate) struct Started {
+    pub pid: i32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// The environment this process had when the agent was made, encoded.
+#[derive(Debug)]
+pub(crate) struct Launcher {
+    /// `KEY=VALUE` of each inherited variable, without `AGENT33_*` ones
+    /// (an agent-33 running inside a task must not pass its task's on).
+    inherited: Vec<CString>,
+}
+
+impl Launcher {
+    pub(crate) fn new() -> Self {
+        let inherited = std::env::vars_os()
+            .filter(|(k, _)| !TASK_VARS.iter().any(|t| k == t))
+            .filter_map(|(k, v)| pair(&k, &v))
+            .collect();
+        Self { inherited }
+    }
+
+    /// Starts `launch` in a process group of its own.
+    ///
+    /// # Errors
+    ///
+    /// The spawn error: missing program, no permission, bad folder.
+    pub(crate) fn start(&self, launch: &Launch<'_>) -> io::Result<Started> {
+        // `.` is where we are, the usual folder of a manifest's agents.
+        let here = launch.cwd.is_none_or(|c| c.as_os_str() == ".");
+        if here && launch.program.as_bytes().contains(&b'/') {
+            if let Some(started) = self.spawn_direct(launch)? {
+                return Ok(started);
+            }
+        }
+        spawn_std(launch)
+    }
+
+    /// `posix_spawn` with the prepared environment; `None` when this launch
+    /// needs std's `Command` after all.
+    fn spawn_direct(&self, launch: &Launch<'_>) -> io::Result<Option<Started>> {
+        let Ok(program) = CString::new(launch.program.as_bytes()) else {
+            return Ok(None);
+        };
+        let Some(argv) = launch
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).ok())
+            .collect::<Option<Vec<CString>>>()
+        else {
+            return Ok(None);
+        };
+        // Later entries win, as with std: the spec's last setting of a
+        // name, and the attempt's own variables over the spec's.
+        let env = launch.env;
+        let winning = |i: usize| {
+            let k = &env[i].0;
+            !TASK_VARS.iter().any(|t| k == t) && !env[i + 1..].iter().any(|(later, _)| later == k)
+        };
+        let kept = (0..env.len()).filter(|&i| winning(i)).count();
+        let own: Vec<CString> = (0..env.len())
+            .filter(|&i| winning(i))
+            .map(|i| (env[i].0.as_os_str(), env[i].1.as_os_str()))
+            .chain(TASK_VARS.iter().map(OsStr::new).zip(launch.task_vars))
+            .filter_map(|(k, v)| pair(k, v))
+            .collect();
+        if own.len() != kept + TASK_VARS.len() {
+            // A NUL byte or an `=` in a name: std has the error message.
+            return Ok(None);
+        }
+        let overridden = |entry: &CStr| {
+            let key = key_of(entry.to_bytes());
+            own.iter().any(|o| key_of(o.to_bytes()) == key)
+        };
+        let envp: Vec<&CStr> = self
+            .inherited
+            .iter()
+            .map(CString::as_c_str)
+            .filter(|e| !overridden(e))
+            .chain(own.iter().map(CString::as_c_str))
+            .collect();
+
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        let null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let fds = [&out_read, &out_write, &err_read, &err_write, &null];
+        if fds.iter().any(|fd| fd.as_raw_fd() <= 2) {
+            // One of our own stdio fds is closed, so a new fd took its
+            // number: the dup2 order below would clobber it.
+            return Ok(None);
+        }
+        let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
+        actions
+            .add_dup2(null.as_raw_fd(), 0)
+            .and_then(|()| actions.add_dup2(out_write.as_raw_fd(), 1))
+            .and_then(|()| actions.add_dup2(err_write.as_raw_fd(), 2))
+            .map_err(io::Error::from)?;
+        let mut attr = PosixSpawnAttr::init().map_err(io::Error::from)?;
+        // Rust ignores SIGPIPE in this process; an ignored signal stays
+        // ignored across exec, so the task gets the default back, as std
+        // does it. Nothing of our signal mask is inherited either.
+        let mut sigpipe = SigSet::empty();
+        sigpipe.add(Signal::SIGPIPE);
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+        )
+        .and_then(|()| attr.set_pgroup(nix::unistd::Pid::from_raw(0)))
+        .and_then(|()| attr.set_sigmask(&SigSet::empty()))
+        .and_then(|()| attr.set_sigdefault(&sigpipe))
+        .map_err(io::Error::from)?;
+        let pid = posix_spawn(program.as_c_str(), &actions, &attr, &argv, &envp)
+            .map_err(io::Error::from)?;
+        Ok(Some(Started {
+            pid: pid.as_raw(),
+            stdout: out_read,
+            stderr: err_read,
+        }))
+    }
+}
+
+/// `KEY=VALUE`, or `None` when that cannot be an environment entry.
+fn pair(key: &OsStr, value: &OsStr) -> Option<CString> {
+    let (k, v) = (key.as_bytes(), value.as_bytes());
+    if k.is_empty() || k.contains(&b'=') {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(k.len() + v.len() + 2);
+    bytes.extend_from_slice(k);
+    bytes.push(b'=');
+    bytes.extend_from_slice(v);
+    CString::new(bytes).ok()
+}
+
+fn key_of(entry: &[u8]) -> &[u8] {
+    let end = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
+    &entry[..end]
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// The same process through std's `Command`.
+fn spawn_std(launch: &Launch<'_>) -> io::Result<Started> {
+    let mut cmd = Command::new(launch.program);
+    if let Some((first, rest)) = launch.argv.split_first() {
+        cmd.arg0(first).args(rest);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A group of its own, set by posix_spawn itself (no pre_exec hook,
+        // so std keeps its fast spawn path).
+        .process_group(0);
+    if let Some(cwd) = launch.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(TASK_VARS.iter().zip(launch.task_vars));
+    let mut child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    // std never reaps on its own: dropping the Child leaves the leader to us.
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(io::Error::other("stdout and stderr were not piped"));
+    };
+    Ok(Started {
+        pid,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_key_equals_value_and_refuse_what_cannot_be_one() {
+        assert_eq!(
+            pair(OsStr::new("A"), OsStr::new("b=c")).as_deref(),
+            Some(c"A=b=c")
+        );
+        assert_eq!(pair(OsStr::new("A=B"), OsStr::new("c")), None);
+        assert_eq!(pair(OsStr::new(""), OsStr::new("c")), None);
+        assert_eq!(pair(OsStr::new("A"), OsStr::new("b\0c")), None);
+        assert_eq!(key_of(b"PATH=/bin:/usr/bin"), b"PATH");
+        assert_eq!(key_of(b"ODD"), b"ODD");
+    }
+
+    #[test]
+    fn inherited_variables_leave_out_the_task_ones() {
+        let launcher = Launcher::new();
+        assert!(
+            launcher
+                .inherited
+                .iter()
+                .all(|e| !key_of(e.to_bytes()).starts_with(b"AGENT33_TASK_ID"))
+        );
+    }
+}
