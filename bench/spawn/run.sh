@@ -3,7 +3,8 @@
 # and a bare posix_spawn/waitpid loop (the physical floor), in one run.
 #
 # For each command (`true`, `sh -c 'exit 0'`), N (2,000 and 10,000) and -j
-# (2 and 8), hyperfine times every runner reading N input lines from stdin;
+# (2 and 8), hyperfine times every runner reading N input lines from stdin,
+# the runners taking turns round by round;
 # each job gets its line appended as the last argument. The table shows the
 # median wall time, the CPU time (user + sys of the runner and the jobs) per
 # job, the runner's peak RSS, and ratios against xargs. A last check runs
@@ -72,22 +73,29 @@ runner_cmd() {
     esac
 }
 
+# Runners take turns, one run each per round, so that a change in the
+# machine's speed during the benchmark (other tenants, thermal limits) falls
+# on every runner alike instead of on whichever ran at that moment.
 for cmd in true sh; do
     for n in $NS; do
         seq "$n" >"$OUT/in.$n"
         for j in $JS; do
             for runner in $RUNNERS; do
-                runs=$RUNS
-                [ "$runner" = parallel ] && runs=$SLOW_RUNS
                 line=$(runner_cmd "$runner" "$n" "$j" "$cmd")
-                name="$cmd/$n/$j/$runner"
-                json="$OUT/$cmd-$n-$j-$runner.json"
-                echo "== $name: $line < in.$n"
-                hyperfine --style basic --warmup 1 --runs "$runs" -n "$name" \
-                    --export-json "$json" "$line < $OUT/in.$n"
-                # Peak RSS of the runner (one more run).
+                echo "== $cmd/$n/$j/$runner: $line < in.$n"
+                # Warm-up run, which also records the runner's peak RSS.
                 /usr/bin/time -f %M -o "$OUT/$cmd-$n-$j-$runner.rss" \
                     sh -c "$line < $OUT/in.$n >/dev/null 2>&1"
+            done
+            for round in $(seq "$RUNS"); do
+                for runner in $RUNNERS; do
+                    [ "$runner" = parallel ] && [ "$round" -gt "$SLOW_RUNS" ] && continue
+                    line=$(runner_cmd "$runner" "$n" "$j" "$cmd")
+                    hyperfine --style none --runs 1 -n "$cmd/$n/$j/$runner" \
+                        --export-json "$OUT/$cmd-$n-$j-$runner.$round.json" \
+                        "$line < $OUT/in.$n" >/dev/null
+                done
+                echo "   round $round of $RUNS done"
             done
         done
     done
@@ -103,17 +111,25 @@ echo "== after: $(uptime)"
 python3 - "$OUT" "$BIG" <<'EOF'
 import json, os, sys
 out, big = sys.argv[1], sys.argv[2]
-rows = {}
+import statistics
+runs = {}
 for name in sorted(os.listdir(out)):
     if not name.endswith(".json"):
         continue
-    cmd, n, j, runner = name[:-5].split("-", 3)
+    stem, _round, _ = name.rsplit(".", 2)
+    cmd, n, j, runner = stem.split("-", 3)
     r = json.load(open(os.path.join(out, name)))["results"][0]
-    rss_path = os.path.join(out, name[:-5] + ".rss")
+    runs.setdefault((cmd, int(n), int(j), runner), []).append(
+        (r["times"][0], r["user"] + r["system"]))
+rows = {}
+for key, rs in runs.items():
+    walls = [w for w, _ in rs]
+    rss_path = os.path.join(out, "-".join(map(str, key)) + ".rss")
     rss = int(open(rss_path).read().split()[-1]) / 1024 if os.path.exists(rss_path) else float("nan")
-    rows[(cmd, int(n), int(j), runner)] = dict(
-        median=r["median"], stddev=r.get("stddev") or 0.0,
-        cpu_us=(r["user"] + r["system"]) / int(n) * 1e6, rss=rss)
+    rows[key] = dict(
+        median=statistics.median(walls),
+        stddev=statistics.stdev(walls) if len(walls) > 1 else 0.0,
+        cpu_us=statistics.median(c for _, c in rs) / key[1] * 1e6, rss=rss)
 order = ["agent-33", "xargs", "parallel", "rust-parallel", "floor"]
 print()
 print("| command | N | -j | runner | median wall (s) | ± | CPU/job (µs) | peak RSS (MiB) | wall / xargs | CPU / xargs |")
