@@ -104,21 +104,21 @@ impl Launcher {
         // Later entries win, as with std: the spec's last setting of a
         // name, and the attempt's own variables over the spec's.
         let env = launch.env;
-        let winning = |i: usize| {
-            let k = &env[i].0;
-            !TASK_VARS.iter().any(|t| k == t) && !env[i + 1..].iter().any(|(later, _)| later == k)
-        };
-        let kept = (0..env.len()).filter(|&i| winning(i)).count();
-        let own: Vec<CString> = (0..env.len())
-            .filter(|&i| winning(i))
-            .map(|i| (env[i].0.as_os_str(), env[i].1.as_os_str()))
+        let own: Option<Vec<CString>> = env
+            .iter()
+            .enumerate()
+            .filter(|&(i, (k, _))| {
+                !TASK_VARS.iter().any(|t| k == t)
+                    && !env[i + 1..].iter().any(|(later, _)| later == k)
+            })
+            .map(|(_, (k, v))| (k.as_os_str(), v.as_os_str()))
             .chain(TASK_VARS.iter().map(OsStr::new).zip(launch.task_vars))
-            .filter_map(|(k, v)| pair(k, v))
+            .map(|(k, v)| pair(k, v))
             .collect();
-        if own.len() != kept + TASK_VARS.len() {
-            // A NUL byte or an `=` in a name: std has the error message.
+        // A NUL byte or an `=` in a name: std has the error message.
+        let Some(own) = own else {
             return Ok(None);
-        }
+        };
         let overridden = |entry: &CStr| {
             let key = key_of(entry.to_bytes());
             own.iter().any(|o| key_of(o.to_bytes()) == key)
