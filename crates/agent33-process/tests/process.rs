@@ -218,19 +218,25 @@ async fn arguments_arrive_literally_without_a_shell() {
     assert!(!std::path::Path::new("/tmp/agent33-pwned").exists());
 }
 
-/// Runs `argv` with `PATH` set to `path` for the command only.
-fn agent_with_path(argv: &[&str], path: std::ffi::OsString) -> CommandAgent {
-    let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+/// An agent running the same process description for every attempt.
+fn fixed_agent(spec: CommandSpec) -> CommandAgent {
     CommandAgent::new(
-        move |_task: &AgentTask, _attempt: u32| {
-            Ok(CommandSpec {
-                env: vec![("PATH".into(), path.clone())],
-                ..spec(argv.clone())
-            })
-        },
+        move |_task: &AgentTask, _attempt: u32| Ok(spec.clone()),
         ProcessOptions::default(),
     )
 }
+
+/// Runs `argv` with `PATH` set to `path` for the command only.
+fn agent_with_path(argv: &[&str], path: std::ffi::OsString) -> CommandAgent {
+    fixed_agent(CommandSpec {
+        env: vec![("PATH".into(), path)],
+        ..spec(argv.iter().map(Into::into).collect())
+    })
+}
+
+/// In our own folder the agent spawns directly; with another folder it
+/// goes through std. Tests run a command both ways.
+const BOTH_WAYS: [Option<&str>; 2] = [None, Some("/")];
 
 fn link_cat(dir: &std::path::Path, name: &str) {
     let cat = ["/bin/cat", "/usr/bin/cat"]
@@ -263,23 +269,17 @@ async fn a_program_found_on_path_keeps_its_name_as_argv0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_start_with_default_signals_in_their_own_group_either_way() {
-    // In our own folder the agent spawns directly; with another folder it
-    // goes through std. Both must hand the task the same process: no
-    // ignored or blocked signal (Rust ignores SIGPIPE here), its own group.
-    for cwd in [None, Some(PathBuf::from("/"))] {
-        let agent = CommandAgent::new(
-            move |_task: &AgentTask, _attempt: u32| {
-                Ok(CommandSpec {
-                    cwd: cwd.clone(),
-                    ..spec(vec![
-                        "cat".into(),
-                        "/proc/self/stat".into(),
-                        "/proc/self/status".into(),
-                    ])
-                })
-            },
-            ProcessOptions::default(),
-        );
+    // Both ways must hand the task the same process: no ignored or blocked
+    // signal (Rust ignores SIGPIPE here), its own group.
+    for cwd in BOTH_WAYS {
+        let agent = fixed_agent(CommandSpec {
+            cwd: cwd.map(PathBuf::from),
+            ..spec(vec![
+                "cat".into(),
+                "/proc/self/stat".into(),
+                "/proc/self/status".into(),
+            ])
+        });
         let result = run_one(agent, unique_task(), executor()).await;
         assert_eq!(result.status, TaskStatus::Success, "{result:?}");
         let status = &result.output;
@@ -299,21 +299,16 @@ async fn commands_start_with_default_signals_in_their_own_group_either_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_set_twice_takes_its_last_value_either_way() {
-    for cwd in [None, Some(PathBuf::from("/"))] {
-        let agent = CommandAgent::new(
-            move |_task: &AgentTask, _attempt: u32| {
-                Ok(CommandSpec {
-                    cwd: cwd.clone(),
-                    env: vec![
-                        ("DUP".into(), "first".into()),
-                        ("HOME".into(), "/nowhere".into()),
-                        ("DUP".into(), "second".into()),
-                    ],
-                    ..spec(vec!["printenv".into(), "DUP".into(), "HOME".into()])
-                })
-            },
-            ProcessOptions::default(),
-        );
+    for cwd in BOTH_WAYS {
+        let agent = fixed_agent(CommandSpec {
+            cwd: cwd.map(PathBuf::from),
+            env: vec![
+                ("DUP".into(), "first".into()),
+                ("HOME".into(), "/nowhere".into()),
+                ("DUP".into(), "second".into()),
+            ],
+            ..spec(vec!["printenv".into(), "DUP".into(), "HOME".into()])
+        });
         let result = run_one(agent, unique_task(), executor()).await;
         assert_eq!(result.output, "second\n/nowhere\n", "{result:?}");
     }
