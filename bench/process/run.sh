@@ -25,24 +25,11 @@ LIMIT_S=${LIMIT_S:-10}
 RUNNERS=${RUNNERS:-"agent-33 parallel rust-parallel"}
 mkdir -p "$OUT"
 
-need_apt=()
-command -v parallel >/dev/null || need_apt+=(parallel)
-command -v python3 >/dev/null || need_apt+=(python3)
-command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
-command -v pgrep >/dev/null || need_apt+=(procps)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}"
-fi
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v rust-parallel >/dev/null || cargo install rust-parallel
-
-if [ -z "${AGENT33:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p agent33-cli)
-    AGENT33=$ROOT/target/release/agent-33
-fi
+# shellcheck source=bench/setup.sh
+source "$ROOT/bench/setup.sh"
+bench_setup parallel python3 cc pgrep
 H=$OUT/helper
 cc -O2 -o "$H" "$ROOT/bench/process/helper.c"
-mkdir -p "$HOME/.parallel" && touch "$HOME/.parallel/will-cite"
 
 printf '%s\n' sleep sleepg sleep sleepg fail >"$OUT/fail-fast.in"
 echo sleepg >"$OUT/timeout.in"

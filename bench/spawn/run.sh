@@ -30,26 +30,11 @@ BIG=${BIG:-100000}
 RUNNERS=${RUNNERS:-"agent-33 xargs parallel rust-parallel floor"}
 mkdir -p "$OUT"
 
-need_apt=()
-command -v hyperfine >/dev/null || need_apt+=(hyperfine)
-command -v parallel >/dev/null || need_apt+=(parallel)
-command -v python3 >/dev/null || need_apt+=(python3)
-command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
-[ -x /usr/bin/time ] || need_apt+=(time)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}"
-fi
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v rust-parallel >/dev/null || cargo install rust-parallel
-
-if [ -z "${AGENT33:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p agent33-cli)
-    AGENT33=$ROOT/target/release/agent-33
-fi
+# shellcheck source=bench/setup.sh
+source "$ROOT/bench/setup.sh"
+bench_setup hyperfine parallel python3 cc time
 cc -O2 -o "$OUT/floor" "$ROOT/bench/spawn/floor.c"
 FLOOR=$OUT/floor
-# GNU parallel asks once for a citation; this run is not a publication.
-mkdir -p "$HOME/.parallel" && touch "$HOME/.parallel/will-cite"
 
 echo "== machine: $(nproc) cores, $(uptime)"
 echo "== versions: $("$AGENT33" --version 2>/dev/null || echo agent-33), $(parallel --version | head -1)," \
