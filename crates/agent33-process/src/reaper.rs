@@ -6,7 +6,7 @@
 //! can leave it (`setsid`, a double fork). On Linux, a process that called
 //! [`become_subreaper`] inherits such orphans: when their parent dies they
 //! become its children instead of init's. This module finds them by scanning
-//! `/proc`, tells them apart from the task leaders that tokio is waiting for
+//! `/proc`, tells them apart from the task leaders their command agents will reap
 //! (the *leader register*), attributes them to a task (its process group, or
 //! `AGENT33_TASK_ID=<id>` in their environment), kills them and reaps them.
 //!
@@ -31,7 +31,7 @@ use agent33_parallel::TaskId;
 use crate::spawn::Started;
 use rustix::process::{Pid, Signal, WaitOptions};
 
-/// Task leaders spawned by this crate and not yet reaped by tokio, by pid.
+/// Task leaders spawned by this crate and not yet reaped by their command agents, by pid.
 static LEADERS: Mutex<BTreeMap<i32, TaskId>> = Mutex::new(BTreeMap::new());
 
 fn leaders() -> MutexGuard<'static, BTreeMap<i32, TaskId>> {
@@ -418,7 +418,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
 
 /// Reaps zombie children that no task leader owns: orphans reparented to
 /// this subreaper that have since exited. Never blocks and never touches a
-/// leader that tokio waits for. Returns how many were reaped.
+/// leader a command agent will reap. Returns how many were reaped.
 ///
 /// A [`Reaper`] calls this periodically; call it yourself when you have no
 /// runtime.
