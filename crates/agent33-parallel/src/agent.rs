@@ -29,8 +29,8 @@ pub struct AgentOutput {
     pub stderr: String,
     /// The process's own exit code, for agents that run one.
     pub exit_code: Option<i32>,
-    /// Remarks the engine appends to the task's `error` (for a failure) or
-    /// records as notes (for example "1 escaped process killed").
+    /// Remarks the engine keeps in the task's result as notes (for example
+    /// "1 escaped process killed"); a retried task keeps every attempt's.
     pub notes: Vec<String>,
 }
 

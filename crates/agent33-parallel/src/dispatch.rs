@@ -858,7 +858,7 @@ impl Dispatcher {
             Ended::Cancelled(late) if run.timed_out => Ended::TimedOut(late),
             other => other,
         };
-        let attempt = classify(
+        let mut attempt = classify(
             ended,
             &used.shared.capture,
             entry.timeout,
@@ -868,6 +868,20 @@ impl Dispatcher {
 
         let retry =
             attempt.status.is_failure() && entry.attempts <= entry.retries && self.stop.is_none();
+        // Earlier attempts' notes (their output files, escaped processes)
+        // stay in the result, each saying which attempt it is about.
+        if retry {
+            let n = entry.attempts;
+            for note in &mut attempt.notes {
+                *note = format!("attempt {n}: {note}");
+            }
+        }
+        if let Some(previous) = entry.last.take() {
+            if !previous.notes.is_empty() {
+                let own = std::mem::replace(&mut attempt.notes, previous.notes);
+                attempt.notes.extend(own);
+            }
+        }
         if retry {
             let delay = self
                 .s
@@ -1487,9 +1501,15 @@ fn classify(
         ),
         None => (crate::agent::AgentOutput::default(), None),
     };
+    let mut notes = out.notes;
+    // A timeout or a stop is the reason, worded as PRODUCT.md pins it; how
+    // the agent then ended (`killed by SIGTERM`) is a remark beside it.
     let error = match (base, agent_error) {
         (None, e) => e,
-        (Some(base), Some(e)) => Some(format!("{base} ({e})")),
+        (Some(base), Some(e)) => {
+            notes.insert(0, format!("after it was stopped: {e}"));
+            Some(base)
+        }
         (Some(base), None) => Some(base),
     };
     let (output, stderr) = capture.finish(&out.stdout, &out.stderr);
@@ -1499,7 +1519,7 @@ fn classify(
         exit_code: out.exit_code,
         output,
         stderr,
-        notes: out.notes,
+        notes,
         slot,
     }
 }

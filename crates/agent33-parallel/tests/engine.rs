@@ -121,7 +121,7 @@ async fn fail_fast_cancels_in_flight_tasks_and_never_starts_pending_ones() {
     let in_flight = &r.cancelled[0];
     assert_eq!(
         in_flight.error.as_deref(),
-        Some("cancelled: fail-fast after `a:fail@100#2` failed (stopped)")
+        Some("cancelled: fail-fast after `a:fail@100#2` failed")
     );
     assert_eq!(in_flight.attempts, 1);
     assert_eq!(in_flight.output, "out:obey@1000#1", "keeps what it printed");
@@ -217,7 +217,7 @@ async fn timeout_cancels_the_token_then_drops_after_the_grace() {
     assert_eq!(obey.status, TaskStatus::Timeout);
     assert_eq!(
         obey.error.as_deref(),
-        Some("timed out after 0.5s (stopped)")
+        Some("timed out after 0.5s")
     );
     assert_eq!(
         obey.duration_ms, 510,
@@ -283,7 +283,7 @@ async fn run_deadline_cancels_everything_whatever_fail_fast_says() {
     assert_eq!(ids(&r.cancelled), ["a:obey@600#2", "a:ok@600#3"]);
     assert_eq!(
         r.cancelled[0].error.as_deref(),
-        Some("cancelled: run deadline of 1s passed (stopped)")
+        Some("cancelled: run deadline of 1s passed")
     );
     assert_eq!(
         r.cancelled[1].error.as_deref(),
@@ -456,7 +456,7 @@ async fn an_interrupt_cancels_like_fail_fast() {
     assert_eq!(r.cancelled.len(), 3);
     assert_eq!(
         r.cancelled[0].error.as_deref(),
-        Some("cancelled: interrupted (stopped)")
+        Some("cancelled: interrupted")
     );
     assert_eq!(
         r.cancelled[2].error.as_deref(),
@@ -765,7 +765,36 @@ async fn an_agent_that_gives_up_when_stopped_is_cancelled_not_failed() {
     assert_eq!(r.cancelled.len(), 1);
     assert_eq!(
         r.cancelled[0].error.as_deref(),
-        Some("cancelled: fail-fast after `quick:fail` failed (gave up)")
+        Some("cancelled: fail-fast after `quick:fail` failed")
+    );
+    assert_eq!(r.cancelled[0].notes, ["after it was stopped: gave up"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn notes_of_every_attempt_are_kept_and_name_their_attempt() {
+    let agents = Agents::new().add("n", |ctx: agent33_parallel::TaskContext| async move {
+        let attempt = ctx.attempt();
+        let output = agent33_parallel::AgentOutput {
+            notes: vec![format!("note {attempt}")],
+            ..Default::default()
+        };
+        if attempt < 3 {
+            Err(agent33_parallel::AgentError::with_output("again", output))
+        } else {
+            Ok(output)
+        }
+    });
+    let r = parallel(1)
+        .retries(2)
+        .retry_backoff(ms(1))
+        .build()
+        .unwrap()
+        .run_all(vec![AgentTask::new("n", "x")], &agents)
+        .await;
+    assert_eq!(r.succeeded.len(), 1);
+    assert_eq!(
+        r.succeeded[0].notes,
+        ["attempt 1: note 1", "attempt 2: note 2", "note 3"]
     );
 }
 
