@@ -10,6 +10,10 @@ pub const USAGE: u8 = 2;
 pub const INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM (128 + 15).
 pub const TERMINATED: u8 = 143;
+/// Stopped by SIGHUP (128 + 1): the terminal or the ssh session went away.
+pub const HUNG_UP: u8 = 129;
+/// Stopped by SIGQUIT (128 + 3, Ctrl-\\): every task killed at once.
+pub const QUIT: u8 = 131;
 
 /// How a run ended, as far as the exit code cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +33,10 @@ pub enum Signal {
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// SIGHUP.
+    Hangup,
+    /// SIGQUIT.
+    Quit,
 }
 
 /// The exit code for an outcome.
@@ -38,6 +46,8 @@ pub fn code(outcome: Outcome) -> u8 {
         Outcome::SomeDidNotSucceed => TASK_FAILED,
         Outcome::Signalled(Signal::Interrupt) => INTERRUPTED,
         Outcome::Signalled(Signal::Terminate) => TERMINATED,
+        Outcome::Signalled(Signal::Hangup) => HUNG_UP,
+        Outcome::Signalled(Signal::Quit) => QUIT,
     }
 }
 
@@ -52,6 +62,8 @@ mod tests {
             (Outcome::SomeDidNotSucceed, 1),
             (Outcome::Signalled(Signal::Interrupt), 130),
             (Outcome::Signalled(Signal::Terminate), 143),
+            (Outcome::Signalled(Signal::Hangup), 129),
+            (Outcome::Signalled(Signal::Quit), 131),
         ];
         for (outcome, want) in table {
             assert_eq!(code(outcome), want, "{outcome:?}");

@@ -172,6 +172,8 @@ async fn run(config: Config) -> u8 {
     let outcome = match signalled.load(Ordering::SeqCst) {
         SIGINT => Outcome::Signalled(Signal::Interrupt),
         SIGTERM => Outcome::Signalled(Signal::Terminate),
+        SIGHUP => Outcome::Signalled(Signal::Hangup),
+        SIGQUIT => Outcome::Signalled(Signal::Quit),
         _ if all_succeeded && !failed_reports => Outcome::AllSucceeded,
         _ => Outcome::SomeDidNotSucceed,
     };
@@ -354,20 +356,31 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     Ok(reporters.with(SummaryReporter::new(Box::new(io::stderr()), summary)))
 }
 
+const SIGHUP: u8 = 1;
 const SIGINT: u8 = 2;
+const SIGQUIT: u8 = 3;
 const SIGTERM: u8 = 15;
 
-/// SIGINT or SIGTERM cancel the run like fail-fast; a second SIGINT (or
-/// SIGTERM) kills every task at once. The first signal decides the exit code.
+/// SIGINT, SIGTERM or SIGHUP cancel the run like fail-fast; a second one
+/// kills every task at once, and so does SIGQUIT (Ctrl-\\) straight away.
+/// The first signal decides the exit code.
+///
+/// SIGHUP is a lost terminal or ssh session. The tasks sit in process
+/// groups of their own, so the hangup never reaches them: left to its
+/// default, it would kill agent-33 alone and leave every task running.
 fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     tokio::spawn(async move {
         loop {
             let which = tokio::select! {
                 Some(()) = int.recv() => SIGINT,
                 Some(()) = term.recv() => SIGTERM,
+                Some(()) = hup.recv() => SIGHUP,
+                Some(()) = quit.recv() => SIGQUIT,
                 else => return,
             };
             let first = signalled
@@ -375,7 +388,8 @@ fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()
                 .is_ok();
             if first {
                 control.interrupt();
-            } else {
+            }
+            if !first || which == SIGQUIT {
                 control.kill();
             }
         }

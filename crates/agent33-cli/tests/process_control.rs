@@ -736,6 +736,21 @@ fn sigterm_cancels_the_run_and_exits_143() {
 }
 
 #[test]
+fn sighup_cancels_the_run_and_exits_129() {
+    // A closed terminal: the tasks' own groups never see the hangup.
+    let (_guard, sandbox, done) = interrupted_run("sighup", Signal::HUP);
+    assert_eq!(done.code(), Some(129), "stderr:\n{}", done.stderr);
+    assert_interrupted(&sandbox, &done);
+}
+
+#[test]
+fn sigquit_kills_every_group_at_once_and_exits_131() {
+    let (_guard, sandbox, done) = interrupted_run("sigquit", Signal::QUIT);
+    assert_eq!(done.code(), Some(131), "stderr:\n{}", done.stderr);
+    assert_interrupted(&sandbox, &done);
+}
+
+#[test]
 fn a_second_sigint_kills_every_group_at_once() {
     let guard = MarkerGuard::new("second-sigint");
     let sandbox = Sandbox::new();
