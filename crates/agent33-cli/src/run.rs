@@ -11,7 +11,7 @@ use agent33_cli::args::{OutputMode as OutputFlag, RunArgs};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 
-use agent33_cli::config::{Config, TaskSource, load, process_env};
+use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
 use agent33_parallel::{AgentName, AgentTask, Event, ParallelExecutor, RunControl};
@@ -65,6 +65,9 @@ async fn run(config: Config) -> u8 {
         Ok(executor) => executor,
         Err(e) => return usage_error(&e),
     };
+    if let Err(message) = check_outputs(&config.options) {
+        return usage_error(&message);
+    }
     let mut journal = match open_journal(&config) {
         Ok(journal) => journal,
         Err(message) => return usage_error(&message),
@@ -301,6 +304,31 @@ fn show_errors(errors: Vec<ReportError>) -> bool {
 /// A reporter's error with its cause (`… : Not a directory (os error 20)`).
 pub fn describe(e: &ReportError) -> String {
     format!("{e}: {}", e.io_error())
+}
+
+/// Output paths that cannot be used, found before anything runs. A report
+/// path that is a folder passes the reporters' own check (their temporary
+/// file goes next to it) and would only fail at the final rename, after the
+/// run; an output folder is otherwise created by the first task that saves
+/// output, and a failure there would only be a note in the report.
+fn check_outputs(options: &RunOptions) -> Result<(), String> {
+    let reports = [
+        ("--report", &options.report),
+        ("--junit", &options.junit),
+        ("--timings", &options.timings),
+        ("--trace", &options.trace),
+        ("--journal", &options.journal),
+    ];
+    for (flag, path) in reports {
+        if let Some(path) = path.as_deref().filter(|p| p.is_dir()) {
+            return Err(format!("{flag} {}: is a folder, not a file", path.display()));
+        }
+    }
+    if let Some(dir) = &options.output_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--output-dir {}: cannot create the folder: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn output_mode(flag: OutputFlag) -> OutputMode {

@@ -442,3 +442,21 @@ fn a_variable_that_is_not_utf8_is_a_usage_error() {
     );
     assert!(!sb.exists("ran"));
 }
+
+#[test]
+fn output_paths_that_cannot_be_written_are_found_before_anything_runs() {
+    for flag in ["--report", "--junit", "--timings", "--trace", "--journal"] {
+        let sb = Sandbox::new();
+        sb.manifest(RUNNABLE);
+        sb.write("taken/keep", "");
+        let out = sb.run([flag, "taken"]).output();
+        out.usage_error(&format!("agent-33: error: {flag} taken: is a folder, not a file"));
+        assert!(!sb.exists("ran"), "nothing ran for {flag}");
+    }
+    let sb = Sandbox::new();
+    sb.manifest(RUNNABLE);
+    sb.write("afile", "");
+    let out = sb.run(["--output-dir", "afile"]).output();
+    out.usage_error("agent-33: error: --output-dir afile: cannot create the folder:");
+    assert!(!sb.exists("ran"), "nothing ran for --output-dir");
+}
