@@ -285,10 +285,16 @@ impl Journal {
     /// syncing: for a consumer that groups several batches into one commit
     /// (it must [`Self::sync`] before passing these events on).
     ///
+    /// The records reach the kernel before this returns: a process killed
+    /// before the grouped sync (`kill -9`, an OOM kill) loses none of them,
+    /// so a resume does not run those tasks again; only a lost machine can
+    /// take the unsynced ones.
+    ///
     /// # Errors
     ///
     /// A write failed.
     pub fn write_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> io::Result<()> {
+        let before = self.unsynced;
         for event in events {
             if let Event::TaskFinished { result, .. } = event {
                 // A resumed task's record is already in the journal.
@@ -296,6 +302,9 @@ impl Journal {
                     self.record(result)?;
                 }
             }
+        }
+        if self.unsynced > before {
+            self.out.flush()?;
         }
         Ok(())
     }
@@ -366,6 +375,25 @@ mod tests {
             "latest record failed"
         );
         assert!(resume.previous_success(&AgentTask::new("x", "c")).is_none());
+    }
+
+    #[test]
+    fn written_records_survive_a_process_that_dies_before_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let a = AgentTask::new("x", "a");
+        let mut j = journal(&path);
+        let event = Event::TaskFinished {
+            seq: 0,
+            slot: Some(0),
+            result: Box::new(result(a.clone(), TaskStatus::Success)),
+        };
+        j.write_all([&event]).unwrap();
+        // No sync, and the writer is never dropped (a `kill -9`): the
+        // record must already be in the file.
+        std::mem::forget(j);
+        let resume = journal(&path).resume();
+        assert!(resume.previous_success(&a).is_some());
     }
 
     #[test]
