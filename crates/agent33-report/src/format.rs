@@ -6,20 +6,23 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Formats a duration for people: `12ms` below a tenth of a second, else
-/// seconds with one decimal (`0.1s`, `45.3s`, `3725.0s`).
+/// Formats a duration for people, always in seconds: one decimal from a
+/// tenth of a second up (`0.1s`, `45.3s`, `3725.0s`), three below it
+/// (`0.000s`, `0.004s`, `0.099s`).
 ///
-/// Seconds with one decimal is the summary's pinned shape; below 0.1 s it
-/// would say `0.0s`, which reads as "nothing happened", so milliseconds are
-/// shown instead. Rounding is to the nearest tenth, done on integers so it
-/// never depends on binary floating point.
+/// Seconds are the summary's pinned unit, and one unit everywhere lets
+/// readers and scripts match `\d+(\.\d+)?s`. Below 0.1 s one decimal
+/// would say `0.0s`, which reads as "nothing happened", so milliseconds
+/// show as three decimals instead. Rounding is to the nearest tenth, done on
+/// integers so it never depends on binary floating point.
 ///
 /// # Examples
 ///
 /// ```
 /// use agent33_report::format_duration_ms;
-/// assert_eq!(format_duration_ms(0), "0ms");
-/// assert_eq!(format_duration_ms(99), "99ms");
+/// assert_eq!(format_duration_ms(0), "0.000s");
+/// assert_eq!(format_duration_ms(4), "0.004s");
+/// assert_eq!(format_duration_ms(99), "0.099s");
 /// assert_eq!(format_duration_ms(100), "0.1s");
 /// assert_eq!(format_duration_ms(45_349), "45.3s");
 /// assert_eq!(format_duration_ms(45_350), "45.4s");
@@ -27,7 +30,7 @@ use std::fmt::Write as _;
 #[must_use]
 pub fn format_duration_ms(ms: u64) -> String {
     if ms < 100 {
-        return format!("{ms}ms");
+        return format!("0.{ms:03}s");
     }
     let tenths = ms.saturating_add(50) / 100;
     format!("{}.{}s", tenths / 10, tenths % 10)
@@ -138,11 +141,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_switch_to_seconds_at_a_tenth() {
+    fn durations_are_seconds_with_three_decimals_below_a_tenth() {
         for (ms, text) in [
-            (0, "0ms"),
-            (12, "12ms"),
-            (99, "99ms"),
+            (0, "0.000s"),
+            (4, "0.004s"),
+            (12, "0.012s"),
+            (99, "0.099s"),
             (100, "0.1s"),
             (149, "0.1s"),
             (150, "0.2s"),

@@ -66,7 +66,7 @@ fn grouped_prints_whole_blocks_in_finish_order() {
     assert_eq!(
         out,
         "\
-── command:gamma (exit code 4, 80ms) ──
+── command:gamma (exit code 4, 0.080s) ──
 gamma 1
 gamma no newline
 ── command:alpha (ok, 1.2s) ──
@@ -79,7 +79,7 @@ beta 2
     );
     assert_eq!(
         err,
-        "── command:gamma [stderr] (exit code 4, 80ms) ──\ngamma warns\n"
+        "── command:gamma [stderr] (exit code 4, 0.080s) ──\ngamma warns\n"
     );
 }
 
@@ -133,7 +133,7 @@ fn grouped_headers_are_coloured_only_on_a_terminal() {
     let events = interleaved_run();
     let (out, _) = feed(OutputMode::Grouped, &events, &TerminalInfo::terminal());
     assert!(
-        out.starts_with("\x1b[1;31m── command:gamma (exit code 4, 80ms) ──\x1b[0m\n"),
+        out.starts_with("\x1b[1;31m── command:gamma (exit code 4, 0.080s) ──\x1b[0m\n"),
         "{out:?}"
     );
     let no_color = TerminalInfo {
