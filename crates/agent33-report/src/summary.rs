@@ -12,9 +12,10 @@
 //! Failed: validation:core/agents/worker.md (exit code 1), refinement:core/prompts/SYSTEM.md (timed out after 300s)
 //! ```
 //!
-//! [`Summary`] keeps counts, sums and a bounded list of the tasks that did
-//! not succeed — never whole results — so its memory does not grow with the
-//! number of tasks. It does not decide exit codes.
+//! [`Summary`] keeps counts, sums and one short line per task that did not
+//! succeed (up to [`SummaryOptions::failed_limit`]) — never whole results —
+//! so a run of successes costs no memory per task. It does not decide exit
+//! codes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -36,7 +37,9 @@ pub struct SummaryOptions {
     /// Most tasks named on the `Failed:` line; the rest are counted
     /// (`… and N more`). Failures come first, then cancelled, then skipped
     /// tasks, each in input order, so a fail-fast run's cause is never
-    /// hidden behind its cancellations.
+    /// hidden behind its cancellations. The default, `usize::MAX`, names
+    /// them all, as PRODUCT.md's summary does; nothing is reserved for the
+    /// limit up front, so it costs only what is actually listed.
     pub failed_limit: usize,
     /// Adds lines after the pinned ones: why the run stopped early, the
     /// semaphore wait p50/p95 and the slowest tasks.
@@ -46,7 +49,7 @@ pub struct SummaryOptions {
 impl Default for SummaryOptions {
     fn default() -> Self {
         Self {
-            failed_limit: 20,
+            failed_limit: usize::MAX,
             details: false,
         }
     }
@@ -208,7 +211,9 @@ impl Summary {
 
     fn record(&mut self, seq: u64, r: &TaskResult) {
         self.counts.add(r.status);
-        if r.started_at.is_some() || r.attempts > 0 {
+        // A resumed task keeps its earlier run's times but did not start in
+        // this one, so it stays out of the average and the slowest list.
+        if !r.resumed && (r.started_at.is_some() || r.attempts > 0) {
             self.started += 1;
             self.started_ms += u128::from(r.duration_ms);
             self.slowest

@@ -212,6 +212,34 @@ impl RunBuilder {
         });
     }
 
+    /// Ends a task the way the engine reports one a journal showed had
+    /// already succeeded: its earlier run's result, never started here.
+    pub fn resume(&mut self, seq: u64, duration_ms: u64) {
+        let (t, _, _) = self.tasks.remove(&seq).expect("queued");
+        self.count(TaskStatus::Success);
+        // The earlier run was an hour ago.
+        let earlier =
+            |ms: u64| Timestamp(at(0).0 - Duration::from_secs(3_600) + Duration::from_millis(ms));
+        self.events.push(Event::TaskFinished {
+            seq,
+            slot: None,
+            result: Box::new(TaskResult {
+                task: t,
+                status: TaskStatus::Success,
+                duration_ms,
+                output: String::new(),
+                stderr: String::new(),
+                error: None,
+                exit_code: Some(0),
+                attempts: 1,
+                started_at: Some(earlier(0)),
+                finished_at: Some(earlier(duration_ms)),
+                notes: Vec::new(),
+                resumed: true,
+            }),
+        });
+    }
+
     /// Ends a task that never started (cancelled or skipped).
     pub fn settle(&mut self, seq: u64, status: TaskStatus, error: &str) {
         let (t, _, _) = self.tasks.remove(&seq).expect("queued");

@@ -73,7 +73,8 @@ fn empty_run_shows_a_dash_for_the_average() {
 }
 
 /// A fail-fast run with thousands of cancellations: the failure that caused
-/// it comes first, the list is capped, and the rest is counted.
+/// it comes first; a library user's cap counts the rest, the default names
+/// every task.
 #[test]
 fn failed_line_is_capped_with_failures_first() {
     let n = 10_000u64;
@@ -123,8 +124,28 @@ fn failed_line_is_capped_with_failures_first() {
     insta::assert_snapshot!("fail_fast_capped", text);
     let default = render(&events, SummaryOptions::default());
     let failed = default.lines().last().unwrap();
-    assert_eq!(failed.matches(" (").count(), 20, "{failed}");
-    assert!(failed.ends_with(", … and 9978 more"), "{failed}");
+    assert_eq!(failed.matches(" (").count(), 9_998, "{failed}");
+    assert!(!failed.contains("more"), "{failed}");
+    assert!(
+        failed.starts_with(
+            "Failed: command:item-00002 (exit code 3), command:item-00001 (cancelled: "
+        ),
+        "{failed}"
+    );
+    assert!(
+        failed.ends_with(
+            ", command:item-09999 (not started: fail-fast after `command:item-00002` failed)"
+        ),
+        "{failed}"
+    );
+    let none = render(
+        &events,
+        SummaryOptions {
+            failed_limit: 0,
+            details: false,
+        },
+    );
+    assert!(none.ends_with("\nFailed: … and 9998 more\n"), "{none}");
 }
 
 #[test]
@@ -202,13 +223,54 @@ fn a_run_without_run_finished_still_gets_a_summary() {
 }
 
 #[test]
-fn short_durations_are_shown_in_milliseconds() {
+fn short_durations_are_seconds_with_three_decimals() {
     let mut run = RunBuilder::start(Some(1), 1);
     run.queue(0, "echo", "a");
     run.start_task(0, 0, 0, 0);
     run.finish_task(0, 0, 7, Outcome::success());
     let text = render(&run.finish(12, 1, 0.583, None), SummaryOptions::default());
-    assert!(text.contains("Duration: 12ms\n"), "{text}");
-    assert!(text.contains("Avg task time: 7ms\n"), "{text}");
+    assert!(text.contains("Duration: 0.012s\n"), "{text}");
+    assert!(text.contains("Avg task time: 0.007s\n"), "{text}");
     assert!(text.contains("Parallel utilization: 58%\n"), "{text}");
+}
+
+/// Tasks resumed from a journal did not start in this run: they count as
+/// succeeded but stay out of the average and the slowest list.
+#[test]
+fn resumed_tasks_do_not_count_as_started() {
+    let details = SummaryOptions {
+        details: true,
+        ..SummaryOptions::default()
+    };
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "command", "a");
+    run.queue(1, "command", "b");
+    run.resume(0, 600);
+    run.resume(1, 650);
+    let events = run.finish(3, 0, 0.0, None);
+    let text = render(&events, details);
+    assert!(
+        text.contains("Tasks: 2 total, 2 succeeded, 0 failed"),
+        "{text}"
+    );
+    assert!(text.contains("Avg task time: -\n"), "{text}");
+    assert!(!text.contains("Slowest:"), "{text}");
+    let mut collector = ResultsCollector::new();
+    for e in &events {
+        collector.observe(e);
+    }
+    assert_eq!(
+        Summary::from_results(&collector.finish(), details).render(),
+        text
+    );
+
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "command", "a");
+    run.queue(1, "command", "b");
+    run.resume(0, 9_000);
+    run.start_task(1, 0, 0, 0);
+    run.finish_task(1, 0, 400, Outcome::success());
+    let text = render(&run.finish(410, 1, 0.49, None), details);
+    assert!(text.contains("Avg task time: 0.4s\n"), "{text}");
+    assert!(text.ends_with("Slowest: command:b (0.4s)\n"), "{text}");
 }
