@@ -89,7 +89,9 @@ pub use notice::NoticeReporter;
 pub use output::{
     GroupedPrinter, MAX_PARTIAL_LINE, OutputMode, ParseOutputModeError, StreamPrinter,
 };
-pub use progress::{DEFAULT_LINE_INTERVAL, HEARTBEAT_FACTOR, ProgressReporter, Suspender};
+pub use progress::{
+    DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, ProgressReporter, Suspender,
+};
 pub use replay::{LoadReportError, SavedReport};
 pub use summary::{StatusCounts, Summary, SummaryOptions, SummaryReporter};
 pub use terminal::TerminalInfo;

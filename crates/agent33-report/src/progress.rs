@@ -3,9 +3,11 @@
 //! On a terminal: an indicatif bar with done/total (when the total is known
 //! from `RunStarted`), tasks running now, failures so far, elapsed time and
 //! ETA. Off a terminal (CI logs, files): a plain status line now and then —
-//! at most every [`DEFAULT_LINE_INTERVAL`], only when something changed, and
-//! otherwise a heartbeat every [`HEARTBEAT_FACTOR`] intervals so a log never
-//! looks hung — never one per task. Quiet: [`ProgressReporter::hidden`].
+//! the first after [`FIRST_LINE_AFTER`], so even a short run shows it was
+//! under way, then at most every [`DEFAULT_LINE_INTERVAL`], only when
+//! something changed, and otherwise a heartbeat every [`HEARTBEAT_FACTOR`]
+//! intervals so a log never looks hung — never one per task. Quiet:
+//! [`ProgressReporter::hidden`].
 //!
 //! Which of these is chosen is the caller's decision ([`TerminalInfo`]),
 //! not detected here, so tests can force either. The bar is shared with
@@ -28,6 +30,10 @@ use crate::{Output, Reporter};
 
 /// Shortest time between two plain status lines.
 pub const DEFAULT_LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When the first plain status line comes (or after one interval, if that
+/// is shorter).
+pub const FIRST_LINE_AFTER: Duration = Duration::from_secs(1);
 
 /// Without any change, a plain status line still comes every this many
 /// intervals (30 s by default).
@@ -77,8 +83,7 @@ enum Kind {
         out: Output,
         clock: Clock,
         interval: Duration,
-        /// When the last line was printed (or the run started), and what it
-        /// showed.
+        /// When the last line was printed, and what it showed.
         last: Option<(Instant, Counts)>,
         started: Option<Instant>,
     },
@@ -125,9 +130,15 @@ impl ProgressReporter {
         Self::with_kind(Kind::Hidden)
     }
 
-    /// A progress bar drawn on stderr.
+    /// A progress bar drawn on stderr, coloured exactly when `color`.
+    ///
+    /// indicatif paints through `console`, which has its own idea of colour
+    /// on stderr (it takes an empty `NO_COLOR` as set, and reads
+    /// `CLICOLOR`); the bar must follow the decision the rest of the output
+    /// follows, so it is handed to `console` here, for the whole process.
     #[must_use]
     pub fn bar(color: bool) -> Self {
+        console::set_colors_enabled_stderr(color);
         Self::bar_with_target(ProgressDrawTarget::stderr(), color)
     }
 
@@ -139,8 +150,8 @@ impl ProgressReporter {
         Self::with_kind(Kind::Bar { bar, color })
     }
 
-    /// Plain status lines written to `out`, at most every
-    /// [`DEFAULT_LINE_INTERVAL`].
+    /// Plain status lines written to `out`: the first after
+    /// [`FIRST_LINE_AFTER`], then at most every [`DEFAULT_LINE_INTERVAL`].
     #[must_use]
     pub fn lines(out: Output) -> Self {
         Self::with_kind(Kind::Lines {
@@ -266,13 +277,19 @@ impl ProgressReporter {
         else {
             return Ok(());
         };
-        let (Some(started), Some((at, shown))) = (*started, *last) else {
+        let Some(started) = *started else {
             return Ok(());
         };
         let now = clock();
-        let since = now.saturating_duration_since(at);
-        let due = since >= *interval
-            && (counts != shown || since >= interval.saturating_mul(HEARTBEAT_FACTOR));
+        let due = match *last {
+            // The first line is a sign of life, so it comes whatever it shows.
+            None => now.saturating_duration_since(started) >= FIRST_LINE_AFTER.min(*interval),
+            Some((at, shown)) => {
+                let since = now.saturating_duration_since(at);
+                since >= *interval
+                    && (counts != shown || since >= interval.saturating_mul(HEARTBEAT_FACTOR))
+            }
+        };
         if !due {
             return Ok(());
         }
@@ -315,9 +332,8 @@ impl Reporter for ProgressReporter {
                         started,
                         ..
                     } => {
-                        let now = clock();
-                        *started = Some(now);
-                        *last = Some((now, Counts::default()));
+                        *started = Some(clock());
+                        *last = None;
                     }
                     Kind::Hidden => {}
                 }
@@ -428,6 +444,17 @@ mod tests {
         assert!(bar.is_finished());
         // Suspending a finished bar just runs the closure.
         assert_eq!(p.suspender().suspend(|| 7), 7);
+    }
+
+    /// The only test that touches `console`'s process-wide setting, so no
+    /// other test can race it.
+    #[test]
+    fn the_bar_takes_our_colour_decision_not_consoles() {
+        for color in [false, true, false] {
+            let mut p = ProgressReporter::bar(color);
+            assert_eq!(console::colors_enabled_stderr(), color);
+            p.finish().unwrap();
+        }
     }
 
     #[test]

@@ -69,8 +69,8 @@ fn lines_come_on_a_clock_not_per_task() {
     assert_eq!(
         buf.text(),
         "\
-progress: 50/100 done, 0 running, 5 failed, 5.0s elapsed, ETA 5.0s
-progress: 100/100 done, 0 running, 10 failed, 10.0s elapsed
+progress: 10/100 done, 0 running, 1 failed, 1.0s elapsed, ETA 9.0s
+progress: 60/100 done, 0 running, 6 failed, 6.0s elapsed, ETA 4.0s
 "
     );
 }
@@ -102,6 +102,58 @@ fn a_quiet_stretch_gets_a_heartbeat_through_tick() {
 progress: 0 done, 1 running, 0 failed, 5.0s elapsed
 progress: 0 done, 1 running, 0 failed, 35.0s elapsed
 "
+    );
+}
+
+/// A run shorter than the interval still shows it was under way: the first
+/// line comes after a second, whatever it shows, then the interval rules.
+#[test]
+fn a_short_run_gets_a_first_line_after_a_second() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let mut progress = lines_reporter(&buf, &clock);
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "c", "a");
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    clock.advance(0.9);
+    progress.tick().unwrap();
+    assert_eq!(buf.text(), "");
+    clock.advance(0.1);
+    progress.tick().unwrap();
+    clock.advance(0.5);
+    run.start_task(0, 0, 1_500, 1_500);
+    run.finish_task(0, 0, 2_000, Outcome::success());
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    clock.advance(0.5);
+    progress.tick().unwrap();
+    for e in run.finish(2_000, 1, 0.25, None) {
+        progress.on_event(&e).unwrap();
+    }
+    progress.finish().unwrap();
+    assert_eq!(
+        buf.text(),
+        "progress: 0/1 done, 0 running, 0 failed, 1.0s elapsed\n"
+    );
+}
+
+/// An interval shorter than a second also brings the first line forward.
+#[test]
+fn a_short_interval_brings_the_first_line_forward() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let mut progress = lines_reporter(&buf, &clock).interval(Duration::from_millis(200));
+    for e in &RunBuilder::start(None, 1).events {
+        progress.on_event(e).unwrap();
+    }
+    clock.advance(0.2);
+    progress.tick().unwrap();
+    assert_eq!(
+        buf.text(),
+        "progress: 0 done, 0 running, 0 failed, 0.2s elapsed\n"
     );
 }
 
