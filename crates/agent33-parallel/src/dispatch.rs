@@ -1501,17 +1501,10 @@ fn classify(
         ),
         None => (crate::agent::AgentOutput::default(), None),
     };
-    let mut notes = out.notes;
     // A timeout or a stop is the reason, worded as PRODUCT.md pins it; how
-    // the agent then ended (`killed by SIGTERM`) is a remark beside it.
-    let error = match (base, agent_error) {
-        (None, e) => e,
-        (Some(base), Some(e)) => {
-            notes.insert(0, format!("after it was stopped: {e}"));
-            Some(base)
-        }
-        (Some(base), None) => Some(base),
-    };
+    // the agent then wound down (`killed by SIGTERM`) is its consequence,
+    // and a command's exit code stays in the result.
+    let error = base.or(agent_error);
     let (output, stderr) = capture.finish(&out.stdout, &out.stderr);
     Attempt {
         status,
@@ -1519,7 +1512,7 @@ fn classify(
         exit_code: out.exit_code,
         output,
         stderr,
-        notes,
+        notes: out.notes,
         slot,
     }
 }

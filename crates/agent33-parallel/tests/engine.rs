@@ -215,10 +215,7 @@ async fn timeout_cancels_the_token_then_drops_after_the_grace() {
     assert_eq!(r.failed.len(), 2);
     let obey = &r.failed[0];
     assert_eq!(obey.status, TaskStatus::Timeout);
-    assert_eq!(
-        obey.error.as_deref(),
-        Some("timed out after 0.5s")
-    );
+    assert_eq!(obey.error.as_deref(), Some("timed out after 0.5s"));
     assert_eq!(
         obey.duration_ms, 510,
         "the agent wound down 10 ms after its token"
@@ -767,7 +764,7 @@ async fn an_agent_that_gives_up_when_stopped_is_cancelled_not_failed() {
         r.cancelled[0].error.as_deref(),
         Some("cancelled: fail-fast after `quick:fail` failed")
     );
-    assert_eq!(r.cancelled[0].notes, ["after it was stopped: gave up"]);
+    assert!(r.cancelled[0].notes.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
