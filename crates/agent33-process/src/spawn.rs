@@ -54,12 +54,16 @@ pub(crate) struct Started {
     pub stderr: OwnedFd,
 }
 
-/// The environment this process had when the agent was made, encoded.
+/// The environment this process had when the agent was made, encoded, and
+/// what every task's stdin reads.
 #[derive(Debug)]
 pub(crate) struct Launcher {
     /// `KEY=VALUE` of each inherited variable, without `AGENT33_*` ones
     /// (an agent-33 running inside a task must not pass its task's on).
     inherited: Vec<CString>,
+    /// `/dev/null`, opened once: an `open` and a `close` per task were a
+    /// tenth of the system calls agent-33 made for a short one.
+    null: Option<OwnedFd>,
 }
 
 impl Launcher {
@@ -68,7 +72,10 @@ impl Launcher {
             .filter(|(k, _)| !TASK_VARS.iter().any(|t| k == t))
             .filter_map(|(k, v)| pair(&k, &v))
             .collect();
-        Self { inherited }
+        Self {
+            inherited,
+            null: open_null().ok(),
+        }
     }
 
     /// Starts `launch` in a process group of its own.
@@ -133,12 +140,15 @@ impl Launcher {
 
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
-        let null = rustix::fs::open(
-            "/dev/null",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        let fds = [&out_read, &out_write, &err_read, &err_write, &null];
+        let opened;
+        let null = match &self.null {
+            Some(null) => null,
+            None => {
+                opened = open_null()?;
+                &opened
+            }
+        };
+        let fds = [&out_read, &out_write, &err_read, &err_write, null];
         if fds.iter().any(|fd| fd.as_raw_fd() <= 2) {
             // One of our own stdio fds is closed, so a new fd took its
             // number: the dup2 order below would clobber it.
@@ -191,6 +201,14 @@ fn pair(key: &OsStr, value: &OsStr) -> Option<CString> {
 fn key_of(entry: &[u8]) -> &[u8] {
     let end = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
     &entry[..end]
+}
+
+fn open_null() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
