@@ -145,8 +145,8 @@ impl TaskProcess {
             settled: false,
         };
         // Dropping `process` on an error below kills and reaps the leader.
-        let stdout = Receiver::from_owned_fd(started.stdout)?;
-        let stderr = Receiver::from_owned_fd(started.stderr)?;
+        let stdout = receiver(started.stdout)?;
+        let stderr = receiver(started.stderr)?;
         Ok((process, stdout, stderr))
     }
 
@@ -253,6 +253,17 @@ impl Drop for TaskProcess {
             }
         }
     }
+}
+
+/// The read end of a leader's pipe, registered with the reactor.
+///
+/// `from_owned_fd` would first ask the kernel what the fd is and how it was
+/// opened (an `fstat` and two `fcntl`s per pipe); the read end of a pipe
+/// we just made needs only `O_NONBLOCK` (the access mode it was opened with
+/// is not a flag `F_SETFL` changes).
+fn receiver(fd: std::os::fd::OwnedFd) -> io::Result<Receiver> {
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+    Receiver::from_owned_fd_unchecked(fd)
 }
 
 /// Waits for the leader `pid` to exit and reaps it.
