@@ -321,12 +321,19 @@ fn check_outputs(options: &RunOptions) -> Result<(), String> {
     ];
     for (flag, path) in reports {
         if let Some(path) = path.as_deref().filter(|p| p.is_dir()) {
-            return Err(format!("{flag} {}: is a folder, not a file", path.display()));
+            return Err(format!(
+                "{flag} {}: is a folder, not a file",
+                path.display()
+            ));
         }
     }
     if let Some(dir) = &options.output_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("--output-dir {}: cannot create the folder: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "--output-dir {}: cannot create the folder: {e}",
+                dir.display()
+            )
+        })?;
     }
     Ok(())
 }

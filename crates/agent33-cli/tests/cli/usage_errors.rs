@@ -450,7 +450,9 @@ fn output_paths_that_cannot_be_written_are_found_before_anything_runs() {
         sb.manifest(RUNNABLE);
         sb.write("taken/keep", "");
         let out = sb.run([flag, "taken"]).output();
-        out.usage_error(&format!("agent-33: error: {flag} taken: is a folder, not a file"));
+        out.usage_error(&format!(
+            "agent-33: error: {flag} taken: is a folder, not a file"
+        ));
         assert!(!sb.exists("ran"), "nothing ran for {flag}");
     }
     let sb = Sandbox::new();
