@@ -28,7 +28,7 @@ use crate::template::{CommandTemplate, TaskCommand};
 use crate::values::{
     Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, parse_whole, seconds,
 };
-use crate::yaml::{Seg, error_message, locate};
+use crate::yaml::{Seg, duplicate_key, error_message, locate};
 use agent33_parallel::plan::{self, PlanError};
 
 // ----- raw YAML shapes -----
@@ -411,7 +411,16 @@ impl Manifest {
         // An empty document (or only comments) is an empty manifest.
         let raw: RawManifest = match serde_norway::from_str::<Option<RawManifest>>(&text) {
             Ok(raw) => raw.unwrap_or_default(),
-            Err(e) => return Err(UsageError::new(error_message(&file, &e))),
+            Err(e) => {
+                // serde places a repeated key at the start of its mapping.
+                let msg = e.to_string();
+                let e = if msg.contains("duplicate key `") || msg.contains("duplicate field `") {
+                    duplicate_key(&text).unwrap_or(e)
+                } else {
+                    e
+                };
+                return Err(UsageError::new(error_message(&file, &e)));
+            }
         };
         let mut m = Self {
             path: path.to_owned(),
@@ -1302,10 +1311,6 @@ tasks:
                 "agent33.yaml:2:6: agents.a: missing field `command`",
             ),
             (
-                "agents:\n  a: {command: x}\n  a: {command: y}\n",
-                "agent33.yaml:2:3: agents: duplicate key `a`",
-            ),
-            (
                 "agents:\n  a: {command: x, env: {'A=B': c}}\n",
                 "agent33.yaml:2:24: agent `a`: invalid environment variable \"A=B\"",
             ),
@@ -1313,6 +1318,48 @@ tasks:
         for (text, want) in cases {
             let got = err(text);
             assert!(got.starts_with(want), "{got}\nwanted: {want}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_at_the_repeat() {
+        let cases = [
+            (
+                "agents:\n  t: {command: \"true\"}\n  t: {command: \"true\"}\n",
+                "agent33.yaml:3:3: agents: duplicate key `t`",
+            ),
+            (
+                "execution: {parallel: true}\nexecution: {parallel: true}\nagents: {}\n",
+                "agent33.yaml:2:1: duplicate key `execution`",
+            ),
+            (
+                "execution:\n  parallel: true\n  retries: 1\n  parallel: false\n",
+                "agent33.yaml:4:3: execution: duplicate key `parallel`",
+            ),
+            (
+                "agents:\n  a:\n    command: x\n    retries: 1\n    command: y\n",
+                "agent33.yaml:5:5: agents.a: duplicate key `command`",
+            ),
+            (
+                "agents: {a: {command: x, command: y}}\n",
+                "agent33.yaml:1:26: agents.a: duplicate key `command`",
+            ),
+            (
+                "agents:\n  a:\n    command: x\n    env:\n      A: 1\n      B: 2\n      A: 3\n",
+                "agent33.yaml:7:7: agents.a.env: duplicate key `A`",
+            ),
+            (
+                "agents:\n  a: {command: x, env: {1: a, '1': b}}\n",
+                "agent33.yaml:2:31: agents.a.env: duplicate key `1`",
+            ),
+            (
+                "agents: {a: {command: x}}\ntasks:\n  - agent: a\n    artifact: x\n  - agent: a\n    artifact: y\n    artifact: z\n",
+                "agent33.yaml:7:5: tasks[1]: duplicate key `artifact`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert_eq!(got, want);
         }
     }
 

@@ -9,7 +9,14 @@
 //! node's mark, which is exactly the position we want. It runs only for
 //! the few nodes that need a place, so the re-parse costs nothing that
 //! matters.
+//!
+//! Repeated keys get the same treatment: serde notices one only in the
+//! mapping's visitor, so serde_norway stamps it with the mapping's mark,
+//! not the repeat's. [`duplicate_key`] walks the document and fails at the
+//! repeated key itself.
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -89,6 +96,22 @@ fn locate_in(text: &str, path: &[Seg<'_>], key: bool) -> Option<(usize, usize)> 
             e.location().map(|loc| (loc.line(), loc.column()))
         }
         Err(_) => None,
+    }
+}
+
+/// The first repeated mapping key in the document, as a serde_norway
+/// error at that key (`agents: duplicate key `t`` at its line and column),
+/// or `None` when no key repeats.
+///
+/// Keys are compared as text, as the manifest reads them (`1` and `"1"`
+/// are one key); keys that are not scalars are not compared.
+pub(crate) fn duplicate_key(text: &str) -> Option<serde_norway::Error> {
+    let hit = Cell::new(false);
+    let de = serde_norway::Deserializer::from_str(text);
+    match (Walk { hit: &hit }).deserialize(de) {
+        // Any other failure (a tag, bad syntax) is not ours to report.
+        Err(e) if hit.get() => Some(e),
+        _ => None,
     }
 }
 
@@ -258,6 +281,143 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
+/// Walks every node; fails at the first mapping key that repeats, and
+/// sets `hit` so that failure is told apart from any other.
+#[derive(Clone, Copy)]
+struct Walk<'h> {
+    hit: &'h Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(key) = map.next_key_seed(UniqueKey {
+            seen: &seen,
+            walk: self,
+        })? {
+            map.next_value_seed(self)?;
+            seen.extend(key);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Reads a mapping key as text (`None` for a key that is not a scalar)
+/// and fails, at the key, when it was `seen` before.
+struct UniqueKey<'a, 'h> {
+    seen: &'a HashSet<String>,
+    walk: Walk<'h>,
+}
+
+impl UniqueKey<'_, '_> {
+    fn check<E: de::Error>(self, key: String) -> Result<Option<String>, E> {
+        if self.seen.contains(&key) {
+            self.walk.hit.set(true);
+            Err(E::custom(format_args!("duplicate key `{key}`")))
+        } else {
+            Ok(Some(key))
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKey<'_, '_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The same texts the manifest's `Word` makes of a scalar.
+impl<'de> Visitor<'de> for UniqueKey<'_, '_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<String>, E> {
+        self.check(v.to_string())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        self.check(v.to_owned())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
+        self.walk.visit_map(map).map(|()| None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<String>, A::Error> {
+        self.walk.visit_seq(seq).map(|()| None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +502,29 @@ tasks:
             locate(DOC, &[Key("execution"), Key("mode"), Key("deeper")], false),
             None
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_the_repeat() {
+        let at = |text: &str| {
+            duplicate_key(text).map(|e| {
+                let loc = e.location().expect("a place");
+                (loc.line(), loc.column(), e.to_string())
+            })
+        };
+        let (line, col, msg) =
+            at("a:\n  - {x: 1}\n  - {x: 1, y: [{z: 1}, {z: 2, z: 3}]}\n").expect("a repeat");
+        assert_eq!((line, col), (3, 31));
+        assert!(msg.starts_with("a[1].y[1]: duplicate key `z`"), "{msg}");
+        let (line, col, _) = at("k: 1\n'k': 2\n").expect("quoting makes no other key");
+        assert_eq!((line, col), (2, 1));
+        assert!(at(DOC).is_none());
+        // Keys of different mappings, and mappings used as keys, are
+        // separate.
+        assert!(at("- {a: 1}\n- {a: 2}\n? {a: 1}\n: {a: 2}\n").is_none());
+        // Other failures are left to the real parse.
+        assert!(at("a: !t 1\na: 2\n").is_none());
+        assert!(at("a: [\n").is_none());
     }
 
     #[test]
