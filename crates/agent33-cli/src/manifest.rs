@@ -785,7 +785,7 @@ impl Manifest {
     }
 
     /// Expands the entries into tasks, in order: one per `artifact:`, one
-    /// per matching path of `artifacts:` (sorted, duplicates across the
+    /// per matching file of `artifacts:` (sorted, duplicates across the
     /// entry's patterns removed). Checks ids are unique and validates
     /// dependencies.
     ///
@@ -845,7 +845,7 @@ impl Manifest {
         Ok(tasks)
     }
 
-    /// The sorted, de-duplicated matches of one entry's globs, as paths
+    /// The sorted, de-duplicated files matching one entry's globs, as paths
     /// relative to the manifest's folder (absolute patterns stay absolute).
     fn expand(&self, i: usize, e: &TaskEntry, globs: &[String]) -> Result<Vec<Vec<u8>>> {
         let options = glob::MatchOptions {
@@ -905,6 +905,11 @@ impl Manifest {
                         ),
                     )
                 })?;
+                // One task per file: a folder is no artifact, a link to a
+                // file is one (`is_file` follows links).
+                if !p.is_file() {
+                    continue;
+                }
                 let rel = match &prefix {
                     Some(_) => p
                         .strip_prefix(&self.dir)
@@ -1086,6 +1091,42 @@ tasks:
             .map(|t| t.artifact)
             .collect();
         assert_eq!(arts, ["docs/a.md", "docs/x/b.md", "docs/x/y/c.md"]);
+    }
+
+    #[test]
+    fn globs_match_files_not_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(root, "in/a.md", "");
+        write(root, "in/dir.md/inner.txt", "");
+        write(root, "only/x.md/inner.txt", "");
+        std::os::unix::fs::symlink("a.md", root.join("in/link.md")).expect("symlink");
+        std::os::unix::fs::symlink("dir.md", root.join("in/dirlink.md")).expect("symlink");
+        write(
+            root,
+            "m.yaml",
+            "agents: {a: {command: echo}}\ntasks:\n  - {agent: a, artifacts: ['in/*.md']}\n",
+        );
+        let m = Manifest::read(&root.join("m.yaml"), true).expect("valid");
+        let arts: Vec<String> = m
+            .tasks()
+            .expect("expands")
+            .into_iter()
+            .map(|t| t.artifact)
+            .collect();
+        assert_eq!(arts, ["in/a.md", "in/link.md"]);
+
+        write(
+            root,
+            "m.yaml",
+            "agents: {a: {command: echo}}\ntasks:\n  - {agent: a, artifacts: ['only/*.md']}\n",
+        );
+        let m = Manifest::read(&root.join("m.yaml"), true).expect("valid");
+        let got = m.tasks().expect_err("only a folder matches").to_string();
+        assert!(
+            got.contains(":3:28: glob `only/*.md` in task 1 matches nothing"),
+            "{got}"
+        );
     }
 
     #[test]
