@@ -59,8 +59,9 @@ pub(crate) struct Started {
 #[derive(Debug)]
 pub(crate) struct Launcher {
     /// `KEY=VALUE` of each inherited variable, without `AGENT33_*` ones
-    /// (an agent-33 running inside a task must not pass its task's on).
-    inherited: Vec<CString>,
+    /// (an agent-33 running inside a task must not pass its task's on),
+    /// with the length of its `KEY`.
+    inherited: Vec<(CString, usize)>,
     /// `/dev/null`, opened once: an `open` and a `close` per task were a
     /// tenth of the system calls agent-33 made for a short one.
     null: Option<OwnedFd>,
@@ -70,7 +71,7 @@ impl Launcher {
     pub(crate) fn new() -> Self {
         let inherited = std::env::vars_os()
             .filter(|(k, _)| !TASK_VARS.iter().any(|t| k == t))
-            .filter_map(|(k, v)| pair(&k, &v))
+            .filter_map(|(k, v)| Some((pair(&k, &v)?, k.len())))
             .collect();
         Self {
             inherited,
@@ -111,14 +112,18 @@ impl Launcher {
         // Later entries win, as with std: the spec's last setting of a
         // name, and the attempt's own variables over the spec's.
         let env = launch.env;
-        let own: Option<Vec<CString>> = env
+        let set: Vec<&(OsString, OsString)> = env
             .iter()
             .enumerate()
             .filter(|&(i, (k, _))| {
                 !TASK_VARS.iter().any(|t| k == t)
                     && !env[i + 1..].iter().any(|(later, _)| later == k)
             })
-            .map(|(_, (k, v))| (k.as_os_str(), v.as_os_str()))
+            .map(|(_, kv)| kv)
+            .collect();
+        let own: Option<Vec<CString>> = set
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
             .chain(TASK_VARS.iter().map(OsStr::new).zip(launch.task_vars))
             .map(|(k, v)| pair(k, v))
             .collect();
@@ -126,15 +131,18 @@ impl Launcher {
         let Some(own) = own else {
             return Ok(None);
         };
-        let overridden = |entry: &CStr| {
-            let key = key_of(entry.to_bytes());
-            own.iter().any(|o| key_of(o.to_bytes()) == key)
-        };
+        // The inherited list has no `AGENT33_*` entries: only the spec's
+        // names can replace one (usually there are none to look for).
         let envp: Vec<&CStr> = self
             .inherited
             .iter()
-            .map(CString::as_c_str)
-            .filter(|e| !overridden(e))
+            .filter(|(entry, key_len)| {
+                set.is_empty() || {
+                    let key = &entry.to_bytes()[..*key_len];
+                    !set.iter().any(|(k, _)| k.as_bytes() == key)
+                }
+            })
+            .map(|(entry, _)| entry.as_c_str())
             .chain(own.iter().map(CString::as_c_str))
             .collect();
 
@@ -198,11 +206,6 @@ fn pair(key: &OsStr, value: &OsStr) -> Option<CString> {
     CString::new(bytes).ok()
 }
 
-fn key_of(entry: &[u8]) -> &[u8] {
-    let end = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
-    &entry[..end]
-}
-
 fn open_null() -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(
         "/dev/null",
@@ -258,18 +261,14 @@ mod tests {
         assert_eq!(pair(OsStr::new("A=B"), OsStr::new("c")), None);
         assert_eq!(pair(OsStr::new(""), OsStr::new("c")), None);
         assert_eq!(pair(OsStr::new("A"), OsStr::new("b\0c")), None);
-        assert_eq!(key_of(b"PATH=/bin:/usr/bin"), b"PATH");
-        assert_eq!(key_of(b"ODD"), b"ODD");
     }
 
     #[test]
     fn inherited_variables_leave_out_the_task_ones() {
         let launcher = Launcher::new();
-        assert!(
-            launcher
-                .inherited
-                .iter()
-                .all(|e| !key_of(e.to_bytes()).starts_with(b"AGENT33_TASK_ID"))
-        );
+        assert!(launcher.inherited.iter().all(|(e, key_len)| {
+            let (key, rest) = e.to_bytes().split_at(*key_len);
+            rest.starts_with(b"=") && !TASK_VARS.iter().any(|t| t.as_bytes() == key)
+        }));
     }
 }
