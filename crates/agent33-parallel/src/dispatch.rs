@@ -270,6 +270,9 @@ pub(crate) struct Dispatcher {
     live: HashMap<TaskId, (u64, usize)>,
     warned_deps: bool,
     running: usize,
+    /// Whether the last turn that took a report found more waiting: tasks
+    /// are finishing faster than the loop turns (see `run`).
+    bunched: bool,
     free_slots: BinaryHeap<Reverse<usize>>,
     slots: Vec<Option<SlotUse>>,
     backoffs: BinaryHeap<Reverse<(Instant, u64, usize)>>,
@@ -344,6 +347,7 @@ impl Dispatcher {
             live: HashMap::new(),
             warned_deps: false,
             running: 0,
+            bunched: false,
             free_slots: BinaryHeap::new(),
             slots: Vec::new(),
             backoffs: BinaryHeap::new(),
@@ -486,7 +490,7 @@ impl Dispatcher {
                 () = &mut backoff_sleep, if next_backoff.is_some() => Woke::Backoffs,
                 item = next_from(input), if want_input => Woke::Input(item),
             };
-            if matches!(woke, Woke::Report(_)) && self.running > 1 {
+            if matches!(woke, Woke::Report(_)) && self.running > 1 && self.reports_bunch() {
                 // Other workers are likely about to report too: let them run
                 // first and take all their reports in one turn, rather than
                 // one turn per report (a woken task runs next on its thread).
@@ -499,8 +503,10 @@ impl Dispatcher {
                     self.on_report(report);
                     // Take every other completion already waiting before
                     // admitting more work: one turn of the loop, many tasks.
+                    self.bunched = false;
                     while let Ok(report) = self.reports.try_recv() {
                         self.on_report(report);
+                        self.bunched = true;
                     }
                 }
                 Woke::Stop(reason) => self.stop(reason),
@@ -525,6 +531,20 @@ impl Dispatcher {
             metrics,
         });
         self.flush();
+    }
+
+    /// Whether reports arrive in bunches: the last turn found several
+    /// waiting, or this one came right after the previous turn. Only then
+    /// is a yield before taking them worth it: it also wakes another
+    /// thread to take over, which costs more than it saves when tasks end
+    /// one at a time, as processes and requests do.
+    fn reports_bunch(&self) -> bool {
+        /// Quicker than any process can start and end.
+        const QUICK: Duration = Duration::from_micros(50);
+        self.bunched
+            || self
+                .turn
+                .is_none_or(|(at, _)| Instant::now().saturating_duration_since(at) < QUICK)
     }
 
     fn is_done(&self) -> bool {
