@@ -338,6 +338,27 @@ fn check_outputs(options: &RunOptions) -> Result<(), String> {
     Ok(())
 }
 
+/// The next delivery of a watched signal; never, for one not watched.
+async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sig {
+        Some(sig) => sig.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The signals this process was started with ignored, as a mask (bit
+/// `n - 1` for signal `n`), from `/proc/self/status`; none where that
+/// cannot be read.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .unwrap_or(0)
+}
+
 fn output_mode(flag: OutputFlag) -> OutputMode {
     match flag {
         OutputFlag::Grouped => OutputMode::Grouped,
@@ -403,19 +424,29 @@ const SIGTERM: u8 = 15;
 /// SIGHUP is a lost terminal or ssh session. The tasks sit in process
 /// groups of their own, so the hangup never reaches them: left to its
 /// default, it would kill agent-33 alone and leave every task running.
+/// SIGHUP and SIGQUIT that we were started with ignored (`nohup`, a
+/// background job of a script) stay ignored: that is what the caller asked.
 fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let ignored = ignored_signals();
+    let unless_ignored = |sig: u8, kind: SignalKind| -> io::Result<_> {
+        if ignored & (1 << (sig - 1)) == 0 {
+            signal(kind).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut quit = signal(SignalKind::quit())?;
+    let mut hup = unless_ignored(SIGHUP, SignalKind::hangup())?;
+    let mut quit = unless_ignored(SIGQUIT, SignalKind::quit())?;
     tokio::spawn(async move {
         loop {
             let which = tokio::select! {
                 Some(()) = int.recv() => SIGINT,
                 Some(()) = term.recv() => SIGTERM,
-                Some(()) = hup.recv() => SIGHUP,
-                Some(()) = quit.recv() => SIGQUIT,
+                Some(()) = recv(&mut hup) => SIGHUP,
+                Some(()) = recv(&mut quit) => SIGQUIT,
                 else => return,
             };
             let first = signalled

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::support::{HANG, Sandbox, script_manifest, wait_for_file, wait_until};
+use crate::support::{BIN, HANG, Sandbox, script_manifest, wait_for_file, wait_until};
 
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
@@ -130,4 +130,27 @@ fn a_background_child_holding_the_output_pipe_does_not_keep_the_task_open() {
     assert_eq!(r.task("t:leaver")["output"], "done\n");
     let pid = sb.read("pid.child").trim().to_owned();
     assert!(wait_until(HANG, || gone(&pid)), "process {pid} still runs");
+}
+
+#[test]
+fn a_sighup_ignored_by_the_caller_stays_ignored_as_under_nohup() {
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest("", r#"wait_for "go.$1""#, &["a"]));
+    let mut run = sb.run(["--report", "r.json"]);
+    // `trap '' HUP` is what nohup does: the signal is ignored across exec.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"trap '' HUP; exec "$@""#)
+        .arg("sh")
+        .arg(BIN)
+        .args(["run", "--report", "r.json"])
+        .current_dir(sb.path());
+    run.cmd = sh;
+    let run = run.spawn();
+    wait_for_file(&sb.join("ran.a"));
+    signal(run.pid(), "HUP");
+    sb.write("go.a", "");
+    let out = run.finish();
+    out.code_is(0);
+    assert_eq!(sb.report("r.json").ids("succeeded"), ["t:a"]);
 }
