@@ -154,3 +154,26 @@ fn a_sighup_ignored_by_the_caller_stays_ignored_as_under_nohup() {
     out.code_is(0);
     assert_eq!(sb.report("r.json").ids("succeeded"), ["t:a"]);
 }
+
+#[test]
+fn signals_the_caller_ignored_stay_ignored_in_tasks_and_sigpipe_does_not() {
+    let sb = Sandbox::new();
+    let mut run = sb.run::<[&str; 0], &str>([]);
+    // Ignored across exec, as nohup and `trap ''` leave them.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"trap '' HUP USR1; exec "$@""#)
+        .arg("sh")
+        .arg(BIN)
+        .args(["run", "--report", "r.json", "--command"])
+        .arg("sh -c 'grep SigIgn: /proc/self/status' sh")
+        .arg("x")
+        .current_dir(sb.path());
+    run.cmd = sh;
+    run.output().code_is(0);
+    let report = sb.report("r.json");
+    let output = report.task("command:x")["output"].as_str().expect("output");
+    let mask = u64::from_str_radix(output.trim_start_matches("SigIgn:").trim(), 16).expect("hex");
+    let bit = |sig: u32| 1u64 << (sig - 1);
+    assert_eq!(mask & 0x7fff_ffff, bit(1) | bit(10), "{output}");
+}
