@@ -242,14 +242,25 @@ fn own_children(me: i32) -> Option<Vec<i32>> {
 /// The children of the main thread (whose tid is `me`), read through one
 /// file kept open: procfs makes the list afresh for every read from offset
 /// 0, so each finished task costs a `pread` or two instead of a path walk,
-/// an `open`, two reads and a `close`.
+/// an `open`, two reads and a `close`. The lock keeps one read whole: a
+/// list longer than one buffer takes several reads, and another thread's
+/// read from offset 0 in between would start the list afresh under it.
 fn main_thread_children(me: i32) -> Option<Vec<i32>> {
-    static FILE: OnceLock<Option<std::fs::File>> = OnceLock::new();
-    let file = FILE
-        .get_or_init(|| std::fs::File::open(format!("/proc/self/task/{me}/children")).ok())
-        .as_ref()?;
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+    let mut file = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    if file.is_none() {
+        // Not cached when it fails (out of fds, say): tried again next time.
+        *file = std::fs::File::open(format!("/proc/self/task/{me}/children")).ok();
+    }
     let mut children = Vec::new();
-    read_pids(ReadAt { file, at: 0 }, &mut children).ok()?;
+    read_pids(
+        ReadAt {
+            file: file.as_ref()?,
+            at: 0,
+        },
+        &mut children,
+    )
+    .ok()?;
     Some(children)
 }
 
