@@ -1512,18 +1512,24 @@ fn classify(
             )
         }
     };
-    let (out, agent_error) = match returned {
+    let mut panicked = None;
+    let (mut out, agent_error) = match returned {
         Some(Ok(Ok(out))) => (out, None),
         Some(Ok(Err(e))) => (e.output, Some(e.message)),
-        Some(Err(panic)) => (
-            crate::agent::AgentOutput::default(),
-            Some(format!("agent panicked: {}", panic_message(&*panic))),
-        ),
+        Some(Err(panic)) => {
+            let message = format!("agent panicked: {}", panic_message(&*panic));
+            panicked = Some(message.clone());
+            (crate::agent::AgentOutput::default(), Some(message))
+        }
         None => (crate::agent::AgentOutput::default(), None),
     };
     // A timeout or a stop is the reason, worded as PRODUCT.md pins it; how
     // the agent then wound down (`killed by SIGTERM`) is its consequence,
-    // and a command's exit code stays in the result.
+    // and a command's exit code stays in the result. A panic while winding
+    // down is no consequence of the stop: it stays, as a note.
+    if let (Some(_), Some(panic)) = (&base, panicked) {
+        out.notes.push(panic);
+    }
     let error = base.or(agent_error);
     let (output, stderr) = capture.finish(&out.stdout, &out.stderr);
     Attempt {

@@ -768,6 +768,27 @@ async fn an_agent_that_gives_up_when_stopped_is_cancelled_not_failed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panic_while_winding_down_is_kept_as_a_note() {
+    let agents = Agents::new().add("p", |ctx: agent33_parallel::TaskContext| async move {
+        ctx.token().cancelled().await;
+        if ctx.attempt() > 0 {
+            panic!("lost my temper");
+        }
+        Ok::<(), agent33_parallel::AgentError>(())
+    });
+    let r = parallel(1)
+        .timeout(ms(500))
+        .build()
+        .unwrap()
+        .run_all(vec![AgentTask::new("p", "x")], &agents)
+        .await;
+    let t = &r.failed[0];
+    assert_eq!(t.status, TaskStatus::Timeout);
+    assert_eq!(t.error.as_deref(), Some("timed out after 0.5s"));
+    assert_eq!(t.notes, ["agent panicked: lost my temper"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn notes_of_every_attempt_are_kept_and_name_their_attempt() {
     let agents = Agents::new().add("n", |ctx: agent33_parallel::TaskContext| async move {
         let attempt = ctx.attempt();
