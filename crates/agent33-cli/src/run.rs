@@ -79,6 +79,9 @@ async fn run(config: Config) -> u8 {
         Ok(r) => r,
         Err(e) => return usage_error(&describe(&e)),
     };
+    if let Err(message) = create_output_dir(&config.options) {
+        return usage_error(&message);
+    }
 
     // Escapees (setsid, double fork) are reparented to us, found and killed.
     let _ = agent33_process::become_subreaper();
@@ -306,11 +309,9 @@ pub fn describe(e: &ReportError) -> String {
     format!("{e}: {}", e.io_error())
 }
 
-/// Output paths that cannot be used, found before anything runs. A report
-/// path that is a folder passes the reporters' own check (their temporary
-/// file goes next to it) and would only fail at the final rename, after the
-/// run; an output folder is otherwise created by the first task that saves
-/// output, and a failure there would only be a note in the report.
+/// Report paths that are folders, found before anything runs: they pass
+/// the reporters' own check (their temporary file goes next to it) and
+/// would only fail at the final rename, after the run.
 fn check_outputs(options: &RunOptions) -> Result<(), String> {
     let reports = [
         ("--report", &options.report),
@@ -327,15 +328,22 @@ fn check_outputs(options: &RunOptions) -> Result<(), String> {
             ));
         }
     }
-    if let Some(dir) = &options.output_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
+    Ok(())
+}
+
+/// Creates `--output-dir` once everything else was checked, so that a usage
+/// error leaves no folder behind. Without this, the first task that saves
+/// output would create it, and a failure would only be a note per task.
+fn create_output_dir(options: &RunOptions) -> Result<(), String> {
+    match &options.output_dir {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| {
             format!(
                 "--output-dir {}: cannot create the folder: {e}",
                 dir.display()
             )
-        })?;
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The next delivery of a watched signal; never, for one not watched.
