@@ -670,7 +670,7 @@ fn interrupted_run(label: &str, sig: Signal) -> (MarkerGuard, Sandbox, Finished)
         .spawn_grandchild()
         .ready_file(&sandbox.ready_file())
         .sleep(3600.0);
-    let mut run = Run::spawn(agent33(
+    let mut cmd = agent33(
         &sandbox,
         [
             "-j",
@@ -685,7 +685,25 @@ fn interrupted_run(label: &str, sig: Signal) -> (MarkerGuard, Sandbox, Finished)
             "b",
             "c",
         ],
-    ));
+    );
+    // agent-33 leaves SIGHUP and SIGQUIT alone when it starts with them
+    // ignored, which is how a script's background job (this test, say)
+    // or nohup hands them down: give it their defaults.
+    let mut with_defaults = Command::new("env");
+    with_defaults
+        .arg("--default-signal=HUP,QUIT")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(sandbox.dir.path())
+        .stdin(Stdio::null());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => with_defaults.env(name, value),
+            None => with_defaults.env_remove(name),
+        };
+    }
+    cmd = with_defaults;
+    let mut run = Run::spawn(cmd);
     sandbox.wait_ready(2, &mut run);
     run.signal(sig);
     let done = run.finish();
