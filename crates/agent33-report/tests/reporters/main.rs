@@ -8,6 +8,7 @@ mod engine;
 mod fanout;
 mod fixtures;
 mod json;
+mod json_spill;
 mod junit;
 mod notice;
 mod output;
