@@ -193,6 +193,122 @@ fn matches_when_the_run_never_finished() {
     assert_same(&events);
 }
 
+/// Retries (failed and timed out) on several slots, attempts starting at
+/// the same instant, and finishes far from start order.
+fn retried_run() -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(6), 3);
+    for seq in 0..6 {
+        run.queue(seq, "check", &format!("{seq}.md"));
+    }
+    run.start_task(2, 0, 0, 0);
+    run.start_task(0, 1, 0, 0);
+    run.start_task(1, 2, 0, 0);
+    run.retry(0, 1, 100, "timed out after 0.1s");
+    run.retry(2, 0, 100, "exit code 75");
+    run.start_task(3, 0, 100, 100);
+    run.start_task(4, 1, 100, 100);
+    run.start_task(2, 0, 1_100, 0);
+    run.start_task(0, 1, 1_100, 0);
+    run.retry(2, 0, 1_200, "exit code 75");
+    run.finish_task(4, 1, 1_300, Outcome::success());
+    run.finish_task(3, 0, 1_300, Outcome::failed(4).output("", "no\n"));
+    run.start_task(5, 1, 1_300, 1_300);
+    run.start_task(2, 0, 2_200, 0);
+    run.finish_task(0, 1, 2_300, Outcome::timeout("0.1s"));
+    run.finish_task(5, 1, 2_300, Outcome::success().output("five\n", ""));
+    run.finish_task(2, 0, 2_400, Outcome::success());
+    run.finish_task(1, 2, 2_500, Outcome::success());
+    run.finish(2_500, 3, 0.7, None)
+}
+
+#[test]
+fn matches_with_retries_and_finishes_out_of_order() {
+    let events = retried_run();
+    let value: serde_json::Value = serde_json::from_str(&written(&events)).unwrap();
+    assert_eq!(value["attempts"].as_array().unwrap().len(), 9);
+    assert_same(&events);
+}
+
+#[test]
+fn matches_when_the_events_stop_anywhere() {
+    // Cut short at every point: attempts still running at the end, tasks
+    // queued but never started, no `RunFinished`.
+    for events in [retried_run(), mixed_run(), eventful_run("a.md")] {
+        for n in 0..=events.len() {
+            assert_same(&events[..n]);
+        }
+    }
+    let mut events = retried_run();
+    events.truncate(16);
+    let value: serde_json::Value = serde_json::from_str(&written(&events)).unwrap();
+    let unfinished = value["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["finished_at"].is_null())
+        .count();
+    assert_eq!(unfinished, 5);
+    assert_same(&events);
+}
+
+#[test]
+fn matches_on_events_no_engine_sends() {
+    let base = retried_run();
+    let queued = |e: &Event| matches!(e, Event::TaskQueued { .. });
+    // No `TaskQueued` at all: tasks known only from attempts and results.
+    let unqueued: Vec<Event> = base.iter().filter(|e| !queued(e)).cloned().collect();
+    assert_same(&unqueued);
+    // Nor results: tasks known only from their attempts.
+    let attempts_only: Vec<Event> = unqueued
+        .iter()
+        .filter(|e| !matches!(e, Event::TaskFinished { .. }))
+        .cloned()
+        .collect();
+    assert_same(&attempts_only);
+    // Queued in reverse, some twice under another id, one result under
+    // another id, and an attempt started twice over at the same instant.
+    let mut odd: Vec<Event> = base.iter().filter(|e| queued(e)).rev().cloned().collect();
+    for e in base.iter().filter(|e| queued(e)).take(3) {
+        let Event::TaskQueued { seq, task } = e else {
+            unreachable!()
+        };
+        let mut other = (**task).clone();
+        other.id = format!("other:{seq}").as_str().into();
+        odd.push(Event::TaskQueued {
+            seq: *seq,
+            task: std::sync::Arc::new(other),
+        });
+    }
+    for e in base.iter().filter(|e| !queued(e)) {
+        let mut e = e.clone();
+        if let Event::TaskFinished { seq: 5, result, .. } = &mut e {
+            let mut task = (*result.task).clone();
+            task.id = "renamed:5".into();
+            result.task = std::sync::Arc::new(task);
+        }
+        if matches!(e, Event::TaskStarted { seq: 1, .. }) {
+            odd.push(e.clone());
+        }
+        odd.push(e);
+    }
+    assert_same(&odd);
+    // In order, with a result renamed and a task queued twice.
+    let mut renamed = base.clone();
+    for e in &mut renamed {
+        if let Event::TaskFinished { seq: 3, result, .. } = e {
+            let mut task = (*result.task).clone();
+            task.id = "renamed:3".into();
+            result.task = std::sync::Arc::new(task);
+        }
+    }
+    let again = renamed[3].clone();
+    renamed.insert(8, again);
+    assert_same(&renamed);
+    for n in 0..=renamed.len() {
+        assert_same(&renamed[..n]);
+    }
+}
+
 #[test]
 fn large_outputs_come_back_whole() {
     let big = "x\"y\n".repeat(300_000);
