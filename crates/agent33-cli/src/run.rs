@@ -354,19 +354,6 @@ async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
-/// The signals this process was started with ignored, as a mask (bit
-/// `n - 1` for signal `n`), from `/proc/self/status`; none where that
-/// cannot be read.
-fn ignored_signals() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
-            u64::from_str_radix(mask.trim(), 16).ok()
-        })
-        .unwrap_or(0)
-}
-
 fn output_mode(flag: OutputFlag) -> OutputMode {
     match flag {
         OutputFlag::Grouped => OutputMode::Grouped,
@@ -436,7 +423,8 @@ const SIGTERM: u8 = 15;
 /// background job of a script) stay ignored: that is what the caller asked.
 fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let ignored = ignored_signals();
+    // Read before any handler is installed: what we were started with.
+    let ignored = agent33_process::ignored_signals().unwrap_or(0);
     let unless_ignored = |sig: u8, kind: SignalKind| -> io::Result<_> {
         if ignored & (1 << (sig - 1)) == 0 {
             signal(kind).map(Some)

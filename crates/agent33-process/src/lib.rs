@@ -54,6 +54,7 @@ use agent33_parallel::AgentTask;
 pub use agent::{CommandAgent, ProcessOptions};
 pub use output::output_file_stem;
 pub use reaper::{Reaper, become_subreaper, is_subreaper, kill_all_descendants, reap_orphans};
+pub use spawn::ignored_signals;
 
 /// The exact process to start for one attempt of one task.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

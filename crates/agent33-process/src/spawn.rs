@@ -202,12 +202,7 @@ impl Launcher {
 /// real-time signals are ignored (which `Signal` cannot name), only SIGPIPE
 /// is reset and the C library asks about the rest.
 fn default_signals() -> SigSet {
-    let ignored = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
-            u64::from_str_radix(mask.trim(), 16).ok()
-        });
+    let ignored = ignored_signals();
     let mut only_sigpipe = SigSet::empty();
     only_sigpipe.add(Signal::SIGPIPE);
     let Some(ignored) = ignored else {
@@ -226,6 +221,15 @@ fn default_signals() -> SigSet {
         }
     }
     set
+}
+
+/// The signals this process ignores, as a mask (bit `n - 1` for signal
+/// `n`), from `/proc/self/status`; `None` where that cannot be read.
+#[must_use]
+pub fn ignored_signals() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(mask.trim(), 16).ok()
 }
 
 /// `KEY=VALUE`, or `None` when that cannot be an environment entry.

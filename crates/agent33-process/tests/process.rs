@@ -292,12 +292,7 @@ async fn commands_start_with_default_signals_in_their_own_group_either_way() {
         // What this test was started with ignored (SIGINT and SIGQUIT for a
         // background job of a script) stays ignored, as across any exec;
         // SIGPIPE, which the Rust runtime ignores here, does not.
-        let ours = std::fs::read_to_string("/proc/self/status").expect("status");
-        let ours = ours
-            .lines()
-            .find_map(|l| l.strip_prefix("SigIgn:"))
-            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            .expect("SigIgn");
+        let ours = agent33_process::ignored_signals().expect("SigIgn");
         let sigpipe = 1 << (13 - 1);
         assert_eq!(
             mask("SigIgn:") & 0x7fff_ffff,

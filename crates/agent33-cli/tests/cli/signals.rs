@@ -179,12 +179,7 @@ fn signals_the_caller_ignored_stay_ignored_in_tasks_and_sigpipe_does_not() {
     // background job of a script) reaches agent-33 too, but SIGINT and
     // SIGTERM, which agent-33 always handles, start at their default in
     // tasks, and SIGPIPE, which the Rust runtime ignores here, never reaches.
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let ours = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .expect("SigIgn");
+    let ours = agent33_process::ignored_signals().expect("SigIgn");
     let inherited = ours & !(bit(2) | bit(13) | bit(15));
     assert_eq!(
         mask & 0x7fff_ffff,
