@@ -49,7 +49,7 @@ use serde::Serialize;
 use crate::Reporter;
 use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
-use crate::timeline::{AttemptRecord, millis, retried_status};
+use crate::timeline::AttemptRecord;
 
 /// Writes [`ExecutionResults`](agent33_parallel::ExecutionResults) as JSON
 /// to a path, with each attempt's slot and times (see the module
@@ -528,19 +528,7 @@ impl JsonReporter {
                 waited,
                 at,
             } => {
-                let record = AttemptRecord {
-                    seq: *seq,
-                    id: id.clone(),
-                    attempt: *attempt,
-                    slot: *slot,
-                    started_at: *at,
-                    finished_at: None,
-                    // Until it ends; an attempt the events never end shows
-                    // as cut short.
-                    status: TaskStatus::Cancelled,
-                    error: None,
-                    waited_ms: millis(*waited),
-                };
+                let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
                 // One still open for this task will never be ended.
                 if let Some(earlier) = self.open.insert(*seq, record) {
                     spill.push_attempt(&earlier)?;
@@ -548,9 +536,7 @@ impl JsonReporter {
             }
             Event::TaskRetrying { seq, error, at, .. } => {
                 if let Some(mut a) = self.open.remove(seq) {
-                    a.finished_at = Some(*at);
-                    a.status = retried_status(error);
-                    a.error = Some(error.clone());
+                    a.retried(error, *at);
                     spill.push_attempt(&a)?;
                 }
             }
@@ -559,9 +545,7 @@ impl JsonReporter {
                 // No attempt open: the task never started, or its retry was
                 // abandoned and its last attempt already ended at the retry.
                 if let Some(mut a) = self.open.remove(seq) {
-                    a.finished_at = result.finished_at.or(Some(a.started_at));
-                    a.status = result.status;
-                    a.error.clone_from(&result.error);
+                    a.finished(result);
                     spill.push_attempt(&a)?;
                 }
                 spill.push_id(*seq, result.task.id.as_str(), true)?;

@@ -50,6 +50,44 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// The record of an attempt that `TaskStarted` began, until it ends.
+    pub(crate) fn started(
+        seq: u64,
+        id: &TaskId,
+        attempt: u32,
+        slot: usize,
+        waited: Duration,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            seq,
+            id: id.clone(),
+            attempt,
+            slot,
+            started_at: at,
+            finished_at: None,
+            // Until it ends; an attempt the events never end shows as cut
+            // short.
+            status: TaskStatus::Cancelled,
+            error: None,
+            waited_ms: millis(waited),
+        }
+    }
+
+    /// Ends it at a `TaskRetrying`: this attempt failed or timed out.
+    pub(crate) fn retried(&mut self, error: &str, at: Timestamp) {
+        self.finished_at = Some(at);
+        self.status = retried_status(error);
+        self.error = Some(error.to_owned());
+    }
+
+    /// Ends it with the task's result: the last attempt's outcome.
+    pub(crate) fn finished(&mut self, result: &TaskResult) {
+        self.finished_at = result.finished_at.or(Some(self.started_at));
+        self.status = result.status;
+        self.error.clone_from(&result.error);
+    }
+
     /// When the task became ready for this attempt: `started_at − waited`.
     #[must_use]
     pub fn ready_at(&self) -> Timestamp {
@@ -368,36 +406,20 @@ impl TimelineBuilder {
                 at,
             } => {
                 self.open.insert(*seq, self.attempts.len());
-                self.attempts.push(AttemptRecord {
-                    seq: *seq,
-                    id: id.clone(),
-                    attempt: *attempt,
-                    slot: *slot,
-                    started_at: *at,
-                    finished_at: None,
-                    // Until it ends; an attempt the events never end shows
-                    // as cut short.
-                    status: TaskStatus::Cancelled,
-                    error: None,
-                    waited_ms: millis(*waited),
-                });
+                self.attempts.push(AttemptRecord::started(
+                    *seq, id, *attempt, *slot, *waited, *at,
+                ));
             }
             Event::TaskRetrying { seq, error, at, .. } => {
                 if let Some(i) = self.open.remove(seq) {
-                    let a = &mut self.attempts[i];
-                    a.finished_at = Some(*at);
-                    a.status = retried_status(error);
-                    a.error = Some(error.clone());
+                    self.attempts[i].retried(error, *at);
                 }
             }
             Event::TaskFinished { seq, result, .. } => {
                 // No attempt open: the task never started, or its retry was
                 // abandoned and its last attempt already ended at the retry.
                 if let Some(i) = self.open.remove(seq) {
-                    let a = &mut self.attempts[i];
-                    a.finished_at = result.finished_at.or(Some(a.started_at));
-                    a.status = result.status;
-                    a.error.clone_from(&result.error);
+                    self.attempts[i].finished(result);
                 }
                 self.tasks
                     .entry(*seq)
