@@ -1071,6 +1071,20 @@ tasks:
         assert!(tasks.iter().all(|t| t.retries == Some(2)));
     }
 
+    /// Writes `root/m.yaml` with one task entry of `artifacts: [GLOBS]` and
+    /// expands it.
+    fn expand_globs(root: &Path, globs: &str) -> Result<Vec<String>> {
+        write(
+            root,
+            "m.yaml",
+            &format!(
+                "agents: {{a: {{command: echo}}}}\ntasks:\n  - {{agent: a, artifacts: [{globs}]}}\n"
+            ),
+        );
+        let m = Manifest::read(&root.join("m.yaml"), true).expect("valid");
+        Ok(m.tasks()?.into_iter().map(|t| t.artifact).collect())
+    }
+
     #[test]
     fn double_star_globs_recurse() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1078,18 +1092,7 @@ tasks:
         for f in ["docs/a.md", "docs/x/b.md", "docs/x/y/c.md", "docs/.h/d.md"] {
             write(root, f, "");
         }
-        write(
-            root,
-            "agent33.yaml",
-            "agents: {a: {command: echo}}\ntasks:\n  - {agent: a, artifacts: ['docs/**/*.md', 'docs/*.md']}\n",
-        );
-        let m = Manifest::read(&root.join("agent33.yaml"), true).expect("valid");
-        let arts: Vec<String> = m
-            .tasks()
-            .expect("expands")
-            .into_iter()
-            .map(|t| t.artifact)
-            .collect();
+        let arts = expand_globs(root, "'docs/**/*.md', 'docs/*.md'").expect("expands");
         assert_eq!(arts, ["docs/a.md", "docs/x/b.md", "docs/x/y/c.md"]);
     }
 
@@ -1102,27 +1105,12 @@ tasks:
         write(root, "only/x.md/inner.txt", "");
         std::os::unix::fs::symlink("a.md", root.join("in/link.md")).expect("symlink");
         std::os::unix::fs::symlink("dir.md", root.join("in/dirlink.md")).expect("symlink");
-        write(
-            root,
-            "m.yaml",
-            "agents: {a: {command: echo}}\ntasks:\n  - {agent: a, artifacts: ['in/*.md']}\n",
-        );
-        let m = Manifest::read(&root.join("m.yaml"), true).expect("valid");
-        let arts: Vec<String> = m
-            .tasks()
-            .expect("expands")
-            .into_iter()
-            .map(|t| t.artifact)
-            .collect();
+        let arts = expand_globs(root, "'in/*.md'").expect("expands");
         assert_eq!(arts, ["in/a.md", "in/link.md"]);
 
-        write(
-            root,
-            "m.yaml",
-            "agents: {a: {command: echo}}\ntasks:\n  - {agent: a, artifacts: ['only/*.md']}\n",
-        );
-        let m = Manifest::read(&root.join("m.yaml"), true).expect("valid");
-        let got = m.tasks().expect_err("only a folder matches").to_string();
+        let got = expand_globs(root, "'only/*.md'")
+            .expect_err("only a folder matches")
+            .to_string();
         assert!(
             got.contains(":3:28: glob `only/*.md` in task 1 matches nothing"),
             "{got}"

@@ -164,39 +164,11 @@ fn an_unreadable_report_names_the_file() {
 /// A run resuming from a journal: task 0 succeeded in an earlier run (an
 /// hour before) and is not run again; task 1 runs.
 fn resumed_run() -> Vec<Event> {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use agent33_parallel::{TaskResult, TaskStatus, Timestamp};
-
-    use crate::fixtures::{Outcome, RunBuilder, task};
+    use crate::fixtures::{Outcome, RunBuilder};
 
     let mut run = RunBuilder::start(Some(2), 2);
-    let earlier =
-        |ms: u64| Timestamp(at(0).0 - Duration::from_secs(3_600) + Duration::from_millis(ms));
-    let first = task("lint", "old.md");
-    run.events.push(Event::TaskQueued {
-        seq: 0,
-        task: Arc::clone(&first),
-    });
-    run.events.push(Event::TaskFinished {
-        seq: 0,
-        slot: None,
-        result: Box::new(TaskResult {
-            task: first,
-            status: TaskStatus::Success,
-            duration_ms: 700,
-            output: String::new(),
-            stderr: String::new(),
-            error: None,
-            exit_code: Some(0),
-            attempts: 1,
-            started_at: Some(earlier(0)),
-            finished_at: Some(earlier(700)),
-            notes: Vec::new(),
-            resumed: true,
-        }),
-    });
+    run.queue(0, "lint", "old.md");
+    run.resume(0, 700);
     run.queue(1, "lint", "new.md");
     run.start_task(1, 0, 0, 0);
     run.finish_task(1, 0, 400, Outcome::success());
