@@ -688,21 +688,26 @@ fn interrupted_run(label: &str, sig: Signal) -> (MarkerGuard, Sandbox, Finished)
     );
     // agent-33 leaves SIGHUP and SIGQUIT alone when it starts with them
     // ignored, which is how a script's background job (this test, say)
-    // or nohup hands them down: give it their defaults.
-    let mut with_defaults = Command::new("env");
-    with_defaults
-        .arg("--default-signal=HUP,QUIT")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .current_dir(sandbox.dir.path())
-        .stdin(Stdio::null());
-    for (name, value) in cmd.get_envs() {
-        match value {
-            Some(value) => with_defaults.env(name, value),
-            None => with_defaults.env_remove(name),
-        };
+    // or nohup hands them down: then give it their defaults (`env
+    // --default-signal` needs coreutils 8.31, so only then).
+    let bit = |sig: u32| 1u64 << (sig - 1);
+    let hup_quit = bit(1) | bit(3);
+    if agent33_process::ignored_signals().unwrap_or(0) & hup_quit != 0 {
+        let mut with_defaults = Command::new("env");
+        with_defaults
+            .arg("--default-signal=HUP,QUIT")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .current_dir(sandbox.dir.path())
+            .stdin(Stdio::null());
+        for (name, value) in cmd.get_envs() {
+            match value {
+                Some(value) => with_defaults.env(name, value),
+                None => with_defaults.env_remove(name),
+            };
+        }
+        cmd = with_defaults;
     }
-    cmd = with_defaults;
     let mut run = Run::spawn(cmd);
     sandbox.wait_ready(2, &mut run);
     run.signal(sig);
