@@ -3,14 +3,18 @@
 
 use std::process::Command;
 
+use agent33_testkit::{Signal, send_signal};
+
 use crate::support::{BIN, HANG, Sandbox, script_manifest, wait_for_file, wait_until};
 
 fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{name} {pid}");
+    let sig = match name {
+        "INT" => Signal::INT,
+        "TERM" => Signal::TERM,
+        "HUP" => Signal::HUP,
+        other => panic!("no signal {other} in these tests"),
+    };
+    send_signal(pid, sig);
 }
 
 /// Whether a process is gone (or a zombie nobody waits for any more).
