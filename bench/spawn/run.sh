@@ -8,7 +8,8 @@
 # each job gets its line appended as the last argument. The table shows the
 # median wall time, the CPU time (user + sys of the runner and the jobs) per
 # job, the runner's peak RSS, and ratios against xargs. A last check runs
-# 100,000 jobs through agent-33 and compares its peak RSS with 2,000 jobs.
+# 100,000 jobs through agent-33 and compares its peak RSS with 2,000 jobs,
+# without and with a JSON report (`--report`).
 #
 # agent-33 runs with every guarantee on: process groups, pipes captured
 # (`--output none` only stops printing), timeouts armed (the default 300 s),
@@ -86,10 +87,13 @@ for cmd in true sh; do
     done
 done
 
-echo "== agent-33 peak RSS, 2000 vs $BIG jobs from stdin (-j 8)"
+echo "== agent-33 peak RSS, 2000 vs $BIG jobs from stdin (-j 8), without and with --report"
 for n in 2000 "$BIG"; do
     seq "$n" | /usr/bin/time -f %M -o "$OUT/big-$n.rss" \
         "$AGENT33" run -j 8 --command true --artifacts-from - --output none -q
+    seq "$n" | /usr/bin/time -f %M -o "$OUT/big-$n-report.rss" \
+        "$AGENT33" run -j 8 --command true --artifacts-from - --output none -q \
+        --report "$OUT/big-$n.report.json"
 done
 echo "== after: $(uptime)"
 
@@ -99,7 +103,7 @@ out, big = sys.argv[1], sys.argv[2]
 import statistics
 runs = {}
 for name in sorted(os.listdir(out)):
-    if not name.endswith(".json"):
+    if not name.endswith(".json") or name.startswith("big-"):
         continue
     stem, _round, _ = name.rsplit(".", 2)
     cmd, n, j, runner = stem.split("-", 3)
@@ -130,9 +134,10 @@ for key in sorted({k[:3] for k in rows}, key=lambda k: (k[0] != "true", k[1], k[
               f"| {r['cpu_us']:.0f} | {r['rss']:.1f} "
               f"| {ratio(r['median'], base['median']) if base else '-'} "
               f"| {ratio(r['cpu_us'], base['cpu_us']) if base else '-'} |")
-small = int(open(os.path.join(out, "big-2000.rss")).read().split()[-1])
-large = int(open(os.path.join(out, f"big-{big}.rss")).read().split()[-1])
 print()
-print(f"agent-33 peak RSS: 2000 jobs {small / 1024:.1f} MiB, {big} jobs {large / 1024:.1f} MiB "
-      f"(+{(large / small - 1) * 100:.0f}%)")
+for suffix, what in (("", ""), ("-report", ", with --report")):
+    small = int(open(os.path.join(out, f"big-2000{suffix}.rss")).read().split()[-1])
+    large = int(open(os.path.join(out, f"big-{big}{suffix}.rss")).read().split()[-1])
+    print(f"agent-33 peak RSS{what}: 2000 jobs {small / 1024:.1f} MiB, {big} jobs "
+          f"{large / 1024:.1f} MiB (+{(large / small - 1) * 100:.0f}%)")
 EOF

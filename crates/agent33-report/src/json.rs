@@ -26,19 +26,22 @@
 //! [`ResultsCollector`](agent33_parallel::ResultsCollector) would), this
 //! reporter writes each result's JSON, already indented for its place in
 //! the document, to an anonymous spill file in the report's folder as soon
-//! as it finishes, and keeps only its list, seq, offset and length. At the
-//! end it sorts those and copies the bytes into the report, which comes out
+//! as it finishes, and indexes it by list, seq, offset and length. At the
+//! end it copies the bytes into the report in index order, which comes out
 //! byte for byte as if the whole `ExecutionResults` had been serialised at
 //! once.
 //!
 //! The additions are spilled the same way: each attempt's record once it
 //! has ended (only the attempts now running are kept, a few per slot), and
-//! each task's id as it is queued, in two more anonymous files. Memory thus
-//! grows by a few tens of bytes per task and attempt, not with the tasks'
-//! output nor their ids. The additions come out exactly as
+//! each task's id as it is queued and as it finishes, in two more anonymous
+//! files. The indexes themselves go to disk through a bounded external sort
+//! (the `ordered` module): tasks finish within a few places of their
+//! input and start order, so memory stays flat however many tasks run,
+//! and the report costs no more for 100,000 tasks than for 2,000. The
+//! additions come out exactly as
 //! [`TimelineBuilder`](crate::TimelineBuilder) would give them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +52,7 @@ use serde::Serialize;
 use crate::Reporter;
 use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
+use crate::ordered::{self, Ordered, Record};
 use crate::timeline::AttemptRecord;
 
 /// Writes [`ExecutionResults`](agent33_parallel::ExecutionResults) as JSON
@@ -88,8 +92,7 @@ impl JsonReporter {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let spill = || tempfile::tempfile_in(dir).context(|| target(&path));
-        let spill = Spill::new(spill()?, spill()?, spill()?);
+        let spill = Spill::create(dir).context(|| target(&path))?;
         Ok(Self {
             path,
             file: Some(file),
@@ -126,46 +129,169 @@ struct Span {
     len: u64,
 }
 
-/// Where one result's JSON lies in the results' spill file.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    seq: u64,
-    span: Span,
+/// Fixed-width fields of an index record, in order.
+struct Fields<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
 }
 
-/// Where one attempt's record lies in the attempts' spill file, with what
-/// orders it: as `TimelineBuilder` orders attempts, by start, then seq, then
-/// attempt number. Records alike in all three (a task started twice over
-/// without ending) keep the order they started in, which is the order they
-/// were spilled in: the earlier one is spilled when the later one starts.
-#[derive(Debug, Clone, Copy)]
+impl Fields<'_> {
+    fn put<const N: usize>(&mut self, field: [u8; N]) -> &mut Self {
+        self.bytes[self.at..self.at + N].copy_from_slice(&field);
+        self.at += N;
+        self
+    }
+}
+
+/// Reads back what [`Fields`] wrote.
+struct Read<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Read<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut field = [0; N];
+        field.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        field
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn i128(&mut self) -> i128 {
+        i128::from_le_bytes(self.take())
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+}
+
+/// A timestamp as a number that orders as the timestamps do: nanoseconds
+/// from the Unix epoch, negative before it.
+fn time_key(t: Timestamp) -> i128 {
+    let nanos = |d: std::time::Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+    match t.0.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => nanos(d),
+        Err(e) => -nanos(e.duration()),
+    }
+}
+
+/// Where one result's JSON lies in the results' spill file, ordered as
+/// `ResultsCollector` orders each list: by seq, which is input order, then
+/// in the order they came (a seq that finished twice is listed twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ResultEntry {
+    seq: u64,
+    offset: u64,
+    len: u64,
+    list: u8,
+}
+
+impl Record for ResultEntry {
+    const SIZE: usize = 25;
+    fn encode(&self, out: &mut [u8]) {
+        Fields { bytes: out, at: 0 }
+            .put(self.seq.to_le_bytes())
+            .put(self.offset.to_le_bytes())
+            .put(self.len.to_le_bytes())
+            .put([self.list]);
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Read { bytes, at: 0 };
+        Self {
+            seq: r.u64(),
+            offset: r.u64(),
+            len: r.u64(),
+            list: r.u8(),
+        }
+    }
+}
+
+/// Where one attempt's record lies in the attempts' spill file, ordered as
+/// `TimelineBuilder` orders attempts: by start, then seq, then attempt
+/// number. Records alike in all three (a task started twice over without
+/// ending) keep the order they started in, which is the order they were
+/// spilled in: the earlier one is spilled when the later one starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct AttemptEntry {
-    started_at: Timestamp,
+    started: i128,
     seq: u64,
     attempt: u32,
-    len: u32,
     offset: u64,
+    len: u32,
 }
 
-/// Where one task's id lies in the ids' spill file. A task's id is the one
-/// of its last result if it finished, else that of its first `TaskQueued`
-/// (as `TimelineBuilder` keeps it); offsets grow with time, so they tell
-/// which came first.
-#[derive(Debug, Clone, Copy)]
+impl Record for AttemptEntry {
+    const SIZE: usize = 40;
+    fn encode(&self, out: &mut [u8]) {
+        Fields { bytes: out, at: 0 }
+            .put(self.started.to_le_bytes())
+            .put(self.seq.to_le_bytes())
+            .put(self.attempt.to_le_bytes())
+            .put(self.offset.to_le_bytes())
+            .put(self.len.to_le_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Read { bytes, at: 0 };
+        Self {
+            started: r.i128(),
+            seq: r.u64(),
+            attempt: r.u32(),
+            offset: r.u64(),
+            len: r.u32(),
+        }
+    }
+}
+
+/// Where one of a task's ids lies in the ids' spill file. Per seq, the
+/// first in this order is the task's id, as `TimelineBuilder` keeps it:
+/// its last result's if it finished, else its first `TaskQueued`'s, else
+/// (a task seen only through its attempts) its first attempt's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct IdEntry {
     seq: u64,
+    /// [`FINISHED`], [`QUEUED`] or [`STARTED`].
+    class: u8,
+    /// For [`STARTED`]: when, and which attempt.
+    started: i128,
+    attempt: u32,
+    /// Offsets grow with time, so they tell which came first; a finished
+    /// task's is inverted, the last result winning.
+    order: u64,
     offset: u64,
     len: u32,
-    finished: bool,
 }
 
-impl IdEntry {
-    /// Sorts the entry that wins for its seq first.
-    fn key(&self) -> (u64, bool, u64) {
-        if self.finished {
-            (self.seq, false, u64::MAX - self.offset)
-        } else {
-            (self.seq, true, self.offset)
+const FINISHED: u8 = 0;
+const QUEUED: u8 = 1;
+const STARTED: u8 = 2;
+
+impl Record for IdEntry {
+    const SIZE: usize = 49;
+    fn encode(&self, out: &mut [u8]) {
+        Fields { bytes: out, at: 0 }
+            .put(self.seq.to_le_bytes())
+            .put([self.class])
+            .put(self.started.to_le_bytes())
+            .put(self.attempt.to_le_bytes())
+            .put(self.order.to_le_bytes())
+            .put(self.offset.to_le_bytes())
+            .put(self.len.to_le_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Read { bytes, at: 0 };
+        Self {
+            seq: r.u64(),
+            class: r.u8(),
+            started: r.i128(),
+            attempt: r.u32(),
+            order: r.u64(),
+            offset: r.u64(),
+            len: r.u32(),
         }
     }
 }
@@ -217,19 +343,22 @@ impl SpillFile {
     }
 }
 
-/// The results' JSON in finishing order with an index per list, the ended
-/// attempts' records with their index, and the tasks' ids with theirs.
+/// The results' JSON in finishing order, the ended attempts' records and
+/// the tasks' ids, each file with its index on the way to the order the
+/// document lists them in.
 #[derive(Debug)]
 struct Spill {
     results: SpillFile,
-    lists: [Vec<Entry>; 4],
+    result_index: Ordered<ResultEntry>,
+    /// Results per list of [`LISTS`].
+    counts: [usize; 4],
     attempts: SpillFile,
-    attempt_index: Vec<AttemptEntry>,
+    attempt_index: Ordered<AttemptEntry>,
     ids: SpillFile,
-    id_index: Vec<IdEntry>,
-    /// `id_index` is sorted by seq, one entry per seq (tasks are queued in
-    /// input order), so a later id for a seq can replace the earlier one.
-    ids_sorted: bool,
+    id_index: Ordered<IdEntry>,
+    /// Every seq below this one was queued, so a task started among them
+    /// needs no id from its attempt.
+    queued_below: u64,
 }
 
 /// Indentation of a result inside the document: results are array items
@@ -241,86 +370,103 @@ fn too_long() -> io::Error {
 }
 
 impl Spill {
-    fn new(results: File, attempts: File, ids: File) -> Self {
-        Self {
-            results: SpillFile::new(results),
-            lists: Default::default(),
-            attempts: SpillFile::new(attempts),
-            attempt_index: Vec::new(),
-            ids: SpillFile::new(ids),
-            id_index: Vec::new(),
-            ids_sorted: true,
-        }
+    /// Six anonymous files in `dir`: three for the JSON, three for the
+    /// indexes.
+    fn create(dir: &Path) -> io::Result<Self> {
+        let file = || tempfile::tempfile_in(dir);
+        Ok(Self {
+            results: SpillFile::new(file()?),
+            result_index: Ordered::new(file()?, ordered::HEAP),
+            counts: [0; 4],
+            attempts: SpillFile::new(file()?),
+            attempt_index: Ordered::new(file()?, ordered::HEAP),
+            ids: SpillFile::new(file()?),
+            id_index: Ordered::new(file()?, ordered::HEAP),
+            queued_below: 0,
+        })
     }
 
     fn push(&mut self, seq: u64, result: &TaskResult) -> io::Result<()> {
         let span = self.results.push(result, true)?;
-        self.lists[list_of(result.status)].push(Entry { seq, span });
-        Ok(())
+        let list = list_of(result.status);
+        self.counts[list] += 1;
+        self.result_index.push(ResultEntry {
+            seq,
+            offset: span.offset,
+            len: span.len,
+            list: u8::try_from(list).expect("four lists"),
+        })
     }
 
     fn push_attempt(&mut self, a: &AttemptRecord) -> io::Result<()> {
         let span = self.attempts.push(a, true)?;
         self.attempt_index.push(AttemptEntry {
-            started_at: a.started_at,
+            started: time_key(a.started_at),
             seq: a.seq,
             attempt: a.attempt,
-            len: u32::try_from(span.len).map_err(|_| too_long())?,
             offset: span.offset,
-        });
-        Ok(())
+            len: u32::try_from(span.len).map_err(|_| too_long())?,
+        })
     }
 
-    /// Records task `seq`'s id, from `TaskQueued` or (`finished`) from its
-    /// result.
-    fn push_id(&mut self, seq: u64, id: &str, finished: bool) -> io::Result<()> {
-        if self.ids_sorted {
-            match self.id_index.last() {
-                Some(last) if last.seq >= seq => {
-                    if let Ok(i) = self.id_index.binary_search_by_key(&seq, |e| e.seq) {
-                        if finished {
-                            let span = self.ids.push(&id, false)?;
-                            let e = &mut self.id_index[i];
-                            e.offset = span.offset;
-                            e.len = u32::try_from(span.len).map_err(|_| too_long())?;
-                            e.finished = true;
-                        }
-                        // A second `TaskQueued` changes nothing.
-                        return Ok(());
-                    }
-                    self.ids_sorted = false;
-                }
-                _ => {}
-            }
-        }
+    fn push_id(
+        &mut self,
+        seq: u64,
+        id: &str,
+        class: u8,
+        started: i128,
+        attempt: u32,
+    ) -> io::Result<()> {
         let span = self.ids.push(&id, false)?;
         self.id_index.push(IdEntry {
             seq,
+            class,
+            started,
+            attempt,
+            order: if class == FINISHED {
+                u64::MAX - span.offset
+            } else {
+                span.offset
+            },
             offset: span.offset,
             len: u32::try_from(span.len).map_err(|_| too_long())?,
-            finished,
-        });
-        Ok(())
+        })
+    }
+
+    fn queued(&mut self, seq: u64, id: &str) -> io::Result<()> {
+        if seq == self.queued_below {
+            self.queued_below += 1;
+        }
+        self.push_id(seq, id, QUEUED, 0, 0)
+    }
+
+    fn started(&mut self, seq: u64, id: &str, attempt: u32, at: Timestamp) -> io::Result<()> {
+        if seq < self.queued_below {
+            return Ok(());
+        }
+        self.push_id(seq, id, STARTED, time_key(at), attempt)
+    }
+
+    fn finished(&mut self, seq: u64, id: &str) -> io::Result<()> {
+        self.push_id(seq, id, FINISHED, 0, 0)
     }
 }
 
 /// Writes the items at `spans` as the pretty printer writes an array at
 /// depth 1, each item on its own line.
 fn write_list(
-    spans: impl ExactSizeIterator<Item = Span>,
+    spans: impl Iterator<Item = io::Result<Span>>,
     spill: &mut Reader,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    if spans.len() == 0 {
-        return out.write_all(b"[]");
-    }
-    out.write_all(b"[")?;
-    for (n, span) in spans.enumerate() {
-        out.write_all(if n == 0 { b"\n" } else { b",\n" })?;
+    let mut n = 0usize;
+    for span in spans {
+        out.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
         out.write_all(RESULT_INDENT)?;
-        spill.copy(span, out)?;
+        spill.copy(span?, out)?;
+        n += 1;
     }
-    out.write_all(b"\n  ]")
+    out.write_all(if n == 0 { b"[]" } else { b"\n  ]" })
 }
 
 /// Reads entries back from a spill file, seeking only when they are not
@@ -413,32 +559,46 @@ fn write_report(
 ) -> io::Result<()> {
     let Spill {
         results,
-        mut lists,
+        result_index,
+        counts,
         attempts,
-        mut attempt_index,
+        attempt_index,
         ids,
-        mut id_index,
+        id_index,
         ..
     } = spill;
     let mut results = results.reader()?;
     let mut attempts = attempts.reader()?;
     let mut ids = ids.reader()?;
+    let (result_index, attempt_index, id_index) = (
+        result_index.sorted()?,
+        attempt_index.sorted()?,
+        id_index.sorted()?,
+    );
     let (duration_ms, metrics) = done.unwrap_or_default();
-    let total: usize = lists.iter().map(Vec::len).sum();
-    let succeeded = lists[0].len();
+    let total: usize = counts.iter().sum();
     let mut out = BufWriter::new(out);
     out.write_all(b"{\n  \"total\": ")?;
     serde_json::to_writer(&mut out, &total)?;
-    for (name, entries) in LISTS.iter().zip(&mut lists) {
+    for (list, name) in LISTS.iter().enumerate() {
         write!(out, ",\n  \"{name}\": ")?;
-        // The same order ResultsCollector gives: by seq, which is input order.
-        entries.sort_by_key(|e| e.seq);
-        write_list(entries.iter().map(|e| e.span), &mut results, &mut out)?;
+        // One pass over the index per list: it is a few tens of bytes per
+        // result, read back from the page cache.
+        let spans = result_index
+            .iter()
+            .filter(|e| e.as_ref().map_or(true, |e| usize::from(e.list) == list))
+            .map(|e| {
+                e.map(|e| Span {
+                    offset: e.offset,
+                    len: e.len,
+                })
+            });
+        write_list(spans, &mut results, &mut out)?;
     }
     let tail = Tail {
         duration_ms,
         success_rate: if total > 0 {
-            succeeded as f64 / total as f64
+            counts[0] as f64 / total as f64
         } else {
             0.0
         },
@@ -456,59 +616,28 @@ fn write_report(
     out.write_all(fields)?;
 
     out.write_all(b",\n  \"attempts\": ")?;
-    attempt_index.sort_unstable_by_key(|e| (e.started_at, e.seq, e.attempt, e.offset));
-    let attempt_span = |e: &AttemptEntry| Span {
-        offset: e.offset,
-        len: u64::from(e.len),
-    };
-    write_list(
-        attempt_index.iter().map(attempt_span),
-        &mut attempts,
-        &mut out,
-    )?;
+    let spans = attempt_index.iter().map(|e| {
+        e.map(|e| Span {
+            offset: e.offset,
+            len: u64::from(e.len),
+        })
+    });
+    write_list(spans, &mut attempts, &mut out)?;
 
     out.write_all(b",\n  \"input_order\": ")?;
-    id_index.sort_unstable_by_key(IdEntry::key);
-    id_index.dedup_by_key(|e| e.seq);
-    // A task seen only through its attempts is listed with the id of its
-    // first attempt.
-    let mut extra: BTreeMap<u64, String> = BTreeMap::new();
-    for e in &attempt_index {
-        let known =
-            id_index.binary_search_by_key(&e.seq, |i| i.seq).is_ok() || extra.contains_key(&e.seq);
-        if !known {
-            let mut json = Vec::new();
-            attempts.copy(attempt_span(e), &mut json)?;
-            let record: AttemptRecord = serde_json::from_slice(&json)?;
-            extra.insert(e.seq, serde_json::to_string(record.id.as_str())?);
-        }
-    }
-    let mut spilled = id_index.iter().peekable();
-    let mut extra = extra.iter().peekable();
-    let mut n = 0usize;
-    loop {
-        let take_extra = match (spilled.peek(), extra.peek()) {
-            (None, None) => break,
-            (Some(s), Some((seq, _))) => **seq < s.seq,
-            (None, Some(_)) => true,
-            (Some(_), None) => false,
-        };
-        out.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
-        out.write_all(RESULT_INDENT)?;
-        if take_extra {
-            let (_, json) = extra.next().expect("peeked");
-            out.write_all(json.as_bytes())?;
-        } else {
-            let e = spilled.next().expect("peeked");
-            let span = Span {
+    let mut last = None;
+    let spans = id_index.iter().filter_map(|e| match e {
+        Ok(e) if last == Some(e.seq) => None,
+        Ok(e) => {
+            last = Some(e.seq);
+            Some(Ok(Span {
                 offset: e.offset,
                 len: u64::from(e.len),
-            };
-            ids.copy(span, &mut out)?;
+            }))
         }
-        n += 1;
-    }
-    out.write_all(if n == 0 { b"[]" } else { b"\n  ]" })?;
+        Err(e) => Some(Err(e)),
+    });
+    write_list(spans, &mut ids, &mut out)?;
     out.write_all(b"\n}\n")?;
     out.flush()
 }
@@ -519,7 +648,7 @@ impl JsonReporter {
             return Ok(());
         };
         match event {
-            Event::TaskQueued { seq, task } => spill.push_id(*seq, task.id.as_str(), false)?,
+            Event::TaskQueued { seq, task } => spill.queued(*seq, task.id.as_str())?,
             Event::TaskStarted {
                 seq,
                 id,
@@ -528,6 +657,7 @@ impl JsonReporter {
                 waited,
                 at,
             } => {
+                spill.started(*seq, id.as_str(), *attempt, *at)?;
                 let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
                 // One still open for this task will never be ended.
                 if let Some(earlier) = self.open.insert(*seq, record) {
@@ -548,7 +678,7 @@ impl JsonReporter {
                     a.finished(result);
                     spill.push_attempt(&a)?;
                 }
-                spill.push_id(*seq, result.task.id.as_str(), true)?;
+                spill.finished(*seq, result.task.id.as_str())?;
             }
             _ => {}
         }

@@ -67,6 +67,7 @@ mod format;
 mod json;
 mod junit;
 mod notice;
+mod ordered;
 mod output;
 mod progress;
 mod replay;

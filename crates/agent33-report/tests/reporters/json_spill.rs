@@ -182,6 +182,26 @@ fn matches_on_a_large_run_finishing_in_reverse() {
 }
 
 #[test]
+fn matches_when_far_more_tasks_finish_out_of_order_than_it_keeps_in_memory() {
+    // The index keeps a couple of thousand entries in memory and sorts the
+    // rest on disk in runs: shuffling every finish of 6,000 tasks makes
+    // many runs of results, attempts and ids to merge back.
+    let mut events = large_run(6_000, 8);
+    let finished: Vec<usize> = (0..events.len())
+        .filter(|&i| matches!(events[i], Event::TaskFinished { .. }))
+        .collect();
+    let mut state = 0x2545_f491_u64;
+    for k in (1..finished.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let j = usize::try_from(state >> 33).unwrap() % (k + 1);
+        events.swap(finished[k], finished[j]);
+    }
+    assert_same(&events);
+}
+
+#[test]
 fn matches_when_the_run_never_finished() {
     let mut events = eventful_run("a.md");
     events.pop();
