@@ -152,6 +152,27 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// Writes whole values without a fraction (`"parallel_limit": 4`, as the
+/// catalog shows it, not `4.0`): a reader that takes counts as integers
+/// accepts them, and one that takes floats still does.
+fn whole_numbers_bare<S: serde::Serializer>(
+    gauges: &BTreeMap<String, f64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    // Beyond 2^53 an f64 no longer holds every integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let mut map = s.serialize_map(Some(gauges.len()))?;
+    for (name, &value) in gauges {
+        if value.fract() == 0.0 && value.abs() <= EXACT {
+            map.serialize_entry(name, &(value as i64))?;
+        } else {
+            map.serialize_entry(name, &value)?;
+        }
+    }
+    map.end()
+}
+
 /// The metrics of one run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -159,6 +180,7 @@ pub struct Metrics {
     /// `tasks_cancelled`, `tasks_skipped`, `task_retry_count`.
     pub counters: BTreeMap<String, u64>,
     /// `parallel_limit`, `parallel_peak`, `parallel_utilization`.
+    #[serde(serialize_with = "whole_numbers_bare")]
     pub gauges: BTreeMap<String, f64>,
     /// `execution_duration_ms`, `task_duration_ms`, `semaphore_wait_ms`.
     pub timers: BTreeMap<String, TimerSummary>,
