@@ -8,7 +8,8 @@ use std::time::Duration;
 use agent33_cli::args::Format;
 use agent33_cli::config::{Config, TaskSource};
 use agent33_cli::template::{CommandTemplate, display_argv};
-use agent33_parallel::{AgentTask, Settings, plan};
+use agent33_parallel::{AgentTask, Event, Settings, plan};
+use agent33_report::{NoticeReporter, Reporter as _, TerminalInfo};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -55,7 +56,7 @@ pub async fn show(mut config: Config) -> u8 {
         }
     };
     // Validated when the manifest was read; ad-hoc tasks have no dependencies.
-    let levels = match plan::levels(&tasks) {
+    let mut levels = match plan::levels(&tasks) {
         Ok(levels) => levels,
         Err(e) => {
             eprintln!("agent-33: error: {e}");
@@ -63,6 +64,14 @@ pub async fn show(mut config: Config) -> u8 {
         }
     };
     let s = &config.settings;
+    let ignored = ignores_dependencies(s, &tasks);
+    if ignored {
+        // The plan shows the run as it would go: the same warning, and every
+        // task ready at once.
+        let mut notice = NoticeReporter::new(Box::new(std::io::stderr()), &TerminalInfo::detect());
+        let _ = notice.on_event(&Event::DependenciesIgnored);
+        levels = vec![(0..tasks.len()).collect()];
+    }
     let steps: Vec<Step<'_>> = tasks
         .iter()
         .map(|task| {
@@ -88,7 +97,7 @@ pub async fn show(mut config: Config) -> u8 {
         .collect();
     let out = match config.options.format {
         Format::Json => json_plan(s, &levels, &steps),
-        Format::Text => text_plan(s, &levels, &steps),
+        Format::Text => text_plan(s, &levels, &steps, ignored),
     };
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -153,15 +162,31 @@ fn json_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String 
     text
 }
 
-fn text_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String {
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Whether the run would ignore declared dependencies (parallel mode).
+fn ignores_dependencies(s: &Settings, tasks: &[AgentTask]) -> bool {
+    s.parallel && !s.respect_dependencies && tasks.iter().any(|t| !t.depends_on.is_empty())
+}
+
+fn text_plan(
+    s: &Settings,
+    levels: &[Vec<usize>],
+    steps: &[Step<'_>],
+    dependencies_ignored: bool,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let limit = if s.parallel { s.parallel_limit } else { 1 };
     let _ = writeln!(
         out,
-        "Plan: {} tasks in {} levels ({} mode, parallel limit {limit}, nothing runs)",
+        "Plan: {} task{} in {} level{} ({} mode, parallel limit {limit}, nothing runs)",
         steps.len(),
+        plural(steps.len()),
         levels.len(),
+        plural(levels.len()),
         mode_name(s),
     );
     for (n, level) in levels.iter().enumerate() {
@@ -186,7 +211,12 @@ fn text_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String 
             let _ = writeln!(out, "    timeout:  {}", show_seconds(st.timeout));
             if !st.task.depends_on.is_empty() {
                 let deps: Vec<&str> = st.task.depends_on.iter().map(|d| d.as_str()).collect();
-                let _ = writeln!(out, "    after:    {}", deps.join(", "));
+                let ignored = if dependencies_ignored {
+                    " (ignored in parallel mode)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "    after:    {}{ignored}", deps.join(", "));
             }
         }
     }

@@ -245,6 +245,46 @@ fn dry_run_text_shows_levels_argv_and_timeouts() {
 }
 
 #[test]
+fn dry_run_in_parallel_mode_warns_and_shows_one_level_as_the_run_would() {
+    // Parallel mode ignores depends_on: the plan must not promise an order
+    // the run will not keep, and says so as the run does.
+    let sb = Sandbox::new();
+    sb.manifest(LEVELS);
+    let out = sb.run(["--dry-run", "--parallel"]).output();
+    out.code_is(0);
+    let text = out.stdout();
+    assert!(text.contains("4 tasks in 1 level (parallel mode"), "{text}");
+    assert!(!text.contains("Level 1"), "{text}");
+    assert!(
+        text.contains("after:    a (ignored in parallel mode)"),
+        "{text}"
+    );
+    assert!(
+        out.stderr
+            .contains("warning: tasks declare depends_on, which parallel mode ignores"),
+        "{}",
+        out.stderr
+    );
+    let json = sb
+        .run(["--dry-run", "--parallel", "--format", "json"])
+        .output();
+    json.code_is(0);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    let levels = plan["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 1);
+    let ids: Vec<&str> = levels[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "input order");
+    // Sequential mode respects them, silently.
+    let seq = sb.run(["--dry-run"]).output();
+    assert!(seq.stdout().contains("Level 2") && seq.stderr.is_empty());
+}
+
+#[test]
 fn dry_run_of_ad_hoc_input_lists_the_tasks() {
     let sb = Sandbox::new();
     sb.write("list.txt", "one\n\ntwo words\none\n");
