@@ -130,12 +130,12 @@ struct Span {
 }
 
 /// Fixed-width fields of an index record, in order.
-struct Fields<'a> {
+struct Put<'a> {
     bytes: &'a mut [u8],
     at: usize,
 }
 
-impl Fields<'_> {
+impl Put<'_> {
     fn put<const N: usize>(&mut self, field: [u8; N]) -> &mut Self {
         self.bytes[self.at..self.at + N].copy_from_slice(&field);
         self.at += N;
@@ -143,13 +143,13 @@ impl Fields<'_> {
     }
 }
 
-/// Reads back what [`Fields`] wrote.
-struct Read<'a> {
+/// Reads back what [`Put`] wrote.
+struct Take<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Read<'_> {
+impl Take<'_> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
         let mut field = [0; N];
         field.copy_from_slice(&self.bytes[self.at..self.at + N]);
@@ -194,14 +194,14 @@ struct ResultEntry {
 impl Record for ResultEntry {
     const SIZE: usize = 25;
     fn encode(&self, out: &mut [u8]) {
-        Fields { bytes: out, at: 0 }
+        Put { bytes: out, at: 0 }
             .put(self.seq.to_le_bytes())
             .put(self.offset.to_le_bytes())
             .put(self.len.to_le_bytes())
             .put([self.list]);
     }
     fn decode(bytes: &[u8]) -> Self {
-        let mut r = Read { bytes, at: 0 };
+        let mut r = Take { bytes, at: 0 };
         Self {
             seq: r.u64(),
             offset: r.u64(),
@@ -228,7 +228,7 @@ struct AttemptEntry {
 impl Record for AttemptEntry {
     const SIZE: usize = 40;
     fn encode(&self, out: &mut [u8]) {
-        Fields { bytes: out, at: 0 }
+        Put { bytes: out, at: 0 }
             .put(self.started.to_le_bytes())
             .put(self.seq.to_le_bytes())
             .put(self.attempt.to_le_bytes())
@@ -236,7 +236,7 @@ impl Record for AttemptEntry {
             .put(self.len.to_le_bytes());
     }
     fn decode(bytes: &[u8]) -> Self {
-        let mut r = Read { bytes, at: 0 };
+        let mut r = Take { bytes, at: 0 };
         Self {
             started: r.i128(),
             seq: r.u64(),
@@ -273,7 +273,7 @@ const STARTED: u8 = 2;
 impl Record for IdEntry {
     const SIZE: usize = 49;
     fn encode(&self, out: &mut [u8]) {
-        Fields { bytes: out, at: 0 }
+        Put { bytes: out, at: 0 }
             .put(self.seq.to_le_bytes())
             .put([self.class])
             .put(self.started.to_le_bytes())
@@ -283,7 +283,7 @@ impl Record for IdEntry {
             .put(self.len.to_le_bytes());
     }
     fn decode(bytes: &[u8]) -> Self {
-        let mut r = Read { bytes, at: 0 };
+        let mut r = Take { bytes, at: 0 };
         Self {
             seq: r.u64(),
             class: r.u8(),
