@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicU8, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -128,21 +128,28 @@ pub struct TaskContext {
 }
 
 /// What an attempt's context shares with the engine, in one allocation:
-/// its output capture and its cancellation.
+/// its output capture, its cancellation and whether its outcome is settled.
 #[derive(Debug)]
 pub(crate) struct AttemptShared {
     pub(crate) capture: Capture,
-    cancelled: AtomicBool,
+    /// [`TOLD_TO_STOP`] and [`SETTLED`], in one word so that whichever of
+    /// the two came first is known.
+    state: AtomicU8,
     /// Made when first asked for: an agent that never looks at its token
     /// (most that finish at once) costs no token at all.
     token: OnceLock<CancellationToken>,
 }
 
+/// The engine cancelled the attempt (its timeout, or a stop).
+const TOLD_TO_STOP: u8 = 1;
+/// The agent said its outcome was decided before it was told to stop.
+const SETTLED: u8 = 2;
+
 impl AttemptShared {
     pub(crate) fn new(capture: Capture) -> Self {
         Self {
             capture,
-            cancelled: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             token: OnceLock::new(),
         }
     }
@@ -152,14 +159,14 @@ impl AttemptShared {
         // Pairs with the fence in `cancel`: either it sees this token, or
         // this sees its flag, whichever came first.
         fence(Ordering::SeqCst);
-        if self.cancelled.load(Ordering::Relaxed) {
+        if self.state.load(Ordering::Relaxed) & TOLD_TO_STOP != 0 {
             token.cancel();
         }
         token
     }
 
     pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.state.fetch_or(TOLD_TO_STOP, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if let Some(token) = self.token.get() {
             token.cancel();
@@ -168,11 +175,29 @@ impl AttemptShared {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         // An agent may cancel its own token, too.
-        self.cancelled.load(Ordering::SeqCst)
+        self.told_to_stop()
             || self
                 .token
                 .get()
                 .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Whether the engine cancelled the attempt (not the agent itself).
+    pub(crate) fn told_to_stop(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & TOLD_TO_STOP != 0
+    }
+
+    /// Whether the agent settled its outcome before being told to stop.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & SETTLED != 0
+    }
+
+    fn settle(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & TOLD_TO_STOP == 0).then_some(s | SETTLED)
+            })
+            .is_ok()
     }
 }
 
@@ -201,6 +226,21 @@ impl TaskContext {
     #[must_use]
     pub fn grace(&self) -> Duration {
         self.grace
+    }
+
+    /// Says that the task's work is done and its outcome decided, and that
+    /// the agent is only winding down: collecting the last of the output,
+    /// cleaning up. A command agent calls it when the command's main process
+    /// exits, which is when PRODUCT.md says a task ends.
+    ///
+    /// From then on the task's timeout no longer applies, and a stop
+    /// (fail-fast, the run deadline, an interrupt) still cancels the token,
+    /// so that the agent cuts its winding down short, but no longer makes
+    /// the task `cancelled`: its result is what the agent returns, provided
+    /// it returns within [`Self::grace`]. Returns false, and changes nothing,
+    /// when the attempt was already told to stop: the stop came first.
+    pub fn settle(&self) -> bool {
+        self.shared.settle()
     }
 
     /// Records standard output as it is produced, so a task that is stopped

@@ -886,8 +886,18 @@ impl Dispatcher {
             self.stop.as_ref(),
         );
 
-        let retry =
-            attempt.status.is_failure() && entry.attempts <= entry.retries && self.stop.is_none();
+        let retries_left = attempt.status.is_failure() && entry.attempts <= entry.retries;
+        let retry = retries_left && self.stop.is_none();
+        if retries_left && !retry {
+            // It ran on to its own end after the stop (fail_fast: false):
+            // say why it was not retried, as for a task in its backoff.
+            let error = attempt.error.take().unwrap_or_default();
+            let why = self
+                .stop
+                .as_ref()
+                .map_or_else(|| "stopped".to_owned(), ToString::to_string);
+            attempt.error = Some(format!("{error} (retry abandoned: {why})"));
+        }
         // Earlier attempts' notes (their output files, escaped processes)
         // stay in the result, each saying which attempt it is about.
         if retry {
@@ -944,6 +954,11 @@ impl Dispatcher {
             else {
                 continue;
             };
+            // A task whose outcome is settled has ended (it only winds
+            // down); one already told to stop keeps the stop as its reason.
+            if running.shared.is_settled() || running.shared.told_to_stop() {
+                continue;
+            }
             running.shared.cancel();
             let key = running.key;
             if let Some(run) = self.entries.get_mut(key, seq).and_then(|e| e.run.as_mut()) {
@@ -1432,8 +1447,9 @@ impl Drop for Worker {
 /// How an agent that returned ended.
 fn returned(r: std::thread::Result<AgentResult>, attempt: &AttemptShared) -> Ended {
     // An agent that gave up because it was asked to stop was stopped, not
-    // failed; one that finished anyway succeeded.
-    if !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() {
+    // failed; one that finished anyway succeeded; one whose outcome was
+    // settled before the stop keeps it.
+    if !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() && !attempt.is_settled() {
         Ended::Cancelled(Some(r))
     } else {
         Ended::Returned(r)
@@ -1467,7 +1483,11 @@ async fn wait(mut fut: AgentFuture, shared: Arc<AttemptShared>, env: Arc<WorkerE
     };
     // A panicking drop must not take the dispatcher down.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));
-    Ended::Cancelled(late)
+    match late {
+        // Told to stop while winding down: the outcome was already decided.
+        Some(r) if shared.is_settled() => Ended::Returned(r),
+        late => Ended::Cancelled(late),
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

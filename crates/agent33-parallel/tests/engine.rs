@@ -230,6 +230,78 @@ async fn timeout_cancels_the_token_then_drops_after_the_grace() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_task_told_to_stop_stays_cancelled_when_its_timeout_passes_in_the_grace() {
+    // Fail-fast at 200 ms; the task ignores its token and its own 500 ms
+    // timeout passes during the 1 s grace: the stop came first.
+    let log = Log::new();
+    let tasks = vec![task("hang@5000#1"), task("fail@200#2")];
+    let r = run(
+        parallel(2)
+            .timeout_seconds(0.5)
+            .kill_grace(ms(1000))
+            .build()
+            .unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    let hang = &r.cancelled[0];
+    assert_eq!(hang.status, TaskStatus::Cancelled);
+    assert_eq!(
+        hang.error.as_deref(),
+        Some("cancelled: fail-fast after `a:fail@200#2` failed")
+    );
+    assert_eq!(hang.duration_ms, 1200, "dropped when the grace ran out");
+    assert_eq!(r.metrics.counter("tasks_timeout"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_task_stays_timed_out_when_the_run_stops_in_its_grace() {
+    let log = Log::new();
+    let tasks = vec![
+        AgentTask::new("a", "hang@5000#1").timeout(ms(100)),
+        task("fail@300#2"),
+    ];
+    let r = run(
+        parallel(2).kill_grace(ms(1000)).build().unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    let hang = &r.failed[0];
+    assert_eq!(hang.status, TaskStatus::Timeout);
+    assert_eq!(hang.error.as_deref(), Some("timed out after 0.1s"));
+    assert_eq!(hang.duration_ms, 1100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_settled_task_keeps_its_outcome_past_its_timeout() {
+    // Its work ended at 100 ms; winding down for a second is no timeout.
+    let log = Log::new();
+    let r = run(
+        parallel(1).timeout_seconds(0.5).build().unwrap(),
+        vec![task("settle@100")],
+        &log,
+    )
+    .await;
+    assert_eq!(ids(&r.succeeded), ["a:settle@100"]);
+    assert_eq!(r.succeeded[0].duration_ms, 1100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_cuts_a_settled_task_short_without_cancelling_it() {
+    let log = Log::new();
+    let tasks = vec![task("settle@100#1"), task("fail@300#2")];
+    let r = run(parallel(2).build().unwrap(), tasks, &log).await;
+    assert_eq!(ids(&r.succeeded), ["a:settle@100#1"]);
+    assert_eq!(
+        r.succeeded[0].duration_ms, 310,
+        "told to stop at 300 ms, it wound down 10 ms later"
+    );
+    assert!(r.cancelled.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn per_task_and_per_agent_timeouts_beat_the_global_one() {
     let log = Log::new();
     let agents = Agents::new()
@@ -361,6 +433,34 @@ async fn a_retry_is_abandoned_when_the_run_stops() {
         Some("boom (retry abandoned: fail-fast after `b:fail@300` failed)")
     );
     assert_eq!(r.duration_ms, 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_is_abandoned_when_an_attempt_fails_after_the_stop() {
+    // Without fail-fast the in-flight attempt runs to its end; no new
+    // attempt starts after the stop, and its error says why.
+    let log = Log::new();
+    let agents = Agents::new()
+        .add_spec("a", common::scripted(&log).retries(2))
+        .add_spec("b", common::scripted(&log));
+    let tasks = vec![
+        AgentTask::new("a", "fail@300"),
+        AgentTask::new("b", "fail@100"),
+    ];
+    let r = ParallelExecutor::builder()
+        .parallel_limit(2)
+        .fail_fast(false)
+        .build()
+        .unwrap()
+        .run_all(tasks, &agents)
+        .await;
+    let a = &r.failed[0];
+    assert_eq!(a.attempts, 1);
+    assert_eq!(
+        a.error.as_deref(),
+        Some("boom (retry abandoned: fail-fast after `b:fail@100` failed)")
+    );
+    assert_eq!(log.spans().len(), 2, "no retry started");
 }
 
 #[tokio::test(start_paused = true)]

@@ -345,6 +345,10 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
         }
     }
 
+    // The task ended with its leader: what follows only collects output and
+    // cleans up, which no timeout or stop may turn into a different outcome.
+    // (After our own SIGTERM the stop came first, and `settle` says so.)
+    let settled = !terminated && ctx.settle();
     // The leader is gone (and, with a pidfd, not yet reaped, so its pid
     // still names the group): nothing it left behind may keep the task open.
     process.signal_group(Signal::KILL);
@@ -358,9 +362,13 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
         // Registered with the timer only if a read has to wait.
         let deadline = tokio::time::sleep_until(drain_until);
         tokio::pin!(deadline);
+        // Told to stop while settled: the output so far is what there is.
+        let stop = token.cancelled();
+        tokio::pin!(stop);
         while out.open || err.open {
             tokio::select! {
                 () = &mut deadline => break,
+                () = &mut stop, if settled => break,
                 read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
                 read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
             }

@@ -40,6 +40,40 @@ async fn non_zero_exit_fails_with_the_code() {
     assert!(result.output.starts_with("ready pid="));
 }
 
+/// A task ends when its main process exits: a process it left outside its
+/// group, without our variables (so no sweep claims it) and holding its
+/// stdout, keeps the agent collecting output for seconds, but the task's
+/// outcome is the leader's, not a timeout that passes meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_while_output_is_still_collected_does_not_change_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let left = dir.path().join("left");
+    // The leader waits until the escapee has left its group (it writes the
+    // file after `setsid`), or the group's SIGKILL at its exit would get it.
+    let script = r#"setsid env -i sh -c ': > "$1"; exec sleep 3' sh "$0" &
+        while [ ! -e "$0" ]; do sleep 0.01; done
+        echo main done"#;
+    let argv = vec!["sh".into(), "-c".into(), script.into(), left.into()];
+    let options = ProcessOptions {
+        drain_timeout: Duration::from_secs(20),
+        ..ProcessOptions::default()
+    };
+    let result = run_one(
+        agent(argv, options),
+        unique_task(),
+        executor().timeout(Duration::from_secs(1)),
+    )
+    .await;
+    assert_eq!(result.status, TaskStatus::Success, "{result:?}");
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.output, "main done\n");
+    assert!(
+        result.duration_ms >= 1_000,
+        "the escapee held stdout past the timeout: {} ms",
+        result.duration_ms
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_is_named_and_has_no_exit_code() {
     let result = run_fixture(Fixture::new().signal("SEGV"), executor()).await;

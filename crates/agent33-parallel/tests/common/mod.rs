@@ -7,7 +7,9 @@
 //! - `panic@MS` panics with `kaboom` after MS;
 //! - `obey@MS` sleeps MS then succeeds, but stops 10 ms after its token is
 //!   cancelled with the error `stopped`;
-//! - `hang@MS` sleeps MS then succeeds, ignoring its token.
+//! - `hang@MS` sleeps MS then succeeds, ignoring its token;
+//! - `settle@MS` sleeps MS, settles its outcome (success), then winds down
+//!   for a second, cut short 10 ms after its token is cancelled.
 //!
 //! An optional `#tag` suffix keeps ids unique. Every attempt is logged with
 //! its virtual start and end.
@@ -138,6 +140,17 @@ pub fn scripted(log: &Log) -> AgentSpec {
                             Err(AgentError::with_output("stopped", out))
                         }
                     }
+                }
+                "settle" => {
+                    work.await;
+                    assert!(ctx.settle(), "settled before any stop");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(1000)) => {}
+                        () = ctx.token().cancelled() => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    Ok(out)
                 }
                 other => panic!("unknown script step {other}"),
             }
