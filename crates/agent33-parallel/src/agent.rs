@@ -132,18 +132,21 @@ pub struct TaskContext {
 #[derive(Debug)]
 pub(crate) struct AttemptShared {
     pub(crate) capture: Capture,
-    /// [`TOLD_TO_STOP`] and [`SETTLED`], in one word so that whichever of
-    /// the two came first is known.
+    /// [`STOPPED`], [`TIMED_OUT`] and [`SETTLED`], in one word so that
+    /// whichever came first is known.
     state: AtomicU8,
     /// Made when first asked for: an agent that never looks at its token
     /// (most that finish at once) costs no token at all.
     token: OnceLock<CancellationToken>,
 }
 
-/// The engine cancelled the attempt (its timeout, or a stop).
-const TOLD_TO_STOP: u8 = 1;
-/// The agent said its outcome was decided before it was told to stop.
+/// The engine cancelled the attempt because the run stopped.
+const STOPPED: u8 = 1;
+/// The agent said its outcome was decided.
 const SETTLED: u8 = 2;
+/// The engine cancelled the attempt because it passed its timeout.
+const TIMED_OUT: u8 = 4;
+const TOLD_TO_STOP: u8 = STOPPED | TIMED_OUT;
 
 impl AttemptShared {
     pub(crate) fn new(capture: Capture) -> Self {
@@ -165,8 +168,11 @@ impl AttemptShared {
         token
     }
 
-    pub(crate) fn cancel(&self) {
-        self.state.fetch_or(TOLD_TO_STOP, Ordering::Relaxed);
+    /// Cancels the attempt because the run stops (`timed_out`: because it
+    /// passed its timeout).
+    pub(crate) fn cancel(&self, timed_out: bool) {
+        let why = if timed_out { TIMED_OUT } else { STOPPED };
+        self.state.fetch_or(why, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if let Some(token) = self.token.get() {
             token.cancel();
@@ -195,7 +201,7 @@ impl AttemptShared {
     fn settle(&self) -> bool {
         self.state
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                (s & TOLD_TO_STOP == 0).then_some(s | SETTLED)
+                (s & TIMED_OUT == 0).then_some(s | SETTLED)
             })
             .is_ok()
     }
@@ -237,8 +243,13 @@ impl TaskContext {
     /// (fail-fast, the run deadline, an interrupt) still cancels the token,
     /// so that the agent cuts its winding down short, but no longer makes
     /// the task `cancelled`: its result is what the agent returns, provided
-    /// it returns within [`Self::grace`]. Returns false, and changes nothing,
-    /// when the attempt was already told to stop: the stop came first.
+    /// it returns within [`Self::grace`].
+    ///
+    /// An agent may settle after a stop cancelled its token when the work
+    /// ended on its own, before the agent acted on the stop (a command that
+    /// exited before it was sent SIGTERM): it was not stopped. Returns
+    /// false, and changes nothing, when the attempt already passed its
+    /// timeout: ending late is timing out, however it ended.
     pub fn settle(&self) -> bool {
         self.shared.settle()
     }
@@ -416,9 +427,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_outcome_settles_after_a_stop_but_not_after_a_timeout() {
+        let stopped = AttemptShared::new(Capture::new(0, None));
+        stopped.cancel(false);
+        assert!(
+            stopped.settle(),
+            "work that ended on its own before the agent acted"
+        );
+        assert!(stopped.is_settled() && stopped.told_to_stop());
+
+        let timed_out = AttemptShared::new(Capture::new(0, None));
+        timed_out.cancel(true);
+        assert!(!timed_out.settle(), "ending late is timing out");
+        assert!(!timed_out.is_settled());
+
+        let settled = AttemptShared::new(Capture::new(0, None));
+        assert!(settled.settle());
+        settled.cancel(false);
+        assert!(settled.is_settled() && settled.token().is_cancelled());
+    }
+
+    #[test]
     fn a_token_made_after_the_cancel_is_cancelled() {
         let shared = AttemptShared::new(Capture::new(0, None));
-        shared.cancel();
+        shared.cancel(false);
         assert!(shared.token().is_cancelled());
         assert!(shared.is_cancelled());
     }
@@ -428,7 +460,7 @@ mod tests {
         let shared = AttemptShared::new(Capture::new(0, None));
         let token = shared.token().clone();
         assert!(!shared.is_cancelled());
-        shared.cancel();
+        shared.cancel(false);
         assert!(token.is_cancelled());
     }
 

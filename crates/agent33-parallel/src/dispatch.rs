@@ -959,7 +959,7 @@ impl Dispatcher {
             if running.shared.is_settled() || running.shared.told_to_stop() {
                 continue;
             }
-            running.shared.cancel();
+            running.shared.cancel(true);
             let key = running.key;
             if let Some(run) = self.entries.get_mut(key, seq).and_then(|e| e.run.as_mut()) {
                 run.timed_out = true;
@@ -1209,7 +1209,7 @@ impl Dispatcher {
         });
         if cancel_in_flight {
             for running in self.slots.iter().flatten() {
-                running.shared.cancel();
+                running.shared.cancel(false);
             }
         }
         if !first {
