@@ -26,7 +26,7 @@ use crate::args::{Format, OutputMode, RunArgs};
 use crate::error::{Result, UsageError};
 use crate::manifest::Manifest;
 use crate::template::{CommandTemplate, TaskCommand};
-use crate::values::{Kind, Source, Sourced, invalid_value, parse_bool, parse_seconds, parse_whole};
+use crate::values::{Kind, Source, Sourced, invalid_value, parse_bool, parse_seconds, whole};
 
 /// Looks up an environment variable; tests pass a map instead of the
 /// process environment.
@@ -89,16 +89,9 @@ fn text_whole<T: TryFrom<u64>>(
     source: Source,
     min: u64,
 ) -> Result<Sourced<T>> {
-    match parse_whole(raw, min) {
-        Some(v) => Ok(Sourced::new(v, source)),
-        None => {
-            let kind = if min == 0 {
-                Kind::Count
-            } else {
-                Kind::Positive
-            };
-            Err(invalid_value(setting, &format!("{raw:?}"), &source, kind))
-        }
+    match whole(raw, min) {
+        Ok(v) => Ok(Sourced::new(v, source)),
+        Err(kind) => Err(invalid_value(setting, &format!("{raw:?}"), &source, kind)),
     }
 }
 

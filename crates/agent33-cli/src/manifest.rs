@@ -26,7 +26,8 @@ use crate::config::{AgentDef, DEFAULT_MANIFEST, Layer, manifest_dir};
 use crate::error::{Result, UsageError};
 use crate::template::{CommandTemplate, TaskCommand};
 use crate::values::{
-    Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, parse_whole, seconds,
+    Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, saturating, seconds,
+    whole,
 };
 use crate::yaml::{Seg, duplicate_key, error_message, locate};
 use agent33_parallel::plan::{self, PlanError};
@@ -131,15 +132,23 @@ impl Scalar {
         }
     }
 
-    /// Whole numbers; a float such as `4.0` is refused (it is not a count).
-    fn to_whole<T: TryFrom<u64>>(&self, min: u64) -> Option<T> {
+    /// Whole numbers, as [`whole`] takes them from text; a float such as
+    /// `4.0` is refused (it is not a count). The error is what to report.
+    fn to_whole<T: TryFrom<u64>>(&self, min: u64) -> std::result::Result<T, Kind> {
+        let below = if min == 0 {
+            Kind::Count
+        } else {
+            Kind::Positive
+        };
         match self {
+            Self::Int(i) if *i > i128::from(u64::MAX) => Err(Kind::WithinU64),
             Self::Int(i) => u64::try_from(*i)
                 .ok()
                 .filter(|n| *n >= min)
-                .and_then(|n| T::try_from(n).ok()),
-            Self::Str(s) => parse_whole(s, min),
-            _ => None,
+                .and_then(saturating)
+                .ok_or(below),
+            Self::Str(s) => whole(s, min),
+            _ => Err(below),
         }
     }
 
@@ -176,6 +185,10 @@ impl<'de> Deserialize<'de> for Scalar {
             }
             fn visit_i128<E: de::Error>(self, v: i128) -> std::result::Result<Scalar, E> {
                 Ok(Scalar::Int(v))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> std::result::Result<Scalar, E> {
+                // Beyond i128 is beyond every setting: refused all the same.
+                Ok(Scalar::Int(i128::try_from(v).unwrap_or(i128::MAX)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
                 Ok(Scalar::Float(v))
@@ -488,15 +501,8 @@ impl Manifest {
         ) -> Result<Option<Sourced<T>>> {
             v.as_ref()
                 .map(|s| match s.to_whole(min) {
-                    Some(n) => Ok(Sourced::new(n, at(key))),
-                    None => {
-                        let kind = if min == 0 {
-                            Kind::Count
-                        } else {
-                            Kind::Positive
-                        };
-                        Err(invalid_value(key, &s.to_string(), &at(key), kind))
-                    }
+                    Ok(n) => Ok(Sourced::new(n, at(key))),
+                    Err(kind) => Err(invalid_value(key, &s.to_string(), &at(key), kind)),
                 })
                 .transpose()
         }
@@ -589,7 +595,7 @@ impl Manifest {
                 .as_ref()
                 .map(|s| {
                     s.to_whole(1)
-                        .ok_or_else(|| value_err("parallel_limit", s, Kind::Positive))
+                        .map_err(|kind| value_err("parallel_limit", s, kind))
                 })
                 .transpose()?;
             let timeout = a
@@ -603,10 +609,7 @@ impl Manifest {
             let retries = a
                 .retries
                 .as_ref()
-                .map(|s| {
-                    s.to_whole(0)
-                        .ok_or_else(|| value_err("retries", s, Kind::Count))
-                })
+                .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
                 .transpose()?;
             let mut env: Vec<(OsString, OsString)> = Vec::new();
             for (k, Word(v)) in a.env.map(|e| e.0).unwrap_or_default() {
@@ -733,10 +736,7 @@ impl Manifest {
             let retries = t
                 .retries
                 .as_ref()
-                .map(|s| {
-                    s.to_whole(0)
-                        .ok_or_else(|| value_err("retries", s, Kind::Count))
-                })
+                .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
                 .transpose()?;
             entries.push(TaskEntry {
                 agent: AgentName::from(agent),

@@ -3,6 +3,7 @@
 //! same values and fails with the same words wherever it is written.
 
 use std::fmt;
+use std::num::IntErrorKind;
 use std::time::Duration;
 
 use crate::error::UsageError;
@@ -90,6 +91,8 @@ pub enum Kind {
     Positive,
     /// A whole number ≥ 0.
     Count,
+    /// A whole number that fits 64 bits (the text was a larger one).
+    WithinU64,
     /// A number of seconds ≥ 0, fractions allowed.
     Seconds,
     /// The manifest's `mode:` shorthand.
@@ -104,6 +107,7 @@ impl Kind {
             Self::Bool => "expected true/false/1/0/yes/no/on/off",
             Self::Positive => "expected a whole number ≥ 1",
             Self::Count => "expected a whole number ≥ 0",
+            Self::WithinU64 => "expected a whole number ≤ 18446744073709551615",
             Self::Seconds => "expected a number of seconds ≥ 0",
             Self::Mode => "expected sequential, parallel or dependency-aware",
         }
@@ -140,15 +144,53 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Parses a whole number ≥ `min` that fits `T`. Accepts an optional `+`
-/// (as Rust's integer parsing does); rejects fractions and exponents.
+/// Parses a whole number ≥ `min`; see [`whole`].
 #[must_use]
 pub fn parse_whole<T: TryFrom<u64>>(s: &str, min: u64) -> Option<T> {
-    let n: u64 = s.trim().parse().ok()?;
+    whole(s, min).ok()
+}
+
+/// Parses a whole number ≥ `min` that fits a `u64`, for a setting held in
+/// a `T`. Accepts an optional `+` (as Rust's integer parsing does); rejects
+/// fractions and exponents. A number beyond `T` becomes `T`'s largest
+/// value: counts that large are unlimited in practice (no run reaches 2³²
+/// failures or retries), and refusing one with "expected a whole number
+/// ≥ 1" would contradict itself. The error is the [`Kind`] to report.
+pub fn whole<T: TryFrom<u64>>(s: &str, min: u64) -> Result<T, Kind> {
+    let below = if min == 0 {
+        Kind::Count
+    } else {
+        Kind::Positive
+    };
+    let n: u64 = match s.trim().parse() {
+        Ok(n) => n,
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => return Err(Kind::WithinU64),
+        Err(_) => return Err(below),
+    };
     if n < min {
-        return None;
+        return Err(below);
     }
-    T::try_from(n).ok()
+    saturating(n).ok_or(below)
+}
+
+/// `n` as a `T`, or `T`'s largest value when `n` is beyond it. `T` is only
+/// known to convert from `u64` (that is all the manifest's parsers ask
+/// of it), so its largest value is found among the integer types' own.
+#[must_use]
+pub fn saturating<T: TryFrom<u64>>(n: u64) -> Option<T> {
+    const LARGEST: [u64; 8] = [
+        u64::MAX,
+        i64::MAX as u64,
+        u32::MAX as u64,
+        i32::MAX as u64,
+        u16::MAX as u64,
+        i16::MAX as u64,
+        u8::MAX as u64,
+        i8::MAX as u64,
+    ];
+    T::try_from(n)
+        .ok()
+        .or_else(|| LARGEST.into_iter().find_map(|max| T::try_from(max).ok()))
 }
 
 /// Parses a number of seconds ≥ 0 (`0.5`, `300`, `1e3`) into a duration.
@@ -165,12 +207,22 @@ pub fn parse_seconds(s: &str) -> Option<Duration> {
 /// [`Duration::MAX`]: it is a valid "number ≥ 0", and the engine treats
 /// such absurd timeouts and deadlines as none, so refusing it with
 /// "expected a number of seconds ≥ 0" would contradict itself.
+///
+/// A positive number below a nanosecond becomes one nanosecond, not zero:
+/// for `timeout_seconds` and `deadline_seconds` zero means "none", and
+/// `--timeout 1e-10` asks for the opposite. Only an exact 0 is zero. (For
+/// `kill_grace_seconds` and `retry_backoff_seconds` a nanosecond is as good
+/// as none.)
 #[must_use]
 pub fn seconds(secs: f64) -> Option<Duration> {
-    if secs.is_finite() && secs >= 0.0 {
-        Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+    if d.is_zero() && secs > 0.0 {
+        Some(Duration::from_nanos(1))
     } else {
-        None
+        Some(d)
     }
 }
 
@@ -209,8 +261,32 @@ mod tests {
         assert_eq!(parse_whole::<u32>("-1", 0), None);
         assert_eq!(parse_whole::<u32>("1.5", 0), None);
         assert_eq!(parse_whole::<u32>("abc", 0), None);
-        assert_eq!(parse_whole::<u32>("4294967296", 0), None);
         assert_eq!(parse_whole::<u64>("4294967296", 0), Some(4_294_967_296));
+    }
+
+    #[test]
+    fn whole_numbers_beyond_their_type_are_clamped_and_beyond_u64_refused() {
+        assert_eq!(parse_whole::<u32>("4294967296", 0), Some(u32::MAX));
+        assert_eq!(parse_whole::<u32>("99999999999", 1), Some(u32::MAX));
+        assert_eq!(parse_whole::<u8>("256", 0), Some(u8::MAX));
+        assert_eq!(parse_whole::<i32>("2147483648", 0), Some(i32::MAX));
+        let max = u64::MAX.to_string();
+        assert_eq!(parse_whole::<u64>(&max, 1), Some(u64::MAX));
+        assert_eq!(parse_whole::<usize>(&max, 1), Some(usize::MAX));
+        assert_eq!(
+            whole::<u32>("18446744073709551616", 0),
+            Err(Kind::WithinU64)
+        );
+        assert_eq!(
+            whole::<u32>("99999999999999999999999", 1),
+            Err(Kind::WithinU64)
+        );
+        assert_eq!(
+            whole::<u32>("-99999999999999999999999", 0),
+            Err(Kind::Count)
+        );
+        assert_eq!(whole::<u32>("0", 1), Err(Kind::Positive));
+        assert_eq!(whole::<u32>("1e3", 1), Err(Kind::Positive));
     }
 
     #[test]
@@ -221,6 +297,16 @@ mod tests {
         for bad in ["-1", "-0.5", "abc", "", "NaN", "inf", "infinity", "1e400"] {
             assert_eq!(parse_seconds(bad), None, "{bad:?}");
         }
+        // Below a nanosecond but positive: the smallest duration, not zero
+        // (which means "none"); only an exact zero is zero.
+        let ns = Some(Duration::from_nanos(1));
+        for tiny in ["1e-10", "0.0000000001", "5e-324", "+1e-300"] {
+            assert_eq!(parse_seconds(tiny), ns, "{tiny:?}");
+        }
+        for zero in ["0.0", "0e5", "-0", "-0.0"] {
+            assert_eq!(parse_seconds(zero), Some(Duration::ZERO), "{zero:?}");
+        }
+        assert_eq!(seconds(1e-10), ns);
         // Huge but finite: valid, saturated.
         assert_eq!(parse_seconds("1e20"), Some(Duration::MAX));
         assert_eq!(parse_seconds("1e300"), Some(Duration::MAX));

@@ -506,3 +506,155 @@ fn a_huge_number_of_seconds_is_valid_and_means_practically_none() {
     .output()
     .code_is(0);
 }
+
+#[test]
+fn whole_numbers_beyond_a_settings_type_are_clamped_to_its_maximum() {
+    let u32_max = json!(u32::MAX);
+    let u64_max = u64::MAX.to_string();
+    let s = settings(
+        "",
+        &[
+            "--max-failures",
+            "99999999999",
+            "--retries",
+            "4294967296",
+            "--output-limit",
+            &u64_max,
+        ],
+        &[("AGENT33_PARALLEL_LIMIT", &u64_max)],
+    );
+    assert_eq!(s["max_failures"], u32_max);
+    assert_eq!(s["retries"], u32_max);
+    assert_eq!(s["output_limit_bytes"], json!(usize::MAX));
+    assert_eq!(s["parallel_limit"], json!(usize::MAX));
+    let s = settings(
+        "",
+        &[],
+        &[
+            ("AGENT33_MAX_FAILURES", &u64_max),
+            ("AGENT33_RETRIES", "99999999999"),
+        ],
+    );
+    assert_eq!(s["max_failures"], u32_max);
+    assert_eq!(s["retries"], u32_max);
+    // Manifest values written as text take the same path.
+    let s = settings("retries: \"4294967296\"", &[], &[]);
+    assert_eq!(s["retries"], u32_max);
+    // And a run with them works.
+    let sb = Sandbox::new();
+    sb.run([
+        "--max-failures",
+        "99999999999",
+        "--retries",
+        "4294967296",
+        "-j",
+        &u64_max,
+        "--command",
+        "true",
+        "x",
+    ])
+    .output()
+    .code_is(0);
+}
+
+#[test]
+fn whole_numbers_beyond_64_bits_or_not_whole_stay_errors_that_say_why() {
+    let sb = Sandbox::new();
+    sb.run([
+        "--retries",
+        "18446744073709551616",
+        "--command",
+        "true",
+        "x",
+    ])
+    .output()
+    .usage_error(
+        "invalid value \"18446744073709551616\" for retries (from flag --retries): \
+             expected a whole number ≤ 18446744073709551615",
+    );
+    sb.run(["--command", "true", "x"])
+        .env("AGENT33_MAX_FAILURES", "99999999999999999999999")
+        .output()
+        .usage_error(
+            "for max_failures (from environment variable AGENT33_MAX_FAILURES): \
+             expected a whole number ≤ 18446744073709551615",
+        );
+    for (flag, value, expected) in [
+        ("--max-failures", "1.5", "expected a whole number ≥ 1"),
+        ("--max-failures", "0", "expected a whole number ≥ 1"),
+        ("--retries", "-1", "expected a whole number ≥ 0"),
+        ("--retries", "1e3", "expected a whole number ≥ 0"),
+        (
+            "--output-limit",
+            "-99999999999999999999",
+            "expected a whole number ≥ 0",
+        ),
+    ] {
+        sb.run([flag, value, "--command", "true", "x"])
+            .output()
+            .usage_error(expected);
+    }
+}
+
+#[test]
+fn a_positive_number_of_seconds_below_a_nanosecond_is_one_not_none() {
+    let ns = json!(1e-9);
+    let s = settings(
+        "",
+        &["--timeout", "1e-10", "--kill-grace", "1e-12"],
+        &[("AGENT33_DEADLINE", "0.0000000001")],
+    );
+    assert_eq!(s["timeout_seconds"], ns);
+    assert_eq!(s["deadline_seconds"], ns);
+    assert_eq!(s["kill_grace_seconds"], ns);
+    let s = settings(
+        "timeout_seconds: 1e-10\ndeadline_seconds: 5e-324",
+        &["--retry-backoff", "1e-10"],
+        &[],
+    );
+    assert_eq!(s["timeout_seconds"], ns);
+    assert_eq!(s["deadline_seconds"], ns);
+    assert_eq!(s["retry_backoff_seconds"], ns);
+    // Only an exact zero means none.
+    let s = settings("timeout_seconds: 0.0", &["--deadline", "0e3"], &[]);
+    assert!(s["timeout_seconds"].is_null() && s["deadline_seconds"].is_null());
+    // And a task under such a timeout really times out.
+    let sb = Sandbox::new();
+    let out = sb
+        .run([
+            "--timeout",
+            "1e-10",
+            "--report",
+            "r.json",
+            "--command",
+            "sh -c 'exec sleep 30' sh",
+            "x",
+        ])
+        .output();
+    out.code_is(1);
+    assert!(out.elapsed < crate::support::HANG, "{:?}", out.elapsed);
+    assert_eq!(sb.report("r.json").status("command:x"), "timeout");
+}
+
+#[test]
+fn manifest_numbers_beyond_a_settings_type_are_clamped_too() {
+    let u32_max = json!(u32::MAX);
+    let s = settings(
+        "max_failures: 99999999999\nretries: 4294967296\nparallel_limit: 18446744073709551615",
+        &[],
+        &[],
+    );
+    assert_eq!(s["max_failures"], u32_max);
+    assert_eq!(s["retries"], u32_max);
+    assert_eq!(s["parallel_limit"], json!(usize::MAX));
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest(
+        "retries: 99999999999999999999",
+        "",
+        &["x"],
+    ));
+    sb.run(["--dry-run"]).output().usage_error(
+        "invalid value 99999999999999999999 for retries: \
+         expected a whole number ≤ 18446744073709551615",
+    );
+}
