@@ -20,6 +20,7 @@ use agent33_report::{
     JsonReporter, JunitReporter, NoticeReporter, OutputMode, ProgressReporter, ReportError,
     Reporters, SummaryOptions, SummaryReporter, TerminalInfo, TimingsReporter, TraceReporter,
 };
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit::{self, Outcome, Signal};
 use crate::plan_view;
@@ -176,12 +177,9 @@ async fn run(config: Config) -> u8 {
         .ok();
 
     let outcome = match signalled.load(Ordering::SeqCst) {
-        SIGINT => Outcome::Signalled(Signal::Interrupt),
-        SIGTERM => Outcome::Signalled(Signal::Terminate),
-        SIGHUP => Outcome::Signalled(Signal::Hangup),
-        SIGQUIT => Outcome::Signalled(Signal::Quit),
-        _ if all_succeeded && !failed_reports => Outcome::AllSucceeded,
-        _ => Outcome::SomeDidNotSucceed,
+        0 if all_succeeded && !failed_reports => Outcome::AllSucceeded,
+        0 => Outcome::SomeDidNotSucceed,
+        number => Outcome::Signalled(Signal(number)),
     };
     exit::code(outcome)
 }
@@ -210,8 +208,16 @@ fn commit_and_report(
         }
     }
     for event in pending.drain(..) {
-        if let Event::RunFinished { metrics, .. } = &event {
-            *all_succeeded = metrics.counter("tasks_succeeded") == metrics.counter("tasks_total");
+        if let Event::RunFinished {
+            metrics, stopped, ..
+        } = &event
+        {
+            // A run stopped early did not do all its work even when every
+            // task it started succeeded: an ad-hoc run whose input the run
+            // deadline cut short has cancelled nothing, yet CI must not see
+            // it green.
+            *all_succeeded = stopped.is_none()
+                && metrics.counter("tasks_succeeded") == metrics.counter("tasks_total");
         }
         failed |= show_errors(reporters.on_event(&event));
     }
@@ -346,14 +352,6 @@ fn create_output_dir(options: &RunOptions) -> Result<(), String> {
     }
 }
 
-/// The next delivery of a watched signal; never, for one not watched.
-async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match sig {
-        Some(sig) => sig.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 fn output_mode(flag: OutputFlag) -> OutputMode {
     match flag {
         OutputFlag::Grouped => OutputMode::Grouped,
@@ -407,54 +405,79 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     Ok(reporters.with(SummaryReporter::new(Box::new(io::stderr()), summary)))
 }
 
-const SIGHUP: u8 = 1;
-const SIGINT: u8 = 2;
-const SIGQUIT: u8 = 3;
-const SIGTERM: u8 = 15;
+/// How agent-33 answers a signal it handles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Cancel the run like fail-fast (reason: interrupted); a second
+    /// signal kills every task at once.
+    Cancel,
+    /// Kill every task at once (SIGQUIT, Ctrl-\\).
+    Kill,
+}
 
-/// SIGINT, SIGTERM or SIGHUP cancel the run like fail-fast; a second one
-/// kills every task at once, and so does SIGQUIT (Ctrl-\\) straight away.
-/// The first signal decides the exit code.
+/// The signals agent-33 handles: every catchable one whose default action
+/// ends the process. The tasks sit in process groups of their own, so a
+/// signal sent to agent-33 alone (SIGHUP from a lost terminal or ssh
+/// session, SIGXCPU from a CPU limit, SIGUSR1 from a script) never reaches
+/// them: left to its default, it would kill agent-33 and leave every task
+/// running. `true`: handled even when we were started with it ignored.
 ///
-/// SIGHUP is a lost terminal or ssh session. The tasks sit in process
-/// groups of their own, so the hangup never reaches them: left to its
-/// default, it would kill agent-33 alone and leave every task running.
-/// SIGHUP and SIGQUIT that we were started with ignored (`nohup`, a
-/// background job of a script) stay ignored: that is what the caller asked.
+/// Left out: SIGPIPE, which the Rust runtime ignores (a closed stdout is
+/// an error on write); and SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV,
+/// SIGSYS and SIGTRAP, which report a fault of this very thread: a handler
+/// that returns would run the faulting instruction again forever.
+fn handled_signals() -> Vec<(SignalKind, Answer, bool)> {
+    use Answer::{Cancel, Kill};
+    let mut signals = vec![
+        (SignalKind::interrupt(), Cancel, true),
+        (SignalKind::terminate(), Cancel, true),
+        (SignalKind::hangup(), Cancel, false),
+        (SignalKind::quit(), Kill, false),
+        (SignalKind::user_defined1(), Cancel, false),
+        (SignalKind::user_defined2(), Cancel, false),
+        (SignalKind::alarm(), Cancel, false),
+        (SignalKind::io(), Cancel, false),
+    ];
+    // No name in tokio; rustix has their numbers for this platform.
+    // (SIGSTKFLT, unused by Linux itself, is left out.)
+    use rustix::process::Signal as S;
+    for sig in [S::XCPU, S::XFSZ, S::VTALARM, S::PROF, S::POWER] {
+        signals.push((SignalKind::from_raw(sig.as_raw()), Cancel, false));
+    }
+    signals
+}
+
+/// Handles every signal of [`handled_signals`]: the first one stops the
+/// run and decides the exit code (128 + its number); a second one kills
+/// every task at once.
+///
+/// A signal we were started with ignored (`nohup`, a background job of a
+/// script) stays ignored, without a handler: that is what the caller
+/// asked. SIGINT and SIGTERM are the exception, always handled.
 fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     // Read before any handler is installed: what we were started with.
     let ignored = agent33_process::ignored_signals().unwrap_or(0);
-    let unless_ignored = |sig: u8, kind: SignalKind| -> io::Result<_> {
-        if ignored & (1 << (sig - 1)) == 0 {
-            signal(kind).map(Some)
-        } else {
-            Ok(None)
+    for (kind, answer, always) in handled_signals() {
+        let raw = kind.as_raw_value();
+        let number = u8::try_from(raw).expect("signal numbers are below 65");
+        if !always && ignored & (1 << (raw - 1)) != 0 {
+            continue;
         }
-    };
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = unless_ignored(SIGHUP, SignalKind::hangup())?;
-    let mut quit = unless_ignored(SIGQUIT, SignalKind::quit())?;
-    tokio::spawn(async move {
-        loop {
-            let which = tokio::select! {
-                Some(()) = int.recv() => SIGINT,
-                Some(()) = term.recv() => SIGTERM,
-                Some(()) = recv(&mut hup) => SIGHUP,
-                Some(()) = recv(&mut quit) => SIGQUIT,
-                else => return,
-            };
-            let first = signalled
-                .compare_exchange(0, which, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok();
-            if first {
-                control.interrupt();
+        let mut deliveries = signal(kind)?;
+        let (control, signalled) = (control.clone(), Arc::clone(&signalled));
+        tokio::spawn(async move {
+            while deliveries.recv().await.is_some() {
+                let first = signalled
+                    .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if first {
+                    control.interrupt();
+                }
+                if !first || answer == Answer::Kill {
+                    control.kill();
+                }
             }
-            if !first || which == SIGQUIT {
-                control.kill();
-            }
-        }
-    });
+        });
+    }
     Ok(())
 }

@@ -255,3 +255,38 @@ fn non_utf8_artifacts_get_distinct_ids_and_keep_their_bytes() {
     assert_eq!(ok[0]["output"], format!("argc=1\narg={}\n", hex(b"x\xff")));
     assert_eq!(ok[1]["output"], format!("argc=1\narg={}\n", hex(b"x\xfe")));
 }
+
+#[test]
+fn a_run_whose_input_the_deadline_cut_short_exits_1() {
+    let sb = Sandbox::new();
+    let mut run = sb
+        .run([
+            "--command",
+            TOUCH_DONE,
+            "--artifacts-from",
+            "-",
+            // Generous: the one task must succeed before the deadline.
+            "--deadline",
+            "2",
+            "--output",
+            "none",
+            "--report",
+            "r.json",
+        ])
+        .spawn();
+    run.write_stdin(b"first\n").expect("write a line");
+    // Stdin stays open: only the deadline can end the run.
+    run.wait_exit();
+    let out = run.finish();
+    // Every task that ran succeeded, but the input was not all read.
+    out.code_is(1);
+    assert!(
+        out.stderr.contains("Stopped: run deadline of 2s passed"),
+        "{}",
+        out.stderr
+    );
+    let r = sb.report("r.json");
+    assert_eq!(r.total(), 1, "{:#}", r.0);
+    assert_eq!(r.ids("succeeded"), ["command:first"]);
+    assert_eq!(r.0["stopped"]["kind"], "deadline", "{:#}", r.0);
+}

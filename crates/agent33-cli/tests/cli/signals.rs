@@ -1,5 +1,6 @@
-//! PRODUCT.md, Timeouts and cancellation: SIGINT and SIGTERM to agent-33,
-//! and no process left behind when it exits.
+//! PRODUCT.md, Timeouts and cancellation: SIGINT, SIGTERM and every other
+//! terminating signal to agent-33, and no process left behind when it
+//! exits.
 
 use std::process::Command;
 
@@ -7,14 +8,19 @@ use agent33_testkit::{Signal, send_signal};
 
 use crate::support::{BIN, HANG, Sandbox, script_manifest, wait_for_file, wait_until};
 
-fn signal(pid: u32, name: &str) {
-    let sig = match name {
+fn by_name(name: &str) -> Signal {
+    match name {
         "INT" => Signal::INT,
         "TERM" => Signal::TERM,
         "HUP" => Signal::HUP,
+        "USR1" => Signal::USR1,
+        "XCPU" => Signal::XCPU,
         other => panic!("no signal {other} in these tests"),
-    };
-    send_signal(pid, sig);
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    send_signal(pid, by_name(name));
 }
 
 /// Whether a process is gone (or a zombie nobody waits for any more).
@@ -29,16 +35,23 @@ fn gone(pid: &str) -> bool {
 
 fn interrupted_run(sig: &str, code: i32) {
     let sb = Sandbox::new();
+    // The task's shell becomes the sleep: its pid is the task's process.
     sb.manifest(&script_manifest(
         "",
-        "exec sleep 30",
+        r#"echo $$ > "pid.tmp.$1" && mv "pid.tmp.$1" "pid.$1"
+exec sleep 30"#,
         &["running", "pending"],
     ));
     let run = sb.run(["--report", "r.json", "--junit", "j.xml"]).spawn();
-    wait_for_file(&sb.join("ran.running"));
+    wait_for_file(&sb.join("pid.running"));
     signal(run.pid(), sig);
     let out = run.finish();
     out.code_is(code);
+    let pid = sb.read("pid.running").trim().to_owned();
+    assert!(
+        wait_until(HANG, || gone(&pid)),
+        "the task {pid} still runs after agent-33 exited"
+    );
     assert!(out.elapsed < HANG, "{:?}", out.elapsed);
     // Reports and the summary are still written.
     assert!(out.stderr.contains("Execution Summary"), "{}", out.stderr);
@@ -60,6 +73,30 @@ fn sigint_cancels_the_run_writes_reports_and_exits_130() {
 #[test]
 fn sigterm_cancels_the_run_writes_reports_and_exits_143() {
     interrupted_run("TERM", 143);
+}
+
+/// A terminating signal other than SIGINT and SIGTERM cancels the run as
+/// they do and exits with 128 + its number. Unless this test was itself
+/// started with it ignored: agent-33 then keeps it ignored, as it must
+/// (see the nohup tests below).
+fn terminating_signal_run(sig: &str) {
+    let raw = by_name(sig).as_raw();
+    let ignored = agent33_process::ignored_signals().expect("SigIgn");
+    if ignored & (1 << (raw - 1)) != 0 {
+        eprintln!("SIG{sig} is ignored here, and so it is in agent-33: nothing to test");
+        return;
+    }
+    interrupted_run(sig, 128 + raw);
+}
+
+#[test]
+fn sigusr1_cancels_the_run_writes_reports_and_exits_138() {
+    terminating_signal_run("USR1");
+}
+
+#[test]
+fn sigxcpu_cancels_the_run_writes_reports_and_exits_152() {
+    terminating_signal_run("XCPU");
 }
 
 #[test]
