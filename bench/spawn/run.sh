@@ -30,6 +30,8 @@ SLOW_RUNS=${SLOW_RUNS:-3}
 BIG=${BIG:-100000}
 RUNNERS=${RUNNERS:-"agent-33 xargs parallel rust-parallel floor"}
 mkdir -p "$OUT"
+# Only this run's measurements go into its tables.
+rm -f "$OUT"/*.json "$OUT"/*.rss
 
 # shellcheck source=bench/setup.sh
 source "$ROOT/bench/setup.sh"
@@ -105,20 +107,20 @@ runs = {}
 for name in sorted(os.listdir(out)):
     if not name.endswith(".json") or name.startswith("big-"):
         continue
-    stem, _round, _ = name.rsplit(".", 2)
+    stem, round_, _ = name.rsplit(".", 2)
     cmd, n, j, runner = stem.split("-", 3)
     r = json.load(open(os.path.join(out, name)))["results"][0]
     runs.setdefault((cmd, int(n), int(j), runner), []).append(
-        (r["times"][0], r["user"] + r["system"]))
+        (int(round_), r["times"][0], r["user"] + r["system"]))
 rows = {}
 for key, rs in runs.items():
-    walls = [w for w, _ in rs]
+    walls = [w for _, w, _ in rs]
     rss_path = os.path.join(out, "-".join(map(str, key)) + ".rss")
     rss = int(open(rss_path).read().split()[-1]) / 1024 if os.path.exists(rss_path) else float("nan")
     rows[key] = dict(
         median=statistics.median(walls),
         stddev=statistics.stdev(walls) if len(walls) > 1 else 0.0,
-        cpu_us=statistics.median(c for _, c in rs) / key[1] * 1e6, rss=rss)
+        cpu_us=statistics.median(c for _, _, c in rs) / key[1] * 1e6, rss=rss)
 order = ["agent-33", "xargs", "parallel", "rust-parallel", "floor"]
 print()
 print("| command | N | -j | runner | median wall (s) | ± | CPU/job (µs) | peak RSS (MiB) | wall / xargs | CPU / xargs |")
@@ -134,6 +136,23 @@ for key in sorted({k[:3] for k in rows}, key=lambda k: (k[0] != "true", k[1], k[
               f"| {r['cpu_us']:.0f} | {r['rss']:.1f} "
               f"| {ratio(r['median'], base['median']) if base else '-'} "
               f"| {ratio(r['cpu_us'], base['cpu_us']) if base else '-'} |")
+# agent-33 against rust-parallel round by round: the two ran back to back
+# in each round, so the machine's drift between rounds cancels out.
+paired = []
+for key in sorted({k[:3] for k in runs}, key=lambda k: (k[0] != "true", k[1], k[2])):
+    ours = {r: w for r, w, _ in runs.get(key + ("agent-33",), [])}
+    theirs = {r: w for r, w, _ in runs.get(key + ("rust-parallel",), [])}
+    both = sorted(set(ours) & set(theirs))
+    if both:
+        ratios = [ours[r] / theirs[r] for r in both]
+        won = sum(x < 1 for x in ratios)
+        paired.append(f"| {key[0]} | {key[1]} | {key[2]} | {statistics.median(ratios):.3f}× "
+                      f"| {won} of {len(both)} |")
+if paired:
+    print()
+    print("| command | N | -j | agent-33 ÷ rust-parallel, median of rounds | rounds agent-33 was faster |")
+    print("|---|---|---|---|---|")
+    print("\n".join(paired))
 print()
 for suffix, what in (("", ""), ("-report", ", with --report")):
     small = int(open(os.path.join(out, f"big-2000{suffix}.rss")).read().split()[-1])
