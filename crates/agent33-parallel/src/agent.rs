@@ -168,11 +168,31 @@ impl AttemptShared {
         token
     }
 
-    /// Cancels the attempt because the run stops (`timed_out`: because it
-    /// passed its timeout).
-    pub(crate) fn cancel(&self, timed_out: bool) {
-        let why = if timed_out { TIMED_OUT } else { STOPPED };
-        self.state.fetch_or(why, Ordering::Relaxed);
+    /// Cancels the attempt because the run stops.
+    pub(crate) fn cancel(&self) {
+        self.state.fetch_or(STOPPED, Ordering::Relaxed);
+        self.cancel_token();
+    }
+
+    /// Cancels the attempt because it passed its timeout, unless its
+    /// outcome is already settled or a stop came first: in one step, so
+    /// that an agent settling at that moment is either in time or not.
+    /// Returns whether it timed out.
+    pub(crate) fn time_out(&self) -> bool {
+        let timed_out = self
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & (SETTLED | STOPPED) == 0).then_some(s | TIMED_OUT)
+            })
+            .is_ok();
+        if timed_out {
+            self.cancel_token();
+        }
+        timed_out
+    }
+
+    fn cancel_token(&self) {
+        // Pairs with the fence in `token`.
         fence(Ordering::SeqCst);
         if let Some(token) = self.token.get() {
             token.cancel();
@@ -193,7 +213,12 @@ impl AttemptShared {
         self.state.load(Ordering::SeqCst) & TOLD_TO_STOP != 0
     }
 
-    /// Whether the agent settled its outcome before being told to stop.
+    /// Whether the attempt passed its timeout (and was not settled first).
+    pub(crate) fn timed_out(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & TIMED_OUT != 0
+    }
+
+    /// Whether the agent settled its outcome.
     pub(crate) fn is_settled(&self) -> bool {
         self.state.load(Ordering::SeqCst) & SETTLED != 0
     }
@@ -242,8 +267,9 @@ impl TaskContext {
     /// From then on the task's timeout no longer applies, and a stop
     /// (fail-fast, the run deadline, an interrupt) still cancels the token,
     /// so that the agent cuts its winding down short, but no longer makes
-    /// the task `cancelled`: its result is what the agent returns, provided
-    /// it returns within [`Self::grace`].
+    /// the task `cancelled`: its result is what the agent returns. Nor does
+    /// [`Self::grace`] cut a settled agent short (only a second interrupt
+    /// drops it), so an agent that settles must bound its own winding down.
     ///
     /// An agent may settle after a stop cancelled its token when the work
     /// ended on its own, before the agent acted on the stop (a command that
@@ -429,7 +455,7 @@ mod tests {
     #[test]
     fn an_outcome_settles_after_a_stop_but_not_after_a_timeout() {
         let stopped = AttemptShared::new(Capture::new(0, None));
-        stopped.cancel(false);
+        stopped.cancel();
         assert!(
             stopped.settle(),
             "work that ended on its own before the agent acted"
@@ -437,20 +463,27 @@ mod tests {
         assert!(stopped.is_settled() && stopped.told_to_stop());
 
         let timed_out = AttemptShared::new(Capture::new(0, None));
-        timed_out.cancel(true);
+        assert!(timed_out.time_out());
         assert!(!timed_out.settle(), "ending late is timing out");
-        assert!(!timed_out.is_settled());
+        assert!(!timed_out.is_settled() && timed_out.token().is_cancelled());
+
+        let stopped_first = AttemptShared::new(Capture::new(0, None));
+        stopped_first.cancel();
+        assert!(!stopped_first.time_out(), "the stop came first");
+        assert!(!stopped_first.timed_out());
 
         let settled = AttemptShared::new(Capture::new(0, None));
         assert!(settled.settle());
-        settled.cancel(false);
+        assert!(!settled.time_out(), "a settled attempt does not time out");
+        assert!(!settled.token().is_cancelled());
+        settled.cancel();
         assert!(settled.is_settled() && settled.token().is_cancelled());
     }
 
     #[test]
     fn a_token_made_after_the_cancel_is_cancelled() {
         let shared = AttemptShared::new(Capture::new(0, None));
-        shared.cancel(false);
+        shared.cancel();
         assert!(shared.token().is_cancelled());
         assert!(shared.is_cancelled());
     }
@@ -460,7 +493,7 @@ mod tests {
         let shared = AttemptShared::new(Capture::new(0, None));
         let token = shared.token().clone();
         assert!(!shared.is_cancelled());
-        shared.cancel(false);
+        shared.cancel();
         assert!(token.is_cancelled());
     }
 

@@ -956,10 +956,9 @@ impl Dispatcher {
             };
             // A task whose outcome is settled has ended (it only winds
             // down); one already told to stop keeps the stop as its reason.
-            if running.shared.is_settled() || running.shared.told_to_stop() {
+            if !running.shared.time_out() {
                 continue;
             }
-            running.shared.cancel(true);
             let key = running.key;
             if let Some(run) = self.entries.get_mut(key, seq).and_then(|e| e.run.as_mut()) {
                 run.timed_out = true;
@@ -1209,7 +1208,7 @@ impl Dispatcher {
         });
         if cancel_in_flight {
             for running in self.slots.iter().flatten() {
-                running.shared.cancel(false);
+                running.shared.cancel();
             }
         }
         if !first {
@@ -1446,10 +1445,12 @@ impl Drop for Worker {
 
 /// How an agent that returned ended.
 fn returned(r: std::thread::Result<AgentResult>, attempt: &AttemptShared) -> Ended {
-    // An agent that gave up because it was asked to stop was stopped, not
-    // failed; one that finished anyway succeeded; one whose outcome was
-    // settled before the stop keeps it.
-    if !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() && !attempt.is_settled() {
+    // A settled outcome stands. One that came after the timeout is late,
+    // whatever it says. An agent that gave up because it was asked to stop
+    // was stopped, not failed; one that finished anyway succeeded.
+    if attempt.is_settled() {
+        Ended::Returned(r)
+    } else if attempt.timed_out() || (!matches!(r, Ok(Ok(_))) && attempt.is_cancelled()) {
         Ended::Cancelled(Some(r))
     } else {
         Ended::Returned(r)
@@ -1475,11 +1476,24 @@ async fn wait(mut fut: AgentFuture, shared: Arc<AttemptShared>, env: Arc<WorkerE
     if let Some(r) = r {
         return returned(r, &shared);
     }
-    let late = tokio::select! {
-        biased;
-        r = &mut fut => Some(r),
-        () = tokio::time::sleep(env.grace) => None,
-        () = env.kill.cancelled() => None,
+    let grace = tokio::time::sleep(env.grace);
+    tokio::pin!(grace);
+    let mut grace_over = false;
+    let late = loop {
+        tokio::select! {
+            biased;
+            r = &mut fut => break Some(r),
+            () = &mut grace, if !grace_over => {
+                // A settled attempt only tidies up, as long as its agent
+                // needs (a command agent: the drain and sweep limits); its
+                // result must not be lost to the grace.
+                if !shared.is_settled() {
+                    break None;
+                }
+                grace_over = true;
+            }
+            () = env.kill.cancelled() => break None,
+        }
     };
     // A panicking drop must not take the dispatcher down.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));

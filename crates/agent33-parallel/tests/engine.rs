@@ -302,6 +302,56 @@ async fn a_stop_cuts_a_settled_task_short_without_cancelling_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_that_returns_success_at_its_timeout_timed_out() {
+    // It answers its cancelled token at once with what it has: ending at
+    // the limit rather than before it is timing out, in the same poll or not.
+    let log = Log::new();
+    let r = run(
+        parallel(1).timeout_seconds(0.1).build().unwrap(),
+        vec![task("quit@5000")],
+        &log,
+    )
+    .await;
+    let quit = &r.failed[0];
+    assert_eq!(quit.status, TaskStatus::Timeout);
+    assert_eq!(quit.error.as_deref(), Some("timed out after 0.1s"));
+    assert_eq!(quit.duration_ms, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_settled_failure_stays_a_failure_when_the_run_stops() {
+    let log = Log::new();
+    let tasks = vec![task("settlefail@100#1"), task("fail@300#2")];
+    let r = run(parallel(2).build().unwrap(), tasks, &log).await;
+    assert_eq!(ids(&r.failed), ["a:settlefail@100#1", "a:fail@300#2"]);
+    assert_eq!(r.failed[0].status, TaskStatus::Failed);
+    assert_eq!(r.failed[0].error.as_deref(), Some("exit code 3"));
+    assert!(r.cancelled.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_grace_does_not_drop_a_settled_task_winding_down() {
+    // No grace at all: an unsettled task is dropped at once, a settled one
+    // finishes its 10 ms of tidying up and keeps its result.
+    let log = Log::new();
+    let tasks = vec![
+        task("settle@100#1"),
+        task("obey@5000#2"),
+        task("fail@300#3"),
+    ];
+    let r = run(
+        parallel(3).kill_grace(Duration::ZERO).build().unwrap(),
+        tasks,
+        &log,
+    )
+    .await;
+    assert_eq!(ids(&r.succeeded), ["a:settle@100#1"]);
+    assert_eq!(r.succeeded[0].duration_ms, 310);
+    assert_eq!(ids(&r.cancelled), ["a:obey@5000#2"]);
+    assert_eq!(r.cancelled[0].duration_ms, 300);
+}
+
+#[tokio::test(start_paused = true)]
 async fn per_task_and_per_agent_timeouts_beat_the_global_one() {
     let log = Log::new();
     let agents = Agents::new()

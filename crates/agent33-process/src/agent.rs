@@ -362,13 +362,25 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
         // Registered with the timer only if a read has to wait.
         let deadline = tokio::time::sleep_until(drain_until);
         tokio::pin!(deadline);
-        // Told to stop while settled: the output so far is what there is.
         let stop = token.cancelled();
         tokio::pin!(stop);
+        let mut stopped = false;
         while out.open || err.open {
+            if stopped {
+                // Told to stop while settled: what is already in the pipes
+                // is read (the tail is often the error), no more is waited for.
+                tokio::select! {
+                    biased;
+                    () = &mut deadline => break,
+                    read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
+                    read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
+                    () = std::future::ready(()) => break,
+                }
+                continue;
+            }
             tokio::select! {
                 () = &mut deadline => break,
-                () = &mut stop, if settled => break,
+                () = &mut stop, if settled => stopped = true,
                 read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
                 read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
             }

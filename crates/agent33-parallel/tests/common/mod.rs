@@ -9,7 +9,11 @@
 //!   cancelled with the error `stopped`;
 //! - `hang@MS` sleeps MS then succeeds, ignoring its token;
 //! - `settle@MS` sleeps MS, settles its outcome (success), then winds down
-//!   for a second, cut short 10 ms after its token is cancelled.
+//!   for a second, cut short 10 ms after its token is cancelled;
+//!   `settlefail@MS` the same, failing with `exit code 3`, and at once
+//!   when its token is cancelled;
+//! - `quit@MS` sleeps MS then succeeds, and returns its output at once,
+//!   as a success, when its token is cancelled.
 //!
 //! An optional `#tag` suffix keeps ids unique. Every attempt is logged with
 //! its virtual start and end.
@@ -141,14 +145,27 @@ pub fn scripted(log: &Log) -> AgentSpec {
                         }
                     }
                 }
-                "settle" => {
+                "settle" | "settlefail" => {
                     work.await;
                     assert!(ctx.settle(), "settled before any stop");
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(1000)) => {}
                         () = ctx.token().cancelled() => {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if kind == "settle" {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
                         }
+                    }
+                    if kind == "settle" {
+                        Ok(out)
+                    } else {
+                        Err(AgentError::with_output("exit code 3", out))
+                    }
+                }
+                "quit" => {
+                    tokio::select! {
+                        () = work => {}
+                        () = ctx.token().cancelled() => {}
                     }
                     Ok(out)
                 }
