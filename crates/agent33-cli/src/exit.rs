@@ -2,7 +2,8 @@
 
 /// Every task succeeded (also: no tasks), or a dry run found a valid plan.
 pub const SUCCESS: u8 = 0;
-/// At least one task did not succeed, or the run stopped before its end.
+/// At least one task did not succeed, or the run stopped before it read
+/// all its input.
 pub const TASK_FAILED: u8 = 1;
 /// Usage or manifest error: nothing ran.
 pub const USAGE: u8 = 2;
@@ -13,7 +14,7 @@ pub enum Outcome {
     /// Every task succeeded.
     AllSucceeded,
     /// Some task failed, timed out, was cancelled or skipped, or the run
-    /// stopped early.
+    /// stopped before it read all its input.
     SomeDidNotSucceed,
     /// A signal stopped the run.
     Signalled(Signal),
