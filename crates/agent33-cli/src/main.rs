@@ -18,7 +18,16 @@ use agent33_cli::args::{Command, parse_from};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The hidden first argument that makes this binary a run's guard (see
+/// `agent33_process::start_guard`); the pid after it only names the run
+/// for `ps`.
+const GUARD_ARG: &str = "__guard";
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == GUARD_ARG) {
+        let _ = agent33_process::guard_main();
+        return ExitCode::SUCCESS;
+    }
     let cli = match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {

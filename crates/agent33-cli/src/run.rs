@@ -87,6 +87,13 @@ async fn run(config: Config) -> u8 {
     // Escapees (setsid, double fork) are reparented to us, found and killed.
     let _ = agent33_process::become_subreaper();
     let _reaper = Reaper::start(Duration::from_secs(1));
+    // Should we die without cleaning up (SIGKILL, the OOM killer), the guard
+    // kills the tasks' groups. Best effort: a run without one is still safe
+    // from everything but our own sudden death.
+    if let Ok(me) = std::env::current_exe() {
+        let pid = std::process::id().to_string();
+        let _ = agent33_process::start_guard(&me, &[crate::GUARD_ARG, &pid]);
+    }
 
     let options = ProcessOptions {
         output_dir: config.options.output_dir.clone(),
@@ -185,6 +192,7 @@ async fn run(config: Config) -> u8 {
         failed_reports = true;
     }
     // Nothing we started outlives us, whatever happened above.
+    agent33_process::disarm_guard();
     tokio::task::spawn_blocking(|| agent33_process::kill_all_descendants(FINAL_SWEEP))
         .await
         .ok();

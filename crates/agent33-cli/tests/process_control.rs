@@ -836,6 +836,59 @@ fn a_second_sigint_kills_every_group_at_once() {
 }
 
 #[test]
+fn a_sigkilled_agent_33_takes_its_tasks_with_it() {
+    // Nothing in agent-33 can react to SIGKILL (the OOM killer sends it):
+    // its guard process, which outlives it, kills the tasks' groups.
+    let guard = MarkerGuard::new("sigkill");
+    let sandbox = Sandbox::new();
+    let fixture = Fixture::new()
+        .marker(guard.marker())
+        .ignore_term()
+        .spawn_grandchild()
+        .ready_file(&sandbox.ready_file())
+        .sleep(3600.0);
+    let mut run = Run::spawn(agent33(
+        &sandbox,
+        ["-j", "2", "--command", &template(&fixture), "a", "b"],
+    ));
+    sandbox.wait_ready(2, &mut run);
+    run.signal(Signal::KILL);
+    let done = run.finish();
+    assert_eq!(done.code(), None, "killed, not exited");
+    assert!(
+        wait_until(HANG, || guard.pids().is_empty()),
+        "processes outlived a SIGKILLed agent-33: {:?}",
+        guard.pids()
+    );
+}
+
+/// Whether a guard of the agent-33 whose pid is `pid` is running.
+fn guard_of(pid: u32) -> bool {
+    let wanted = format!("__guard\0{pid}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+        })
+}
+
+#[test]
+fn a_clean_run_leaves_no_guard_behind() {
+    let sandbox = Sandbox::new();
+    let run = Run::spawn(agent33(&sandbox, ["--command", "true", "a"]));
+    let pid = run.pid();
+    let done = run.finish();
+    assert_eq!(done.code(), Some(0), "stderr:\n{}", done.stderr);
+    assert!(
+        wait_until(HANG, || !guard_of(pid)),
+        "the guard of {pid} outlived its run"
+    );
+}
+
+#[test]
 fn a_closed_stdout_ends_the_run_quietly() {
     for mode in ["grouped", "stream"] {
         let guard = MarkerGuard::new("head");

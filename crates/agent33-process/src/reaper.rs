@@ -60,11 +60,22 @@ fn no_spawn_in_flight() -> RwLockWriteGuard<'static, ()> {
 #[derive(Debug)]
 pub(crate) struct Registration {
     pid: i32,
+    /// Dropped after the leader leaves the map: its group stays guarded
+    /// for as long as it is ours to kill.
+    _guarded: Option<crate::guard::GuardSlot>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         leaders().remove(&self.pid);
+    }
+}
+
+/// Registers a helper process of ours (the guard) as if it were a leader,
+/// so that sweeps and orphan reaping leave it alone.
+pub(crate) fn register_helper(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        leaders().insert(pid, TaskId::from("agent-33 guard"));
     }
 }
 
@@ -77,7 +88,10 @@ pub(crate) fn spawn_registered(
     let _gate = spawning();
     let started = start()?;
     leaders().insert(started.pid, task.clone());
-    let registration = Registration { pid: started.pid };
+    let registration = Registration {
+        pid: started.pid,
+        _guarded: crate::guard::guard_group(started.pid),
+    };
     Ok((started, registration))
 }
 

@@ -1,0 +1,183 @@
+//! A guard process that kills the tasks' process groups when this process
+//! dies without cleaning up: SIGKILL, the OOM killer, an abort. Nothing in
+//! a process can react to its own SIGKILL, and a task's leader could only
+//! ask for a parent-death signal from code run between fork and exec.
+//!
+//! [`start_guard`] starts a program (the CLI starts itself, `agent-33
+//! __guard`) in a process group of its own, its stdin a pipe whose write
+//! end only this process holds and its stdout a memory file with one slot
+//! per task leader: the group id while the leader is registered, 0 after.
+//! The guard blocks on the pipe and never wakes while we live; registering
+//! a group costs one `pwrite`. When the pipe ends, [`guard_main`] kills every
+//! group still in the table, unless [`disarm_guard`] said all was clear.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::reaper;
+
+/// The byte that tells the guard all is clear.
+const ALL_CLEAR: u8 = b'x';
+
+static GUARD: OnceLock<Guard> = OnceLock::new();
+
+struct Guard {
+    table: File,
+    /// The pipe's write end; dropped (closed) when disarmed.
+    alive: Mutex<Option<File>>,
+    free: Mutex<Vec<u32>>,
+    next: AtomicU32,
+}
+
+/// Starts `program` with `args` as this process's guard (see the module
+/// docs); the program must call [`guard_main`]. Later spawns register
+/// their groups with it. At most one guard per process: a second call
+/// does nothing.
+///
+/// # Errors
+///
+/// When the memory file, the pipe or the process cannot be made.
+pub fn start_guard(program: &Path, args: &[&str]) -> io::Result<()> {
+    if GUARD.get().is_some() {
+        return Ok(());
+    }
+    let table = File::from(rustix::fs::memfd_create(
+        "agent33-guard",
+        rustix::fs::MemfdFlags::CLOEXEC,
+    )?);
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::from(read))
+        .stdout(Stdio::from(table.try_clone()?))
+        .stderr(Stdio::null())
+        // Out of our group, so that a signal to it (Ctrl-C, a group kill)
+        // leaves the guard to do its work.
+        .process_group(0)
+        .spawn()?;
+    // Not a task, yet a child sweeps must leave alone and must not take
+    // for an escapee.
+    reaper::register_helper(child.id());
+    let _ = GUARD.set(Guard {
+        table,
+        alive: Mutex::new(Some(File::from(write))),
+        free: Mutex::new(Vec::new()),
+        next: AtomicU32::new(0),
+    });
+    Ok(())
+}
+
+/// Tells the guard that all is clear and lets it exit: call it when every
+/// task has been cleaned up. Idempotent.
+pub fn disarm_guard() {
+    let Some(guard) = GUARD.get() else {
+        return;
+    };
+    let alive = guard
+        .alive
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut alive) = alive {
+        // A guard already gone has nothing left to do.
+        let _ = alive.write_all(&[ALL_CLEAR]);
+    }
+}
+
+/// A group in the guard's table, until dropped.
+#[derive(Debug)]
+pub(crate) struct GuardSlot {
+    slot: u32,
+}
+
+/// Records group `pgid` in the guard's table; `None` without a guard, or
+/// when the table cannot be written (the group is then not guarded).
+pub(crate) fn guard_group(pgid: i32) -> Option<GuardSlot> {
+    let guard = GUARD.get()?;
+    let slot = guard
+        .free
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop()
+        .unwrap_or_else(|| guard.next.fetch_add(1, Ordering::Relaxed));
+    let at = u64::from(slot) * 4;
+    match guard.table.write_all_at(&pgid.to_le_bytes(), at) {
+        Ok(()) => Some(GuardSlot { slot }),
+        Err(_) => {
+            guard
+                .free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(slot);
+            None
+        }
+    }
+}
+
+impl Drop for GuardSlot {
+    fn drop(&mut self) {
+        let Some(guard) = GUARD.get() else {
+            return;
+        };
+        let at = u64::from(self.slot) * 4;
+        // Left in the table if this fails: killing a group that is gone
+        // does nothing.
+        if guard.table.write_all_at(&0i32.to_le_bytes(), at).is_ok() {
+            guard
+                .free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(self.slot);
+        }
+    }
+}
+
+/// The guard's side: waits until the pipe on stdin ends, then, unless it
+/// was told all is clear, sends SIGKILL to every group in the table on
+/// stdout. Returns the number of groups signalled.
+///
+/// # Errors
+///
+/// When the table cannot be read.
+pub fn guard_main() -> io::Result<usize> {
+    let mut stdin = io::stdin().lock();
+    let mut buf = [0u8; 64];
+    let mut all_clear = false;
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all_clear |= buf[..n].contains(&ALL_CLEAR),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if all_clear {
+        return Ok(0);
+    }
+    let table = File::from(std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned()?);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = table.read_at(&mut chunk, bytes.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let mut signalled = 0;
+    for slot in bytes.chunks_exact(4) {
+        let raw = i32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]);
+        if let Some(pgid) = rustix::process::Pid::from_raw(raw) {
+            if rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).is_ok() {
+                signalled += 1;
+            }
+        }
+    }
+    Ok(signalled)
+}
