@@ -838,13 +838,15 @@ fn a_second_sigint_kills_every_group_at_once() {
 #[test]
 fn a_sigkilled_agent_33_takes_its_tasks_with_it() {
     // Nothing in agent-33 can react to SIGKILL (the OOM killer sends it):
-    // its guard process, which outlives it, kills the tasks' groups.
+    // its guard process, which outlives it, kills the tasks' groups and
+    // what left them (here a setsid'd copy, still the leader's child).
     let guard = MarkerGuard::new("sigkill");
     let sandbox = Sandbox::new();
     let fixture = Fixture::new()
         .marker(guard.marker())
         .ignore_term()
         .spawn_grandchild()
+        .escape()
         .ready_file(&sandbox.ready_file())
         .sleep(3600.0);
     let mut run = Run::spawn(agent33(

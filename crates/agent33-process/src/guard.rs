@@ -140,7 +140,8 @@ impl Drop for GuardSlot {
 
 /// The guard's side: waits until the pipe on stdin ends, then, unless it
 /// was told all is clear, sends SIGKILL to every group in the table on
-/// stdout. Returns the number of groups signalled.
+/// stdout and to every descendant of their members, in whatever group or
+/// session. Returns the number of groups signalled.
 ///
 /// # Errors
 ///
@@ -170,13 +171,26 @@ pub fn guard_main() -> io::Result<usize> {
         }
         bytes.extend_from_slice(&chunk[..n]);
     }
+    let groups: Vec<i32> = bytes
+        .chunks_exact(4)
+        .map(|slot| i32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]))
+        .filter(|&pgid| pgid > 0)
+        .collect();
+    // Found before anything is killed: a process that left its group
+    // (setsid) is still linked to the task through its parents, and a kill
+    // would hand it to init.
+    let strays = reaper::members_and_descendants(&groups);
     let mut signalled = 0;
-    for slot in bytes.chunks_exact(4) {
-        let raw = i32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]);
+    for &raw in &groups {
         if let Some(pgid) = rustix::process::Pid::from_raw(raw) {
             if rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).is_ok() {
                 signalled += 1;
             }
+        }
+    }
+    for raw in strays {
+        if let Some(pid) = rustix::process::Pid::from_raw(raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
     Ok(signalled)

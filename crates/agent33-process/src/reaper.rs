@@ -173,6 +173,34 @@ impl ProcInfo {
     }
 }
 
+/// The live processes in `groups` and every live descendant of theirs,
+/// whatever group or session it moved to: what a task left behind while its
+/// processes still link it to its leader.
+pub(crate) fn members_and_descendants(groups: &[i32]) -> Vec<i32> {
+    let procs = all_processes();
+    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut found: HashSet<i32> = HashSet::new();
+    let mut stack: Vec<i32> = procs
+        .iter()
+        .filter(|p| groups.contains(&p.pgid))
+        .map(|p| p.pid)
+        .collect();
+    while let Some(pid) = stack.pop() {
+        if !found.insert(pid) {
+            continue;
+        }
+        stack.extend(children.get(&pid).into_iter().flatten().map(|c| c.pid));
+    }
+    procs
+        .iter()
+        .filter(|p| found.contains(&p.pid) && !p.is_zombie())
+        .map(|p| p.pid)
+        .collect()
+}
+
 fn parse_stat(pid: i32, stat: &[u8]) -> Option<ProcInfo> {
     // The command name may contain spaces and parentheses: the fields start
     // after the last `)`.
