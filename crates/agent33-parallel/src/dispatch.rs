@@ -654,7 +654,7 @@ impl Dispatcher {
             task: Arc::clone(&task),
         });
         if self.stop.is_some() {
-            let reason = self.stop_reason_text();
+            let reason = stop_text(self.stop.as_ref());
             self.finish_not_started(
                 seq,
                 task,
@@ -892,10 +892,7 @@ impl Dispatcher {
             // It ran on to its own end after the stop (fail_fast: false):
             // say why it was not retried, as for a task in its backoff.
             let error = attempt.error.take().unwrap_or_default();
-            let why = self
-                .stop
-                .as_ref()
-                .map_or_else(|| "stopped".to_owned(), ToString::to_string);
+            let why = stop_text(self.stop.as_ref());
             attempt.error = Some(format!("{error} (retry abandoned: {why})"));
         }
         // Earlier attempts' notes (their output files, escaped processes)
@@ -1183,12 +1180,6 @@ impl Dispatcher {
         self.finished.insert(id.clone(), None);
         self.finish_not_started(seq, entry.task, TaskStatus::Skipped, error);
         self.skip_dependents(id);
-    }
-
-    fn stop_reason_text(&self) -> String {
-        self.stop
-            .as_ref()
-            .map_or_else(|| "stopped".to_owned(), ToString::to_string)
     }
 
     /// Fires or escalates a stop: no more starts; tasks not started are
@@ -1504,6 +1495,11 @@ async fn wait(mut fut: AgentFuture, shared: Arc<AttemptShared>, env: Arc<WorkerE
     }
 }
 
+/// Why the run stopped, as errors quote it.
+fn stop_text(stop: Option<&StopReason>) -> String {
+    stop.map_or_else(|| "stopped".to_owned(), ToString::to_string)
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -1538,7 +1534,7 @@ fn classify(
             )
         }
         Ended::Cancelled(late) => {
-            let why = stop.map_or_else(|| "stopped".to_owned(), ToString::to_string);
+            let why = stop_text(stop);
             (
                 TaskStatus::Cancelled,
                 late,
