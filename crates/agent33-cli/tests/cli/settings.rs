@@ -540,6 +540,9 @@ fn whole_numbers_beyond_a_settings_type_are_clamped_to_its_maximum() {
     // Manifest values written as text take the same path.
     let s = settings("retries: \"4294967296\"", &[], &[]);
     assert_eq!(s["retries"], u32_max);
+    // And as plain numbers.
+    let s = settings("retries: 4294967296", &[], &[]);
+    assert_eq!(s["retries"], u32_max);
     // And a run with them works.
     let sb = Sandbox::new();
     sb.run([
