@@ -46,6 +46,8 @@ mod output;
 mod program;
 mod reaper;
 mod spawn;
+#[cfg(target_os = "linux")]
+mod vfork;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
-//! Starts a task's leader: `posix_spawn` with an environment prepared once
-//! per agent, or std's `Command` when that cannot be used.
+//! Starts a task's leader with an environment prepared once per agent (on
+//! Linux through [`crate::vfork`], elsewhere `posix_spawn`), or std's
+//! `Command` when that cannot be used.
 //!
 //! Each task adds four `AGENT33_*` variables to the environment. Given any
 //! change to the environment, std's `Command` copies the whole environment
@@ -24,6 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+#[cfg(not(target_os = "linux"))]
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -99,7 +101,7 @@ impl Launcher {
         spawn_std(launch)
     }
 
-    /// `posix_spawn` with the prepared environment; `None` when this launch
+    /// A spawn with the prepared environment; `None` when this launch
     /// needs std's `Command` after all.
     fn spawn_direct(&self, launch: &Launch<'_>) -> io::Result<Option<Started>> {
         let Ok(program) = CString::new(launch.program.as_bytes()) else {
@@ -166,11 +168,48 @@ impl Launcher {
             // number: the dup2 order below would clobber it.
             return Ok(None);
         }
+        let stdio = [
+            null.as_raw_fd(),
+            out_write.as_raw_fd(),
+            err_write.as_raw_fd(),
+        ];
+        let pid = self.spawn_raw(&program, &argv, &envp, stdio)?;
+        Ok(Some(Started {
+            pid,
+            stdout: out_read,
+            stderr: err_read,
+        }))
+    }
+
+    /// Clones straight into `execve` (see [`crate::vfork`]): glibc's
+    /// `posix_spawn` does more around the same steps.
+    #[cfg(target_os = "linux")]
+    fn spawn_raw(
+        &self,
+        program: &CStr,
+        argv: &[CString],
+        envp: &[&CStr],
+        stdio: [std::os::fd::RawFd; 3],
+    ) -> io::Result<i32> {
+        let null = std::ptr::null();
+        let argv: Vec<_> = argv.iter().map(|a| a.as_ptr()).chain([null]).collect();
+        let envp: Vec<_> = envp.iter().map(|e| e.as_ptr()).chain([null]).collect();
+        crate::vfork::spawn(program, &argv, &envp, stdio, &self.sigdefault)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn spawn_raw(
+        &self,
+        program: &CStr,
+        argv: &[CString],
+        envp: &[&CStr],
+        stdio: [std::os::fd::RawFd; 3],
+    ) -> io::Result<i32> {
         let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
         actions
-            .add_dup2(null.as_raw_fd(), 0)
-            .and_then(|()| actions.add_dup2(out_write.as_raw_fd(), 1))
-            .and_then(|()| actions.add_dup2(err_write.as_raw_fd(), 2))
+            .add_dup2(stdio[0], 0)
+            .and_then(|()| actions.add_dup2(stdio[1], 1))
+            .and_then(|()| actions.add_dup2(stdio[2], 2))
             .map_err(io::Error::from)?;
         let mut attr = PosixSpawnAttr::init().map_err(io::Error::from)?;
         // Nothing of our signal mask is inherited.
@@ -183,24 +222,19 @@ impl Launcher {
         .and_then(|()| attr.set_sigmask(&SigSet::empty()))
         .and_then(|()| attr.set_sigdefault(&self.sigdefault))
         .map_err(io::Error::from)?;
-        let pid = posix_spawn(program.as_c_str(), &actions, &attr, &argv, &envp)
-            .map_err(io::Error::from)?;
-        Ok(Some(Started {
-            pid: pid.as_raw(),
-            stdout: out_read,
-            stderr: err_read,
-        }))
+        let pid = posix_spawn(program, &actions, &attr, argv, envp).map_err(io::Error::from)?;
+        Ok(pid.as_raw())
     }
 }
 
 /// The signals a task starts with at their default: SIGPIPE, which Rust
 /// ignores in this process (as std does it), and every signal not ignored
 /// here, whose handlers exec would reset anyway. Naming them all lets the
-/// C library set each once in the child instead of asking about it first
+/// child set each once instead of asking about it first
 /// (121 `sigaction` calls per spawn become 64). A signal ignored when the
 /// agent is made stays ignored in its tasks, as across any exec; where
 /// real-time signals are ignored (which `Signal` cannot name), only SIGPIPE
-/// is reset and the C library asks about the rest.
+/// is reset and the child asks about the rest.
 fn default_signals() -> SigSet {
     let ignored = ignored_signals();
     let mut only_sigpipe = SigSet::empty();
