@@ -46,7 +46,14 @@ mod output;
 mod program;
 mod reaper;
 mod spawn;
-#[cfg(target_os = "linux")]
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
 mod vfork;
 
 use std::ffi::OsString;

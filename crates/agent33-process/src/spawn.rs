@@ -25,7 +25,14 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -183,7 +190,14 @@ impl Launcher {
 
     /// Clones straight into `execve` (see [`crate::vfork`]): glibc's
     /// `posix_spawn` does more around the same steps.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     fn spawn_raw(
         &self,
         program: &CStr,
@@ -197,7 +211,14 @@ impl Launcher {
         crate::vfork::spawn(program, &argv, &envp, stdio, &self.sigdefault)
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    )))]
     fn spawn_raw(
         &self,
         program: &CStr,

@@ -21,7 +21,7 @@
 )]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, c_int, c_void};
+use std::ffi::{CStr, c_int, c_long, c_void};
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -113,15 +113,14 @@ pub(crate) fn spawn(
     };
     let pid = CHILD_STACK.with_borrow_mut(|stack| {
         let top = stack.as_mut_ptr_range().end.cast::<c_void>();
-        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises `all`; pthread_sigmask only reads
-        // `all` and writes `old`. The child runs `child_main` on `stack`,
-        // which nothing else uses while this thread is suspended in clone
-        // (CLONE_VFORK), and reads `child`, which outlives the call.
+        let mut old: u64 = 0;
+        // SAFETY: the mask calls read and write the two u64 masks. The
+        // child runs `child_main` on `stack`, which nothing else uses while
+        // this thread is suspended in clone (CLONE_VFORK), and reads
+        // `child`, which outlives the call.
         unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+            // Raw, so that glibc's internal signals are blocked too.
+            sigprocmask(&!0, &mut old);
             let pid = libc::clone(
                 child_main,
                 top,
@@ -129,7 +128,7 @@ pub(crate) fn spawn(
                 std::ptr::from_ref(&child).cast_mut().cast::<c_void>(),
             );
             let error = io::Error::last_os_error();
-            libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
+            sigprocmask(&old, std::ptr::null_mut());
             if pid < 0 { Err(error) } else { Ok(pid) }
         }
     })?;
@@ -149,37 +148,43 @@ pub(crate) fn spawn(
     }
 }
 
-/// The child, in our address space until `execve` replaces it.
+/// The child, in our address space until `execve` replaces it. Only
+/// system calls: glibc's wrappers may take locks shared with our running
+/// threads (`sigaction` does for SIGABRT in newer versions) and are what
+/// preloaded tools intercept.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Child` that `spawn` keeps alive across clone.
     let child = unsafe { &*arg.cast::<Child<'_>>() };
-    // SAFETY: plain system call wrappers on data prepared by the parent; a
-    // zeroed sigaction is SIG_DFL with no flags and an empty mask.
+    // SAFETY: system calls on data prepared by the parent. A zeroed kernel
+    // sigaction is SIG_DFL with no flags and an empty mask; its first word
+    // is the handler (on the architectures this module is built for).
     unsafe {
-        let default: libc::sigaction = std::mem::zeroed();
-        // glibc refuses to touch its own internal signals: they stay as
-        // they are, which is what it does in `posix_spawn` too.
+        let default = [0usize; 4];
         for &sig in child.defaults {
-            libc::sigaction(sig, &default, std::ptr::null_mut());
+            set_action(sig, &default, std::ptr::null_mut());
         }
         for &sig in child.ask {
-            let mut now: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut now) == 0
-                && now.sa_sigaction != libc::SIG_DFL
-                && now.sa_sigaction != libc::SIG_IGN
+            let mut now = [0usize; 4];
+            if set_action(sig, std::ptr::null(), &mut now) == 0
+                && now[0] != libc::SIG_DFL
+                && now[0] != libc::SIG_IGN
             {
-                libc::sigaction(sig, &default, std::ptr::null_mut());
+                set_action(sig, &default, std::ptr::null_mut());
             }
         }
-        let ok = libc::setpgid(0, 0) == 0
-            && libc::dup2(child.stdio[0], 0) == 0
-            && libc::dup2(child.stdio[1], 1) == 1
-            && libc::dup2(child.stdio[2], 2) == 2;
+        let ok = libc::syscall(libc::SYS_setpgid, 0 as c_long, 0 as c_long) == 0
+            && (0..3).all(|n| {
+                libc::syscall(
+                    libc::SYS_dup3,
+                    c_long::from(child.stdio[n]),
+                    n as c_long,
+                    0 as c_long,
+                ) >= 0
+            });
         if ok {
-            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(none.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
-            libc::execve(
+            sigprocmask(&0, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_execve,
                 child.path.as_ptr(),
                 child.argv.as_ptr(),
                 child.envp.as_ptr(),
@@ -187,6 +192,39 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         let errno = *libc::__errno_location();
         child.error.store(errno.max(1), Ordering::Release);
-        libc::_exit(127)
+        libc::syscall(libc::SYS_exit_group, 127 as c_long);
+        unreachable!("exit_group returned")
     }
 }
+
+/// `rt_sigaction` with the kernel's own structure.
+unsafe fn set_action(sig: c_int, new: *const [usize; 4], old: *mut [usize; 4]) -> c_long {
+    // SAFETY: the caller passes null or 32 bytes, more than the kernel's
+    // sigaction on every architecture this module is built for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            c_long::from(sig),
+            new,
+            old,
+            SIGSET_BYTES,
+        )
+    }
+}
+
+/// `rt_sigprocmask(SIG_SETMASK)` of this thread, all 64 signals included.
+unsafe fn sigprocmask(new: *const u64, old: *mut u64) -> c_long {
+    // SAFETY: the caller passes a mask and null or room for one.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            c_long::from(libc::SIG_SETMASK),
+            new,
+            old,
+            SIGSET_BYTES,
+        )
+    }
+}
+
+/// The kernel's signal set: 64 signals.
+const SIGSET_BYTES: usize = 8;

@@ -228,3 +228,34 @@ fn signals_the_caller_ignored_stay_ignored_in_tasks_and_sigpipe_does_not() {
         "{output}"
     );
 }
+
+/// A real-time signal ignored by the caller cannot be named in a signal set
+/// of ours, so the spawn asks about each signal in the child instead: the
+/// task must come out the same, with that signal still ignored.
+#[test]
+fn a_real_time_signal_the_caller_ignored_stays_ignored_in_tasks() {
+    let sb = Sandbox::new();
+    let mut run = sb.run::<[&str; 0], &str>([]);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"trap '' 39; exec "$@""#)
+        .arg("sh")
+        .arg(BIN)
+        .args(["run", "--report", "r.json", "--command"])
+        .arg("sh -c 'grep -E \"^(SigIgn|SigBlk):\" /proc/self/status' sh")
+        .arg("x")
+        .current_dir(sb.path());
+    run.cmd = sh;
+    run.output().code_is(0);
+    let report = sb.report("r.json");
+    let output = report.task("command:x")["output"].as_str().expect("output");
+    let mask = |name: &str| {
+        let line = output.lines().find(|l| l.starts_with(name)).expect(name);
+        u64::from_str_radix(line[name.len()..].trim(), 16).expect("hex")
+    };
+    let bit = |sig: u32| 1u64 << (sig - 1);
+    let ours = agent33_process::ignored_signals().expect("SigIgn");
+    let inherited = ours & !(bit(2) | bit(13) | bit(15));
+    assert_eq!(mask("SigIgn:"), inherited | bit(39), "{output}");
+    assert_eq!(mask("SigBlk:"), 0, "{output}");
+}
