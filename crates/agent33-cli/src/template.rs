@@ -229,7 +229,8 @@ impl TaskCommand {
 
     /// The process description of `task`: argv, folder and the agent's
     /// environment. The command agent adds `AGENT33_TASK_ID`,
-    /// `AGENT33_AGENT`, `AGENT33_ARTIFACT` and `AGENT33_ATTEMPT` itself.
+    /// `AGENT33_AGENT`, `AGENT33_ARTIFACT`, `AGENT33_ATTEMPT` and
+    /// `AGENT33_RUN_ID` itself.
     #[must_use]
     pub fn spec(&self, task: &AgentTask) -> CommandSpec {
         CommandSpec {

@@ -28,8 +28,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agent33_testkit::{
-    Fixture, GateFile, MarkerGuard, Signal, is_alive, numbers_after, ready_lines, send_signal,
-    status_kib, wait_until,
+    Fixture, GateFile, MarkerGuard, Signal, is_alive, numbers_after, parent_pid, ready_lines,
+    send_signal, status_kib, wait_until,
 };
 use serde_json::Value;
 
@@ -854,6 +854,46 @@ fn a_sigkilled_agent_33_takes_its_tasks_with_it() {
         ["-j", "2", "--command", &template(&fixture), "a", "b"],
     ));
     sandbox.wait_ready(2, &mut run);
+    run.signal(Signal::KILL);
+    let done = run.finish();
+    assert_eq!(done.code(), None, "killed, not exited");
+    assert!(
+        wait_until(HANG, || guard.pids().is_empty()),
+        "processes outlived a SIGKILLed agent-33: {:?}",
+        guard.pids()
+    );
+}
+
+#[test]
+fn a_sigkilled_agent_33_takes_a_daemon_whose_parents_are_gone_with_it() {
+    // A double-forked daemon links to no task once its parent exits: it is
+    // reparented to agent-33, and when agent-33 dies, on to init. The guard
+    // finds it by the run's id in its environment.
+    let guard = MarkerGuard::new("sigkill-daemon");
+    let sandbox = Sandbox::new();
+    let fixture = Fixture::new()
+        .marker(guard.marker())
+        .daemonize()
+        .ready_file(&sandbox.ready_file())
+        .sleep(3600.0);
+    let mut run = Run::spawn(agent33(&sandbox, ["--command", &template(&fixture), "a"]));
+    sandbox.wait_ready(1, &mut run);
+    let me = run.pid();
+    let leaders: Vec<u32> = ready_lines(&sandbox.ready_file())
+        .iter()
+        .map(|&(pid, _)| pid)
+        .collect();
+    let orphaned = || {
+        guard
+            .pids()
+            .iter()
+            .any(|&p| !leaders.contains(&p) && parent_pid(p) == Some(me))
+    };
+    assert!(
+        wait_until(HANG, orphaned),
+        "no daemon was reparented to agent-33: {:?}",
+        guard.pids()
+    );
     run.signal(Signal::KILL);
     let done = run.finish();
     assert_eq!(done.code(), None, "killed, not exited");

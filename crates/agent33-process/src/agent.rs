@@ -282,6 +282,7 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
         OsStr::new(task.agent.as_str()),
         OsStr::from_bytes(task.artifact_bytes()),
         OsStr::new(&attempt),
+        OsStr::new(crate::guard::run_id()),
     ];
     let sweep = inner.options.sweep_timeout;
     let spawn = |file: Option<&Path>| {

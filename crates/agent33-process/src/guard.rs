@@ -10,6 +10,11 @@
 //! The guard blocks on the pipe and never wakes while we live; registering
 //! a group costs one `pwrite`. When the pipe ends, [`guard_main`] kills every
 //! group still in the table, unless [`disarm_guard`] said all was clear.
+//!
+//! A process that left its task's group and whose parents have exited
+//! (a daemon's double fork) links to nothing the table names; it still
+//! carries the run's [`RUN_VAR`], which every task gets, and the guard kills
+//! whatever does.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -21,6 +26,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::reaper;
+
+/// The variable that marks every task of this process, and what they start,
+/// as this run's: its value is [`run_id`].
+pub const RUN_VAR: &str = "AGENT33_RUN_ID";
+
+/// This process's run id, the same for every task it starts: its pid and
+/// the time it first asked, which no other process on the machine shares.
+pub fn run_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{}-{}", std::process::id(), since_epoch.as_nanos())
+    })
+}
 
 /// The byte that tells the guard all is clear.
 const ALL_CLEAR: u8 = b'x';
@@ -57,6 +78,7 @@ pub fn start_guard(program: &Path, args: &[&str]) -> io::Result<()> {
         .stdin(Stdio::from(read))
         .stdout(Stdio::from(table.try_clone()?))
         .stderr(Stdio::null())
+        .env(RUN_VAR, run_id())
         // Out of our group, so that a signal to it (Ctrl-C, a group kill)
         // leaves the guard to do its work.
         .process_group(0)
@@ -140,8 +162,9 @@ impl Drop for GuardSlot {
 
 /// The guard's side: waits until the pipe on stdin ends, then, unless it
 /// was told all is clear, sends SIGKILL to every group in the table on
-/// stdout and to every descendant of their members, in whatever group or
-/// session. Returns the number of groups signalled.
+/// stdout, to every descendant of their members, in whatever group or
+/// session, and to every process that carries the run's [`RUN_VAR`].
+/// Returns the number of groups signalled.
 ///
 /// # Errors
 ///
@@ -179,7 +202,12 @@ pub fn guard_main() -> io::Result<usize> {
     // Found before anything is killed: a process that left its group
     // (setsid) is still linked to the task through its parents, and a kill
     // would hand it to init.
-    let strays = reaper::members_and_descendants(&groups);
+    let mut strays = reaper::members_and_descendants(&groups);
+    if let Some(id) = std::env::var_os(RUN_VAR) {
+        let mut entry = format!("{RUN_VAR}=").into_bytes();
+        entry.extend_from_slice(id.as_encoded_bytes());
+        strays.extend(reaper::carrying(&entry));
+    }
     let mut signalled = 0;
     for &raw in &groups {
         if let Some(pgid) = rustix::process::Pid::from_raw(raw) {

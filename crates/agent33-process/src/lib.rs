@@ -62,7 +62,7 @@ use std::path::PathBuf;
 use agent33_parallel::AgentTask;
 
 pub use agent::{CommandAgent, ProcessOptions};
-pub use guard::{disarm_guard, guard_main, start_guard};
+pub use guard::{RUN_VAR, disarm_guard, guard_main, run_id, start_guard};
 pub use output::output_file_stem;
 pub use reaper::{Reaper, become_subreaper, is_subreaper, kill_all_descendants, reap_orphans};
 pub use spawn::ignored_signals;

@@ -201,6 +201,19 @@ pub(crate) fn members_and_descendants(groups: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// The live processes, this one left out, whose initial environment holds
+/// `entry` (`KEY=value`): what a task left behind after the processes that
+/// linked it to its leader exited. Others' processes cannot be read, and
+/// are not ours to find.
+pub(crate) fn carrying(entry: &[u8]) -> Vec<i32> {
+    let me = my_pid();
+    all_processes()
+        .iter()
+        .filter(|p| p.pid != me && !p.is_zombie() && environ(p.pid, entry) == Environ::Has)
+        .map(|p| p.pid)
+        .collect()
+}
+
 fn parse_stat(pid: i32, stat: &[u8]) -> Option<ProcInfo> {
     // The command name may contain spaces and parentheses: the fields start
     // after the last `)`.

@@ -37,11 +37,12 @@ use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_s
 use nix::sys::signal::{SigSet, Signal};
 
 /// The `AGENT33_*` variables of one attempt, set last so they win.
-pub(crate) const TASK_VARS: [&str; 4] = [
+pub(crate) const TASK_VARS: [&str; 5] = [
     "AGENT33_TASK_ID",
     "AGENT33_AGENT",
     "AGENT33_ARTIFACT",
     "AGENT33_ATTEMPT",
+    crate::guard::RUN_VAR,
 ];
 
 /// One process to start.
@@ -53,7 +54,7 @@ pub(crate) struct Launch<'a> {
     pub cwd: Option<&'a Path>,
     /// The agent's variables, then the attempt's `AGENT33_*` ones.
     pub env: &'a [(OsString, OsString)],
-    pub task_vars: [&'a OsStr; 4],
+    pub task_vars: [&'a OsStr; 5],
 }
 
 /// A started leader: its pid and the read ends of its stdout and stderr.

@@ -105,3 +105,27 @@ fn the_default_manifest_is_read_from_the_current_folder() {
     sb.run([] as [&str; 0]).output().code_is(0);
     assert!(sb.exists("made"));
 }
+
+#[test]
+fn every_command_of_a_run_gets_the_same_run_id_never_an_inherited_one() {
+    let sb = Sandbox::new();
+    sb.run([
+        "--report",
+        "r.json",
+        "--command",
+        "sh -c 'echo \"$AGENT33_RUN_ID\"' sh",
+        "a",
+        "b",
+    ])
+    // What an agent-33 running as a task of another sees.
+    .env("AGENT33_RUN_ID", "outer")
+    .output()
+    .code_is(0);
+    let r = sb.report("r.json");
+    let a = r.task("command:a")["output"]
+        .as_str()
+        .expect("output")
+        .to_owned();
+    assert_eq!(r.task("command:b")["output"], a.as_str());
+    assert!(a.trim().len() > 1 && a.trim() != "outer", "{a:?}");
+}
