@@ -32,7 +32,8 @@ use crate::reaper;
 pub const RUN_VAR: &str = "AGENT33_RUN_ID";
 
 /// This process's run id, the same for every task it starts: its pid and
-/// the time it first asked, which no other process on the machine shares.
+/// the wall-clock nanoseconds when it was first asked for, which no other
+/// process on the machine shares.
 pub fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
@@ -45,6 +46,10 @@ pub fn run_id() -> &'static str {
 
 /// The byte that tells the guard all is clear.
 const ALL_CLEAR: u8 = b'x';
+
+/// How many times at most the guard looks for what is left (see
+/// [`guard_main`]).
+const KILL_ROUNDS: usize = 20;
 
 static GUARD: OnceLock<Guard> = OnceLock::new();
 
@@ -162,9 +167,10 @@ impl Drop for GuardSlot {
 
 /// The guard's side: waits until the pipe on stdin ends, then, unless it
 /// was told all is clear, sends SIGKILL to every group in the table on
-/// stdout, to every descendant of their members, in whatever group or
-/// session, and to every process that carries the run's [`RUN_VAR`].
-/// Returns the number of groups signalled.
+/// stdout, to every process that carries the run's [`RUN_VAR`], and to
+/// every descendant of either, in whatever group or session; then looks
+/// again for what forked meanwhile. Returns the number of groups
+/// signalled.
 ///
 /// # Errors
 ///
@@ -199,26 +205,41 @@ pub fn guard_main() -> io::Result<usize> {
         .map(|slot| i32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]))
         .filter(|&pgid| pgid > 0)
         .collect();
-    // Found before anything is killed: a process that left its group
-    // (setsid) is still linked to the task through its parents, and a kill
-    // would hand it to init.
-    let mut strays = reaper::members_and_descendants(&groups);
-    if let Some(id) = std::env::var_os(RUN_VAR) {
+    let entry = std::env::var_os(RUN_VAR).map(|id| {
         let mut entry = format!("{RUN_VAR}=").into_bytes();
         entry.extend_from_slice(id.as_encoded_bytes());
-        strays.extend(reaper::carrying(&entry));
-    }
+        entry
+    });
+    let mut killed = std::collections::HashSet::new();
     let mut signalled = 0;
-    for &raw in &groups {
-        if let Some(pgid) = rustix::process::Pid::from_raw(raw) {
-            if rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).is_ok() {
-                signalled += 1;
+    // A process found may fork before its kill lands, and its child is
+    // found by the next look (same group, the run's id, or a found parent):
+    // look again until a look finds nothing new. Bounded, so that a fork
+    // bomb cannot keep the guard alive.
+    for round in 0..KILL_ROUNDS {
+        // Found before the groups are killed: a process that left its group
+        // (setsid) is still linked to the task through its parents, and a
+        // kill would hand it to init.
+        let found = reaper::leftovers(&groups, entry.as_deref());
+        for &raw in &groups {
+            if let Some(pgid) = rustix::process::Pid::from_raw(raw) {
+                let sent = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+                if round == 0 && sent.is_ok() {
+                    signalled += 1;
+                }
             }
         }
-    }
-    for raw in strays {
-        if let Some(pid) = rustix::process::Pid::from_raw(raw) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let mut fresh = false;
+        for raw in found {
+            if killed.insert(raw) {
+                fresh = true;
+                if let Some(pid) = rustix::process::Pid::from_raw(raw) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        if !fresh {
+            break;
         }
     }
     Ok(signalled)

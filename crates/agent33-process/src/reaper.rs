@@ -173,10 +173,13 @@ impl ProcInfo {
     }
 }
 
-/// The live processes in `groups` and every live descendant of theirs,
-/// whatever group or session it moved to: what a task left behind while its
-/// processes still link it to its leader.
-pub(crate) fn members_and_descendants(groups: &[i32]) -> Vec<i32> {
+/// What a run left behind: the live processes in `groups`, those whose
+/// initial environment holds `entry` (`KEY=value`; others' processes
+/// cannot be read, and are not ours), and every live descendant of
+/// either, whatever group or session it moved to. This process is left
+/// out.
+pub(crate) fn leftovers(groups: &[i32], entry: Option<&[u8]>) -> Vec<i32> {
+    let me = my_pid();
     let procs = all_processes();
     let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
     for p in &procs {
@@ -185,7 +188,10 @@ pub(crate) fn members_and_descendants(groups: &[i32]) -> Vec<i32> {
     let mut found: HashSet<i32> = HashSet::new();
     let mut stack: Vec<i32> = procs
         .iter()
-        .filter(|p| groups.contains(&p.pgid))
+        .filter(|p| {
+            groups.contains(&p.pgid)
+                || entry.is_some_and(|e| p.pid != me && environ(p.pid, e) == Environ::Has)
+        })
         .map(|p| p.pid)
         .collect();
     while let Some(pid) = stack.pop() {
@@ -196,20 +202,7 @@ pub(crate) fn members_and_descendants(groups: &[i32]) -> Vec<i32> {
     }
     procs
         .iter()
-        .filter(|p| found.contains(&p.pid) && !p.is_zombie())
-        .map(|p| p.pid)
-        .collect()
-}
-
-/// The live processes, this one left out, whose initial environment holds
-/// `entry` (`KEY=value`): what a task left behind after the processes that
-/// linked it to its leader exited. Others' processes cannot be read, and
-/// are not ours to find.
-pub(crate) fn carrying(entry: &[u8]) -> Vec<i32> {
-    let me = my_pid();
-    all_processes()
-        .iter()
-        .filter(|p| p.pid != me && !p.is_zombie() && environ(p.pid, entry) == Environ::Has)
+        .filter(|p| found.contains(&p.pid) && p.pid != me && !p.is_zombie())
         .map(|p| p.pid)
         .collect()
 }

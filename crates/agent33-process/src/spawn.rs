@@ -2,7 +2,7 @@
 //! Linux through [`crate::vfork`], elsewhere `posix_spawn`), or std's
 //! `Command` when that cannot be used.
 //!
-//! Each task adds four `AGENT33_*` variables to the environment. Given any
+//! Each task adds five `AGENT33_*` variables to the environment. Given any
 //! change to the environment, std's `Command` copies the whole environment
 //! into a map and builds every `KEY=VALUE` string again, on every spawn:
 //! more than half of what agent-33 itself spent per short task. Here the

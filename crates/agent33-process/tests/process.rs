@@ -342,6 +342,25 @@ async fn commands_start_with_default_signals_in_their_own_group_either_way() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_id_is_ours_either_way_whatever_the_spec_says() {
+    // The guard finds a run's leftovers by this variable: a command must
+    // not be able to name another run's.
+    for cwd in BOTH_WAYS {
+        let agent = fixed_agent(CommandSpec {
+            cwd: cwd.map(PathBuf::from),
+            env: vec![("AGENT33_RUN_ID".into(), "spoofed".into())],
+            ..spec(Fixture::new().quiet().print_env("AGENT33_RUN_ID").argv())
+        });
+        let result = run_one(agent, unique_task(), executor()).await;
+        assert_eq!(
+            result.output,
+            format!("AGENT33_RUN_ID={}\n", agent33_process::run_id()),
+            "cwd {cwd:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_set_twice_takes_its_last_value_either_way() {
     for cwd in BOTH_WAYS {
         let agent = fixed_agent(CommandSpec {

@@ -127,5 +127,13 @@ fn every_command_of_a_run_gets_the_same_run_id_never_an_inherited_one() {
         .expect("output")
         .to_owned();
     assert_eq!(r.task("command:b")["output"], a.as_str());
-    assert!(a.trim().len() > 1 && a.trim() != "outer", "{a:?}");
+    // agent-33's pid and a time: `PID-NANOSECONDS`.
+    let parts: Vec<&str> = a.trim().split('-').collect();
+    assert!(
+        parts.len() == 2
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "{a:?}"
+    );
 }
