@@ -854,14 +854,7 @@ fn a_sigkilled_agent_33_takes_its_tasks_with_it() {
         ["-j", "2", "--command", &template(&fixture), "a", "b"],
     ));
     sandbox.wait_ready(2, &mut run);
-    run.signal(Signal::KILL);
-    let done = run.finish();
-    assert_eq!(done.code(), None, "killed, not exited");
-    assert!(
-        wait_until(HANG, || guard.pids().is_empty()),
-        "processes outlived a SIGKILLed agent-33: {:?}",
-        guard.pids()
-    );
+    sigkill_leaves_nothing(run, &guard);
 }
 
 #[test]
@@ -894,6 +887,11 @@ fn a_sigkilled_agent_33_takes_a_daemon_whose_parents_are_gone_with_it() {
         "no daemon was reparented to agent-33: {:?}",
         guard.pids()
     );
+    sigkill_leaves_nothing(run, &guard);
+}
+
+/// SIGKILLs agent-33 and waits until none of the guard's processes lives.
+fn sigkill_leaves_nothing(run: Run, guard: &MarkerGuard) {
     run.signal(Signal::KILL);
     let done = run.finish();
     assert_eq!(done.code(), None, "killed, not exited");

@@ -61,6 +61,15 @@ struct Guard {
     next: AtomicU32,
 }
 
+impl Guard {
+    fn free_slots(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        // The list stays consistent whatever panicked while holding it.
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Starts `program` with `args` as this process's guard (see the module
 /// docs); the program must call [`guard_main`]. Later spawns register
 /// their groups with it. At most one guard per process: a second call
@@ -128,20 +137,14 @@ pub(crate) struct GuardSlot {
 pub(crate) fn guard_group(pgid: i32) -> Option<GuardSlot> {
     let guard = GUARD.get()?;
     let slot = guard
-        .free
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .free_slots()
         .pop()
         .unwrap_or_else(|| guard.next.fetch_add(1, Ordering::Relaxed));
     let at = u64::from(slot) * 4;
     match guard.table.write_all_at(&pgid.to_le_bytes(), at) {
         Ok(()) => Some(GuardSlot { slot }),
         Err(_) => {
-            guard
-                .free
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(slot);
+            guard.free_slots().push(slot);
             None
         }
     }
@@ -156,11 +159,7 @@ impl Drop for GuardSlot {
         // Left in the table if this fails: killing a group that is gone
         // does nothing.
         if guard.table.write_all_at(&0i32.to_le_bytes(), at).is_ok() {
-            guard
-                .free
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(self.slot);
+            guard.free_slots().push(self.slot);
         }
     }
 }

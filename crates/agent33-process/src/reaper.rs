@@ -189,8 +189,7 @@ pub(crate) fn leftovers(groups: &[i32], entry: Option<&[u8]>) -> Vec<i32> {
     let mut stack: Vec<i32> = procs
         .iter()
         .filter(|p| {
-            groups.contains(&p.pgid)
-                || entry.is_some_and(|e| p.pid != me && environ(p.pid, e) == Environ::Has)
+            groups.contains(&p.pgid) || entry.is_some_and(|e| environ(p.pid, e) == Environ::Has)
         })
         .map(|p| p.pid)
         .collect();

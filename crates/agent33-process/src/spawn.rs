@@ -25,15 +25,6 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-)))]
-use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, Signal};
 
 /// The `AGENT33_*` variables of one attempt, set last so they win.
@@ -227,6 +218,7 @@ impl Launcher {
         envp: &[&CStr],
         stdio: [std::os::fd::RawFd; 3],
     ) -> io::Result<i32> {
+        use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
         let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
         actions
             .add_dup2(stdio[0], 0)

@@ -196,49 +196,15 @@ fn a_sighup_ignored_by_the_caller_stays_ignored_as_under_nohup() {
     assert_eq!(sb.report("r.json").ids("succeeded"), ["t:a"]);
 }
 
-#[test]
-fn signals_the_caller_ignored_stay_ignored_in_tasks_and_sigpipe_does_not() {
-    let sb = Sandbox::new();
-    let mut run = sb.run::<[&str; 0], &str>([]);
-    // Ignored across exec, as nohup and `trap ''` leave them.
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(r#"trap '' HUP USR1; exec "$@""#)
-        .arg("sh")
-        .arg(BIN)
-        .args(["run", "--report", "r.json", "--command"])
-        .arg("sh -c 'grep SigIgn: /proc/self/status' sh")
-        .arg("x")
-        .current_dir(sb.path());
-    run.cmd = sh;
-    run.output().code_is(0);
-    let report = sb.report("r.json");
-    let output = report.task("command:x")["output"].as_str().expect("output");
-    let mask = u64::from_str_radix(output.trim_start_matches("SigIgn:").trim(), 16).expect("hex");
-    let bit = |sig: u32| 1u64 << (sig - 1);
-    // What this test was started with ignored (SIGINT and SIGQUIT, for a
-    // background job of a script) reaches agent-33 too, but SIGINT and
-    // SIGTERM, which agent-33 always handles, start at their default in
-    // tasks, and SIGPIPE, which the Rust runtime ignores here, never reaches.
-    let ours = agent33_process::ignored_signals().expect("SigIgn");
-    let inherited = ours & !(bit(2) | bit(13) | bit(15));
-    assert_eq!(
-        mask & 0x7fff_ffff,
-        (inherited | bit(1) | bit(10)) & 0x7fff_ffff,
-        "{output}"
-    );
-}
-
-/// A real-time signal ignored by the caller cannot be named in a signal set
-/// of ours, so the spawn asks about each signal in the child instead: the
-/// task must come out the same, with that signal still ignored.
-#[test]
-fn a_real_time_signal_the_caller_ignored_stays_ignored_in_tasks() {
+/// Runs one task under an agent-33 started with `traps` ignored (as nohup
+/// and `trap ''` leave them, across exec), and returns the task's SigIgn
+/// and SigBlk masks.
+fn task_masks_under_ignored(traps: &str) -> (u64, u64) {
     let sb = Sandbox::new();
     let mut run = sb.run::<[&str; 0], &str>([]);
     let mut sh = Command::new("sh");
     sh.arg("-c")
-        .arg(r#"trap '' 39; exec "$@""#)
+        .arg(format!(r#"trap '' {traps}; exec "$@""#))
         .arg("sh")
         .arg(BIN)
         .args(["run", "--report", "r.json", "--command"])
@@ -253,9 +219,38 @@ fn a_real_time_signal_the_caller_ignored_stays_ignored_in_tasks() {
         let line = output.lines().find(|l| l.starts_with(name)).expect(name);
         u64::from_str_radix(line[name.len()..].trim(), 16).expect("hex")
     };
-    let bit = |sig: u32| 1u64 << (sig - 1);
+    (mask("SigIgn:"), mask("SigBlk:"))
+}
+
+fn bit(sig: u32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// What this test was started with ignored (SIGINT and SIGQUIT, for a
+/// background job of a script) reaches agent-33 too, but SIGINT and
+/// SIGTERM, which agent-33 always handles, start at their default in
+/// tasks, and SIGPIPE, which the Rust runtime ignores here, never reaches.
+fn inherited_ignored() -> u64 {
     let ours = agent33_process::ignored_signals().expect("SigIgn");
-    let inherited = ours & !(bit(2) | bit(13) | bit(15));
-    assert_eq!(mask("SigIgn:"), inherited | bit(39), "{output}");
-    assert_eq!(mask("SigBlk:"), 0, "{output}");
+    ours & !(bit(2) | bit(13) | bit(15))
+}
+
+#[test]
+fn signals_the_caller_ignored_stay_ignored_in_tasks_and_sigpipe_does_not() {
+    let (ignored, _) = task_masks_under_ignored("HUP USR1");
+    assert_eq!(
+        ignored & 0x7fff_ffff,
+        (inherited_ignored() | bit(1) | bit(10)) & 0x7fff_ffff,
+        "{ignored:x}"
+    );
+}
+
+/// A real-time signal ignored by the caller cannot be named in a signal set
+/// of ours, so the spawn asks about each signal in the child instead: the
+/// task must come out the same, with that signal still ignored.
+#[test]
+fn a_real_time_signal_the_caller_ignored_stays_ignored_in_tasks() {
+    let (ignored, blocked) = task_masks_under_ignored("39");
+    assert_eq!(ignored, inherited_ignored() | bit(39), "{ignored:x}");
+    assert_eq!(blocked, 0);
 }
