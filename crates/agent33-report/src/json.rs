@@ -43,7 +43,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write};
+use std::io::{self, BufRead as _, BufReader, BufWriter, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use agent33_parallel::{Event, Metrics, StopReason, TaskResult, TaskStatus, Timestamp};
@@ -495,12 +495,22 @@ impl Reader {
         }
         // Until the copy completes the position is unknown.
         self.pos = None;
-        let copied = io::copy(&mut (&mut self.file).take(e.len), out)?;
-        if copied != e.len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the spilled results are shorter than written",
-            ));
+        // Through the read buffer, not `io::copy`: for a file to a file
+        // that flushes the writer, asks both files' metadata and makes a
+        // `copy_file_range` call for every entry, a few hundred bytes each.
+        let mut left = e.len;
+        while left > 0 {
+            let chunk = self.file.fill_buf()?;
+            if chunk.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the spilled results are shorter than written",
+                ));
+            }
+            let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            out.write_all(&chunk[..n])?;
+            self.file.consume(n);
+            left -= n as u64;
         }
         self.pos = Some(e.offset + e.len);
         Ok(())
