@@ -7,18 +7,20 @@
 # the runners taking turns round by round;
 # each job gets its line appended as the last argument. The table shows the
 # median wall time, the CPU time (user + sys of the runner and the jobs) per
-# job, the runner's peak RSS, and ratios against xargs. A last check runs
+# job, the runner's peak RSS, and ratios against xargs. A check then runs
 # 100,000 jobs through agent-33 and compares its peak RSS with 2,000 jobs,
-# without and with a JSON report (`--report`).
+# without and with a JSON report (`--report`); last, owncpu.py tells each
+# runner's own CPU per job from its jobs'.
 #
 # agent-33 runs with every guarantee on: process groups, pipes captured
 # (`--output none` only stops printing), timeouts armed (the default 300 s),
-# the subreaper and its sweeps.
+# the subreaper and its sweeps, the guard, and the JSON report written.
 #
 # Usage: bench/spawn/run.sh            (see README.md for the knobs)
 #   NS="2000 10000"  JS="2 8"  RUNS=10  SLOW_RUNS=3  BIG=100000
 #   RUNNERS="agent-33 xargs parallel rust-parallel floor"
 #   AGENT33=path/to/agent-33   (skip the release build)
+#   OWN_RUNS=3   (rounds of the own-CPU check of `true` jobs; 0 skips it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -53,7 +55,7 @@ runner_cmd() {
         sh) words="sh -c 'exit 0'" ;;
     esac
     case $runner in
-        agent-33) echo "$AGENT33 run -j $j --command \"$words\" --artifacts-from - --output none -q" ;;
+        agent-33) echo "$AGENT33 run -j $j --command \"$words\" --artifacts-from - --output none -q --report $OUT/agent-33-report" ;;
         xargs) echo "xargs -P $j -n 1 $words" ;;
         parallel) echo "parallel -j $j $words" ;;
         rust-parallel) echo "rust-parallel -j $j $words" ;;
@@ -160,3 +162,23 @@ for suffix, what in (("", ""), ("-report", ", with --report")):
     print(f"agent-33 peak RSS{what}: 2000 jobs {small / 1024:.1f} MiB, {big} jobs "
           f"{large / 1024:.1f} MiB (+{(large / small - 1) * 100:.0f}%)")
 EOF
+
+# What each runner adds of its own, apart from its jobs' CPU (owncpu.py).
+# GNU parallel only at 2,000 jobs: it takes minutes for more.
+OWN_RUNS=${OWN_RUNS:-3}
+if [ "$OWN_RUNS" -gt 0 ]; then
+    for n in $NS; do
+        for j in $JS; do
+            specs=()
+            for runner in $RUNNERS; do
+                [ "$runner" = parallel ] && [ "$n" -gt 2000 ] && continue
+                specs+=("$runner=$(runner_cmd "$runner" "$n" "$j" true)")
+            done
+            echo
+            echo "Own CPU per job, true, $n jobs, -j $j (median of $OWN_RUNS rounds):"
+            echo
+            python3 "$ROOT/bench/spawn/owncpu.py" "$OWN_RUNS" "$OUT/in.$n" "$n" \
+                xargs,rust-parallel "${specs[@]}"
+        done
+    done
+fi
