@@ -301,31 +301,41 @@ impl Record for IdEntry {
 struct SpillFile {
     out: BufWriter<File>,
     end: u64,
+    /// Room to gather an entry in before it is indented (see [`Gathered`]).
+    held: Vec<u8>,
 }
+
+/// Bytes of write buffer per spill file: a few dozen entries per write.
+const SPILL_BUFFER: usize = 32 * 1024;
 
 impl SpillFile {
     fn new(file: File) -> Self {
         Self {
-            out: BufWriter::new(file),
+            out: BufWriter::with_capacity(SPILL_BUFFER, file),
             end: 0,
+            held: Vec::new(),
         }
     }
 
     /// Writes `value` as JSON (pretty, indented for an item of a top-level
     /// list, if `pretty`) and says where it went.
     fn push(&mut self, value: &impl Serialize, pretty: bool) -> io::Result<Span> {
-        let mut out = Indented {
-            out: &mut self.out,
-            written: 0,
+        let mut out = Gathered {
+            to: Indented {
+                out: &mut self.out,
+                written: 0,
+            },
+            held: &mut self.held,
         };
         if pretty {
             serde_json::to_writer_pretty(&mut out, value)?;
         } else {
             serde_json::to_writer(&mut out, value)?;
         }
+        out.pass_on()?;
         let span = Span {
             offset: self.end,
-            len: out.written,
+            len: out.to.written,
         };
         self.end += span.len;
         Ok(span)
@@ -333,7 +343,8 @@ impl SpillFile {
 
     fn reader(self) -> io::Result<Reader> {
         Ok(Reader {
-            file: BufReader::new(
+            file: BufReader::with_capacity(
+                FINAL_BUFFER,
                 self.out
                     .into_inner()
                     .map_err(io::IntoInnerError::into_error)?,
@@ -469,6 +480,11 @@ fn write_list(
     out.write_all(if n == 0 { b"[]" } else { b"\n  ]" })
 }
 
+/// Bytes of buffer for each file read and the report written at the end:
+/// entries come back a little out of the order they were written in, and a
+/// wider buffer takes more of them without going back to the file.
+const FINAL_BUFFER: usize = 64 * 1024;
+
 /// Reads entries back from a spill file, seeking only when they are not
 /// contiguous (tasks tend to finish near input order, so reads mostly
 /// stream), and then within the buffer where it can.
@@ -518,7 +534,8 @@ impl Reader {
 }
 
 /// Re-indents pretty-printed JSON for a deeper nesting level: JSON strings
-/// escape newlines, so every raw newline is a line break of the layout.
+/// escape newlines, so every raw newline is a line break of the layout (and
+/// compact JSON passes unchanged).
 struct Indented<W> {
     out: W,
     written: u64,
@@ -526,22 +543,58 @@ struct Indented<W> {
 
 impl<W: Write> Write for Indented<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut lines = buf.split(|&b| b == b'\n');
-        if let Some(first) = lines.next() {
-            self.out.write_all(first)?;
-            self.written += first.len() as u64;
-        }
-        for line in lines {
-            self.out.write_all(b"\n")?;
-            self.out.write_all(RESULT_INDENT)?;
+        for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n")?;
+                self.out.write_all(RESULT_INDENT)?;
+                self.written += 1 + RESULT_INDENT.len() as u64;
+            }
             self.out.write_all(line)?;
-            self.written += (1 + RESULT_INDENT.len() + line.len()) as u64;
+            self.written += line.len() as u64;
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Most of an entry gathered up before it is indented: serde writes a value
+/// in dozens of small pieces, each a pass of [`Indented`] otherwise. Holds
+/// at most [`HELD`] bytes, so a large captured output streams.
+struct Gathered<'a, W> {
+    to: Indented<W>,
+    held: &'a mut Vec<u8>,
+}
+
+/// Bytes an entry is gathered in.
+const HELD: usize = 16 * 1024;
+
+impl<W: Write> Gathered<'_, W> {
+    /// Passes on what is held.
+    fn pass_on(&mut self) -> io::Result<()> {
+        self.to.write_all(self.held)?;
+        self.held.clear();
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Gathered<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.held.len() + buf.len() > HELD {
+            self.pass_on()?;
+            if buf.len() > HELD {
+                return self.to.write(buf);
+            }
+        }
+        self.held.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pass_on()?;
+        self.to.flush()
     }
 }
 
@@ -587,7 +640,7 @@ fn write_report(
     );
     let (duration_ms, metrics) = done.unwrap_or_default();
     let total: usize = counts.iter().sum();
-    let mut out = BufWriter::new(out);
+    let mut out = BufWriter::with_capacity(FINAL_BUFFER, out);
     out.write_all(b"{\n  \"total\": ")?;
     serde_json::to_writer(&mut out, &total)?;
     for (list, name) in LISTS.iter().enumerate() {
