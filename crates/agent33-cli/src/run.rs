@@ -148,6 +148,10 @@ async fn run(config: Config) -> u8 {
         tokio::select! {
             batch = events.next_batch() => {
                 let Some(batch) = batch else { break };
+                // The batch woke us next in line on this thread, ahead of
+                // the task the dispatcher has just started: let that spawn
+                // its process first, the reports can wait that long.
+                tokio::task::yield_now().await;
                 let finished = batch.iter().any(|e| matches!(e, Event::RunFinished { .. }));
                 if let Some(j) = journal.as_mut() {
                     if let Err(e) = j.write_all(&batch) {
