@@ -46,14 +46,7 @@ mod output;
 mod program;
 mod reaper;
 mod spawn;
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
+#[cfg(own_clone)]
 mod vfork;
 
 use std::ffi::OsString;

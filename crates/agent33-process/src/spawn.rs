@@ -67,7 +67,10 @@ pub(crate) struct Launcher {
     /// tenth of the system calls agent-33 made for a short one.
     null: Option<OwnedFd>,
     /// The signals a task starts with at their default (see
-    /// [`default_signals`]).
+    /// [`default_signals`]), in the form the spawn takes them.
+    #[cfg(own_clone)]
+    sigdefault: crate::vfork::Resets,
+    #[cfg(not(own_clone))]
     sigdefault: SigSet,
 }
 
@@ -80,6 +83,9 @@ impl Launcher {
         Self {
             inherited,
             null: open_null().ok(),
+            #[cfg(own_clone)]
+            sigdefault: default_signals().into(),
+            #[cfg(not(own_clone))]
             sigdefault: default_signals(),
         }
     }
@@ -180,16 +186,10 @@ impl Launcher {
         }))
     }
 
-    /// Clones straight into `execve` (see [`crate::vfork`]): glibc's
-    /// `posix_spawn` does more around the same steps.
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
+    /// Starts `program` in a process group of its own with `stdio` as its
+    /// fds 0 to 2: on Linux by cloning straight into `execve` (see
+    /// [`crate::vfork`]; glibc's `posix_spawn` does more around the same
+    /// steps), elsewhere by `posix_spawn`.
     fn spawn_raw(
         &self,
         program: &CStr,
@@ -197,47 +197,36 @@ impl Launcher {
         envp: &[&CStr],
         stdio: [std::os::fd::RawFd; 3],
     ) -> io::Result<i32> {
-        let null = std::ptr::null();
-        let argv: Vec<_> = argv.iter().map(|a| a.as_ptr()).chain([null]).collect();
-        let envp: Vec<_> = envp.iter().map(|e| e.as_ptr()).chain([null]).collect();
-        crate::vfork::spawn(program, &argv, &envp, stdio, &self.sigdefault)
-    }
-
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    )))]
-    fn spawn_raw(
-        &self,
-        program: &CStr,
-        argv: &[CString],
-        envp: &[&CStr],
-        stdio: [std::os::fd::RawFd; 3],
-    ) -> io::Result<i32> {
-        use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
-        let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
-        actions
-            .add_dup2(stdio[0], 0)
-            .and_then(|()| actions.add_dup2(stdio[1], 1))
-            .and_then(|()| actions.add_dup2(stdio[2], 2))
+        #[cfg(own_clone)]
+        {
+            let null = std::ptr::null();
+            let argv: Vec<_> = argv.iter().map(|a| a.as_ptr()).chain([null]).collect();
+            let envp: Vec<_> = envp.iter().map(|e| e.as_ptr()).chain([null]).collect();
+            crate::vfork::spawn(program, &argv, &envp, stdio, &self.sigdefault)
+        }
+        #[cfg(not(own_clone))]
+        {
+            use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+            let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
+            actions
+                .add_dup2(stdio[0], 0)
+                .and_then(|()| actions.add_dup2(stdio[1], 1))
+                .and_then(|()| actions.add_dup2(stdio[2], 2))
+                .map_err(io::Error::from)?;
+            let mut attr = PosixSpawnAttr::init().map_err(io::Error::from)?;
+            // Nothing of our signal mask is inherited.
+            attr.set_flags(
+                PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+                    | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                    | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+            )
+            .and_then(|()| attr.set_pgroup(nix::unistd::Pid::from_raw(0)))
+            .and_then(|()| attr.set_sigmask(&SigSet::empty()))
+            .and_then(|()| attr.set_sigdefault(&self.sigdefault))
             .map_err(io::Error::from)?;
-        let mut attr = PosixSpawnAttr::init().map_err(io::Error::from)?;
-        // Nothing of our signal mask is inherited.
-        attr.set_flags(
-            PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
-                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
-                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
-        )
-        .and_then(|()| attr.set_pgroup(nix::unistd::Pid::from_raw(0)))
-        .and_then(|()| attr.set_sigmask(&SigSet::empty()))
-        .and_then(|()| attr.set_sigdefault(&self.sigdefault))
-        .map_err(io::Error::from)?;
-        let pid = posix_spawn(program, &actions, &attr, argv, envp).map_err(io::Error::from)?;
-        Ok(pid.as_raw())
+            let pid = posix_spawn(program, &actions, &attr, argv, envp).map_err(io::Error::from)?;
+            Ok(pid.as_raw())
+        }
     }
 }
 

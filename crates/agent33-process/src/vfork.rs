@@ -62,9 +62,43 @@ struct Child<'a> {
     error: AtomicI32,
 }
 
+/// The signals a child resets, sorted once per launcher: those it sets to
+/// their default outright, and those it asks about first (a handler is
+/// reset, an ignored signal stays ignored).
+#[derive(Debug)]
+pub(crate) struct Resets {
+    /// Set, from the front; asked about, from the back.
+    numbers: [c_int; 64],
+    set: usize,
+    ask: usize,
+}
+
+impl From<SigSet> for Resets {
+    /// `defaults` are set outright, every other signal but SIGKILL and
+    /// SIGSTOP asked about.
+    fn from(defaults: SigSet) -> Self {
+        let mut numbers = [0 as c_int; 64];
+        let (mut set, mut ask) = (0, numbers.len());
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: `defaults` is an initialised sigset_t.
+            if unsafe { libc::sigismember(defaults.as_ref(), sig) } == 1 {
+                numbers[set] = sig;
+                set += 1;
+            } else {
+                ask -= 1;
+                numbers[ask] = sig;
+            }
+        }
+        Self { numbers, set, ask }
+    }
+}
+
 /// Starts `path` with `argv` and `envp` (both NULL-terminated) in a process
 /// group of its own, `stdio` as its fds 0 to 2 (all above 2), an empty
-/// signal mask and the signals of `defaults` at their default; returns its
+/// signal mask and the signals `resets` names at their default; returns its
 /// pid.
 ///
 /// Must be called with no other process reaping our children: a child that
@@ -79,36 +113,20 @@ pub(crate) fn spawn(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     stdio: [c_int; 3],
-    defaults: &SigSet,
+    resets: &Resets,
 ) -> io::Result<i32> {
     assert!(
         argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null()),
         "argv and envp end with NULL"
     );
     assert!(stdio.iter().all(|&fd| fd > 2), "stdio fds are above 2");
-    // Set, from the front; asked about, from the back.
-    let mut numbers = [0 as c_int; 64];
-    let (mut set, mut ask) = (0, numbers.len());
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: `defaults` is an initialised sigset_t.
-        if unsafe { libc::sigismember(defaults.as_ref(), sig) } == 1 {
-            numbers[set] = sig;
-            set += 1;
-        } else {
-            ask -= 1;
-            numbers[ask] = sig;
-        }
-    }
     let child = Child {
         path,
         argv,
         envp,
         stdio,
-        defaults: &numbers[..set],
-        ask: &numbers[ask..],
+        defaults: &resets.numbers[..resets.set],
+        ask: &resets.numbers[resets.ask..],
         error: AtomicI32::new(0),
     };
     let pid = CHILD_STACK.with_borrow_mut(|stack| {
