@@ -17,7 +17,9 @@ use agent33_process::{CommandAgent, CommandSpec, ProcessOptions, output_file_ste
 use agent33_testkit::{
     Fixture, MarkerGuard, is_alive, is_pattern, numbers_after, wait_until_async,
 };
-use common::{BUDGET, agent, all_gone, executor, run_fixture, run_one, spec, unique_task};
+use common::{
+    BUDGET, agent, all_gone, executor, run_fixture, run_many, run_one, spec, unique_task,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_zero_succeeds_with_its_output() {
@@ -636,16 +638,7 @@ async fn many_parallel_tasks_all_end_and_leave_nothing() {
         .spawn_grandchild()
         .print("done")
         .argv();
-    let agents = Agents::new().add("fixture", agent(argv, ProcessOptions::default()));
-    let tasks: Vec<AgentTask> = (0..24)
-        .map(|i| AgentTask::new("fixture", format!("t{i}")))
-        .collect();
-    let results = executor()
-        .parallel_limit(8)
-        .build()
-        .expect("valid settings")
-        .run_all(tasks, &agents)
-        .await;
+    let results = run_many(agent(argv, ProcessOptions::default()), 24, 8).await;
     assert_eq!(results.succeeded.len(), 24, "{:?}", results.failed);
     assert!(all_gone(&guard).await, "survivors: {:?}", guard.pids());
 }

@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use agent33_parallel::{AgentTask, Agents, TaskStatus};
+use agent33_parallel::TaskStatus;
 use agent33_process::ProcessOptions;
-use common::{agent, executor, run_one, unique_task};
+use common::{agent, executor, run_many, run_one, unique_task};
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -66,22 +66,8 @@ async fn signals_sent_to_us_during_spawns_are_ours() {
             }
         }
     });
-    let tasks: Vec<AgentTask> = (0..300)
-        .map(|i| AgentTask::new("fixture", format!("artifact-{i}")))
-        .collect();
-    let agents = Agents::new().add(
-        "fixture",
-        agent(
-            vec!["/bin/sh".into(), "-c".into(), "exit 0".into()],
-            ProcessOptions::default(),
-        ),
-    );
-    let results = executor()
-        .parallel_limit(8)
-        .build()
-        .expect("valid settings")
-        .run_all(tasks, &agents)
-        .await;
+    let sh = vec!["/bin/sh".into(), "-c".into(), "exit 0".into()];
+    let results = run_many(agent(sh, ProcessOptions::default()), 300, 8).await;
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("sender");
     assert_eq!(results.succeeded.len(), 300, "{:?}", results.failed);

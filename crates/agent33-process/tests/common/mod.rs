@@ -7,7 +7,9 @@ use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use agent33_parallel::{AgentTask, Agents, ExecutorBuilder, ParallelExecutor, TaskResult};
+use agent33_parallel::{
+    AgentTask, Agents, ExecutionResults, ExecutorBuilder, ParallelExecutor, TaskResult,
+};
 use agent33_process::{CommandAgent, CommandSpec, ProcessOptions};
 use agent33_testkit::{Fixture, MarkerGuard, wait_until_async};
 
@@ -64,6 +66,18 @@ pub async fn run_one(
         .collect();
     assert_eq!(all.len(), 1);
     all.pop().expect("one result")
+}
+
+/// Runs `tasks` tasks of agent `fixture` (ids from [`unique_task`]),
+/// `limit` at a time, and returns every result.
+pub async fn run_many(agent: CommandAgent, tasks: usize, limit: usize) -> ExecutionResults {
+    let agents = Agents::new().add("fixture", agent);
+    executor()
+        .parallel_limit(limit)
+        .build()
+        .expect("valid settings")
+        .run_all((0..tasks).map(|_| unique_task()).collect(), &agents)
+        .await
 }
 
 /// Runs the fixture as a one-task run.
