@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use agent33_parallel::TaskId;
 
 use crate::spawn::Started;
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitOptions};
 
 /// Task leaders spawned by this crate and not yet reaped by their command agents, by pid.
 static LEADERS: Mutex<BTreeMap<i32, TaskId>> = Mutex::new(BTreeMap::new());
@@ -71,11 +71,19 @@ impl Drop for Registration {
     }
 }
 
+/// Helper processes of ours (the guard), by pid; they are in [`LEADERS`] too.
+static HELPERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn helpers() -> MutexGuard<'static, Vec<i32>> {
+    HELPERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Registers a helper process of ours (the guard) as if it were a leader,
 /// so that sweeps and orphan reaping leave it alone.
 pub(crate) fn register_helper(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         leaders().insert(pid, TaskId::from("agent-33 guard"));
+        helpers().push(pid);
     }
 }
 
@@ -267,23 +275,27 @@ const EXEC_SETTLE: Duration = Duration::from_millis(200);
 
 /// This process's children, from `/proc/self/task/*/children` (a few small
 /// reads instead of a scan of every process); `None` when the kernel lacks
-/// that file. A child moving between threads while one of ours exits can
-/// be missed, so callers only use this to skip work that is usually
-/// unnecessary.
-fn own_children(me: i32) -> Option<Vec<i32>> {
+/// those files. A thread that exits hands its children to another, and
+/// reading the files one by one could miss them in passing: the threads
+/// are listed again afterwards, and `None` returned when they changed.
+fn own_children() -> Option<Vec<i32>> {
+    let threads = own_threads()?;
     let mut children = Vec::new();
-    // The main thread's file first: it tells whether the kernel has them.
-    read_children(me, &mut children).ok()?;
-    for thread in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Some(tid) = thread.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        // A thread that ended meanwhile handed its children to another.
-        if tid != me {
-            let _ = read_children(tid, &mut children);
-        }
+    for &tid in &threads {
+        read_children(tid, &mut children).ok()?;
     }
-    Some(children)
+    (own_threads()? == threads).then_some(children)
+}
+
+/// The ids of this process's threads, in order.
+fn own_threads() -> Option<Vec<i32>> {
+    let mut threads: Vec<i32> = std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .filter_map(|thread| thread.file_name().to_str()?.parse().ok())
+        .collect();
+    threads.sort_unstable();
+    Some(threads)
 }
 
 /// The children of the main thread (whose tid is `me`), read through one
@@ -404,7 +416,7 @@ fn nothing_left(me: i32, pgid: i32) -> bool {
     let children = if orphans_join_main_thread() {
         main_thread_children(me)
     } else {
-        own_children(me)
+        own_children()
     };
     children.is_some_and(|children| {
         let leaders = leaders();
@@ -510,7 +522,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
 pub fn reap_orphans() -> usize {
     let me = my_pid();
     let _gate = no_spawn_in_flight();
-    let zombies: Vec<i32> = match own_children(me) {
+    let zombies: Vec<i32> = match own_children() {
         // Only our children can be ours to reap: look at them alone.
         Some(children) => {
             let unknown: Vec<i32> = {
@@ -561,8 +573,27 @@ pub fn kill_all_descendants(budget: Duration) -> usize {
     let me = my_pid();
     let deadline = Instant::now() + budget;
     let mut signalled: HashSet<i32> = HashSet::new();
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_micros(250);
     loop {
+        // Every descendant is a child of ours or below one (an orphan is
+        // reparented to us, a subreaper, or leaves our tree), so when the
+        // children are only helpers there is nothing else to look for: the
+        // common case at the end of a run, settled without reading every
+        // process's `stat`.
+        if let Some(helpers_left) = only_helpers_left() {
+            if helpers_left.iter().all(|&pid| has_exited(pid)) {
+                return signalled.len();
+            }
+            for &pid in &helpers_left {
+                kill(pid, Signal::KILL);
+            }
+            if Instant::now() >= deadline {
+                return signalled.len();
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+            continue;
+        }
         let procs = all_processes();
         let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
         for p in &procs {
@@ -608,6 +639,28 @@ pub fn kill_all_descendants(budget: Duration) -> usize {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// The children of this process when each of them is a helper (none, in a
+/// program without a guard); `None` when there are others, or when the
+/// children cannot be read.
+fn only_helpers_left() -> Option<Vec<i32>> {
+    let _gate = no_spawn_in_flight();
+    let children = own_children()?;
+    let helpers = helpers();
+    children
+        .iter()
+        .all(|pid| helpers.contains(pid))
+        .then_some(children)
+}
+
+/// Whether child `pid` has exited (a zombie not reaped yet, or gone).
+fn has_exited(pid: i32) -> bool {
+    let Some(pid) = pid_of(pid) else {
+        return true;
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(rustix::process::waitid(WaitId::Pid(pid), options), Ok(None))
 }
 
 /// Reaps orphaned zombies in the background while a long run goes on.
@@ -701,6 +754,37 @@ mod tests {
         if read_children(my_pid(), &mut own).is_ok() {
             assert!(own.iter().all(|&pid| pid > 0));
         }
+    }
+
+    #[test]
+    fn a_child_that_is_no_helper_sends_the_final_sweep_to_the_full_scan() {
+        // Other tests start children of their own meanwhile: only what this
+        // child's presence implies is asserted.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id() as i32;
+        if let Some(children) = own_children() {
+            assert!(children.contains(&pid), "{children:?} lacks {pid}");
+            assert!(only_helpers_left().is_none());
+        }
+        assert!(!has_exited(pid));
+        child.kill().expect("kill");
+        assert!(wait_until(|| has_exited(pid)));
+        child.wait().expect("reaped");
+        assert!(has_exited(pid), "an unknown pid counts as gone");
+    }
+
+    fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 
     #[test]
