@@ -65,7 +65,11 @@ runner_cmd() {
 
 # Runners take turns, one run each per round, so that a change in the
 # machine's speed during the benchmark (other tenants, thermal limits) falls
-# on every runner alike instead of on whichever ran at that moment.
+# on every runner alike instead of on whichever ran at that moment. Every
+# other round runs them in reverse order: with a fixed order, whatever a
+# place in the round costs or saves (the kernel's deferred clean-up of the
+# run before, warm caches) would fall on the same runner every time.
+reversed_runners=$(printf '%s\n' $RUNNERS | tac | tr '\n' ' ')
 for cmd in true sh; do
     for n in $NS; do
         seq "$n" >"$OUT/in.$n"
@@ -78,7 +82,9 @@ for cmd in true sh; do
                     sh -c "$line < $OUT/in.$n >/dev/null 2>&1"
             done
             for round in $(seq "$RUNS"); do
-                for runner in $RUNNERS; do
+                order=$RUNNERS
+                [ $((round % 2)) -eq 0 ] && order=$reversed_runners
+                for runner in $order; do
                     [ "$runner" = parallel ] && [ "$round" -gt "$SLOW_RUNS" ] && continue
                     line=$(runner_cmd "$runner" "$n" "$j" "$cmd")
                     hyperfine --style none --runs 1 -n "$cmd/$n/$j/$runner" \
