@@ -580,65 +580,71 @@ pub fn kill_all_descendants(budget: Duration) -> usize {
         // children are only helpers there is nothing else to look for: the
         // common case at the end of a run, settled without reading every
         // process's `stat`.
-        if let Some(helpers_left) = only_helpers_left() {
-            if helpers_left.iter().all(|&pid| has_exited(pid)) {
-                return signalled.len();
-            }
-            for &pid in &helpers_left {
-                kill(pid, Signal::KILL);
-            }
-            if Instant::now() >= deadline {
-                return signalled.len();
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-            continue;
-        }
-        let procs = all_processes();
-        let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
-        for p in &procs {
-            children.entry(p.ppid).or_default().push(p);
-        }
-        let mut live = Vec::new();
-        let mut stack = vec![me];
-        while let Some(parent) = stack.pop() {
-            for child in children.get(&parent).into_iter().flatten() {
-                stack.push(child.pid);
-                if !child.is_zombie() {
-                    live.push(child.pid);
-                }
-            }
-        }
-        {
-            let _gate = no_spawn_in_flight();
-            let leaders = leaders();
-            // A registered leader is not reaped yet, alive or zombie, so its
-            // pid still names its group: killing the group is safe, and it
-            // reaches members that were reparented elsewhere.
-            for &leader in leaders.keys() {
-                if let Some(pgid) = pid_of(leader) {
-                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
-                }
-            }
-            for &pid in &live {
-                kill(pid, Signal::KILL);
-                signalled.insert(pid);
-            }
-            for zombie in children
-                .get(&me)
-                .into_iter()
-                .flatten()
-                .filter(|p| p.is_zombie() && !leaders.contains_key(&p.pid))
-            {
-                reap(zombie.pid);
-            }
-        }
-        if live.is_empty() || Instant::now() >= deadline {
+        let busy = match only_helpers_left() {
+            Some(helpers) => kill_helpers(&helpers),
+            None => kill_scanned_descendants(me, &mut signalled),
+        };
+        if !busy || Instant::now() >= deadline {
             return signalled.len();
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Kills the helpers that have not exited yet; says whether there were any.
+fn kill_helpers(helpers: &[i32]) -> bool {
+    let mut busy = false;
+    for &pid in helpers.iter().filter(|&&pid| !has_exited(pid)) {
+        kill(pid, Signal::KILL);
+        busy = true;
+    }
+    busy
+}
+
+/// One pass of [`kill_all_descendants`] through every process in `/proc`:
+/// kills the registered leaders' groups and every live descendant (adding
+/// it to `signalled`), reaps orphaned zombies, and says whether any
+/// descendant was alive.
+fn kill_scanned_descendants(me: i32, signalled: &mut HashSet<i32>) -> bool {
+    let procs = all_processes();
+    let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut live = Vec::new();
+    let mut stack = vec![me];
+    while let Some(parent) = stack.pop() {
+        for child in children.get(&parent).into_iter().flatten() {
+            stack.push(child.pid);
+            if !child.is_zombie() {
+                live.push(child.pid);
+            }
+        }
+    }
+    let _gate = no_spawn_in_flight();
+    let leaders = leaders();
+    // A registered leader is not reaped yet, alive or zombie, so its pid
+    // still names its group: killing the group is safe, and it reaches
+    // members that were reparented elsewhere.
+    for &leader in leaders.keys() {
+        if let Some(pgid) = pid_of(leader) {
+            let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+        }
+    }
+    for &pid in &live {
+        kill(pid, Signal::KILL);
+        signalled.insert(pid);
+    }
+    for zombie in children
+        .get(&me)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.is_zombie() && !leaders.contains_key(&p.pid))
+    {
+        reap(zombie.pid);
+    }
+    !live.is_empty()
 }
 
 /// The children of this process when each of them is a helper (none, in a
