@@ -1,6 +1,6 @@
-//! Linux's own spawn: `clone(CLONE_VM | CLONE_VFORK)` into a child that
-//! resets signals, joins a new process group, sets up stdio and calls
-//! `execve`, with nothing else in between.
+//! Linux's own spawn: `clone3` or `clone` with `CLONE_VM | CLONE_VFORK`
+//! into a child that resets signals, joins a new process group, sets up
+//! stdio and calls `execve`, with nothing else in between.
 //!
 //! glibc's `posix_spawn` does the same with more around it: it maps a fresh
 //! stack for every child and unmaps it after, and in a process with several
@@ -100,15 +100,19 @@ impl From<SigSet> for Resets {
 
 /// Starts `path` with `argv` and `envp` (both NULL-terminated) in a process
 /// group of its own, `stdio` as its fds 0 to 2 (all above 2), an empty
-/// signal mask and the signals `resets` names at their default; returns its
-/// pid.
+/// signal mask and SIGPIPE at its default; returns its pid.
+///
+/// What else starts at its default: through `clone3`, every signal with a
+/// handler now (one ignored now stays ignored); through `clone`, the
+/// signals `resets` names (for the launcher: those not ignored when it was
+/// made), and any other that has a handler.
 ///
 /// Must be called with no other process reaping our children: a child that
 /// fails before `execve` is reaped here.
 ///
 /// # Errors
 ///
-/// `clone`'s error, or the error of the child's step that failed (most
+/// The clone's error, or the error of the child's step that failed (most
 /// often `execve`'s: a missing program, no permission).
 pub(crate) fn spawn(
     path: &CStr,
@@ -127,9 +131,9 @@ pub(crate) fn spawn(
         .map(|pid| pid.expect("clone is always there"))
 }
 
-/// Whether `clone3` with `CLONE_CLEAR_SIGHAND` is worth trying: until it
-/// fails as unknown or refused.
-static CLEARS_HANDLERS: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_64"));
+/// Whether `clone3` with `CLONE_CLEAR_SIGHAND` is worth trying: where
+/// [`clone3_vfork`] is written, until the kernel or a filter refuses it.
+static CLEARS_HANDLERS: AtomicBool = AtomicBool::new(cfg!(clone3));
 
 /// How the child is made, and so what it has left to reset.
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +145,8 @@ enum Way {
     Clone,
 }
 
-/// [`spawn`] one way; `None` when this kernel does not have it.
+/// [`spawn`] one way; `None` when this way is not to be had here (an
+/// older kernel, a seccomp filter, a target without [`clone3_vfork`]).
 fn start(
     way: Way,
     path: &CStr,
@@ -229,7 +234,7 @@ fn start(
 /// the child starts on its new stack right after the system call, so the
 /// call into `child_main` must be there too, before any compiled code
 /// could touch the stack it left.
-#[cfg(target_arch = "x86_64")]
+#[cfg(clone3)]
 unsafe fn clone3_vfork(stack: &mut [Slot], arg: *mut c_void) -> io::Result<i32> {
     /// Not in `libc` with a type that holds it.
     const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
@@ -274,8 +279,8 @@ unsafe fn clone3_vfork(stack: &mut [Slot], arg: *mut c_void) -> io::Result<i32> 
     }
 }
 
-/// Elsewhere [`spawn`] stops asking after the first try.
-#[cfg(not(target_arch = "x86_64"))]
+/// Elsewhere only the tests ask.
+#[cfg(not(clone3))]
 unsafe fn clone3_vfork(_: &mut [Slot], _: *mut c_void) -> io::Result<i32> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
@@ -392,7 +397,9 @@ mod tests {
             .collect();
         let envp = [std::ptr::null()];
         let null = std::fs::File::open("/dev/null").expect("/dev/null");
-        let (mut read, write) = std::io::pipe().expect("pipe");
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+        let mut read = std::fs::File::from(read);
         let stdio = [null.as_raw_fd(), write.as_raw_fd(), write.as_raw_fd()];
         let pid = start(way, &cat, &argv, &envp, stdio, resets).expect("spawn")?;
         drop(write);
@@ -432,7 +439,9 @@ mod tests {
                 eprintln!("{way:?} is not available here");
                 continue;
             };
-            // Standard signals (1-31) only: glibc keeps its own real-time ones.
+            // Standard signals (1-31) only: `SigSet` cannot name real-time
+            // ones, so `all_but_ignored` resets any ignored here, where the
+            // launcher would leave them to the child to ask about.
             let sigpipe = 1 << (libc::SIGPIPE - 1);
             assert_eq!(
                 mask(&out, "SigIgn:") & 0x7fff_ffff,
