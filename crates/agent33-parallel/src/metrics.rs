@@ -154,7 +154,9 @@ fn round3(x: f64) -> f64 {
 
 /// Writes whole values without a fraction (`"parallel_limit": 4`, as the
 /// catalog shows it, not `4.0`): a reader that takes counts as integers
-/// accepts them, and one that takes floats still does.
+/// accepts them, and one that takes floats still does. A fraction stays a
+/// float even when it is whole (`"parallel_utilization": 0.0`), so that
+/// its type does not depend on the run.
 fn whole_numbers_bare<S: serde::Serializer>(
     gauges: &BTreeMap<String, f64>,
     s: S,
@@ -164,7 +166,8 @@ fn whole_numbers_bare<S: serde::Serializer>(
     const EXACT: f64 = 9_007_199_254_740_992.0;
     let mut map = s.serialize_map(Some(gauges.len()))?;
     for (name, &value) in gauges {
-        if value.fract() == 0.0 && value.abs() <= EXACT {
+        let fraction = name == "parallel_utilization";
+        if !fraction && value.fract() == 0.0 && value.abs() <= EXACT {
             map.serialize_entry(name, &(value as i64))?;
         } else {
             map.serialize_entry(name, &value)?;
@@ -209,6 +212,25 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_written_as_integers_and_the_utilization_as_a_float() {
+        for (utilization, written) in [(0.0, "0.0"), (1.0, "1.0"), (0.78, "0.78")] {
+            let metrics = Metrics {
+                gauges: BTreeMap::from([
+                    ("parallel_limit".to_owned(), 4.0),
+                    ("parallel_peak".to_owned(), 0.0),
+                    ("parallel_utilization".to_owned(), utilization),
+                ]),
+                ..Metrics::default()
+            };
+            let json = serde_json::to_string(&metrics).expect("serialises");
+            let want = format!(
+                r#""gauges":{{"parallel_limit":4,"parallel_peak":0,"parallel_utilization":{written}}}"#
+            );
+            assert!(json.contains(&want), "{json}");
+        }
+    }
 
     #[test]
     fn quantiles_use_nearest_rank() {

@@ -186,6 +186,8 @@ fn the_report_has_products_fields_and_consistent_values() {
     // Counts are written as integers, as the catalog shows them.
     assert_eq!(m["gauges"]["parallel_limit"].as_u64(), Some(1));
     assert_eq!(m["gauges"]["parallel_peak"].as_u64(), Some(1));
+    // A fraction is a float, whatever its value.
+    assert!(m["gauges"]["parallel_utilization"].is_f64());
     let u = m["gauges"]["parallel_utilization"]
         .as_f64()
         .expect("a number");
