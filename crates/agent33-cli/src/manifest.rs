@@ -785,8 +785,8 @@ impl Manifest {
     }
 
     /// Expands the entries into tasks, in order: one per `artifact:`, one
-    /// per matching file of `artifacts:` (sorted, duplicates across the
-    /// entry's patterns removed). Checks ids are unique and validates
+    /// per matching file or plain name of `artifacts:` (sorted, duplicates
+    /// across the entry's patterns removed). Checks ids are unique and validates
     /// dependencies.
     ///
     /// # Errors
@@ -846,7 +846,8 @@ impl Manifest {
     }
 
     /// The sorted, de-duplicated files matching one entry's globs, as paths
-    /// relative to the manifest's folder (absolute patterns stay absolute).
+    /// relative to the manifest's folder (absolute patterns stay absolute),
+    /// with its plain names (no `*`, `?` or `[`) as they are written.
     fn expand(&self, i: usize, e: &TaskEntry, globs: &[String]) -> Result<Vec<Vec<u8>>> {
         let options = glob::MatchOptions {
             case_sensitive: true,
@@ -880,6 +881,12 @@ impl Manifest {
                     Seg::Index(j),
                 ]
             };
+            // A name with nothing to match is an artifact as written, as
+            // with `artifact:`: it need not be an existing file.
+            if !pattern.contains(['*', '?', '[']) {
+                out.push(pattern.as_bytes().to_vec());
+                continue;
+            }
             let full = match &prefix {
                 Some(p) if !Path::new(pattern).is_absolute() => format!("{p}/{pattern}"),
                 _ => pattern.clone(),
@@ -1094,6 +1101,17 @@ tasks:
         }
         let arts = expand_globs(root, "'docs/**/*.md', 'docs/*.md'").expect("expands");
         assert_eq!(arts, ["docs/a.md", "docs/x/b.md", "docs/x/y/c.md"]);
+    }
+
+    #[test]
+    fn plain_names_in_artifacts_are_artifacts_whether_files_or_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(root, "in/a.md", "");
+        write(root, "in/b.txt", "");
+        let arts = expand_globs(root, "'topic b', 'in/*.md', 'in/b.txt', 'in/a.md', 'in'")
+            .expect("expands");
+        assert_eq!(arts, ["in", "in/a.md", "in/b.txt", "topic b"]);
     }
 
     #[test]
