@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
-use agent33_parallel::{AgentName, AgentTask, Event, ParallelExecutor, RunControl};
+use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use agent33_report::{
     JsonReporter, JunitReporter, NoticeReporter, OutputMode, ProgressReporter, ReportError,
@@ -446,7 +446,7 @@ enum Answer {
 /// signal sent to agent-33 alone (SIGHUP from a lost terminal or ssh
 /// session, SIGXCPU from a CPU limit, SIGUSR1 from a script) never reaches
 /// them: left to its default, it would kill agent-33 and leave every task
-/// running. `true`: handled even when we were started with it ignored.
+/// running.
 ///
 /// Left out: SIGPIPE, which the Rust runtime ignores (a closed stdout is
 /// an error on write); and SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV,
@@ -454,27 +454,58 @@ enum Answer {
 /// that returns would run the faulting instruction again forever; and the
 /// real-time signals, whose first few each C library keeps for itself
 /// (glibc two, musl three), so that no fixed range is safe to claim.
-fn handled_signals() -> Vec<(SignalKind, Answer, bool)> {
+fn handled_signals() -> Vec<Handled> {
     use Answer::{Cancel, Kill};
-    let mut signals = vec![
-        (SignalKind::interrupt(), Cancel, true),
-        (SignalKind::terminate(), Cancel, true),
-        (SignalKind::hangup(), Cancel, false),
-        (SignalKind::quit(), Kill, false),
-        (SignalKind::user_defined1(), Cancel, false),
-        (SignalKind::user_defined2(), Cancel, false),
-        (SignalKind::alarm(), Cancel, false),
-        (SignalKind::io(), Cancel, false),
-    ];
-    // No name in tokio; rustix has their numbers for this platform.
+    // No name in tokio for some; rustix has their numbers for this platform.
     // (SIGSTKFLT, unused by Linux itself, is left out.)
     use rustix::process::Signal as S;
-    for sig in [S::XCPU, S::XFSZ, S::VTALARM, S::PROF] {
-        signals.push((SignalKind::from_raw(sig.as_raw()), Cancel, false));
-    }
+    let raw = |s: S| SignalKind::from_raw(s.as_raw());
+    let mut signals = vec![
+        Handled::new(SignalKind::interrupt(), "SIGINT", "interrupted", Cancel, true),
+        Handled::new(SignalKind::terminate(), "SIGTERM", "terminated", Cancel, true),
+        Handled::new(SignalKind::hangup(), "SIGHUP", "hangup", Cancel, false),
+        Handled::new(SignalKind::quit(), "SIGQUIT", "quit", Kill, false),
+        Handled::new(SignalKind::user_defined1(), "SIGUSR1", "user signal 1", Cancel, false),
+        Handled::new(SignalKind::user_defined2(), "SIGUSR2", "user signal 2", Cancel, false),
+        Handled::new(SignalKind::alarm(), "SIGALRM", "alarm clock", Cancel, false),
+        Handled::new(SignalKind::io(), "SIGIO", "I/O possible", Cancel, false),
+        Handled::new(raw(S::XCPU), "SIGXCPU", "CPU time limit exceeded", Cancel, false),
+        Handled::new(raw(S::XFSZ), "SIGXFSZ", "file size limit exceeded", Cancel, false),
+        Handled::new(raw(S::VTALARM), "SIGVTALRM", "virtual timer expired", Cancel, false),
+        Handled::new(raw(S::PROF), "SIGPROF", "profiling timer expired", Cancel, false),
+    ];
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    signals.push((SignalKind::from_raw(S::POWER.as_raw()), Cancel, false));
+    signals.push(Handled::new(raw(S::POWER), "SIGPWR", "power failure", Cancel, false));
     signals
+}
+
+/// A signal agent-33 handles, and how the stop reason names it
+/// (`terminated (SIGTERM)`).
+struct Handled {
+    kind: SignalKind,
+    name: &'static str,
+    what: &'static str,
+    answer: Answer,
+    /// Handled even when we were started with it ignored.
+    always: bool,
+}
+
+impl Handled {
+    fn new(
+        kind: SignalKind,
+        name: &'static str,
+        what: &'static str,
+        answer: Answer,
+        always: bool,
+    ) -> Self {
+        Self {
+            kind,
+            name,
+            what,
+            answer,
+            always,
+        }
+    }
 }
 
 /// Handles every signal of [`handled_signals`]: the first one stops the
@@ -487,7 +518,14 @@ fn handled_signals() -> Vec<(SignalKind, Answer, bool)> {
 fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
     // Read before any handler is installed: what we were started with.
     let ignored = agent33_process::ignored_signals().unwrap_or(0);
-    for (kind, answer, always) in handled_signals() {
+    for handled in handled_signals() {
+        let Handled {
+            kind,
+            name,
+            what,
+            answer,
+            always,
+        } = handled;
         let raw = kind.as_raw_value();
         let number = u8::try_from(raw).expect("signal numbers are below 65");
         if !always && ignored & (1 << (raw - 1)) != 0 {
@@ -500,11 +538,11 @@ fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()
                 let first = signalled
                     .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
-                if first {
-                    control.interrupt();
-                }
+                let cause = Interrupt::signal(what, name);
                 if !first || answer == Answer::Kill {
-                    control.kill();
+                    control.kill_by(cause);
+                } else {
+                    control.interrupt_by(cause);
                 }
             }
         });

@@ -716,9 +716,9 @@ fn interrupted_run(label: &str, sig: Signal) -> (MarkerGuard, Sandbox, Finished)
     (guard, sandbox, done)
 }
 
-/// What an interrupt leaves: every task cancelled for the interrupt, the
-/// reports and the summary written.
-fn assert_interrupted(sandbox: &Sandbox, done: &Finished) {
+/// What an interrupt leaves: every task cancelled for the interrupt, named
+/// by `reason`, the reports and the summary written.
+fn assert_interrupted(sandbox: &Sandbox, done: &Finished, reason: &str) {
     assert!(
         done.stderr.contains("Execution Summary"),
         "no summary:\n{}",
@@ -730,7 +730,7 @@ fn assert_interrupted(sandbox: &Sandbox, done: &Finished) {
     for id in ["command:a", "command:b", "command:c"] {
         let task = report.task(id);
         assert_eq!(task["status"], "cancelled", "{task}");
-        assert!(text(&task["error"]).contains("interrupted"), "{task}");
+        assert!(text(&task["error"]).ends_with(&format!(": {reason}")), "{task}");
         if task["attempts"] == 1 {
             in_flight += 1;
             assert_pids_gone(task, "ready pid=");
@@ -741,21 +741,26 @@ fn assert_interrupted(sandbox: &Sandbox, done: &Finished) {
     let junit = std::fs::read_to_string(sandbox.join("junit.xml")).expect("junit.xml written");
     assert!(junit.contains("<testsuite name=\"command\""), "{junit}");
     assert_eq!(junit.matches("<skipped message=").count(), 3, "{junit}");
-    assert!(junit.contains("interrupted"), "{junit}");
+    assert!(junit.contains(reason), "{junit}");
+    assert!(
+        done.stderr.contains(&format!("\nStopped: {reason}\n")),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]
 fn sigint_cancels_the_run_writes_the_reports_and_exits_130() {
     let (_guard, sandbox, done) = interrupted_run("sigint", Signal::INT);
     assert_eq!(done.code(), Some(130), "stderr:\n{}", done.stderr);
-    assert_interrupted(&sandbox, &done);
+    assert_interrupted(&sandbox, &done, "interrupted (SIGINT)");
 }
 
 #[test]
 fn sigterm_cancels_the_run_and_exits_143() {
     let (_guard, sandbox, done) = interrupted_run("sigterm", Signal::TERM);
     assert_eq!(done.code(), Some(143), "stderr:\n{}", done.stderr);
-    assert_interrupted(&sandbox, &done);
+    assert_interrupted(&sandbox, &done, "terminated (SIGTERM)");
 }
 
 #[test]
@@ -763,14 +768,14 @@ fn sighup_cancels_the_run_and_exits_129() {
     // A closed terminal: the tasks' own groups never see the hangup.
     let (_guard, sandbox, done) = interrupted_run("sighup", Signal::HUP);
     assert_eq!(done.code(), Some(129), "stderr:\n{}", done.stderr);
-    assert_interrupted(&sandbox, &done);
+    assert_interrupted(&sandbox, &done, "hangup (SIGHUP)");
 }
 
 #[test]
 fn sigquit_kills_every_group_at_once_and_exits_131() {
     let (_guard, sandbox, done) = interrupted_run("sigquit", Signal::QUIT);
     assert_eq!(done.code(), Some(131), "stderr:\n{}", done.stderr);
-    assert_interrupted(&sandbox, &done);
+    assert_interrupted(&sandbox, &done, "quit (SIGQUIT): tasks killed");
 }
 
 #[test]
@@ -829,7 +834,11 @@ fn a_second_sigint_kills_every_group_at_once() {
     for id in ["command:a", "command:b"] {
         let task = report.task(id);
         assert_eq!(task["status"], "cancelled", "{task}");
-        assert!(text(&task["error"]).contains("interrupted"), "{task}");
+        assert_eq!(
+            text(&task["error"]),
+            "cancelled: interrupted twice (SIGINT): tasks killed",
+            "{task}"
+        );
         assert_pids_gone(task, "ready pid=");
         assert_pids_gone(task, "grandchild pid=");
     }

@@ -430,12 +430,15 @@ impl Dispatcher {
         let mut armed_backoff: Option<Instant> = None;
         let mut armed_timeout: Option<Instant> = None;
         loop {
+            // A cheap look first: under a stream of completions the branches
+            // below may never be reached, and a stop must not wait for them.
+            self.look_for_stop();
             self.fill();
             if self.is_done() {
                 break;
             }
             self.flush();
-            let stop_level = self.stop.as_ref().map(stop_rank);
+            let stop_level = self.stop.as_ref().map(StopReason::severity);
             let watch_interrupt = stop_level < Some(2);
             let watch_kill = stop_level < Some(3);
             // A kill always comes with an interrupt (see `RunControl::kill`):
@@ -461,27 +464,11 @@ impl Dispatcher {
             let has_workers = self.running > 0;
             let input = &mut self.input;
             let reports = &mut self.reports;
-            // A cheap look first: under a stream of completions the branch
-            // below may never be reached, and a stop must not wait for it.
-            if watch_kill && interrupt.is_cancelled() {
-                if kill.is_cancelled() {
-                    self.stop(StopReason::Killed);
-                    continue;
-                }
-                if watch_interrupt {
-                    self.stop(StopReason::Interrupted);
-                    continue;
-                }
-            }
             let woke = tokio::select! {
                 biased;
                 Some(report) = reports.recv(), if has_workers => Woke::Report(report),
-                () = &mut killed, if wait_kill => Woke::Stop(StopReason::Killed),
-                () = &mut interrupted, if watch_interrupt => Woke::Stop(if kill.is_cancelled() {
-                    StopReason::Killed
-                } else {
-                    StopReason::Interrupted
-                }),
+                () = &mut killed, if wait_kill => Woke::Stop(self.control.reason()),
+                () = &mut interrupted, if watch_interrupt => Woke::Stop(self.control.reason()),
                 () = &mut deadline_sleep, if watch_deadline => {
                     let seconds = self.s.deadline.map_or(0.0, |d| d.as_secs_f64());
                     Woke::Stop(StopReason::Deadline { seconds })
@@ -500,6 +487,9 @@ impl Dispatcher {
             self.turn = None;
             match woke {
                 Woke::Report(report) => {
+                    // Workers see a kill before this loop does: the reports
+                    // it brings must already name it.
+                    self.look_for_stop();
                     self.on_report(report);
                     // Take every other completion already waiting before
                     // admitting more work: one turn of the loop, many tasks.
@@ -531,6 +521,17 @@ impl Dispatcher {
             metrics,
         });
         self.flush();
+    }
+
+    /// Stops or escalates the stop when the caller's control asks for
+    /// more than the run is doing.
+    fn look_for_stop(&mut self) {
+        if self.control.interrupt.is_cancelled() {
+            let level = self.stop.as_ref().map(StopReason::severity);
+            if level < Some(2) || (level < Some(3) && self.control.kill.is_cancelled()) {
+                self.stop(self.control.reason());
+            }
+        }
     }
 
     /// Whether reports arrive in bunches: the last turn found several
@@ -1054,9 +1055,11 @@ impl Dispatcher {
                 } else {
                     "failed"
                 };
-                self.stop(StopReason::FailFast {
-                    task: task.id.clone(),
-                    how: how.to_owned(),
+                let (task, how) = (task.id.clone(), how.to_owned());
+                self.stop(match (self.s.max_failures, self.s.fail_fast) {
+                    (1, true) => StopReason::FailFast { task, how },
+                    (1, false) => StopReason::StoppedStarting { task, how },
+                    (count, _) => StopReason::MaxFailures { count, task, how },
                 });
             }
         }
@@ -1305,15 +1308,6 @@ impl Dispatcher {
         m.timers
             .insert("semaphore_wait_ms".to_owned(), self.wait_ms.summary());
         m
-    }
-}
-
-fn stop_rank(reason: &StopReason) -> u8 {
-    match reason {
-        StopReason::FailFast { .. } => 0,
-        StopReason::Deadline { .. } => 1,
-        StopReason::Interrupted => 2,
-        StopReason::Killed => 3,
     }
 }
 

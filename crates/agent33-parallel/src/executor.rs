@@ -5,7 +5,7 @@
 //! or wait for the aggregated [`ExecutionResults`].
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agents;
 use crate::capture::LiveBudget;
 use crate::dispatch::{Dispatcher, Input};
-use crate::event::{Batch, Event, SpentBatches};
+use crate::event::{Batch, Event, Interrupt, SpentBatches, StopReason};
 use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
 use crate::task::AgentTask;
 
@@ -302,11 +302,20 @@ pub trait Resume: Send + Sync + 'static {
 
 /// Lets the caller stop a run from outside: [`Self::interrupt`] cancels it
 /// like fail-fast (in-flight tasks get their grace), [`Self::kill`] drops
-/// every task at once.
+/// every task at once. The `_by` forms say what stopped it, for the stop
+/// reason (`terminated (SIGTERM)`).
 #[derive(Clone, Debug, Default)]
 pub struct RunControl {
     pub(crate) interrupt: CancellationToken,
     pub(crate) kill: CancellationToken,
+    causes: Arc<Mutex<Causes>>,
+}
+
+/// What interrupted and what killed the run, each the first one given.
+#[derive(Debug, Default)]
+struct Causes {
+    interrupt: Option<Interrupt>,
+    kill: Option<Interrupt>,
 }
 
 impl RunControl {
@@ -318,13 +327,47 @@ impl RunControl {
 
     /// Stops the run with reason "interrupted".
     pub fn interrupt(&self) {
+        self.interrupt_by(Interrupt::default());
+    }
+
+    /// Stops the run; the stop reason names `cause` (the first cause given
+    /// is the one named).
+    pub fn interrupt_by(&self, cause: Interrupt) {
+        self.causes().interrupt.get_or_insert(cause);
         self.interrupt.cancel();
     }
 
     /// Stops the run and drops every running task without grace.
     pub fn kill(&self) {
-        self.interrupt.cancel();
+        self.kill_by(Interrupt::default());
+    }
+
+    /// Like [`Self::kill`]; the stop reason names `cause`.
+    pub fn kill_by(&self, cause: Interrupt) {
+        self.causes().kill.get_or_insert(cause);
+        // The kill first: whoever sees the interrupt then sees the kill too.
         self.kill.cancel();
+        self.interrupt.cancel();
+    }
+
+    /// The reason a stop by this control has, now.
+    pub(crate) fn reason(&self) -> StopReason {
+        let causes = self.causes();
+        if self.kill.is_cancelled() {
+            StopReason::Killed {
+                by: causes.kill.clone().unwrap_or_default(),
+                after: causes.interrupt.clone(),
+            }
+        } else {
+            StopReason::Interrupted {
+                by: causes.interrupt.clone().unwrap_or_default(),
+            }
+        }
+    }
+
+    fn causes(&self) -> std::sync::MutexGuard<'_, Causes> {
+        // Only ever holds plain values: a panic elsewhere cannot break them.
+        self.causes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

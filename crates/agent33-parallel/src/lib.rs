@@ -48,7 +48,7 @@ mod task;
 
 pub use agent::{Agent, AgentError, AgentOutput, AgentResult, AgentSpec, Agents, TaskContext};
 pub use capture::{Stream, TailBuffer};
-pub use event::{Event, StopReason};
+pub use event::{Event, Interrupt, StopReason};
 pub use executor::{
     EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };

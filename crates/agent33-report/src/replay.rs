@@ -414,16 +414,19 @@ impl SavedReport {
         start: Timestamp,
         tasks: &[(u64, &TaskResult)],
     ) -> Option<(Timestamp, u64)> {
-        match self.stopped.as_ref()? {
-            StopReason::FailFast { task, .. } => tasks
+        let stopped = self.stopped.as_ref()?;
+        if let Some(task) = stopped.failed_task() {
+            return tasks
                 .iter()
                 .find(|(_, r)| r.task.id == *task)
-                .and_then(|(seq, r)| Some((r.finished_at?, *seq))),
+                .and_then(|(seq, r)| Some((r.finished_at?, *seq)));
+        }
+        match stopped {
             StopReason::Deadline { seconds } => {
                 let after = Duration::try_from_secs_f64(*seconds).ok()?;
                 Some((Timestamp(start.0 + after), u64::MAX))
             }
-            StopReason::Interrupted | StopReason::Killed => None,
+            _ => None,
         }
     }
 

@@ -428,7 +428,7 @@ impl TimelineBuilder {
                 if self.stopped_at.is_none() {
                     // The finish that fires fail-fast comes just before
                     // `RunStopping`; remember when it happened.
-                    if let Some(StopReason::FailFast { task, .. }) = &self.stopped {
+                    if let Some(task) = self.stopped.as_ref().and_then(StopReason::failed_task) {
                         if *task == result.task.id {
                             self.stopped_at = result.finished_at;
                         }
@@ -458,18 +458,20 @@ impl TimelineBuilder {
 
     /// When a stop for `reason` happened, as far as the events tell.
     fn stop_time(&self, reason: &StopReason) -> Option<Timestamp> {
-        match reason {
-            StopReason::FailFast { task, .. } => self
+        if let Some(task) = reason.failed_task() {
+            return self
                 .tasks
                 .values()
                 .find(|t| t.task.id == *task)
-                .and_then(|t| t.finished_at),
+                .and_then(|t| t.finished_at);
+        }
+        match reason {
             StopReason::Deadline { seconds } => {
                 let start = self.started_at?;
                 let after = Duration::try_from_secs_f64(*seconds).ok()?;
                 Some(Timestamp(start.0 + after))
             }
-            StopReason::Interrupted | StopReason::Killed => None,
+            _ => None,
         }
     }
 

@@ -281,7 +281,7 @@ fn a_run_whose_input_the_deadline_cut_short_exits_1() {
     // Every task that ran succeeded, but the input was not all read.
     out.code_is(1);
     assert!(
-        out.stderr.contains("Stopped: run deadline of 2s passed"),
+        out.stderr.contains("Stopped: run deadline (2s) passed"),
         "{}",
         out.stderr
     );

@@ -78,7 +78,7 @@ esac"#,
     assert_eq!(hang["status"], "cancelled");
     let reason = hang["error"].as_str().expect("a reason");
     assert!(
-        reason.starts_with("cancelled: fail-fast after `t:fail` failed"),
+        reason.starts_with("cancelled: fail-fast after t:fail failed"),
         "{reason}"
     );
     assert_eq!(hang["attempts"], 1);
@@ -88,7 +88,7 @@ esac"#,
     for pending in ["pending1", "pending2"] {
         let id = format!("t:{pending}");
         assert_eq!(r.status(&id), "cancelled");
-        assert_eq!(r.error(&id), "not started: fail-fast after `t:fail` failed");
+        assert_eq!(r.error(&id), "not started: fail-fast after t:fail failed");
         assert_never_started(r.task(&id));
         assert!(
             !sb.exists(format!("ran.{pending}")),
@@ -116,7 +116,7 @@ esac"#,
     let mut run = sb
         .run(["-j", "3", "--no-fail-fast", "--report", "r.json"])
         .spawn();
-    run.wait_for_stderr("fail-fast after `t:fail` failed");
+    run.wait_for_stderr("fail-fast after t:fail failed");
     assert!(!run.has_exited(), "the run waits for its in-flight tasks");
     sb.write("release", "");
     let out = run.finish();
@@ -133,7 +133,7 @@ esac"#,
     assert_eq!(bad["exit_code"], 4);
     assert_eq!(
         r.error("t:later"),
-        "not started: fail-fast after `t:fail` failed"
+        "not started: fail-fast after t:fail failed"
     );
     assert_never_started(r.task("t:later"));
     assert!(!sb.exists("ran.later"));
@@ -156,7 +156,7 @@ fn max_failures_stops_at_the_nth_failure() {
     assert_eq!(r.ids("failed"), ["t:fail1", "t:fail2"]);
     assert_eq!(r.ids("cancelled"), ["t:ok2", "t:fail3"]);
     for id in ["t:ok2", "t:fail3"] {
-        assert_eq!(r.error(id), "not started: fail-fast after `t:fail2` failed");
+        assert_eq!(r.error(id), "not started: fail-fast after t:fail2 failed");
         assert_never_started(r.task(id));
     }
     assert!(!sb.exists("ran.ok2") && !sb.exists("ran.fail3"));
@@ -201,6 +201,50 @@ fn a_timeout_is_a_failure_for_the_stop_trigger() {
     assert_eq!(r.ids("failed"), ["t:slow"]);
     assert_eq!(
         r.error("t:after"),
-        "not started: fail-fast after `t:slow` timed out"
+        "not started: fail-fast after t:slow timed out"
     );
+}
+
+#[test]
+fn a_task_that_fails_on_its_own_during_a_fail_fast_stop_keeps_its_failure() {
+    // Two tasks end at about the same moment: the first to fail stops the
+    // run, and the other had often exited already, or was exiting, when
+    // the stop's SIGTERM came. Whoever came first wins: a process that
+    // exited with its code is `failed` with it, never `cancelled` with it.
+    // A race, so run it again and again.
+    for round in 0..25 {
+        let sb = Sandbox::new();
+        let out = sb
+            .run([
+                "-j",
+                "2",
+                "--report",
+                "r.json",
+                "--junit",
+                "j.xml",
+                "--command",
+                "sh -c 'sleep 0.05; exit 7'",
+                "a",
+                "b",
+            ])
+            .output();
+        out.code_is(1);
+        let r = sb.report("r.json");
+        for task in r.all() {
+            let (status, code) = (&task["status"], &task["exit_code"]);
+            match status.as_str() {
+                Some("failed") => assert_eq!(code, 7, "round {round}: {task}"),
+                Some("cancelled") => assert!(code.is_null(), "round {round}: {task}"),
+                _ => panic!("round {round}: {task}"),
+            }
+        }
+        let failed = r.list("failed").len();
+        assert!(failed >= 1, "round {round}");
+        let junit = sb.read("j.xml");
+        assert_eq!(
+            junit.matches("<failure").count(),
+            failed,
+            "round {round}: {junit}"
+        );
+    }
 }

@@ -72,7 +72,7 @@ fn skips_come_before_the_stop_trigger_cancels_the_rest() {
     let r = sb.report("r.json");
     assert_eq!(r.status("dep"), "skipped");
     assert_eq!(r.status("other"), "cancelled");
-    assert_eq!(r.error("other"), "not started: fail-fast after `f` failed");
+    assert_eq!(r.error("other"), "not started: fail-fast after f failed");
 }
 
 #[test]

@@ -232,7 +232,7 @@ fn the_failed_line_names_cancelled_and_skipped_tasks_with_their_reason() {
         "{failed}"
     );
     assert!(
-        failed.contains("t:other (not started: fail-fast after `f` failed)"),
+        failed.contains("t:other (not started: fail-fast after f failed)"),
         "{failed}"
     );
 }

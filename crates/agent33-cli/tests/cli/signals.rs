@@ -33,6 +33,18 @@ fn gone(pid: &str) -> bool {
     }
 }
 
+/// How the stop reason names each signal.
+fn reason_for(sig: &str) -> &'static str {
+    match sig {
+        "INT" => "interrupted (SIGINT)",
+        "TERM" => "terminated (SIGTERM)",
+        "HUP" => "hangup (SIGHUP)",
+        "USR1" => "user signal 1 (SIGUSR1)",
+        "XCPU" => "CPU time limit exceeded (SIGXCPU)",
+        other => panic!("no signal {other} in these tests"),
+    }
+}
+
 fn interrupted_run(sig: &str, code: i32) {
     let sb = Sandbox::new();
     // The task's shell becomes the sleep: its pid is the task's process.
@@ -58,11 +70,20 @@ exec sleep 30"#,
     assert!(sb.exists("j.xml"));
     let r = sb.report("r.json");
     assert_eq!(r.ids("cancelled"), ["t:running", "t:pending"]);
-    let e = r.error("t:running");
-    assert!(e.starts_with("cancelled: interrupted"), "{e}");
-    let e = r.error("t:pending");
-    assert!(e.starts_with("not started: interrupted"), "{e}");
+    let reason = reason_for(sig);
+    assert_eq!(r.error("t:running"), format!("cancelled: {reason}"));
+    assert_eq!(r.error("t:pending"), format!("not started: {reason}"));
     assert!(!sb.exists("ran.pending"));
+    assert!(
+        out.stderr.contains(&format!("\nStopped: {reason}\n")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sighup_cancels_the_run_and_is_named_a_hangup() {
+    terminating_signal_run("HUP");
 }
 
 #[test]
@@ -123,11 +144,12 @@ wait_for pid.escapee"#,
     }
 }
 
-#[test]
-fn a_second_sigint_kills_tasks_without_waiting_for_the_grace() {
+/// Runs a task that ignores SIGTERM under a 30 s grace, sends `first`,
+/// then `second` once the run says it is stopping, and returns the run's
+/// output and its report.
+fn killed_run(first: &str, second: &str) -> (crate::support::Output, crate::support::Report) {
     let sb = Sandbox::new();
-    // The task ignores SIGTERM (from before it shows it started); the
-    // grace before SIGKILL is 30 s.
+    // The task ignores SIGTERM (from before it shows it started).
     sb.manifest(
         r#"
 execution: {kill_grace_seconds: 30}
@@ -141,12 +163,11 @@ tasks:
     );
     let mut run = sb.run(["--report", "r.json"]).spawn();
     wait_for_file(&sb.join("ran.stubborn"));
-    signal(run.pid(), "INT");
-    run.wait_for_stderr("stopping: interrupted");
-    assert!(!run.has_exited(), "the first SIGINT grants the grace");
-    signal(run.pid(), "INT");
+    signal(run.pid(), first);
+    run.wait_for_stderr(&format!("stopping: {}", reason_for(first)));
+    assert!(!run.has_exited(), "the first signal grants the grace");
+    signal(run.pid(), second);
     let out = run.finish();
-    out.code_is(130);
     assert!(
         out.elapsed < std::time::Duration::from_secs(20),
         "{:?}",
@@ -154,6 +175,34 @@ tasks:
     );
     let r = sb.report("r.json");
     assert_eq!(r.status("t:stubborn"), "cancelled");
+    (out, r)
+}
+
+#[test]
+fn a_second_sigint_kills_tasks_without_waiting_for_the_grace_and_says_so() {
+    // The kill ends every task at once, and their ends used to reach the
+    // run before the kill itself did: loop to catch that race.
+    for _ in 0..5 {
+        let (out, r) = killed_run("INT", "INT");
+        out.code_is(130);
+        let reason = "interrupted twice (SIGINT): tasks killed";
+        assert_eq!(r.error("t:stubborn"), format!("cancelled: {reason}"));
+        assert_eq!(r.0["stopped"]["kind"], "killed", "{}", r.0["stopped"]);
+        assert!(
+            out.stderr.contains(&format!("\nStopped: {reason}\n")),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_sigint_after_a_sigterm_kills_and_names_both() {
+    let (out, r) = killed_run("TERM", "INT");
+    // The first signal decides the exit code.
+    out.code_is(143);
+    let reason = "terminated (SIGTERM), then interrupted (SIGINT): tasks killed";
+    assert_eq!(r.error("t:stubborn"), format!("cancelled: {reason}"));
 }
 
 #[test]

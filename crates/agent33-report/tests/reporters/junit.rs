@@ -67,12 +67,12 @@ fn mixed_run() -> Vec<Event> {
     run.settle(
         2,
         TaskStatus::Cancelled,
-        "not started: fail-fast after `refinement:core/prompts/SYSTEM.md` timed out",
+        "not started: fail-fast after refinement:core/prompts/SYSTEM.md timed out",
     );
     run.settle(
         5,
         TaskStatus::Cancelled,
-        "not started: fail-fast after `refinement:core/prompts/SYSTEM.md` timed out",
+        "not started: fail-fast after refinement:core/prompts/SYSTEM.md timed out",
     );
     run.finish(5_020, 2, 0.61, None)
 }

@@ -99,7 +99,7 @@ fn failed_line_is_capped_with_failures_first() {
         2_050,
         Outcome {
             status: TaskStatus::Cancelled,
-            error: Some("cancelled: fail-fast after `command:item-00002` failed".to_owned()),
+            error: Some("cancelled: fail-fast after command:item-00002 failed".to_owned()),
             exit_code: None,
             ..Outcome::success()
         },
@@ -110,7 +110,7 @@ fn failed_line_is_capped_with_failures_first() {
         run.settle(
             seq,
             TaskStatus::Cancelled,
-            "not started: fail-fast after `command:item-00002` failed",
+            "not started: fail-fast after command:item-00002 failed",
         );
     }
     let events = run.finish(2_060, 4, 0.49, Some(reason));
@@ -134,7 +134,8 @@ fn failed_line_is_capped_with_failures_first() {
     );
     assert!(
         failed.ends_with(
-            ", command:item-09999 (not started: fail-fast after `command:item-00002` failed)"
+            ", command:item-00011 (not started: fail-fast after command:item-00002 failed), \
+             … and 9988 more"
         ),
         "{failed}"
     );
@@ -175,7 +176,7 @@ fn skipped_and_cancelled_come_after_failures_and_errors_show_their_first_line() 
     run.start_task(3, 0, 60, 60);
     run.finish_task(3, 0, 4_000, Outcome::success());
     let text = render(
-        &run.finish(4_010, 1, 0.995, Some(StopReason::Interrupted)),
+        &run.finish(4_010, 1, 0.995, Some(StopReason::Interrupted { by: Default::default() })),
         SummaryOptions::default(),
     );
     insta::assert_snapshot!("mixed_statuses", text);

@@ -25,7 +25,7 @@ fn every_attempt_is_a_record_with_its_slot_times_status_and_wait() {
         })
         .collect();
     use TaskStatus::*;
-    let why = "cancelled: fail-fast after `lint:d.md` failed";
+    let why = "cancelled: fail-fast after lint:d.md failed";
     assert_eq!(
         rows,
         [
