@@ -214,6 +214,7 @@ impl AttemptShared {
     }
 
     /// Whether the attempt passed its timeout (and was not settled first).
+    #[cfg(test)]
     pub(crate) fn timed_out(&self) -> bool {
         self.state.load(Ordering::SeqCst) & TIMED_OUT != 0
     }
@@ -221,6 +222,18 @@ impl AttemptShared {
     /// Whether the agent settled its outcome.
     pub(crate) fn is_settled(&self) -> bool {
         self.state.load(Ordering::SeqCst) & SETTLED != 0
+    }
+
+    /// Records that the agent returned, unless the engine had already told
+    /// the attempt to stop (or it passed its timeout): in one step, so that
+    /// an agent returning as the stop comes either came first or did not.
+    /// Returns whether it came first; a settled attempt has, too.
+    pub(crate) fn end(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & SETTLED != 0 || s & TOLD_TO_STOP == 0).then_some(s | SETTLED)
+            })
+            .is_ok()
     }
 
     fn settle(&self) -> bool {

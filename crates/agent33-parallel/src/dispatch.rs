@@ -1391,8 +1391,16 @@ impl Future for Worker {
             match std::mem::replace(&mut this.phase, Phase::Done) {
                 Phase::Start(agent, ctx) => {
                     let shared = Arc::clone(&ctx.shared);
-                    let fut = AssertUnwindSafe(agent.run(ctx)).catch_unwind();
-                    this.phase = Phase::First(fut, shared);
+                    // A closure agent may panic in its body, before it
+                    // returns its future: that is the agent's panic too.
+                    let made = std::panic::catch_unwind(AssertUnwindSafe(|| agent.run(ctx)));
+                    match made {
+                        Ok(fut) => {
+                            let fut = AssertUnwindSafe(fut).catch_unwind();
+                            this.phase = Phase::First(fut, shared);
+                        }
+                        Err(panic) => return this.report(returned(Err(panic), &shared)),
+                    }
                 }
                 Phase::First(mut fut, shared) => match fut.poll_unpin(cx) {
                     Poll::Ready(r) => return this.report(returned(r, &shared)),
@@ -1430,12 +1438,14 @@ impl Drop for Worker {
 
 /// How an agent that returned ended.
 fn returned(r: std::thread::Result<AgentResult>, attempt: &AttemptShared) -> Ended {
-    // A settled outcome stands. One that came after the timeout is late,
-    // whatever it says. An agent that gave up because it was asked to stop
-    // was stopped, not failed; one that finished anyway succeeded.
-    if attempt.is_settled() {
-        Ended::Returned(r)
-    } else if attempt.timed_out() || (!matches!(r, Ok(Ok(_))) && attempt.is_cancelled()) {
+    // A settled outcome stands, and so does one that came before the
+    // engine's stop or timeout. One that came after is the stop's, whatever
+    // it says: an agent that finished anyway was still stopped. An agent
+    // that cancelled its own token and gave up was stopped too.
+    let settled = attempt.is_settled();
+    if !attempt.end() {
+        Ended::Cancelled(Some(r))
+    } else if !settled && !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() {
         Ended::Cancelled(Some(r))
     } else {
         Ended::Returned(r)

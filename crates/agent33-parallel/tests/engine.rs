@@ -1000,3 +1000,47 @@ async fn live_output_waiting_for_a_slow_consumer_is_bounded() {
         format!("[agent-33: {} bytes not shown live]\n", 24 << 20)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_returns_success_after_a_stop_is_cancelled() {
+    // Fail-fast at 200 ms; `quit` answers its cancelled token at once with a
+    // success. The stop came first: it was stopped, not successful.
+    let log = Log::new();
+    let tasks = vec![task("quit@5000#1"), task("fail@200#2"), task("quit@5000#3")];
+    let r = run(parallel(3).build().unwrap(), tasks, &log).await;
+    assert!(r.succeeded.is_empty(), "{:?}", ids(&r.succeeded));
+    assert_eq!(ids(&r.cancelled), ["a:quit@5000#1", "a:quit@5000#3"]);
+    for c in &r.cancelled {
+        assert_eq!(c.status, TaskStatus::Cancelled);
+        assert_eq!(
+            c.error.as_deref(),
+            Some("cancelled: fail-fast after a:fail@200#2 failed")
+        );
+        assert_eq!(c.duration_ms, 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_that_panics_before_returning_its_future_fails_its_task() {
+    let agents = Agents::new().add("a", |ctx: agent33_parallel::TaskContext| {
+        let n: u32 = ctx.task().artifact.parse().expect("a number");
+        async move { Ok::<_, agent33_parallel::AgentError>(format!("{n}")) }
+    });
+    let executor = ParallelExecutor::builder()
+        .parallel_limit(2)
+        .continue_on_error(true)
+        .build()
+        .unwrap();
+    let tasks = vec![
+        AgentTask::new("a", "1"),
+        AgentTask::new("a", "x"),
+        AgentTask::new("a", "3"),
+    ];
+    let r = executor.run_all(tasks, &agents).await;
+    assert_eq!(r.total, 3);
+    assert_eq!(ids(&r.succeeded), ["a:1", "a:3"]);
+    assert_eq!(ids(&r.failed), ["a:x"]);
+    let error = r.failed[0].error.as_deref().unwrap();
+    assert!(error.starts_with("agent panicked: a number"), "{error}");
+    assert_eq!(r.failed[0].attempts, 1);
+}
