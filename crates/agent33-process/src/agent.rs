@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::CommandBuilder;
-use crate::group::{TaskProcess, describe};
+use crate::group::{TaskProcess, Terminated, describe};
 use crate::output::OutputFiles;
 use crate::program::ProgramCache;
 use crate::reaper;
@@ -320,6 +320,7 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     let cancelled = token.cancelled();
     tokio::pin!(cancelled);
     let mut terminated = false;
+    let mut term_fatal = false;
     let mut kill_at: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -333,8 +334,12 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
                 break;
             }
             () = &mut cancelled, if !terminated => {
+                match process.terminate() {
+                    // It exited on its own before the stop reached it.
+                    Terminated::AlreadyExited => break,
+                    Terminated::Sent { fatal } => term_fatal = fatal,
+                }
                 terminated = true;
-                process.terminate();
                 kill_at = Some(Instant::now() + ctx.grace());
             }
             () = sleep_until_opt(kill_at), if kill_at.is_some() => {
@@ -348,8 +353,11 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
 
     // The task ended with its leader: what follows only collects output and
     // cleans up, which no timeout or stop may turn into a different outcome.
-    // (After our own SIGTERM the stop came first, and `settle` says so.)
-    let settled = !terminated && ctx.settle();
+    // After our own SIGTERM the stop came first, unless the leader exited
+    // with a code although the signal would have killed it: then its exit
+    // came first, and the signal found it already on its way out.
+    let on_its_own = !terminated || (term_fatal && process.has_exited(true));
+    let settled = on_its_own && ctx.settle();
     // The leader is gone (and, with a pidfd, not yet reaped, so its pid
     // still names the group): nothing it left behind may keep the task open.
     process.signal_group(Signal::KILL);

@@ -205,9 +205,75 @@ impl TaskProcess {
 
     /// Asks the group to stop: SIGTERM, and SIGCONT so that stopped members
     /// get to handle it.
-    pub(crate) fn terminate(&self) {
+    pub(crate) fn terminate(&self) -> Terminated {
+        // A leader that already exited on its own was not stopped: its exit
+        // may simply not have reached the watch yet. Asked of the kernel
+        // directly, as the watch's readiness can lag behind.
+        if self.has_exited(false) {
+            return Terminated::AlreadyExited;
+        }
+        // Read before the signal: whether SIGTERM can end the leader only
+        // by killing it, so that an exit with a code was its own.
+        let fatal = term_is_fatal(self.pid);
         self.signal_group(Signal::TERM);
         self.signal_group(Signal::CONT);
+        Terminated::Sent { fatal }
+    }
+
+    /// Whether the leader has exited (a zombie counts), asked now; with
+    /// `normally`, whether it exited with a code rather than by a signal.
+    pub(crate) fn has_exited(&self, normally: bool) -> bool {
+        use rustix::process::{WaitId, WaitIdOptions};
+        if let Some(status) = self.status {
+            return !normally || status.code().is_some();
+        }
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+        match rustix::process::waitid(WaitId::Pid(self.pid), options) {
+            Ok(Some(status)) => !normally || status.exited(),
+            _ => false,
+        }
+    }
+}
+
+/// What [`TaskProcess::terminate`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Terminated {
+    /// Nothing: the leader had already exited.
+    AlreadyExited,
+    /// SIGTERM went to the group. `fatal`: the leader neither caught,
+    /// ignored nor blocked it, so had the signal reached it, it would have
+    /// been killed by it.
+    Sent { fatal: bool },
+}
+
+/// Whether SIGTERM would kill `pid` (its default action, neither caught,
+/// ignored nor blocked), as `/proc` tells; false when it cannot tell.
+fn term_is_fatal(pid: Pid) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero()))
+        else {
+            return false;
+        };
+        let term = 1u64 << (Signal::TERM.as_raw() - 1);
+        let mut seen = 0;
+        for line in status.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            if matches!(key, "SigBlk" | "SigIgn" | "SigCgt") {
+                match u64::from_str_radix(value.trim(), 16) {
+                    Ok(mask) if mask & term == 0 => seen += 1,
+                    _ => return false,
+                }
+            }
+        }
+        seen == 3
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        false
     }
 }
 
