@@ -29,6 +29,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the mode follows from the settings (PRODUCT.md, Settings). It sits
+/// under the flags because no single flag's line can say it: the rule
+/// spans `--parallel`, `-j`, `--respect-dependencies`, their variables and
+/// the manifest, and a `[default: false]` alone would be untrue.
+const RUN_MODES: &str = "\
+Modes:
+  An explicit parallel setting decides the mode: --parallel, -j, --respect-dependencies,
+  AGENT33_PARALLEL, or the manifest's parallel: or mode: (flags, then environment, then
+  manifest). Without one, a parallel limit given anywhere (AGENT33_PARALLEL_LIMIT=8, or
+  parallel_limit: in execution:) runs tasks in parallel, and respect_dependencies true
+  (AGENT33_RESPECT_DEPENDENCIES=1, or respect_dependencies: true) runs them dependency-aware;
+  otherwise they run one at a time, in dependency order. An agent's own parallel_limit only
+  caps that agent.";
+
 /// The subcommands.
 #[derive(Debug, Clone, Subcommand)]
 #[expect(
@@ -37,7 +51,7 @@ pub struct Cli {
 )]
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
-    #[command(display_name = "agent-33")]
+    #[command(display_name = "agent-33", after_help = RUN_MODES)]
     Run(RunArgs),
     /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
     #[command(display_name = "agent-33")]
@@ -100,7 +114,7 @@ pub enum OutputMode {
 )]
 pub struct RunArgs {
     // ----- settings (PRODUCT.md, Settings table) -----
-    /// Run tasks in parallel [default: false] [env: AGENT33_PARALLEL]
+    /// Run tasks in parallel (see Modes below) [default: false] [env: AGENT33_PARALLEL]
     #[arg(long, help_heading = "Execution")]
     pub parallel: bool,
 
@@ -391,6 +405,30 @@ mod tests {
         ] {
             assert!(long.contains(needle), "--help lacks {needle}:\n{long}");
             assert!(short.contains(needle), "-h lacks {needle}:\n{short}");
+        }
+    }
+
+    #[test]
+    fn help_says_what_switches_parallel_on() {
+        let mut cli = Cli::command();
+        let run = cli.find_subcommand_mut("run").expect("run exists");
+        for help in [
+            run.render_long_help().to_string(),
+            run.render_help().to_string(),
+        ] {
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            for needle in [
+                "Run tasks in parallel (see Modes below) [default: false]",
+                "An explicit parallel setting decides the mode: --parallel, -j, \
+                 --respect-dependencies, AGENT33_PARALLEL, or the manifest's parallel: or mode:",
+                "a parallel limit given anywhere (AGENT33_PARALLEL_LIMIT=8, or parallel_limit: \
+                 in execution:) runs tasks in parallel",
+                "respect_dependencies true (AGENT33_RESPECT_DEPENDENCIES=1, or \
+                 respect_dependencies: true) runs them dependency-aware",
+                "An agent's own parallel_limit only caps that agent.",
+            ] {
+                assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+            }
         }
     }
 

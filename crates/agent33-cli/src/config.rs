@@ -108,8 +108,11 @@ fn text_seconds(setting: &str, raw: &str, source: Source) -> Result<Sourced<Dura
 }
 
 impl Layer {
-    /// The settings given as flags. `-j` and `--respect-dependencies` also
-    /// switch `parallel` on (PRODUCT.md: only these two flags do).
+    /// The settings given as flags. `-j` and `--respect-dependencies` are
+    /// each an explicit `--parallel` at the flags' precedence (PRODUCT.md,
+    /// Settings: "also sets `parallel`"), so they beat an explicit
+    /// `parallel: false` elsewhere; the matching variables and manifest
+    /// keys only imply it (see [`merge`]).
     ///
     /// # Errors
     ///
@@ -531,14 +534,42 @@ fn pick<T: Clone>(
         .unwrap_or(Sourced::new(default, Source::Default))
 }
 
+/// `parallel`, which unlike the other settings can also be implied
+/// (PRODUCT.md, Settings). An explicit value decides, whatever its rank:
+/// someone who wrote `parallel: false` (or `mode: sequential`) in the
+/// manifest asked for one task at a time, and an `AGENT33_PARALLEL_LIMIT`
+/// exported for other runs must not overrule that. Only without one does
+/// a limit given anywhere imply `parallel` (`AGENT33_PARALLEL_LIMIT=8`
+/// means 8 at a time, as the seed's `ParallelExecutor(parallel_limit=8)`
+/// does), and so does `respect_dependencies: true` (dependency-aware mode
+/// is parallel; sequential mode respects dependencies anyway, so the
+/// setting would otherwise change nothing). The implied value is credited
+/// to the setting that implied it.
+fn parallel_of(
+    layers: [&Layer; 3],
+    limit: &Sourced<usize>,
+    respect: &Sourced<bool>,
+    default: bool,
+) -> Sourced<bool> {
+    if let Some(explicit) = layers.iter().find_map(|l| l.parallel.clone()) {
+        explicit
+    } else if limit.source != Source::Default {
+        Sourced::new(true, limit.source.clone())
+    } else if respect.value && respect.source != Source::Default {
+        Sourced::new(true, respect.source.clone())
+    } else {
+        Sourced::new(default, Source::Default)
+    }
+}
+
 /// Merges layers (flags, env, manifest; highest precedence first) into
 /// settings, each setting on its own, and records where each came from.
 #[must_use]
 pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'static str, Source)>) {
     let d = Settings::default();
-    let parallel = pick(layers, |l| &l.parallel, d.parallel);
     let parallel_limit = pick(layers, |l| &l.parallel_limit, d.parallel_limit);
     let respect = pick(layers, |l| &l.respect_dependencies, d.respect_dependencies);
+    let parallel = parallel_of(layers, &parallel_limit, &respect, d.parallel);
     let timeout = pick(layers, |l| &l.timeout, d.timeout.unwrap_or(Duration::ZERO));
     let mut continue_on_error = pick(layers, |l| &l.continue_on_error, d.continue_on_error);
     let max_failures = pick(layers, |l| &l.max_failures, d.max_failures);
@@ -830,35 +861,248 @@ mod tests {
         assert!(settings(&[], &[("AGENT33_CONTINUE_ON_ERROR", "on")], "").continue_on_error);
     }
 
+    /// The mode the engine runs in, named as a dry run names it.
+    fn mode(s: &Settings) -> &'static str {
+        match (s.parallel, s.respect_dependencies) {
+            (false, _) => "sequential",
+            (true, false) => "parallel",
+            (true, true) => "dependency-aware",
+        }
+    }
+
     #[test]
-    fn only_the_j_and_respect_dependencies_flags_switch_parallel_on() {
-        let s = settings(&["-j", "2"], &[("AGENT33_PARALLEL", "false")], "");
-        assert!(s.parallel);
-        assert_eq!(s.parallel_limit, 2);
-        let s = settings(
-            &["--respect-dependencies"],
-            &[],
-            "execution: {parallel: false}",
+    fn a_limit_or_respect_dependencies_implies_parallel_unless_parallel_is_explicit() {
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        const LIMIT: &str = "AGENT33_PARALLEL_LIMIT";
+        const PAR: &str = "AGENT33_PARALLEL";
+        const RESPECT: &str = "AGENT33_RESPECT_DEPENDENCIES";
+        // Flags, variables, manifest, then the mode and limit the run gets.
+        let cases: &[(&[&str], Env<'_>, &str, &str, usize)] = &[
+            (&[], &[], "", "sequential", 4),
+            // A limit given anywhere implies parallel …
+            (&[], &[(LIMIT, "4")], "", "parallel", 4),
+            (&[], &[(LIMIT, "8")], "", "parallel", 8),
+            (&[], &[], "execution: {parallel_limit: 3}", "parallel", 3),
+            (&[], &[], "execution: {parallel_limit: 4}", "parallel", 4),
+            (&["-j", "2"], &[], "", "parallel", 2),
+            (
+                &[],
+                &[(LIMIT, "5")],
+                "execution: {parallel_limit: 3}",
+                "parallel",
+                5,
+            ),
+            // … unless parallel (or mode:) is explicit somewhere, whatever
+            // its rank.
+            (
+                &[],
+                &[(PAR, "false")],
+                "execution: {parallel_limit: 3}",
+                "sequential",
+                3,
+            ),
+            (
+                &[],
+                &[(LIMIT, "8")],
+                "execution: {parallel: false}",
+                "sequential",
+                8,
+            ),
+            (
+                &[],
+                &[(LIMIT, "8")],
+                "execution: {mode: sequential}",
+                "sequential",
+                8,
+            ),
+            (&[], &[(LIMIT, "8"), (PAR, "no")], "", "sequential", 8),
+            (
+                &[],
+                &[],
+                "execution: {parallel: false, parallel_limit: 3}",
+                "sequential",
+                3,
+            ),
+            (
+                &[],
+                &[(LIMIT, "8")],
+                "execution: {parallel: true}",
+                "parallel",
+                8,
+            ),
+            (
+                &[],
+                &[(PAR, "1")],
+                "execution: {parallel_limit: 3}",
+                "parallel",
+                3,
+            ),
+            // -j is itself an explicit --parallel, at the flags' rank.
+            (&["-j", "2"], &[(PAR, "false")], "", "parallel", 2),
+            (
+                &["-j", "3"],
+                &[],
+                "execution: {parallel: false}",
+                "parallel",
+                3,
+            ),
+            (
+                &["-j", "3"],
+                &[],
+                "execution: {mode: sequential}",
+                "parallel",
+                3,
+            ),
+            (&["-j", "3"], &[(RESPECT, "1")], "", "dependency-aware", 3),
+            // respect_dependencies: true implies dependency-aware mode …
+            (
+                &[],
+                &[],
+                "execution: {respect_dependencies: true}",
+                "dependency-aware",
+                4,
+            ),
+            (&[], &[(RESPECT, "1")], "", "dependency-aware", 4),
+            (
+                &[],
+                &[(RESPECT, "yes")],
+                "execution: {parallel_limit: 3}",
+                "dependency-aware",
+                3,
+            ),
+            (&["--respect-dependencies"], &[], "", "dependency-aware", 4),
+            // … unless parallel is explicit; a false one implies nothing.
+            (
+                &[],
+                &[(RESPECT, "1")],
+                "execution: {parallel: false}",
+                "sequential",
+                4,
+            ),
+            (
+                &[],
+                &[(RESPECT, "1")],
+                "execution: {mode: sequential}",
+                "sequential",
+                4,
+            ),
+            (
+                &[],
+                &[(PAR, "off")],
+                "execution: {respect_dependencies: true}",
+                "sequential",
+                4,
+            ),
+            (
+                &[],
+                &[(RESPECT, "0")],
+                "execution: {respect_dependencies: true}",
+                "sequential",
+                4,
+            ),
+            (
+                &[],
+                &[],
+                "execution: {respect_dependencies: false}",
+                "sequential",
+                4,
+            ),
+            (
+                &[],
+                &[(RESPECT, "1")],
+                "execution: {mode: parallel}",
+                "dependency-aware",
+                4,
+            ),
+            // --respect-dependencies, like -j, is an explicit --parallel.
+            (
+                &["--respect-dependencies"],
+                &[(PAR, "false")],
+                "",
+                "dependency-aware",
+                4,
+            ),
+            (
+                &["--respect-dependencies"],
+                &[],
+                "execution: {parallel: false}",
+                "dependency-aware",
+                4,
+            ),
+            // The mode shorthand is an explicit manifest value.
+            (&[], &[], "execution: {mode: parallel}", "parallel", 4),
+            (
+                &[],
+                &[],
+                "execution: {mode: dependency-aware}",
+                "dependency-aware",
+                4,
+            ),
+            (
+                &[],
+                &[(PAR, "no")],
+                "execution: {mode: dependency-aware}",
+                "sequential",
+                4,
+            ),
+            (
+                &["--parallel"],
+                &[],
+                "execution: {mode: sequential}",
+                "parallel",
+                4,
+            ),
+            (&["--parallel"], &[], "", "parallel", 4),
+            (&[], &[(PAR, "true")], "", "parallel", 4),
+            // An empty variable is unset: it implies nothing.
+            (&[], &[(LIMIT, ""), (RESPECT, "")], "", "sequential", 4),
+            // An agent's own limit caps that agent only: no global limit.
+            (
+                &[],
+                &[],
+                "agents: {a: {command: x, parallel_limit: 2}}\ntasks: [{agent: a, artifact: y}]\n",
+                "sequential",
+                4,
+            ),
+        ];
+        for (flags, env, manifest, want_mode, want_limit) in cases {
+            let s = settings(flags, env, manifest);
+            assert_eq!(
+                (mode(&s), s.parallel_limit),
+                (*want_mode, *want_limit),
+                "flags {flags:?}, environment {env:?}, manifest {manifest:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_implied_parallel_is_credited_to_what_implied_it() {
+        let source = |flags: &[&str], env: &[(&str, &str)], manifest: &str| {
+            let c = load_with(flags, env, manifest).expect("valid");
+            let (_, s) = c
+                .sources
+                .iter()
+                .find(|(k, _)| *k == "parallel")
+                .expect("listed");
+            s.to_string()
+        };
+        assert_eq!(
+            source(&[], &[("AGENT33_PARALLEL_LIMIT", "8")], ""),
+            "environment variable AGENT33_PARALLEL_LIMIT"
         );
-        assert!(s.parallel && s.respect_dependencies);
-        let s = settings(&[], &[("AGENT33_PARALLEL_LIMIT", "8")], "");
-        assert!(!s.parallel);
-        assert_eq!(s.parallel_limit, 8);
-        let s = settings(
-            &[],
-            &[("AGENT33_RESPECT_DEPENDENCIES", "1")],
-            "execution: {parallel_limit: 3}",
+        assert!(
+            source(&[], &[], "execution:\n  respect_dependencies: true\n")
+                .ends_with("agent33.yaml:2:25"),
         );
-        assert!(!s.parallel && s.respect_dependencies);
-        let s = settings(&[], &[], "execution: {mode: parallel}");
-        assert!(s.parallel && !s.respect_dependencies);
-        // The mode shorthand is a manifest value: the environment beats it.
-        let s = settings(
-            &[],
-            &[("AGENT33_PARALLEL", "no")],
-            "execution: {mode: dependency-aware}",
+        assert!(
+            source(
+                &[],
+                &[("AGENT33_PARALLEL_LIMIT", "8")],
+                "execution:\n  mode: sequential\n"
+            )
+            .ends_with("agent33.yaml:2:9"),
         );
-        assert!(!s.parallel && s.respect_dependencies);
+        assert_eq!(source(&[], &[], ""), "default");
     }
 
     #[test]

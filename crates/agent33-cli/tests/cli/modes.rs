@@ -142,18 +142,34 @@ fn dependency_aware_mode_starts_a_task_as_soon_as_its_dependencies_succeed() {
 }
 
 #[test]
-fn respect_dependencies_in_the_manifest_alone_runs_sequentially() {
+fn respect_dependencies_in_the_manifest_alone_runs_dependency_aware() {
     let sb = Sandbox::new();
+    // a, b and c pass their barrier only together; d waits for a.
     sb.manifest(&script_manifest(
         "respect_dependencies: true\nparallel_limit: 3",
-        "",
-        &["a", "b", "c"],
+        r#"case "$1" in d) ;; *) wait_for ran.a; wait_for ran.b; wait_for ran.c ;; esac"#,
+        &[
+            "a",
+            "b",
+            "c",
+            "{agent: t, artifact: d, depends_on: [\"t:a\"]}",
+        ],
     ));
-    let out = sb.run(["--report", "r.json"]).output();
+    let out = sb.run(["--timeout", "10", "--report", "r.json"]).output();
     out.code_is(0);
     assert!(
-        out.stderr.contains("Peak concurrent: 1/1"),
+        out.stderr.contains("Peak concurrent: 3/3"),
         "{}",
         out.stderr
     );
+    let r = sb.report("r.json");
+    let a_end = r.task("t:a")["finished_at"]
+        .as_str()
+        .expect("ended")
+        .to_owned();
+    let d_start = r.task("t:d")["started_at"]
+        .as_str()
+        .expect("started")
+        .to_owned();
+    assert!(a_end <= d_start, "d started after a succeeded");
 }

@@ -238,8 +238,62 @@ type ParallelCase<'a> = (
 );
 
 #[test]
-fn only_the_j_and_respect_dependencies_flags_switch_parallel_on() {
+fn a_limit_or_respect_dependencies_implies_parallel_unless_parallel_is_explicit() {
+    const LIMIT: &str = "AGENT33_PARALLEL_LIMIT";
     let cases: &[ParallelCase<'_>] = &[
+        // A limit given anywhere implies parallel.
+        ("", &[], &[(LIMIT, "8")], true, "parallel"),
+        ("parallel_limit: 8", &[], &[], true, "parallel"),
+        // respect_dependencies: true implies dependency-aware mode.
+        (
+            "",
+            &[],
+            &[("AGENT33_RESPECT_DEPENDENCIES", "1")],
+            true,
+            "dependency-aware",
+        ),
+        (
+            "respect_dependencies: true",
+            &[],
+            &[],
+            true,
+            "dependency-aware",
+        ),
+        // An explicit parallel or mode decides, whatever its rank.
+        (
+            "parallel_limit: 3",
+            &[],
+            &[("AGENT33_PARALLEL", "false")],
+            false,
+            "sequential",
+        ),
+        ("parallel: false", &[], &[(LIMIT, "8")], false, "sequential"),
+        (
+            "mode: sequential",
+            &[],
+            &[(LIMIT, "8")],
+            false,
+            "sequential",
+        ),
+        (
+            "parallel: false",
+            &[],
+            &[("AGENT33_RESPECT_DEPENDENCIES", "yes")],
+            false,
+            "sequential",
+        ),
+        ("mode: parallel", &[], &[], true, "parallel"),
+        ("mode: dependency-aware", &[], &[], true, "dependency-aware"),
+        ("mode: sequential", &["--parallel"], &[], true, "parallel"),
+        (
+            "mode: dependency-aware",
+            &[],
+            &[("AGENT33_PARALLEL", "no")],
+            false,
+            "sequential",
+        ),
+        // -j and --respect-dependencies are themselves an explicit
+        // --parallel, at the flags' rank.
         (
             "",
             &["-j", "2"],
@@ -254,38 +308,13 @@ fn only_the_j_and_respect_dependencies_flags_switch_parallel_on() {
             true,
             "parallel",
         ),
+        ("mode: sequential", &["-j", "3"], &[], true, "parallel"),
         (
             "parallel: false",
             &["--respect-dependencies"],
             &[],
             true,
             "dependency-aware",
-        ),
-        (
-            "",
-            &[],
-            &[("AGENT33_PARALLEL_LIMIT", "8")],
-            false,
-            "sequential",
-        ),
-        ("parallel_limit: 8", &[], &[], false, "sequential"),
-        (
-            "",
-            &[],
-            &[("AGENT33_RESPECT_DEPENDENCIES", "1")],
-            false,
-            "sequential",
-        ),
-        ("respect_dependencies: true", &[], &[], false, "sequential"),
-        ("mode: parallel", &[], &[], true, "parallel"),
-        ("mode: dependency-aware", &[], &[], true, "dependency-aware"),
-        ("mode: sequential", &["--parallel"], &[], true, "parallel"),
-        (
-            "mode: dependency-aware",
-            &[],
-            &[("AGENT33_PARALLEL", "no")],
-            false,
-            "sequential",
         ),
     ];
     for (execution, flags, env, parallel, mode) in cases {
@@ -296,6 +325,76 @@ fn only_the_j_and_respect_dependencies_flags_switch_parallel_on() {
         );
         assert_eq!(p["mode"], *mode, "{execution:?} {flags:?} {env:?}");
     }
+}
+
+#[test]
+fn an_agents_own_limit_implies_nothing() {
+    let sb = Sandbox::new();
+    sb.manifest(
+        "agents:\n  a: {command: \"true\", parallel_limit: 2}\ntasks:\n  - {agent: a, artifact: x}\n",
+    );
+    let out = sb.run(["--dry-run", "--format", "json"]).output();
+    out.code_is(0);
+    let p: Value = serde_json::from_slice(&out.stdout).expect("the plan is JSON");
+    assert_eq!(p["mode"], "sequential");
+}
+
+/// A `--command` whose tasks each finish only once all of `artifacts` have
+/// started: a barrier that only that many parallel slots can pass. The
+/// timeout turns a sequential run into a quick failure instead of a hang.
+fn barrier_command(artifacts: &[&str]) -> String {
+    format!(
+        "sh -c 'touch \"ran.$1\"; for f in {}; do until [ -e \"ran.$f\" ]; do sleep 0.01; done; done' sh",
+        artifacts.join(" ")
+    )
+}
+
+#[test]
+fn the_limit_variable_alone_runs_tasks_at_once() {
+    let sb = Sandbox::new();
+    let all = ["a", "b", "c", "d"];
+    let mut cmd = sb.run(["--timeout", "10", "--command", &barrier_command(&all)]);
+    cmd.cmd.args(all);
+    let out = cmd.env("AGENT33_PARALLEL_LIMIT", "4").output();
+    out.code_is(0);
+    assert!(
+        out.stderr.contains("Peak concurrent: 4/4"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_manifests_limit_alone_runs_tasks_at_once() {
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest(
+        "parallel_limit: 3",
+        "wait_for ran.a; wait_for ran.b; wait_for ran.c",
+        &["a", "b", "c"],
+    ));
+    let out = sb.run(["--timeout", "10"]).output();
+    out.code_is(0);
+    assert!(
+        out.stderr.contains("Peak concurrent: 3/3"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_explicit_parallel_false_beats_the_limit_variable_in_a_run() {
+    let sb = Sandbox::new();
+    sb.manifest(&script_manifest("parallel: false", "", &["a", "b", "c"]));
+    let out = sb
+        .run([] as [&str; 0])
+        .env("AGENT33_PARALLEL_LIMIT", "8")
+        .output();
+    out.code_is(0);
+    assert!(
+        out.stderr.contains("Peak concurrent: 1/1"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
