@@ -260,7 +260,10 @@ impl TaskContext {
 
     /// Cancelled when the task must stop (its timeout, fail-fast, the run
     /// deadline, an interrupt). The agent then has [`Self::grace`] to finish
-    /// before its future is dropped.
+    /// before its future is dropped: an agent that does not await this
+    /// token beside its work overruns every stop by the whole grace (see
+    /// the crate's "Stopping in time"). Whatever it returns once the token
+    /// is cancelled, the task was stopped.
     #[must_use]
     pub fn token(&self) -> &CancellationToken {
         self.shared.token()
@@ -320,9 +323,12 @@ impl fmt::Debug for TaskContext {
     }
 }
 
-/// Runs tasks. Implement it, or pass a closure
-/// `Fn(TaskContext) -> impl Future<Output = Result<T, E>>` where `T:
-/// Into<AgentOutput>` and `E: Into<AgentError>`.
+/// Runs tasks. Implement it (the future is a [`crate::BoxFuture`]), or
+/// pass a closure `Fn(TaskContext) -> impl Future<Output = Result<T, E>>`
+/// where `T: Into<AgentOutput>` and `E: Into<AgentError>`.
+///
+/// An agent should await [`TaskContext::token`] beside its work: that is
+/// how it learns of a timeout or a stop in time.
 pub trait Agent: Send + Sync + 'static {
     /// Runs one attempt of one task.
     ///

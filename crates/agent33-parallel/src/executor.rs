@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -440,12 +439,17 @@ impl ParallelExecutor {
         self
     }
 
-    /// Runs every task and returns the aggregated results.
+    /// Runs every task (a `Vec`, an array, an iterator that makes them as
+    /// it is read) and returns the aggregated results.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future stops the run: every running agent is dropped.
-    pub async fn run_all(&self, tasks: Vec<AgentTask>, agents: &Agents) -> ExecutionResults {
+    pub async fn run_all<I>(&self, tasks: I, agents: &Agents) -> ExecutionResults
+    where
+        I: IntoIterator<Item = AgentTask>,
+        I::IntoIter: Send + 'static,
+    {
         self.run(tasks, agents, RunControl::new())
             .collect_results()
             .await
@@ -466,13 +470,35 @@ impl ParallelExecutor {
     /// most `lookahead` tasks wait at once), so memory stays proportional to
     /// the limit. At a stop the stream is not read any further. Must be
     /// called inside a tokio runtime.
-    pub fn run_stream(
-        &self,
-        tasks: BoxStream<'static, AgentTask>,
-        agents: &Agents,
-        control: RunControl,
-    ) -> EventStream {
-        self.spawn(Input::stream(tasks), agents, control)
+    ///
+    /// Any [`futures::Stream`] will do; [`crate::stream`] makes one from an
+    /// iterator or, as below, from a channel the caller feeds while the
+    /// run goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use agent33_parallel::{stream, AgentError, AgentTask, Agents, ParallelExecutor, RunControl, TaskContext};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let agents = Agents::new().add("echo", |_ctx: TaskContext| async { Ok::<_, AgentError>(()) });
+    /// let (tx, rx) = tokio::sync::mpsc::channel::<AgentTask>(64);
+    /// let tasks = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) });
+    /// let executor = ParallelExecutor::builder().parallel_limit(8).build().unwrap();
+    /// let events = executor.run_stream(tasks, &agents, RunControl::new());
+    /// for i in 0..100 {
+    ///     tx.send(AgentTask::new("echo", format!("item-{i}"))).await.unwrap();
+    /// }
+    /// drop(tx); // the input ends
+    /// let results = events.collect_results().await;
+    /// assert_eq!(results.succeeded.len(), 100);
+    /// # });
+    /// ```
+    pub fn run_stream<S>(&self, tasks: S, agents: &Agents, control: RunControl) -> EventStream
+    where
+        S: Stream<Item = AgentTask> + Send + 'static,
+    {
+        self.spawn(Input::stream(Box::pin(tasks)), agents, control)
     }
 
     fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {

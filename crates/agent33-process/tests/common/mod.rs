@@ -76,7 +76,7 @@ pub async fn run_many(agent: CommandAgent, tasks: usize, limit: usize) -> Execut
         .parallel_limit(limit)
         .build()
         .expect("valid settings")
-        .run_all((0..tasks).map(|_| unique_task()).collect(), &agents)
+        .run_all((0..tasks).map(|_| unique_task()), &agents)
         .await
 }
 
