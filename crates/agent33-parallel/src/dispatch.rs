@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentResult, Agents, AttemptShared, TaskContext};
 use crate::capture::{Capture, LiveBudget, LiveSink};
-use crate::event::{Batch, Event, SpentBatches, StopReason};
+use crate::event::{Backlog, Batch, Event, SpentBatches, StopReason};
 use crate::executor::{Resume, RunControl, Settings};
 use crate::metrics::{Metrics, Timer};
 use crate::result::{TaskResult, TaskStatus, Timestamp};
@@ -128,6 +128,8 @@ enum Woke {
     Timeouts,
     Backoffs,
     Input(Option<AgentTask>),
+    /// The consumer caught up with the events.
+    Drained,
 }
 
 /// How one attempt ended, as the worker saw it.
@@ -291,6 +293,13 @@ pub(crate) struct Dispatcher {
     live_budget: Arc<LiveBudget>,
     events: UnboundedSender<Batch>,
     spent: Arc<SpentBatches>,
+    backlog: Arc<Backlog>,
+    /// After a stop, the rest of a known task set, each to be reported
+    /// `cancelled` as the consumer takes the events.
+    draining: bool,
+    /// Why those are not started: the first stop's reason, as for the
+    /// tasks that were read before it.
+    drain_text: String,
     /// Events of the current turn of the loop, sent as one batch: one
     /// channel operation and at most one wake-up per turn, not per event.
     outbox: Batch,
@@ -321,6 +330,7 @@ impl Dispatcher {
         live_budget: Arc<LiveBudget>,
         events: UnboundedSender<Batch>,
         spent: Arc<SpentBatches>,
+        backlog: Arc<Backlog>,
     ) -> Self {
         let limit = s.effective_limit();
         let (report_tx, reports) = mpsc::unbounded_channel();
@@ -366,6 +376,9 @@ impl Dispatcher {
             events,
             outbox: Batch::new(),
             spent,
+            backlog,
+            draining: false,
+            drain_text: String::new(),
             clock: Clock {
                 instant: Instant::now(),
                 wall: SystemTime::now(),
@@ -397,6 +410,7 @@ impl Dispatcher {
     fn flush(&mut self) {
         if !self.outbox.is_empty() {
             let batch = std::mem::replace(&mut self.outbox, self.spent.take());
+            self.backlog.sent(batch.len());
             // A closed receiver means nobody watches; the run goes on regardless.
             let _ = self.events.send(batch);
         }
@@ -434,10 +448,15 @@ impl Dispatcher {
             // below may never be reached, and a stop must not wait for them.
             self.look_for_stop();
             self.fill();
+            self.drain_rest();
             if self.is_done() {
                 break;
             }
             self.flush();
+            let backlogged = self.backlog.is_full();
+            if self.draining && !backlogged {
+                continue;
+            }
             let stop_level = self.stop.as_ref().map(StopReason::severity);
             let watch_interrupt = stop_level < Some(2);
             let watch_kill = stop_level < Some(3);
@@ -464,6 +483,7 @@ impl Dispatcher {
             let has_workers = self.running > 0;
             let input = &mut self.input;
             let reports = &mut self.reports;
+            let backlog = &self.backlog;
             let woke = tokio::select! {
                 biased;
                 Some(report) = reports.recv(), if has_workers => Woke::Report(report),
@@ -476,6 +496,7 @@ impl Dispatcher {
                 () = &mut timeout_sleep, if next_timeout.is_some() => Woke::Timeouts,
                 () = &mut backoff_sleep, if next_backoff.is_some() => Woke::Backoffs,
                 item = next_from(input), if want_input => Woke::Input(item),
+                () = backlog.drained(), if backlogged => Woke::Drained,
             };
             if matches!(woke, Woke::Report(_)) && self.running > 1 && self.reports_bunch() {
                 // Other workers are likely about to report too: let them run
@@ -509,6 +530,7 @@ impl Dispatcher {
                     self.on_backoff_due();
                 }
                 Woke::Input(item) => self.on_input(item),
+                Woke::Drained => {}
             }
         }
         let now = Instant::now();
@@ -561,6 +583,7 @@ impl Dispatcher {
     /// otherwise stall).
     fn wants_input(&self) -> bool {
         self.stop.is_none()
+            && !self.backlog.is_full()
             && self.input_open()
             && self.running < self.limit
             && (self.waiting < self.lookahead || (self.running == 0 && self.backoffs.is_empty()))
@@ -570,7 +593,7 @@ impl Dispatcher {
     /// it is available.
     fn fill(&mut self) {
         loop {
-            while self.stop.is_none() && self.running < self.limit {
+            while self.stop.is_none() && self.running < self.limit && !self.backlog.is_full() {
                 if let Some((seq, key)) = self.pick_ready() {
                     self.start(seq, key);
                     continue;
@@ -1240,34 +1263,58 @@ impl Dispatcher {
         }
         self.backoffs.clear();
         self.waiters.clear();
-        let input = std::mem::replace(&mut self.input, Input::Done);
-        if let (true, Input::Iter(rest)) = (self.drain_on_stop, input) {
-            for task in rest {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let task = Arc::new(task);
-                self.emit(Event::TaskQueued {
-                    seq,
-                    task: Arc::clone(&task),
-                });
-                // Unread dependents of a non-success are skipped, as they
-                // would have been had they been read before the stop.
-                let failed_dep = if self.respect_deps {
-                    task.depends_on
-                        .iter()
-                        .find(|d| matches!(self.finished.get(*d), Some(None)))
-                        .cloned()
-                } else {
-                    None
-                };
-                if let Some(dep) = failed_dep {
-                    self.finished.insert(task.id.clone(), None);
-                    let error = format!("skipped: dependency `{dep}` did not succeed");
-                    self.finish_not_started(seq, task, TaskStatus::Skipped, error);
-                } else {
-                    let error = format!("not started: {text}");
-                    self.finish_not_started(seq, task, TaskStatus::Cancelled, error);
-                }
+        if self.drain_on_stop && matches!(self.input, Input::Iter(_)) {
+            self.draining = true;
+            self.drain_text = text;
+        } else {
+            self.input = Input::Done;
+        }
+    }
+
+    /// After a stop, reports the rest of a known task set as never started,
+    /// a bunch at a time and only as fast as the consumer takes the events:
+    /// a million tasks not read yet must not become a million events at once.
+    fn drain_rest(&mut self) {
+        /// About one batch's worth of events a turn.
+        const BUNCH: usize = 1024;
+        if !self.draining || self.backlog.is_full() {
+            return;
+        }
+        let Input::Iter(rest) = &mut self.input else {
+            self.draining = false;
+            return;
+        };
+        let mut taken = Vec::with_capacity(BUNCH);
+        taken.extend(rest.by_ref().take(BUNCH));
+        if taken.len() < BUNCH {
+            self.input = Input::Done;
+            self.draining = false;
+        }
+        for task in taken {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let task = Arc::new(task);
+            self.emit(Event::TaskQueued {
+                seq,
+                task: Arc::clone(&task),
+            });
+            // Unread dependents of a non-success are skipped, as they
+            // would have been had they been read before the stop.
+            let failed_dep = if self.respect_deps {
+                task.depends_on
+                    .iter()
+                    .find(|d| matches!(self.finished.get(*d), Some(None)))
+                    .cloned()
+            } else {
+                None
+            };
+            if let Some(dep) = failed_dep {
+                self.finished.insert(task.id.clone(), None);
+                let error = format!("skipped: dependency `{dep}` did not succeed");
+                self.finish_not_started(seq, task, TaskStatus::Skipped, error);
+            } else {
+                let error = format!("not started: {}", self.drain_text);
+                self.finish_not_started(seq, task, TaskStatus::Cancelled, error);
             }
         }
     }

@@ -2,14 +2,17 @@
 //! watches it (reporters, progress bars, journals).
 //!
 //! Events are facts in the past tense, delivered in the order they happened
-//! through a channel: an observer cannot slow the dispatcher down or touch
-//! its state.
+//! through a channel: an observer cannot touch the dispatcher's state, and
+//! one that falls behind holds the run back (see [`Backlog`]) rather than
+//! letting unread events fill memory.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use crate::capture::Stream;
 use crate::metrics::Metrics;
@@ -45,6 +48,50 @@ impl SpentBatches {
         if spent.len() < Self::KEEP {
             spent.push(batch);
         }
+    }
+}
+
+/// How many events the dispatcher sent that the consumer has not taken
+/// yet. Past [`Backlog::FULL`] the dispatcher starts no task and reads no
+/// input until the consumer is back under [`Backlog::RESUME`]: a consumer
+/// slower than the run slows the run, and unread events never pile up.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    unread: AtomicUsize,
+    drained: Notify,
+}
+
+impl Backlog {
+    /// Far more than one turn of the loop makes at the default limits, so
+    /// that a consumer keeping up never stalls the run; a few MiB at most.
+    pub(crate) const FULL: usize = 8192;
+    /// Wake the dispatcher only once the consumer has caught up well, not
+    /// for every batch it takes.
+    pub(crate) const RESUME: usize = Self::FULL / 4;
+
+    /// The dispatcher sent `n` events.
+    pub(crate) fn sent(&self, n: usize) {
+        self.unread.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The consumer took `n` events.
+    pub(crate) fn taken(&self, n: usize) {
+        let before = self.unread.fetch_sub(n, Ordering::AcqRel);
+        if before >= Self::RESUME && before - n < Self::RESUME {
+            // Stores a permit if the dispatcher is not waiting yet.
+            self.drained.notify_one();
+        }
+    }
+
+    /// Whether the dispatcher must wait for the consumer.
+    pub(crate) fn is_full(&self) -> bool {
+        self.unread.load(Ordering::Acquire) >= Self::FULL
+    }
+
+    /// Resolves once the consumer has caught up (or spuriously: check
+    /// [`Self::is_full`] again).
+    pub(crate) async fn drained(&self) {
+        self.drained.notified().await;
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agents;
 use crate::capture::LiveBudget;
 use crate::dispatch::{Dispatcher, Input};
-use crate::event::{Batch, Event, Interrupt, SpentBatches, StopReason};
+use crate::event::{Backlog, Batch, Event, Interrupt, SpentBatches, StopReason};
 use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
 use crate::task::AgentTask;
 
@@ -505,6 +505,7 @@ impl ParallelExecutor {
         let (tx, rx) = mpsc::unbounded_channel();
         let live_budget = Arc::new(LiveBudget::default());
         let spent = Arc::new(SpentBatches::default());
+        let backlog = Arc::new(Backlog::default());
         let dispatcher = Dispatcher::new(
             self.settings.clone(),
             agents.clone(),
@@ -514,6 +515,7 @@ impl ParallelExecutor {
             Arc::clone(&live_budget),
             tx,
             Arc::clone(&spent),
+            Arc::clone(&backlog),
         );
         let handle = tokio::spawn(dispatcher.run());
         EventStream {
@@ -521,6 +523,7 @@ impl ParallelExecutor {
             batch: Batch::new(),
             live_budget,
             spent,
+            backlog,
             handle,
         }
     }
@@ -533,6 +536,7 @@ pub struct EventStream {
     batch: Batch,
     live_budget: Arc<LiveBudget>,
     spent: Arc<SpentBatches>,
+    backlog: Arc<Backlog>,
     handle: JoinHandle<()>,
 }
 
@@ -547,7 +551,9 @@ impl EventStream {
     /// such as one fsync for a journal.
     pub async fn next_batch(&mut self) -> Option<Vec<Event>> {
         let batch = if self.batch.is_empty() {
-            self.rx.recv().await?
+            let batch = self.rx.recv().await?;
+            self.backlog.taken(batch.len());
+            batch
         } else {
             std::mem::take(&mut self.batch)
         };
@@ -566,7 +572,10 @@ impl EventStream {
                 collector.observe_owned(event);
             }
             match self.rx.recv().await {
-                Some(batch) => self.spent.give(std::mem::replace(&mut self.batch, batch)),
+                Some(batch) => {
+                    self.backlog.taken(batch.len());
+                    self.spent.give(std::mem::replace(&mut self.batch, batch));
+                }
                 None => break,
             }
         }
@@ -592,6 +601,7 @@ impl Stream for EventStream {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(batch)) => {
+                    self.backlog.taken(batch.len());
                     let spent = std::mem::replace(&mut self.batch, batch);
                     self.spent.give(spent);
                 }

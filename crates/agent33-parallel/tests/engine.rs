@@ -596,7 +596,12 @@ async fn an_interrupt_cancels_like_fail_fast() {
         collector.observe(&event);
     }
     let r = collector.finish();
-    assert_eq!(stopping, [StopReason::Interrupted { by: Default::default() }]);
+    assert_eq!(
+        stopping,
+        [StopReason::Interrupted {
+            by: Default::default()
+        }]
+    );
     assert_eq!(r.cancelled.len(), 3);
     assert_eq!(
         r.cancelled[0].error.as_deref(),
@@ -855,7 +860,7 @@ async fn an_agent_limit_caps_its_tasks_without_holding_global_slots() {
 async fn an_agent_limit_above_the_global_one_changes_nothing() {
     let log = Log::new();
     let agents = Agents::new().add_spec("a", common::scripted(&log).parallel_limit(100));
-    let tasks = (0..6).map(|i| task(&format!("ok@100#{i}"))).collect();
+    let tasks = (0..6).map(|i| task(&format!("ok@100#{i}"))).collect::<Vec<_>>();
     let r = ParallelExecutor::builder()
         .parallel_limit(3)
         .build()
@@ -1043,4 +1048,64 @@ async fn a_closure_that_panics_before_returning_its_future_fails_its_task() {
     let error = r.failed[0].error.as_deref().unwrap();
     assert!(error.starts_with("agent panicked: a number"), "{error}");
     assert_eq!(r.failed[0].attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_holds_the_run_back() {
+    // No-op tasks and a consumer that takes a virtual millisecond per 100
+    // events: without backpressure the dispatcher would run all of them
+    // (it never waits, so the paused clock never moves) before the
+    // consumer read its second hundred.
+    const TASKS: usize = 100_000;
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let agents = Agents::new().add("a", move |_ctx: agent33_parallel::TaskContext| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async { Ok::<_, agent33_parallel::AgentError>(()) }
+    });
+    let executor = parallel(64).build().unwrap();
+    let tasks = (0..TASKS).map(|i| AgentTask::new("a", i.to_string()));
+    let mut events = executor.run(tasks, &agents, RunControl::new());
+    let mut read = 0usize;
+    let mut finished = 0usize;
+    let mut most_ahead = 0usize;
+    while let Some(event) = events.next().await {
+        read += 1;
+        finished += usize::from(matches!(event, Event::TaskFinished { .. }));
+        // Every started task has sent at least its queued and started events.
+        let sent = 2 * started.load(Ordering::Relaxed);
+        most_ahead = most_ahead.max(sent.saturating_sub(read));
+        if read % 100 == 0 {
+            tokio::time::sleep(ms(1)).await;
+        }
+    }
+    assert_eq!(finished, TASKS);
+    assert!(
+        most_ahead <= 16_384,
+        "the run got {most_ahead} events ahead of its consumer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_all_takes_any_collection_or_iterator_of_tasks() {
+    let log = Log::new();
+    let executor = parallel(2).build().unwrap();
+    let from_array = executor
+        .run_all([task("ok@10#1"), task("ok@10#2")], &agents(&log))
+        .await;
+    assert_eq!(ids(&from_array.succeeded), ["a:ok@10#1", "a:ok@10#2"]);
+    let made_as_read = executor
+        .run_all((1..=3).map(|i| task(&format!("ok@10#{i}"))), &agents(&log))
+        .await;
+    assert_eq!(made_as_read.total, 3);
+    // A stream needs neither boxing nor the futures crate.
+    let streamed = executor
+        .run_stream(
+            agent33_parallel::stream::iter([task("ok@10#4")]),
+            &agents(&log),
+            RunControl::new(),
+        )
+        .collect_results()
+        .await;
+    assert_eq!(ids(&streamed.succeeded), ["a:ok@10#4"]);
 }
