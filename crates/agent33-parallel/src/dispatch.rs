@@ -1490,12 +1490,12 @@ fn returned(r: std::thread::Result<AgentResult>, attempt: &AttemptShared) -> End
     // it says: an agent that finished anyway was still stopped. An agent
     // that cancelled its own token and gave up was stopped too.
     let settled = attempt.is_settled();
-    if !attempt.end() {
-        Ended::Cancelled(Some(r))
-    } else if !settled && !matches!(r, Ok(Ok(_))) && attempt.is_cancelled() {
-        Ended::Cancelled(Some(r))
-    } else {
+    let first = attempt.end();
+    let gave_up = !settled && !matches!(r, Ok(Ok(_))) && attempt.is_cancelled();
+    if first && !gave_up {
         Ended::Returned(r)
+    } else {
+        Ended::Cancelled(Some(r))
     }
 }
 
