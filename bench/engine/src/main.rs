@@ -63,7 +63,7 @@ async fn agent33(n: usize, limit: usize, sleep: Duration, stream: bool) -> usize
     } else {
         let tasks = (0..n)
             .map(|i| AgentTask::new(name.clone(), i.to_string()))
-            .collect();
+            .collect::<Vec<_>>();
         executor.run_all(tasks, &agents).await.succeeded.len()
     }
 }
