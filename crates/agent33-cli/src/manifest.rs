@@ -432,7 +432,7 @@ impl Manifest {
                 } else {
                     e
                 };
-                return Err(UsageError::new(error_message(&file, &e)));
+                return Err(UsageError::new(error_message(&file, &text, &e)));
             }
         };
         let mut m = Self {

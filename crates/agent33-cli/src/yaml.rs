@@ -115,19 +115,40 @@ pub(crate) fn duplicate_key(text: &str) -> Option<serde_norway::Error> {
     }
 }
 
-/// Renders a serde_norway error as `file:line:col: message` (or `file:
-/// message` when it has no position).
-pub(crate) fn error_message(file: &str, e: &serde_norway::Error) -> String {
+/// Renders a serde_norway error in `text` as `file:line:col: message` (or
+/// `file: message` when it has no position).
+///
+/// libyaml ends the text with a line break of its own, so an error at the
+/// very end can sit one line past the file (`2:1` for the one-line `{`);
+/// such a place becomes the end of the text, where an editor can go.
+pub(crate) fn error_message(file: &str, text: &str, e: &serde_norway::Error) -> String {
     let msg = e.to_string();
     match e.location() {
         Some(loc) => {
             // serde_norway appends " at line L column C"; the prefix says it.
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             let msg = msg.replacen(&suffix, "", 1);
-            format!("{file}:{}:{}: {msg}", loc.line(), loc.column())
+            let (line, col) = (loc.line(), loc.column()).min(end_of(text));
+            format!("{file}:{line}:{col}: {msg}")
         }
         None => format!("{file}: {msg}"),
     }
+}
+
+/// The 1-based line and column just after the last character of `text`,
+/// counting lines as YAML does (CR, LF, CRLF, NEL, LS and PS each end one).
+fn end_of(text: &str) -> (usize, usize) {
+    let (mut line, mut col) = (1, 1);
+    let mut after_cr = false;
+    for c in text.chars() {
+        match c {
+            '\n' if after_cr => {}
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => (line, col) = (line + 1, 1),
+            _ => col += 1,
+        }
+        after_cr = c == '\r';
+    }
+    (line, col)
 }
 
 struct Node<'p> {
@@ -530,8 +551,27 @@ tasks:
     #[test]
     fn errors_are_prefixed_with_file_line_and_column() {
         let e = serde_norway::from_str::<Vec<u32>>("[1, x]").unwrap_err();
-        let msg = error_message("m.yaml", &e);
+        let msg = error_message("m.yaml", "[1, x]", &e);
         assert!(msg.starts_with("m.yaml:1:5: "), "{msg}");
         assert!(!msg.contains(" at line "), "{msg}");
+    }
+
+    #[test]
+    fn an_error_at_the_end_is_placed_at_the_end_of_the_text() {
+        // Found by tests/fuzz.rs: libyaml placed these one line past the
+        // file.
+        for (text, at) in [
+            ("{", "m.yaml:1:2: "),
+            ("execution:\nx", "m.yaml:2:2: "),
+            ("execution:\r\nx", "m.yaml:2:2: "),
+            ("tasks: [\n", "m.yaml:2:1: "),
+            ("execution:\nx\n", "m.yaml:3:1: "),
+        ] {
+            let e = serde_norway::from_str::<serde_norway::Value>(text).unwrap_err();
+            let msg = error_message("m.yaml", text, &e);
+            assert!(msg.starts_with(at), "{text:?}: {msg}");
+        }
+        assert_eq!(end_of(""), (1, 1));
+        assert_eq!(end_of("ab\r\ncd\re\u{2028}"), (4, 1));
     }
 }
