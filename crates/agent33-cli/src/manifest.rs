@@ -29,7 +29,7 @@ use crate::values::{
     Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, saturating, seconds,
     whole,
 };
-use crate::yaml::{Seg, duplicate_key, error_message, locate};
+use crate::yaml::{MAX_FLOW_DEPTH, Seg, duplicate_key, error_message, flow_too_deep, locate};
 use agent33_parallel::plan::{self, PlanError};
 
 // ----- raw YAML shapes -----
@@ -421,6 +421,12 @@ impl Manifest {
     /// known.
     pub fn parse(path: &Path, text: String) -> Result<Self> {
         let file = path.display().to_string();
+        if let Some((line, col)) = flow_too_deep(&text, MAX_FLOW_DEPTH) {
+            return Err(UsageError::new(format_args!(
+                "{file}:{line}:{col}: `[` and `{{` nested more than {MAX_FLOW_DEPTH} levels deep \
+                 (a manifest needs a few; quote text that holds brackets)"
+            )));
+        }
         // An empty document (or only comments) is an empty manifest.
         let raw: RawManifest = match serde_norway::from_str::<Option<RawManifest>>(&text) {
             Ok(raw) => raw.unwrap_or_default(),
@@ -1510,5 +1516,22 @@ tasks:
             .unwrap_err()
             .to_string();
         assert_eq!(got, "manifest /nonexistent/m.yaml not found");
+    }
+
+    #[test]
+    fn deep_brackets_are_refused_before_the_yaml_parser_sees_them() {
+        // Found by fuzzing: libyaml took minutes over 100 000 levels.
+        let text = format!("tasks: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let got = err(&text);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            got,
+            "agent33.yaml:1:72: `[` and `{` nested more than 64 levels deep \
+             (a manifest needs a few; quote text that holds brackets)"
+        );
+        // The example, brackets in commands and all, is far from it.
+        assert!(parse(EXAMPLE).is_ok());
+        assert!(parse("agents:\n  a: {command: \"awk '{print $1}' {artifact}\"}\n").is_ok());
     }
 }

@@ -135,6 +135,83 @@ pub(crate) fn error_message(file: &str, text: &str, e: &serde_norway::Error) -> 
     }
 }
 
+/// How deep `[ ]` and `{ }` may nest in a manifest. A real one needs four
+/// levels (`tasks: [{depends_on: [x]}]`), and serde_norway refuses more
+/// than 128 levels of any nesting anyway; but libyaml's scanner rechecks
+/// every open flow level at each token, so a few hundred kilobytes of
+/// `[[[[…` kept it busy for minutes before any error. Checked first, the
+/// limit makes such a file a quick usage error.
+pub(crate) const MAX_FLOW_DEPTH: usize = 64;
+
+/// The 1-based line and column of the first `[` or `{` that opens a flow
+/// collection nested deeper than `max`, or `None`.
+///
+/// A light scan, not a parser: it skips quoted text, comments and block
+/// scalars (`|`, `>`), and outside brackets it counts a bracket only where
+/// a node can start (after a blank or at a line's start), so the brackets
+/// of `echo a[1]` or `'{print $1}'` do not count. Text a parser would read
+/// as a plain scalar can still hold counted brackets (a continuation line
+/// that starts with `[`), but it would take more than `max` unclosed ones
+/// in a row to be refused.
+pub(crate) fn flow_too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
+    #[derive(PartialEq)]
+    enum In {
+        Text,
+        Single,
+        Double,
+    }
+    let mut state = In::Text;
+    let mut depth = 0usize;
+    // Inside a block scalar whose indicator sat on a line indented this much.
+    let mut block: Option<usize> = None;
+    for (n, line) in text.split('\n').enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(parent) = block {
+            if line.trim().is_empty() || indent > parent {
+                continue;
+            }
+            block = None;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let prev = i.checked_sub(1).map(|p| chars[p]);
+            match state {
+                In::Single if c == '\'' && chars.get(i + 1) == Some(&'\'') => i += 1,
+                In::Single if c == '\'' => state = In::Text,
+                In::Double if c == '\\' => i += 1,
+                In::Double if c == '"' => state = In::Text,
+                In::Single | In::Double => {}
+                In::Text => {
+                    let node_start = prev.is_none_or(|p| {
+                        p == ' ' || p == '\t' || (depth > 0 && matches!(p, '[' | '{' | ',' | ':'))
+                    });
+                    match c {
+                        '#' if node_start => break,
+                        '\'' if node_start => state = In::Single,
+                        '"' if node_start => state = In::Double,
+                        '[' | '{' if depth > 0 || node_start => {
+                            depth += 1;
+                            if depth > max {
+                                return Some((n + 1, i + 1));
+                            }
+                        }
+                        ']' | '}' => depth = depth.saturating_sub(1),
+                        '|' | '>' if depth == 0 && node_start => {
+                            block = Some(indent);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
 /// The 1-based line and column just after the last character of `text`,
 /// counting lines as YAML does (CR, LF, CRLF, NEL, LS and PS each end one).
 fn end_of(text: &str) -> (usize, usize) {
@@ -554,6 +631,43 @@ tasks:
         let msg = error_message("m.yaml", "[1, x]", &e);
         assert!(msg.starts_with("m.yaml:1:5: "), "{msg}");
         assert!(!msg.contains(" at line "), "{msg}");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_found_quickly_and_only_where_it_is() {
+        // Found by fuzzing: 100 000 levels kept libyaml busy for minutes.
+        let deep = format!("tasks: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            flow_too_deep(&deep, MAX_FLOW_DEPTH),
+            Some((1, 8 + MAX_FLOW_DEPTH))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let deep = format!("execution:\n  x: {}1\n", "{a: ".repeat(65));
+        assert_eq!(flow_too_deep(&deep, 64), Some((2, 6 + 4 * 64)));
+        let at_limit = format!("x: {}{}\n", "[".repeat(64), "]".repeat(64));
+        assert_eq!(flow_too_deep(&at_limit, 64), None);
+        // Brackets in quotes, comments, block scalars and mid-text do not
+        // count; closed ones do not add up.
+        let many = |open: &str| open.repeat(100);
+        for text in [
+            format!("a: '{}'\n", many("[")),
+            format!("a: \"{}\\\"{}\"\n", many("{"), many("[")),
+            format!("a: 'it''s {}'\n", many("[")),
+            format!("a: 1 # {}\n", many("[")),
+            format!("a: |\n  {}\n\n  {}\nb: 1\n", many("["), many("{")),
+            format!("- >-\n   {}\n", many("[")),
+            format!("a: echo{}\n", many("[")),
+            format!("a: x{}\n", many("{")),
+            format!("a: [{}]\n", many("[x], ")),
+            format!("a: {}\n", many("{x: 1} ")),
+            format!("a: [\"{}\", '{}']\n", many("["), many("{")),
+        ] {
+            assert_eq!(flow_too_deep(&text, 64), None, "{text}");
+        }
+        // Quotes do not hide what follows them.
+        let after = format!("a: 'x'\nb: {}\n", many("["));
+        assert_eq!(flow_too_deep(&after, 64), Some((2, 4 + 64)));
     }
 
     #[test]
