@@ -29,7 +29,9 @@ use crate::values::{
     Kind, Place, Source, Sourced, invalid_value, parse_bool, parse_seconds, saturating, seconds,
     whole,
 };
-use crate::yaml::{MAX_FLOW_DEPTH, Seg, duplicate_key, error_message, flow_too_deep, locate};
+use crate::yaml::{
+    MAX_FLOW_DEPTH, Seg, duplicate_key, error_message, flow_too_deep, locate, refused_char,
+};
 use agent33_parallel::plan::{self, PlanError};
 
 // ----- raw YAML shapes -----
@@ -421,6 +423,12 @@ impl Manifest {
     /// known.
     pub fn parse(path: &Path, text: String) -> Result<Self> {
         let file = path.display().to_string();
+        if let Some((c, line, col)) = refused_char(&text) {
+            return Err(UsageError::new(format_args!(
+                "{file}:{line}:{col}: character U+{:04X} is not allowed in a YAML file",
+                u32::from(c)
+            )));
+        }
         if let Some((line, col)) = flow_too_deep(&text, MAX_FLOW_DEPTH) {
             return Err(UsageError::new(format_args!(
                 "{file}:{line}:{col}: `[` and `{{` nested more than {MAX_FLOW_DEPTH} levels deep \
@@ -1533,5 +1541,20 @@ tasks:
         // The example, brackets in commands and all, is far from it.
         assert!(parse(EXAMPLE).is_ok());
         assert!(parse("agents:\n  a: {command: \"awk '{print $1}' {artifact}\"}\n").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        // Found while fuzzing: libyaml's message put them all at 1:1.
+        assert_eq!(
+            err("execution:\n  parallel: tr\u{0}ue\n"),
+            "agent33.yaml:2:15: character U+0000 is not allowed in a YAML file"
+        );
+        assert_eq!(
+            err("agents:\n  é: {command: \"a\u{7f}\"}\n"),
+            "agent33.yaml:2:18: character U+007F is not allowed in a YAML file"
+        );
+        // Escaped, they are text like any other.
+        assert!(parse("agents:\n  a: {command: \"a\\u0001\"}\n").is_ok());
     }
 }

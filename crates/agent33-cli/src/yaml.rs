@@ -212,8 +212,24 @@ pub(crate) fn flow_too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
     None
 }
 
-/// The 1-based line and column just after the last character of `text`,
-/// counting lines as YAML does (CR, LF, CRLF, NEL, LS and PS each end one).
+/// Each character of `text` with its 1-based line and column, counting
+/// lines as YAML does (CR, LF, CRLF, NEL, LS and PS each end one).
+fn places(text: &str) -> impl Iterator<Item = (char, usize, usize)> + '_ {
+    let (mut line, mut col) = (1, 1);
+    let mut after_cr = false;
+    text.chars().map(move |c| {
+        let here = (c, line, col);
+        match c {
+            '\n' if after_cr => {}
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => (line, col) = (line + 1, 1),
+            _ => col += 1,
+        }
+        after_cr = c == '\r';
+        here
+    })
+}
+
+/// The 1-based line and column just after the last character of `text`.
 fn end_of(text: &str) -> (usize, usize) {
     let (mut line, mut col) = (1, 1);
     let mut after_cr = false;
@@ -226,6 +242,17 @@ fn end_of(text: &str) -> (usize, usize) {
         after_cr = c == '\r';
     }
     (line, col)
+}
+
+/// The first character that YAML allows nowhere in a document (control
+/// characters but tab and line breaks, U+FFFE, U+FFFF), with its line and
+/// column. libyaml reports one as a byte offset in a message placed at
+/// `1:1`, which sends people to the wrong line.
+pub(crate) fn refused_char(text: &str) -> Option<(char, usize, usize)> {
+    places(text).find(|(c, _, _)| {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}')
+            || matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+    })
 }
 
 struct Node<'p> {
@@ -671,6 +698,35 @@ tasks:
     }
 
     #[test]
+    fn characters_yaml_refuses_are_found_where_they_are() {
+        // Found while fuzzing: libyaml placed these at 1:1.
+        assert_eq!(refused_char("a: 1\n  b: x\u{0}y\n"), Some(('\u{0}', 2, 7)));
+        assert_eq!(refused_char("é: ab\u{1}"), Some(('\u{1}', 1, 6)));
+        assert_eq!(refused_char("a:\r\n b\u{7f}"), Some(('\u{7f}', 2, 3)));
+        assert_eq!(refused_char("a: \u{9f}"), Some(('\u{9f}', 1, 4)));
+        assert_eq!(refused_char("a: \u{ffff}"), Some(('\u{ffff}', 1, 4)));
+        assert_eq!(
+            refused_char("\u{feff}a:\tb\r\n\u{85}\u{a0}\u{2028}é🦀\u{fffd}\n"),
+            None
+        );
+        // And YAML agrees on what it refuses.
+        let specials = [
+            0xd7ff, 0xe000, 0xfeff, 0xfffd, 0xfffe, 0xffff, 0x1_0000, 0x10_ffff,
+        ];
+        let chars = (0..0x3000).chain(specials).filter_map(char::from_u32);
+        for c in chars.filter(|c| *c != '\'') {
+            let text = format!("a: 'x{c}'");
+            let parsed = serde_norway::from_str::<serde_norway::Value>(&text);
+            assert_eq!(
+                refused_char(&text).is_some(),
+                parsed.is_err(),
+                "U+{:04X}: {parsed:?}",
+                u32::from(c)
+            );
+        }
+    }
+
+    #[test]
     fn an_error_at_the_end_is_placed_at_the_end_of_the_text() {
         // Found by tests/fuzz.rs: libyaml placed these one line past the
         // file.
@@ -686,6 +742,7 @@ tasks:
             assert!(msg.starts_with(at), "{text:?}: {msg}");
         }
         assert_eq!(end_of(""), (1, 1));
+        assert_eq!(end_of("ab\r\n"), (2, 1));
         assert_eq!(end_of("ab\r\ncd\re\u{2028}"), (4, 1));
     }
 }
