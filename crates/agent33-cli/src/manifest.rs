@@ -144,6 +144,11 @@ impl Scalar {
         };
         match self {
             Self::Int(i) if *i > i128::from(u64::MAX) => Err(Kind::WithinU64),
+            // YAML reads a whole number beyond 128 bits as a float; it is
+            // refused for its size, not for being a fraction.
+            Self::Float(x) if x.fract() == 0.0 && *x >= 18_446_744_073_709_551_616.0 => {
+                Err(Kind::WithinU64)
+            }
             Self::Int(i) => u64::try_from(*i)
                 .ok()
                 .filter(|n| *n >= min)
@@ -1224,6 +1229,22 @@ tasks:
             (
                 "execution:\n  parallel_limit: 4.0\n",
                 "agent33.yaml:2:19: invalid value 4.0 for parallel_limit: expected a whole number ≥ 1",
+            ),
+            // Found while fuzzing: beyond 128 bits YAML gives a float,
+            // which was refused as if it were a fraction.
+            (
+                "execution:\n  parallel_limit: 340282366920938463463374607431768211456\n",
+                "agent33.yaml:2:19: invalid value 3.402823669209385e38 for parallel_limit: \
+                 expected a whole number ≤ 18446744073709551615",
+            ),
+            (
+                "execution:\n  retries: 1e20\n",
+                "agent33.yaml:2:12: invalid value 1e20 for retries: \
+                 expected a whole number ≤ 18446744073709551615",
+            ),
+            (
+                "execution:\n  retries: -1e20\n",
+                "agent33.yaml:2:12: invalid value -1e20 for retries: expected a whole number ≥ 0",
             ),
             (
                 "execution:\n  retries: -2\n",
