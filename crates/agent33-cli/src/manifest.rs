@@ -428,6 +428,12 @@ impl Manifest {
     /// known.
     pub fn parse(path: &Path, text: String) -> Result<Self> {
         let file = path.display().to_string();
+        // libyaml counts a byte-order mark as a column of the first line;
+        // editors do not show it, so places on that line were one off.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        };
         if let Some((c, line, col)) = refused_char(&text) {
             return Err(UsageError::new(format_args!(
                 "{file}:{line}:{col}: character U+{:04X} is not allowed in a YAML file",
@@ -1577,5 +1583,19 @@ tasks:
         );
         // Escaped, they are text like any other.
         assert!(parse("agents:\n  a: {command: \"a\\u0001\"}\n").is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_takes_no_column() {
+        // Found while fuzzing: places on the first line were one off.
+        assert!(
+            err("\u{feff}execution: {paralel: true}\n")
+                .starts_with("agent33.yaml:1:13: execution: unknown field `paralel`")
+        );
+        assert!(
+            err("\u{feff}execution: {mode: parallel, parallel: true}\n")
+                .starts_with("agent33.yaml:1:13: `mode` cannot be combined")
+        );
+        assert!(parse("\u{feff}execution: {parallel: true}\n").is_ok());
     }
 }
