@@ -3,6 +3,8 @@
 //! (file:line:column for the manifest), and nothing runs. Every manifest
 //! here has a task that would create the file `ran`.
 
+use std::time::Duration;
+
 use crate::support::Sandbox;
 
 /// A valid agent and task that leave `ran` behind if anything runs.
@@ -461,4 +463,104 @@ fn output_paths_that_cannot_be_written_are_found_before_anything_runs() {
     let out = sb.run(["--output-dir", "afile"]).output();
     out.usage_error("agent-33: error: --output-dir afile: cannot create the folder:");
     assert!(!sb.exists("ran"), "nothing ran for --output-dir");
+}
+
+/// The nastiest inputs found while fuzzing (`tests/fuzz.rs`), and YAML's
+/// classic traps, as the binary sees them: each is exit 2, at once, with
+/// a message that starts with the file's name and, where the mistake sits
+/// somewhere, its line and column; nothing runs.
+#[test]
+fn nasty_manifests_are_usage_errors_that_name_the_file_and_place() {
+    let deep = format!("tasks: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let task = "agents:\n  t: {command: \"touch ran\"}\ntasks:\n  - {agent: t, artifact: x";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "deep.yaml",
+            deep.into_bytes(),
+            "deep.yaml:1:72: `[` and `{` nested more than 64 levels deep",
+        ),
+        (
+            "nul.yaml",
+            format!("execution:\n  parallel: tr\0ue\n{task}}}\n").into_bytes(),
+            "nul.yaml:2:15: character U+0000 is not allowed in a YAML file",
+        ),
+        (
+            "latin1.yaml",
+            [format!("{task}}}\n# caf").as_bytes(), b"\xe9\n"].concat(),
+            "cannot read manifest latin1.yaml: it is not valid UTF-8",
+        ),
+        (
+            "end.yaml",
+            task.as_bytes().to_vec(),
+            "end.yaml:4:27: did not find expected ',' or '}'",
+        ),
+        (
+            "huge.yaml",
+            format!(
+                "execution:\n  parallel_limit: 340282366920938463463374607431768211456\n{task}}}\n"
+            )
+            .into_bytes(),
+            "huge.yaml:2:19: invalid value 3.402823669209385e38 for parallel_limit: \
+             expected a whole number ≤ 18446744073709551615",
+        ),
+        (
+            "nan.yaml",
+            format!("execution:\n  timeout_seconds: .nan\n{task}}}\n").into_bytes(),
+            "nan.yaml:2:20: invalid value NaN for timeout_seconds",
+        ),
+        (
+            "tabs.yaml",
+            format!("execution:\n\tparallel: true\n{task}}}\n").into_bytes(),
+            "tabs.yaml:2:1: found character that cannot start any token",
+        ),
+        (
+            "alias.yaml",
+            format!("execution:\n  parallel: *nope\n{task}}}\n").into_bytes(),
+            "alias.yaml:2:13: unknown anchor",
+        ),
+        (
+            "laughs.yaml",
+            format!(
+                "{task}, depends_on: &a [l, l, l, l, l, l, l, l]}}\n  \
+                 - {{agent: t, artifact: y, depends_on: [*a, *a, *a, *a, *a, *a, *a, *a]}}\n"
+            )
+            .into_bytes(),
+            // An alias's content is placed where its anchor is; the path
+            // says which use it was.
+            "laughs.yaml:4:41: tasks[1].depends_on[0]: invalid type: sequence, expected text",
+        ),
+        (
+            "inject.yaml",
+            b"agents:\n  t:\n    shell: true\n    command: \"touch ran; echo {artifact}\"\n\
+              tasks:\n  - {agent: t, artifact: x}\n"
+                .to_vec(),
+            "inject.yaml:4:14: agent `t`: a `shell: true` script gets the artifact as \"$1\"",
+        ),
+        (
+            "two.yaml",
+            format!("{task}}}\n---\nagents: {{}}\n").into_bytes(),
+            "two.yaml: deserializing from YAML containing more than one document",
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let sb = Sandbox::new();
+        sb.write(name, &bytes);
+        let out = sb.run(["-f", name]).output();
+        out.usage_error(&format!("agent-33: error: {message}"));
+        assert!(
+            out.stderr.starts_with(&format!("agent-33: error: {name}"))
+                || out
+                    .stderr
+                    .starts_with("agent-33: error: cannot read manifest "),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(
+            out.elapsed < Duration::from_secs(10),
+            "{name}: {:?}",
+            out.elapsed
+        );
+        assert!(out.stdout.is_empty(), "{name}: {}", out.stdout());
+        assert!(!sb.exists("ran"), "nothing ran for {name}");
+    }
 }
