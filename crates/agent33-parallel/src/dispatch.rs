@@ -109,8 +109,8 @@ struct SlotUse {
     attempt: u32,
     shared: Arc<AttemptShared>,
     /// To drop the worker when the run is dropped (its report comes by
-    /// channel).
-    worker: JoinHandle<()>,
+    /// channel); `None` while the dispatcher polls the agent itself.
+    worker: Option<JoinHandle<()>>,
 }
 
 struct AgentSlot {
@@ -119,6 +119,60 @@ struct AgentSlot {
     running: usize,
     /// Ready tasks as (seq, key): the earliest in input order first.
     ready: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Whether the dispatcher gives this agent's attempts their first poll
+    /// itself (see `start`).
+    inline: Inline,
+}
+
+/// Whether the dispatcher polls an agent's attempts once itself: for an
+/// agent whose attempts end at their first poll, and quickly. Off for good
+/// once one waited (it would go to a worker anyway), took over a
+/// millisecond (an agent that blocks its thread must not block the
+/// dispatcher twice), or when too many of a window were slow (one now and
+/// then is: cold caches, lazy set-up, the thread being preempted).
+#[derive(Debug)]
+struct Inline {
+    on: bool,
+    /// Inline first polls in the current window, and how many were slow.
+    polls: u16,
+    slow: u16,
+}
+
+impl Inline {
+    /// A first poll slower than this counts as slow.
+    const SLOW: Duration = Duration::from_micros(20);
+    /// A first poll slower than this turns inlining off at once.
+    const BLOCKING: Duration = Duration::from_millis(1);
+    /// Slow first polls allowed in a window.
+    const SLOW_PER_WINDOW: u16 = 8;
+    const WINDOW: u16 = 1024;
+
+    fn new() -> Self {
+        Self {
+            on: true,
+            polls: 0,
+            slow: 0,
+        }
+    }
+
+    /// Whether to time the next first poll: a clock read costs about as
+    /// much as a no-op agent, so one in eight is, and each of the first few.
+    fn times_next(&self) -> bool {
+        self.polls % 8 == 0 || self.polls < 16
+    }
+
+    /// Takes in how a first poll went: whether the attempt ended, and how
+    /// long it took if it was timed.
+    fn record(&mut self, ended: bool, took: Option<Duration>) {
+        let took = took.unwrap_or_default();
+        self.polls += 1;
+        self.slow += u16::from(took > Self::SLOW);
+        if !ended || took > Self::BLOCKING || self.slow >= Self::SLOW_PER_WINDOW {
+            self.on = false;
+        } else if self.polls == Self::WINDOW {
+            (self.polls, self.slow) = (0, 0);
+        }
+    }
 }
 
 /// What woke the dispatcher.
@@ -452,9 +506,15 @@ impl Dispatcher {
             if self.is_done() {
                 break;
             }
+            // A turn that made its share of events (tasks that end at their
+            // first poll start and finish within it) sends them before it
+            // starts more, so that the consumer's pace holds it back.
+            let more = self.outbox.len() >= TURN_EVENTS;
             self.flush();
             let backlogged = self.backlog.is_full();
-            if self.draining && !backlogged {
+            if (self.draining || more) && !backlogged {
+                self.turn = None;
+                tokio::task::yield_now().await;
                 continue;
             }
             let stop_level = self.stop.as_ref().map(StopReason::severity);
@@ -593,7 +653,11 @@ impl Dispatcher {
     /// it is available.
     fn fill(&mut self) {
         loop {
-            while self.stop.is_none() && self.running < self.limit && !self.backlog.is_full() {
+            while self.stop.is_none()
+                && self.running < self.limit
+                && self.outbox.len() < TURN_EVENTS
+                && !self.backlog.is_full()
+            {
                 if let Some((seq, key)) = self.pick_ready() {
                     self.start(seq, key);
                     continue;
@@ -662,6 +726,7 @@ impl Dispatcher {
             limit,
             running: 0,
             ready: BinaryHeap::new(),
+            inline: Inline::new(),
         });
         let i = self.agents.len() - 1;
         self.agent_index.insert(task.agent.clone(), i);
@@ -812,6 +877,7 @@ impl Dispatcher {
             self.wait_ms.record(millis(waited));
         }
         let attempt = entry.attempts;
+        let agent_index = entry.agent;
         // Timeouts are kept here, not in each worker: one timer for the run
         // instead of one per task, and smaller worker futures.
         if let Some(due) = entry.timeout.and_then(|t| now.checked_add(t)) {
@@ -852,10 +918,44 @@ impl Dispatcher {
             // dispatcher said about the task so far must be there first.
             self.flush();
         }
+        let phase = if self.agents[agent_index].inline.on {
+            // An agent that finishes at its first poll (a cache hit, a
+            // quick check) costs a spawn, two thread hand-overs and a
+            // channel message for nothing: the dispatcher polls it once
+            // itself (see `Inline`).
+            let began = self.agents[agent_index]
+                .inline
+                .times_next()
+                .then(std::time::Instant::now);
+            let phase = first_poll(spec_agent, ctx, &shared);
+            let ended = matches!(phase, FirstPoll::Ended(_));
+            self.agents[agent_index]
+                .inline
+                .record(ended, began.map(|b| b.elapsed()));
+            match phase {
+                FirstPoll::Ended(ended) => {
+                    self.slots[slot] = Some(SlotUse {
+                        seq,
+                        key,
+                        attempt,
+                        shared,
+                        worker: None,
+                    });
+                    self.on_report(Report {
+                        key,
+                        ended: Some(ended),
+                    });
+                    return;
+                }
+                FirstPoll::Pending(fut) => Phase::First(fut, Arc::clone(&shared)),
+            }
+        } else {
+            Phase::Start(spec_agent, ctx)
+        };
         let worker = tokio::spawn(Worker {
             key,
             env: Arc::clone(&self.worker_env),
-            phase: Phase::Start(spec_agent, ctx),
+            phase,
             reported: false,
         });
         self.slots[slot] = Some(SlotUse {
@@ -863,7 +963,7 @@ impl Dispatcher {
             key,
             attempt,
             shared,
-            worker,
+            worker: Some(worker),
         });
     }
 
@@ -1407,8 +1507,9 @@ struct Worker {
 }
 
 enum Phase {
-    /// Not polled yet. The agent is called here, not by the dispatcher, so
-    /// whatever it does before returning its future runs on a worker.
+    /// Not polled yet (the agent's inline first polls were turned off):
+    /// the agent is called here, so whatever it does before returning its
+    /// future runs on a worker.
     Start(Arc<dyn Agent>, TaskContext),
     /// Many agents finish at their first poll: no cancellation watch yet.
     First(AgentFuture, Arc<AttemptShared>),
@@ -1480,6 +1581,37 @@ impl Drop for Worker {
                 ended: None,
             });
         }
+    }
+}
+
+/// About how many events one turn of the loop makes before it sends them.
+const TURN_EVENTS: usize = 1024;
+
+/// What the dispatcher's own first poll of an attempt gave.
+enum FirstPoll {
+    Ended(Ended),
+    /// Not done: a worker polls it from here on, with its own waker.
+    Pending(AgentFuture),
+}
+
+/// Calls the agent and polls its future once, with a waker that does
+/// nothing: a future that is not ready is polled again by its worker
+/// straight away, and sees then whatever woke it meanwhile.
+fn first_poll(agent: Arc<dyn Agent>, ctx: TaskContext, shared: &AttemptShared) -> FirstPoll {
+    let made = std::panic::catch_unwind(AssertUnwindSafe(|| agent.run(ctx)));
+    let fut = match made {
+        Ok(fut) => fut,
+        Err(panic) => return FirstPoll::Ended(returned(Err(panic), shared)),
+    };
+    let mut fut = AssertUnwindSafe(fut).catch_unwind();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match fut.poll_unpin(&mut cx) {
+        Poll::Ready(r) => {
+            // A panicking drop must not take the dispatcher down.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(fut)));
+            FirstPoll::Ended(returned(r, shared))
+        }
+        Poll::Pending => FirstPoll::Pending(fut),
     }
 }
 
@@ -1628,7 +1760,9 @@ impl Drop for Dispatcher {
     fn drop(&mut self) {
         // A run that is dropped drops its agents too.
         for running in self.slots.iter().flatten() {
-            running.worker.abort();
+            if let Some(worker) = &running.worker {
+                worker.abort();
+            }
         }
     }
 }
@@ -1644,6 +1778,37 @@ impl std::fmt::Debug for Dispatcher {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inline_first_polls_stop_for_an_agent_that_waits_or_blocks() {
+        use super::Inline;
+        use std::time::Duration;
+        let quick = Some(Duration::from_micros(1));
+        let slow = Some(Duration::from_micros(100));
+        let mut waits = Inline::new();
+        waits.record(false, quick);
+        assert!(!waits.on, "an attempt that waited goes to a worker");
+        let mut blocks = Inline::new();
+        blocks.record(true, Some(Duration::from_millis(5)));
+        assert!(!blocks.on, "one blocking poll is enough");
+        let mut now_and_then = Inline::new();
+        for i in 0..10_000u32 {
+            let took = if i % 200 == 0 { slow } else { quick };
+            now_and_then.record(true, took);
+        }
+        assert!(now_and_then.on, "a slow poll now and then is noise");
+        let mut often = Inline::new();
+        for _ in 0..Inline::SLOW_PER_WINDOW {
+            assert!(often.on);
+            often.record(true, slow);
+        }
+        assert!(!often.on, "an agent that is always slow goes to workers");
+        let mut untimed = Inline::new();
+        for _ in 0..10_000 {
+            untimed.record(true, None);
+        }
+        assert!(untimed.on);
+    }
+
     #[test]
     fn a_worker_stays_small() {
         // tokio keeps it in the task's allocation, which then stays within

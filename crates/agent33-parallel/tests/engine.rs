@@ -860,7 +860,9 @@ async fn an_agent_limit_caps_its_tasks_without_holding_global_slots() {
 async fn an_agent_limit_above_the_global_one_changes_nothing() {
     let log = Log::new();
     let agents = Agents::new().add_spec("a", common::scripted(&log).parallel_limit(100));
-    let tasks = (0..6).map(|i| task(&format!("ok@100#{i}"))).collect::<Vec<_>>();
+    let tasks = (0..6)
+        .map(|i| task(&format!("ok@100#{i}")))
+        .collect::<Vec<_>>();
     let r = ParallelExecutor::builder()
         .parallel_limit(3)
         .build()
@@ -1108,4 +1110,51 @@ async fn run_all_takes_any_collection_or_iterator_of_tasks() {
         .collect_results()
         .await;
     assert_eq!(ids(&streamed.succeeded), ["a:ok@10#4"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agents_that_end_at_their_first_poll_keep_every_rule() {
+    // Such attempts are polled by the dispatcher itself: their outcomes,
+    // panics included, and the failure policy are the same as anyone's.
+    let agents = Agents::new().add("now", |ctx: agent33_parallel::TaskContext| {
+        let artifact = ctx.task().artifact.clone();
+        async move {
+            match artifact.as_str() {
+                "fail" => Err(agent33_parallel::AgentError::new("boom")),
+                "panic" => panic!("kaboom"),
+                _ => Ok(format!("did {artifact}")),
+            }
+        }
+    });
+    let tasks = || ["a", "b", "panic", "c", "fail", "d", "e"].map(|a| AgentTask::new("now", a));
+    let keep_going = parallel(4)
+        .continue_on_error(true)
+        .build()
+        .unwrap()
+        .run_all(tasks(), &agents)
+        .await;
+    assert_eq!(
+        ids(&keep_going.succeeded),
+        ["now:a", "now:b", "now:c", "now:d", "now:e"]
+    );
+    assert_eq!(ids(&keep_going.failed), ["now:panic", "now:fail"]);
+    assert_eq!(keep_going.succeeded[0].output, "did a");
+    assert!(
+        keep_going.failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("kaboom")
+    );
+    let fail_fast = parallel(4).build().unwrap().run_all(tasks(), &agents).await;
+    assert_eq!(ids(&fail_fast.succeeded), ["now:a", "now:b"]);
+    assert_eq!(ids(&fail_fast.failed), ["now:panic"]);
+    assert_eq!(fail_fast.cancelled.len(), 4);
+    for c in &fail_fast.cancelled {
+        assert_eq!(c.attempts, 0, "{c:?}");
+        assert_eq!(
+            c.error.as_deref(),
+            Some("not started: fail-fast after now:panic failed")
+        );
+    }
 }
