@@ -36,6 +36,18 @@ pub fn format_duration_ms(ms: u64) -> String {
     format!("{}.{}s", tenths / 10, tenths % 10)
 }
 
+/// A task's name within its agent: its id without the `agent:` prefix, so
+/// that repeated artifacts stay apart (`x`, `x#2`) where the artifact alone
+/// would not; an id that lacks the prefix (a manifest's own `id:`) is the
+/// name whole.
+pub(crate) fn name_in_agent(task: &agent33_parallel::AgentTask) -> &str {
+    let id = task.id.as_str();
+    id.strip_prefix(task.agent.as_str())
+        .and_then(|rest| rest.strip_prefix(':'))
+        .filter(|name| !name.is_empty())
+        .unwrap_or(id)
+}
+
 /// The first line of `text` (without its line ending).
 pub(crate) fn first_line(text: &str) -> &str {
     let line = text.split('\n').next().unwrap_or_default();

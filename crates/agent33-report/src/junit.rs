@@ -4,11 +4,13 @@
 //! The mapping (PRODUCT.md): one `<testsuite>` per agent, named after it, in
 //! the order agents first appear in the input (none when there are no
 //! tasks); one `<testcase>` per task in input order, `classname` = agent,
-//! `name` = artifact. `failed` → `<failure message=…>`, `timeout` →
-//! `<failure type="timeout" message=…>`, `cancelled` and `skipped` →
-//! `<skipped message="reason"/>`. Times are seconds. Attempts that failed
-//! before a retry become `<rerunFailure>` (or `<flakyFailure>` when the task
-//! finally succeeded), as nextest writes them.
+//! `name` = the task id without its `agent:` prefix (`x`, `x#2`: repeated
+//! artifacts stay distinct cases, which CI systems tell apart by name).
+//! `failed` → `<failure message=…>`, `timeout` → `<failure type="timeout"
+//! message=…>`, `cancelled` and `skipped` → `<skipped message="reason"/>`.
+//! Times are seconds. Attempts that failed before a retry become
+//! `<rerunFailure>` (or `<flakyFailure>` when the task finally succeeded),
+//! as nextest writes them.
 //!
 //! Output goes into `<system-out>`/`<system-err>` only for tasks that did not
 //! succeed (successes' output is noise in CI and can be large), each cut to
@@ -26,7 +28,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, T
 use crate::Reporter;
 use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
-use crate::format::bounded_tail;
+use crate::format::{bounded_tail, name_in_agent};
 
 /// Default bytes of each output stream kept per test case.
 pub const DEFAULT_JUNIT_OUTPUT_LIMIT: usize = 64 * 1024;
@@ -34,7 +36,7 @@ pub const DEFAULT_JUNIT_OUTPUT_LIMIT: usize = 64 * 1024;
 #[derive(Debug)]
 struct Case {
     seq: u64,
-    artifact: String,
+    name: String,
     status: TaskStatus,
     duration_ms: u64,
     error: Option<String>,
@@ -122,7 +124,7 @@ impl JunitReporter {
         };
         let case = Case {
             seq,
-            artifact: r.task.artifact.clone(),
+            name: name_in_agent(&r.task).to_owned(),
             status: r.status,
             duration_ms: r.duration_ms,
             error: r.error.clone(),
@@ -214,7 +216,7 @@ fn build_case(agent: &AgentName, case: Case) -> TestCase {
             status
         }
     };
-    let mut tc = TestCase::new(case.artifact, status);
+    let mut tc = TestCase::new(case.name, status);
     tc.set_classname(agent.as_str());
     tc.set_time(Duration::from_millis(case.duration_ms));
     if let Some(at) = case.started_at {

@@ -492,6 +492,35 @@ fn junit_has_a_testsuite_per_agent_and_maps_statuses() {
 }
 
 #[test]
+fn junit_names_repeated_artifacts_apart() {
+    let sb = Sandbox::new();
+    sb.run([
+        "--command",
+        "echo {artifact}",
+        "--junit",
+        "j.xml",
+        "x",
+        "x",
+        "x",
+    ])
+    .output()
+    .code_is(0);
+    let xml = sb.read("j.xml");
+    let suites = elements(&xml, "testsuite");
+    let names: Vec<&str> = suites.iter().filter_map(|s| attr(s, "name")).collect();
+    assert_eq!(names, ["command"], "{xml}");
+    let cases: Vec<(&str, &str)> = elements(&xml, "testcase")
+        .iter()
+        .map(|c| (attr(c, "classname").unwrap(), attr(c, "name").unwrap()))
+        .collect();
+    assert_eq!(
+        cases,
+        [("command", "x"), ("command", "x#2"), ("command", "x#3")],
+        "{xml}"
+    );
+}
+
+#[test]
 fn junit_without_tasks_has_no_testsuite() {
     let sb = Sandbox::new();
     sb.manifest("agents:\n  t: {command: \"true\"}\ntasks: []\n");

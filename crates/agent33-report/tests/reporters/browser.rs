@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use agent33_parallel::Event;
 
-use crate::fixtures::{MALICIOUS, eventful_run, large_run};
+use crate::fixtures::{MALICIOUS, eventful_run, large_run, repeated_artifacts};
 use crate::timings::{blob, page};
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -285,4 +285,50 @@ fn timings_page_responds_to_sorting_filtering_zoom_and_hover() {
     assert_eq!(attr("data-check-reset"), "6");
     assert_eq!(attr("data-check-hover"), format!("shown|lint:{MALICIOUS}"));
     assert_eq!(attr("data-check-select"), "#task=0|1");
+}
+
+/// Records every text the page draws on its canvases in `data-check-texts`
+/// (one per line): placed before the page's own scripts, it wraps
+/// `fillText` before any is drawn.
+const RECORD_CANVAS_TEXT: &str = r#"<body data-js-errors="0"><script>
+(function () {
+  var seen = [], fill = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text) {
+    seen.push(String(text));
+    document.body.dataset.checkTexts = seen.join('\n');
+    return fill.apply(this, arguments);
+  };
+})();
+</script>"#;
+
+#[test]
+fn timings_bars_are_named_by_id_without_the_agent() {
+    let test = "timings_bars_are_named_by_id_without_the_agent";
+    let Some(chrome) = require_chromium(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("timings.html");
+    let html = page(&repeated_artifacts());
+    assert_eq!(html.matches(r#"<body data-js-errors="0">"#).count(), 1);
+    std::fs::write(
+        &path,
+        html.replace(r#"<body data-js-errors="0">"#, RECORD_CANVAS_TEXT),
+    )
+    .unwrap();
+    let r = render(&chrome, &path);
+    assert_eq!(
+        body_attr(&r.dom, "data-js-errors").as_deref(),
+        Some("0"),
+        "{}",
+        r.log
+    );
+    let texts = body_attr(&r.dom, "data-check-texts").unwrap_or_default();
+    let texts: Vec<&str> = texts.lines().collect();
+    for label in ["x", "x#2", "x#3", "check-x"] {
+        assert!(
+            texts.contains(&label),
+            "no bar labelled {label:?} in {texts:?}"
+        );
+    }
 }

@@ -134,7 +134,16 @@ impl RunBuilder {
     }
 
     pub fn queue(&mut self, seq: u64, agent: &str, artifact: &str) -> TaskId {
-        let t = task(agent, artifact);
+        self.queue_task(seq, task(agent, artifact))
+    }
+
+    /// Queues a task with an id of its own: a repeated artifact's
+    /// (`command:x#2`) or a manifest's `id:`.
+    pub fn queue_with_id(&mut self, seq: u64, agent: &str, artifact: &str, id: &str) -> TaskId {
+        self.queue_task(seq, Arc::new(AgentTask::new(agent, artifact).with_id(id)))
+    }
+
+    fn queue_task(&mut self, seq: u64, t: Arc<AgentTask>) -> TaskId {
         let id = t.id.clone();
         self.events.push(Event::TaskQueued {
             seq,
@@ -445,4 +454,24 @@ pub fn large_run(tasks: u64, limit: usize) -> Vec<Event> {
     }
     let wall = free.iter().copied().max().unwrap_or(0);
     run.finish(wall, limit, 0.9, None)
+}
+
+/// `agent-33 run --command 'echo {artifact}' x x x` (the repeats get `#2`,
+/// `#3`), then a task of another agent on the same artifact whose manifest
+/// gave it an `id:` of its own. The second `x` fails.
+pub fn repeated_artifacts() -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(4), 2);
+    run.queue(0, "command", "x");
+    run.queue_with_id(1, "command", "x", "command:x#2");
+    run.queue_with_id(2, "command", "x", "command:x#3");
+    run.queue_with_id(3, "lint", "x", "check-x");
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.finish_task(0, 0, 400, Outcome::success().output("x\n", ""));
+    run.finish_task(1, 1, 500, Outcome::failed(1).output("x\n", ""));
+    run.start_task(2, 0, 400, 400);
+    run.start_task(3, 1, 500, 500);
+    run.finish_task(2, 0, 900, Outcome::success().output("x\n", ""));
+    run.finish_task(3, 1, 1_000, Outcome::success());
+    run.finish(1_000, 2, 0.9, None)
 }

@@ -5,7 +5,7 @@ use agent33_parallel::{Event, Stream, TaskStatus};
 use agent33_report::{JunitReporter, Reporter};
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
-use crate::fixtures::{Outcome, RunBuilder, product_example};
+use crate::fixtures::{Outcome, RunBuilder, product_example, repeated_artifacts};
 
 fn write(events: &[Event], configure: impl FnOnce(JunitReporter) -> JunitReporter) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,7 @@ fn counts_and_mapping_read_back() {
         (validation.tests, validation.failures, validation.skipped),
         (4, 2, 2)
     );
-    // Cases in input order, classname = agent, name = artifact.
+    // Cases in input order, classname = agent, name = id less `agent:`.
     let cases: Vec<(&str, &str)> = validation
         .test_cases
         .iter()
@@ -172,6 +172,40 @@ fn product_example_has_one_suite_per_agent() {
         .map(|s| (s.name.as_str(), s.tests))
         .collect();
     assert_eq!(suites, [("refinement", 5), ("validation", 7)]);
+}
+
+/// Named by artifact, `x x x` were three cases all called `x`, which CI
+/// systems merge or reject.
+#[test]
+fn repeated_artifacts_are_distinct_cases_named_by_id_without_the_agent() {
+    let xml = write(&repeated_artifacts(), |r| r);
+    let report = Report::deserialize_from_str(&xml).unwrap();
+    let cases: Vec<(&str, &str, &str)> = report
+        .test_suites
+        .iter()
+        .flat_map(|s| {
+            s.test_cases.iter().map(move |c| {
+                (
+                    s.name.as_str(),
+                    c.classname.as_deref().unwrap(),
+                    c.name.as_str(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("command", "command", "x"),
+            ("command", "command", "x#2"),
+            ("command", "command", "x#3"),
+            ("lint", "lint", "check-x"),
+        ]
+    );
+    assert!(matches!(
+        report.test_suites[0].test_cases[1].status,
+        TestCaseStatus::NonSuccess { .. }
+    ));
 }
 
 #[test]
