@@ -402,12 +402,15 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     let mut reporters = Reporters::new()
         .with(progress)
         .with(NoticeReporter::new(Box::new(io::stderr()), &term).suspender(suspender.clone()));
-    for printer in output_mode(options.output).printers(
-        Box::new(io::stdout()),
-        Box::new(io::stderr()),
-        &term,
-        &suspender,
-    ) {
+    let (stdout, stderr) = (Box::new(io::stdout()), Box::new(io::stderr()));
+    let mode = output_mode(options.output);
+    // Quiet: failures' output only (PRODUCT.md, -q).
+    let printers = if options.quiet {
+        mode.quiet_printers(stdout, stderr, &term, &suspender)
+    } else {
+        mode.printers(stdout, stderr, &term, &suspender)
+    };
+    for printer in printers {
         reporters.push(printer);
     }
     if let Some(path) = &options.report {

@@ -8,6 +8,13 @@
 //!   end of the attempt) so two tasks never share a line.
 //! - `none`: no printer at all.
 //!
+//! Quiet (`-q`, [`OutputMode::quiet_printers`]) shows only the output of
+//! tasks that did not succeed. Grouped printers just skip the others'
+//! blocks; stream printers cannot know a line's task will fail while it
+//! runs, so they print nothing live and, when a task did not succeed, its
+//! captured output (the engine's bounded tail) as prefixed lines at its
+//! end.
+//!
 //! Each printer serves one stream: a task's stdout goes to our stdout and its
 //! stderr to our stderr, each through its own printer, so a closed stdout
 //! (`agent-33 run … | head`) silences only the stdout printer. Printers do
@@ -67,23 +74,54 @@ impl OutputMode {
         term: &TerminalInfo,
         suspender: &Suspender,
     ) -> Vec<Box<dyn Reporter>> {
+        self.make_printers(stdout, stderr, term, suspender, false)
+    }
+
+    /// The printers for this mode under `--quiet`: as [`OutputMode::printers`],
+    /// but only tasks that did not succeed have their output printed (see
+    /// the module docs for what that means live).
+    #[must_use]
+    pub fn quiet_printers(
+        self,
+        stdout: Output,
+        stderr: Output,
+        term: &TerminalInfo,
+        suspender: &Suspender,
+    ) -> Vec<Box<dyn Reporter>> {
+        self.make_printers(stdout, stderr, term, suspender, true)
+    }
+
+    fn make_printers(
+        self,
+        stdout: Output,
+        stderr: Output,
+        term: &TerminalInfo,
+        suspender: &Suspender,
+        failures_only: bool,
+    ) -> Vec<Box<dyn Reporter>> {
         let (co, ce) = (term.color_stdout(), term.color_stderr());
+        let grouped = |stream, out, color| -> Box<dyn Reporter> {
+            Box::new(
+                GroupedPrinter::new(stream, out, color)
+                    .suspender(suspender.clone())
+                    .failures_only(failures_only),
+            )
+        };
+        let streamed = |stream, out, color| -> Box<dyn Reporter> {
+            Box::new(
+                StreamPrinter::new(stream, out, color)
+                    .suspender(suspender.clone())
+                    .failures_only(failures_only),
+            )
+        };
         match self {
             Self::Grouped => vec![
-                Box::new(
-                    GroupedPrinter::new(Stream::Stdout, stdout, co).suspender(suspender.clone()),
-                ),
-                Box::new(
-                    GroupedPrinter::new(Stream::Stderr, stderr, ce).suspender(suspender.clone()),
-                ),
+                grouped(Stream::Stdout, stdout, co),
+                grouped(Stream::Stderr, stderr, ce),
             ],
             Self::Stream => vec![
-                Box::new(
-                    StreamPrinter::new(Stream::Stdout, stdout, co).suspender(suspender.clone()),
-                ),
-                Box::new(
-                    StreamPrinter::new(Stream::Stderr, stderr, ce).suspender(suspender.clone()),
-                ),
+                streamed(Stream::Stdout, stdout, co),
+                streamed(Stream::Stderr, stderr, ce),
             ],
             Self::None => Vec::new(),
         }
@@ -151,6 +189,7 @@ pub struct GroupedPrinter {
     out: Output,
     color: bool,
     suspender: Suspender,
+    failures_only: bool,
 }
 
 impl fmt::Debug for GroupedPrinter {
@@ -171,6 +210,7 @@ impl GroupedPrinter {
             out,
             color,
             suspender: Suspender::none(),
+            failures_only: false,
         }
     }
 
@@ -181,7 +221,17 @@ impl GroupedPrinter {
         self
     }
 
+    /// Prints only the blocks of tasks that did not succeed (`--quiet`).
+    #[must_use]
+    pub fn failures_only(mut self, yes: bool) -> Self {
+        self.failures_only = yes;
+        self
+    }
+
     fn block(&self, result: &TaskResult) -> Option<String> {
+        if self.failures_only && result.status == TaskStatus::Success {
+            return None;
+        }
         let text = match self.stream {
             Stream::Stdout => &result.output,
             Stream::Stderr => &result.stderr,
@@ -254,12 +304,14 @@ pub const MAX_PARTIAL_LINE: usize = 64 * 1024;
 /// For a task that streamed nothing on this stream but has captured output
 /// in its result (an agent that returns its output instead of writing it,
 /// or an executor not streaming), that output is printed at its finish, the
-/// same way.
+/// same way. With [`StreamPrinter::failures_only`], nothing is printed live:
+/// only that captured output, and only for tasks that did not succeed.
 pub struct StreamPrinter {
     stream: Stream,
     out: Output,
     color: bool,
     suspender: Suspender,
+    failures_only: bool,
     /// Unfinished line per running task.
     partial: HashMap<u64, (TaskId, Vec<u8>)>,
     /// Tasks that streamed on this stream (until they finish).
@@ -285,6 +337,7 @@ impl StreamPrinter {
             out,
             color,
             suspender: Suspender::none(),
+            failures_only: false,
             partial: HashMap::new(),
             streamed: HashSet::new(),
         }
@@ -294,6 +347,16 @@ impl StreamPrinter {
     #[must_use]
     pub fn suspender(mut self, suspender: Suspender) -> Self {
         self.suspender = suspender;
+        self
+    }
+
+    /// Prints only the output of tasks that did not succeed, when they end
+    /// (`--quiet`): whether a task fails is known only then, and its
+    /// captured output is the engine's bounded tail, so waiting costs no
+    /// memory of our own.
+    #[must_use]
+    pub fn failures_only(mut self, yes: bool) -> Self {
+        self.failures_only = yes;
         self
     }
 
@@ -359,14 +422,15 @@ impl Reporter for StreamPrinter {
                 id,
                 stream,
                 bytes,
-            } if *stream == self.stream => {
+            } if *stream == self.stream && !self.failures_only => {
                 self.streamed.insert(*seq);
                 self.take_in(&mut buf, *seq, id, bytes);
             }
             Event::TaskRetrying { seq, .. } => self.end_line(&mut buf, *seq),
             Event::TaskFinished { seq, result, .. } => {
                 self.end_line(&mut buf, *seq);
-                if !self.streamed.remove(seq) {
+                let shown = !self.failures_only || result.status != TaskStatus::Success;
+                if !self.streamed.remove(seq) && shown {
                     let text = match self.stream {
                         Stream::Stdout => &result.output,
                         Stream::Stderr => &result.stderr,

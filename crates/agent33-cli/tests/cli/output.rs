@@ -117,6 +117,52 @@ fn output_none_prints_no_task_output() {
     assert!(out.stderr.contains("Execution Summary"));
 }
 
+/// PRODUCT.md, `-q`: no progress and no output of successful tasks —
+/// failures' output and the summary only, whatever the output mode.
+#[test]
+fn quiet_prints_only_failures_output_and_the_summary() {
+    for mode in ["grouped", "stream"] {
+        let sb = Sandbox::new();
+        sb.write(
+            "t.sh",
+            r#"echo "out-$1"; echo "err-$1" >&2; [ "$1" != bad ]"#,
+        );
+        let out = sb
+            .run([
+                "-q",
+                "--output",
+                mode,
+                "-j",
+                "2",
+                "--continue-on-error",
+                "--command",
+                "sh t.sh",
+                "ok",
+                "bad",
+                "fine",
+            ])
+            .output();
+        out.code_is(1);
+        let stdout = out.stdout();
+        assert!(stdout.contains("out-bad"), "{mode}: {stdout}");
+        assert!(out.stderr.contains("err-bad"), "{mode}: {}", out.stderr);
+        for quiet in ["ok", "fine"] {
+            assert!(!stdout.contains(quiet), "{mode}: {stdout}");
+            assert!(
+                !out.stderr.contains(&format!("err-{quiet}")),
+                "{mode}: {}",
+                out.stderr
+            );
+        }
+        assert!(!out.stderr.contains("progress:"), "{mode}: {}", out.stderr);
+        let s = summary(&out.stderr);
+        assert_eq!(
+            s[3], "Tasks: 3 total, 2 succeeded, 1 failed, 0 timeout, 0 cancelled, 0 skipped",
+            "{mode}"
+        );
+    }
+}
+
 /// The summary's lines on stderr, from `Execution Summary` on.
 fn summary(stderr: &str) -> Vec<&str> {
     let lines: Vec<&str> = stderr.lines().collect();

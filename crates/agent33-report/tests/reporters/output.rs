@@ -8,9 +8,28 @@ use agent33_report::{
 use crate::fixtures::{Outcome, RunBuilder, SharedBuf};
 
 fn feed(mode: OutputMode, events: &[Event], term: &TerminalInfo) -> (String, String) {
+    feed_printers(events, |out, err| {
+        mode.printers(out, err, term, &Suspender::none())
+    })
+}
+
+/// What `-q` prints of a run in `mode`.
+fn feed_quiet(mode: OutputMode, events: &[Event]) -> (String, String) {
+    feed_printers(events, |out, err| {
+        mode.quiet_printers(out, err, &TerminalInfo::plain(), &Suspender::none())
+    })
+}
+
+fn feed_printers(
+    events: &[Event],
+    printers: impl FnOnce(
+        Box<dyn std::io::Write + Send>,
+        Box<dyn std::io::Write + Send>,
+    ) -> Vec<Box<dyn agent33_report::Reporter>>,
+) -> (String, String) {
     let (out, err) = (SharedBuf::default(), SharedBuf::default());
     let mut reporters = Reporters::new();
-    for p in mode.printers(out.boxed(), err.boxed(), term, &Suspender::none()) {
+    for p in printers(out.boxed(), err.boxed()) {
         reporters.push(p);
     }
     for e in events {
@@ -80,6 +99,49 @@ beta 2
     assert_eq!(
         err,
         "── command:gamma [stderr] (exit code 4, 0.080s) ──\ngamma warns\n"
+    );
+}
+
+/// `-q`: successes say nothing; the failure's output is printed as usual.
+#[test]
+fn quiet_grouped_prints_only_what_did_not_succeed() {
+    let (out, err) = feed_quiet(OutputMode::Grouped, &interleaved_run());
+    assert_eq!(
+        out,
+        "── command:gamma (exit code 4, 0.080s) ──\ngamma 1\ngamma no newline\n"
+    );
+    assert_eq!(
+        err,
+        "── command:gamma [stderr] (exit code 4, 0.080s) ──\ngamma warns\n"
+    );
+}
+
+/// `-q` with `--output stream`: no line is printed live (whether its task
+/// fails is not known yet); a task that did not succeed has its captured
+/// output printed, prefixed, when it ends.
+#[test]
+fn quiet_stream_prints_failures_output_when_they_end() {
+    let events = interleaved_run();
+    let (out, err) = feed_quiet(OutputMode::Stream, &events);
+    assert_eq!(
+        out,
+        "[command:gamma] gamma 1\n[command:gamma] gamma no newline\n"
+    );
+    assert_eq!(err, "[command:gamma] gamma warns\n");
+    // Nothing comes out before the failure ends.
+    let gamma_ends = events
+        .iter()
+        .position(|e| matches!(e, Event::TaskFinished { seq: 2, .. }))
+        .unwrap();
+    let (out, err) = feed_quiet(OutputMode::Stream, &events[..gamma_ends]);
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+}
+
+#[test]
+fn quiet_none_prints_nothing() {
+    assert_eq!(
+        feed_quiet(OutputMode::None, &interleaved_run()),
+        (String::new(), String::new())
     );
 }
 
