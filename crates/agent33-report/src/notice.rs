@@ -1,9 +1,12 @@
 //! Notices on stderr as things happen that a user should hear about before
 //! the summary: dependencies ignored (PRODUCT.md asks for one warning), a
-//! run stopping early and why, a task being retried.
+//! run stopping early and why, a task being retried, and escaped processes
+//! of a task that had to be killed (`killed 1 escaped process of
+//! refinement:x.md`): a task that daemonizes something it should not is a
+//! bug worth seeing, not only in the JSON report's notes.
 //!
-//! Notices are one line each and few (at most one per retry); they are not
-//! progress and not task output.
+//! Notices are one line each and few (at most one per retry or finished
+//! task); they are not progress and not task output.
 
 use std::fmt;
 
@@ -58,6 +61,18 @@ impl NoticeReporter {
                     .to_owned(),
             ),
             Event::RunStopping { reason } => ("stopping:", Style::Bold, reason.to_string()),
+            Event::TaskFinished { result, .. } => {
+                let killed = escapees_killed(&result.notes);
+                if killed == 0 {
+                    return None;
+                }
+                let plural = if killed == 1 { "" } else { "es" };
+                (
+                    "killed",
+                    Style::Yellow,
+                    format!("{killed} escaped process{plural} of {}", result.task.id),
+                )
+            }
             Event::TaskRetrying {
                 id,
                 attempt,
@@ -77,6 +92,25 @@ impl NoticeReporter {
         };
         Some(format!("{} {text}\n", style.paint(label, self.color)))
     }
+}
+
+/// How many escaped processes the agent killed, over all attempts, from
+/// the notes the command agent words so: `2 escaped processes killed`, or
+/// `attempt 1: 1 escaped process killed` for an attempt that was retried.
+fn escapees_killed(notes: &[String]) -> u64 {
+    notes
+        .iter()
+        .filter_map(|note| {
+            let note = note
+                .strip_prefix("attempt ")
+                .and_then(|rest| rest.split_once(": "))
+                .map_or(note.as_str(), |(_, note)| note);
+            let (count, what) = note.split_once(' ')?;
+            matches!(what, "escaped process killed" | "escaped processes killed")
+                .then(|| count.parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 impl Reporter for NoticeReporter {

@@ -436,3 +436,36 @@ esac"#,
     assert_eq!(r.task("t:hang")["attempts"], 1);
     assert_eq!(sb.read("attempts.log"), "1\n");
 }
+
+/// PRODUCT.md: escaped descendants that agent-33 had to kill are said on
+/// the console, not only in the report. The task starts a `sleep` in a
+/// session of its own and waits until it is there (its pid file is written
+/// after `setsid`), so the escapee is outside the task's group when the
+/// task ends.
+#[test]
+fn an_escaped_process_that_was_killed_is_said_on_stderr() {
+    let sb = Sandbox::new();
+    sb.write(
+        "escape.sh",
+        r#"setsid sh -c 'echo $$ > escapee.pid; exec sleep 600' &
+until [ -s escapee.pid ]; do sleep 0.01; done
+"#,
+    );
+    let out = sb
+        .run(["--command", "sh escape.sh", "--report", "r.json", "x"])
+        .output();
+    out.code_is(0);
+    let r = sb.report("r.json");
+    assert_eq!(
+        r.task("command:x")["notes"],
+        serde_json::json!(["1 escaped process killed"])
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l == "killed 1 escaped process of command:x"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout().contains("escaped"), "stderr only");
+}

@@ -67,6 +67,7 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub output: String,
     pub stderr: String,
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -77,6 +78,7 @@ impl Outcome {
             exit_code: Some(0),
             output: String::new(),
             stderr: String::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -215,7 +217,7 @@ impl RunBuilder {
                 attempts,
                 started_at: Some(at(first)),
                 finished_at: Some(at(end_ms)),
-                notes: Vec::new(),
+                notes: outcome.notes,
                 resumed: false,
             }),
         });
@@ -372,6 +374,12 @@ impl Outcome {
 
     pub fn error(mut self, error: &str) -> Self {
         self.error = Some(error.to_owned());
+        self
+    }
+
+    /// The agent's remarks, as the command agent words them.
+    pub fn notes(mut self, notes: &[&str]) -> Self {
+        self.notes = notes.iter().map(|n| (*n).to_owned()).collect();
         self
     }
 }
