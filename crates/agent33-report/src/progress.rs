@@ -13,6 +13,17 @@
 //! not detected here, so tests can force either. The bar is shared with
 //! other console reporters through a [`Suspender`], which hides it while they
 //! write so lines never tear through it.
+//!
+//! Once the run is stopping (`RunStopping`), done/total and the ETA no
+//! longer mean anything — tasks never started count as done by the
+//! hundred — so the bar says what happens instead: `stopping… (Ctrl-C
+//! again to kill)` after an interrupt, `stopping: <reason>` otherwise, and
+//! how many tasks are still running.
+//!
+//! The bar leaves the terminal's last two columns free: the terminal
+//! echoes `^C` where the cursor is, and a bar drawn to the last column
+//! would have that echo wrap onto a line of its own, leaving the bar above
+//! it behind, stale, at every Ctrl-C.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,8 +31,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent33_parallel::{Event, TaskStatus};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use agent33_parallel::{Event, StopReason, TaskStatus};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 use crate::error::{Context as _, ReportError};
 use crate::format::format_duration_ms;
@@ -65,6 +76,58 @@ impl Suspender {
 /// A source of the current instant, replaceable in tests.
 type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
+/// Columns the bar leaves free at the right edge: room for the `^C` (or
+/// `^\`) a terminal echoes at the cursor, so the echo stays on the bar's
+/// line, which the next draw clears.
+const ECHO_ROOM: u16 = 2;
+
+/// A terminal that tells indicatif it is [`ECHO_ROOM`] columns narrower
+/// than it is (indicatif pads every line to the width it is told).
+#[derive(Debug)]
+struct EchoRoom<T>(T);
+
+impl<T: TermLike> TermLike for EchoRoom<T> {
+    fn width(&self) -> u16 {
+        self.0.width().saturating_sub(ECHO_ROOM).max(1)
+    }
+
+    fn height(&self) -> u16 {
+        self.0.height()
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// What progress shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
@@ -78,6 +141,9 @@ enum Kind {
     Bar {
         bar: ProgressBar,
         color: bool,
+        /// Redrawn on a clock too (the spinner and elapsed time move while
+        /// nothing happens); off for terminals that want a draw per change.
+        steady: bool,
     },
     Lines {
         out: Output,
@@ -95,6 +161,8 @@ pub struct ProgressReporter {
     total: Option<usize>,
     counts: Counts,
     running: HashSet<u64>,
+    /// Why the run is stopping, once it is.
+    stopping: Option<StopReason>,
     over: bool,
 }
 
@@ -120,6 +188,7 @@ impl ProgressReporter {
             total: None,
             counts: Counts::default(),
             running: HashSet::new(),
+            stopping: None,
             over: false,
         }
     }
@@ -130,16 +199,45 @@ impl ProgressReporter {
         Self::with_kind(Kind::Hidden)
     }
 
-    /// A progress bar drawn on stderr, coloured exactly when `color`.
+    /// A progress bar drawn on stderr, coloured exactly when `color`; none
+    /// when stderr is not a terminal or `TERM` is `dumb`.
     ///
     /// indicatif paints through `console`, which has its own idea of colour
-    /// on stderr (it takes an empty `NO_COLOR` as set, and reads
-    /// `CLICOLOR`); the bar must follow the decision the rest of the output
-    /// follows, so it is handed to `console` here, for the whole process.
+    /// (it takes an empty `NO_COLOR` as set, and reads `CLICOLOR`); the bar
+    /// must follow the decision the rest of the output follows, so it is
+    /// handed to `console` here, for the whole process. Both of `console`'s
+    /// settings: indicatif asks the stdout one of a terminal it does not
+    /// know as stderr, and the bar draws through a wrapper of stderr.
     #[must_use]
     pub fn bar(color: bool) -> Self {
         console::set_colors_enabled_stderr(color);
-        Self::bar_with_target(ProgressDrawTarget::stderr(), color)
+        console::set_colors_enabled(color);
+        let term = console::Term::buffered_stderr();
+        let target = if term.is_term() && !console::is_dumb() {
+            // indicatif's own refresh rate for stderr.
+            ProgressDrawTarget::term_like_with_hz(Box::new(EchoRoom(term)), 20)
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self::with_kind(Kind::Bar {
+            bar: ProgressBar::with_draw_target(None, target),
+            color,
+            steady: true,
+        })
+    }
+
+    /// A progress bar drawn on `term`, leaving its last columns free as on
+    /// stderr, redrawn at every change and only then (no clock, no rate
+    /// limit): for tests and programs that draw on a terminal of their own.
+    /// Colour codes, when `color`, follow `console`'s stdout setting.
+    #[must_use]
+    pub fn bar_on(term: impl TermLike + 'static, color: bool) -> Self {
+        let target = ProgressDrawTarget::term_like(Box::new(EchoRoom(term)));
+        Self::with_kind(Kind::Bar {
+            bar: ProgressBar::with_draw_target(None, target),
+            color,
+            steady: false,
+        })
     }
 
     /// A progress bar drawn on `target` (tests pass
@@ -147,7 +245,11 @@ impl ProgressReporter {
     #[must_use]
     pub fn bar_with_target(target: ProgressDrawTarget, color: bool) -> Self {
         let bar = ProgressBar::with_draw_target(None, target);
-        Self::with_kind(Kind::Bar { bar, color })
+        Self::with_kind(Kind::Bar {
+            bar,
+            color,
+            steady: true,
+        })
     }
 
     /// Plain status lines written to `out`: the first after
@@ -203,16 +305,38 @@ impl ProgressReporter {
     }
 
     fn message(&self) -> String {
-        format!(
+        let counts = format!(
             "{} running, {} failed",
             self.counts.running, self.counts.failures
-        )
+        );
+        match &self.stopping {
+            None => counts,
+            Some(reason) => format!("{} · {counts}", Self::stopping_text(reason)),
+        }
+    }
+
+    /// What the bar says while the run stops: after an interrupt, what a
+    /// second one does (the CLI kills every task at once).
+    fn stopping_text(reason: &StopReason) -> String {
+        match reason {
+            StopReason::Interrupted { .. } => "stopping… (Ctrl-C again to kill)".to_owned(),
+            other => format!("stopping: {other}"),
+        }
     }
 
     /// The plain status line for the current state, `elapsed` into the run.
     fn status_line(&self, elapsed: Duration) -> String {
         let c = self.counts;
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if let Some(reason) = &self.stopping {
+            // Off a terminal nobody presses Ctrl-C: the reason, as is.
+            return format!(
+                "progress: stopping: {reason}, {} running, {} failed, {} elapsed",
+                c.running,
+                c.failures,
+                format_duration_ms(elapsed_ms)
+            );
+        }
         let mut line = match self.total {
             Some(total) => format!("progress: {}/{total} done", c.done),
             None => format!("progress: {} done", c.done),
@@ -245,18 +369,30 @@ impl ProgressReporter {
         }
     }
 
-    fn start_bar(bar: &ProgressBar, total: Option<usize>, color: bool) {
-        let template = Self::template(total.is_some(), color);
+    /// While stopping: no count of done tasks, no ETA (see the module docs).
+    fn stopping_template(color: bool) -> &'static str {
+        if color {
+            "{spinner:.yellow} [{elapsed_precise}] {msg}"
+        } else {
+            "{spinner} [{elapsed_precise}] {msg}"
+        }
+    }
+
+    fn style(template: &str) -> ProgressStyle {
         // The templates are constants (a test parses each); should one ever
         // be rejected, a plain bar is better than none.
-        let style =
-            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("eta", eta)
+    }
+
+    fn start_bar(bar: &ProgressBar, total: Option<usize>, color: bool, steady: bool) {
+        bar.set_style(Self::style(Self::template(total.is_some(), color)));
         if let Some(total) = total {
             bar.set_length(total as u64);
         }
         bar.reset_elapsed();
-        if !bar.is_hidden() {
+        if steady && !bar.is_hidden() {
             bar.enable_steady_tick(Duration::from_millis(100));
         }
     }
@@ -311,6 +447,18 @@ impl ProgressReporter {
         }
     }
 
+    fn stop(&mut self, reason: &StopReason) {
+        let first = self.stopping.is_none();
+        self.stopping = Some(reason.clone());
+        if let Kind::Bar { bar, color, .. } = &self.kind {
+            if first {
+                bar.set_style(Self::style(Self::stopping_template(*color)));
+            }
+            // Drawn now: the first thing a terminal shows after a Ctrl-C.
+            bar.set_message(self.message());
+        }
+    }
+
     fn end(&mut self) {
         self.over = true;
         if let Kind::Bar { bar, .. } = &self.kind {
@@ -325,7 +473,9 @@ impl Reporter for ProgressReporter {
             Event::RunStarted { total, .. } => {
                 self.total = *total;
                 match &mut self.kind {
-                    Kind::Bar { bar, color } => Self::start_bar(bar, *total, *color),
+                    Kind::Bar { bar, color, steady } => {
+                        Self::start_bar(bar, *total, *color, *steady);
+                    }
                     Kind::Lines {
                         clock,
                         last,
@@ -358,10 +508,13 @@ impl Reporter for ProgressReporter {
                 self.end();
                 return Ok(());
             }
-            Event::DependenciesIgnored
-            | Event::TaskQueued { .. }
-            | Event::TaskOutput { .. }
-            | Event::RunStopping { .. } => return self.maybe_line(),
+            Event::RunStopping { reason } => {
+                self.stop(reason);
+                return self.maybe_line();
+            }
+            Event::DependenciesIgnored | Event::TaskQueued { .. } | Event::TaskOutput { .. } => {
+                return self.maybe_line();
+            }
         }
         self.update_bar();
         self.maybe_line()
@@ -375,6 +528,17 @@ impl Reporter for ProgressReporter {
         self.end();
         Ok(())
     }
+}
+
+/// The ETA, or `-` until a task is done: before that, indicatif's estimate
+/// is `0s`, which reads as "about to finish".
+fn eta(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    // Into indicatif's own string buffer, which cannot fail.
+    let _ = if state.pos() == 0 {
+        w.write_str("-")
+    } else {
+        write!(w, "{:#}", indicatif::HumanDuration(state.eta()))
+    };
 }
 
 #[cfg(test)]
@@ -409,6 +573,10 @@ mod tests {
     fn every_bar_template_parses() {
         for (total, color) in [(true, true), (true, false), (false, true), (false, false)] {
             let template = ProgressReporter::template(total, color);
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+        }
+        for color in [true, false] {
+            let template = ProgressReporter::stopping_template(color);
             assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
         }
     }
@@ -453,6 +621,7 @@ mod tests {
         for color in [false, true, false] {
             let mut p = ProgressReporter::bar(color);
             assert_eq!(console::colors_enabled_stderr(), color);
+            assert_eq!(console::colors_enabled(), color);
             p.finish().unwrap();
         }
     }

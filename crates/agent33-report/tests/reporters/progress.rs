@@ -1,10 +1,13 @@
-//! Progress off a terminal: plain lines on a clock, never one per task.
+//! Progress off a terminal: plain lines on a clock, never one per task; on
+//! one (a small terminal emulator): no stale bar after a Ctrl-C, and what
+//! the bar says while the run stops.
 
+use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent33_parallel::Event;
-use agent33_report::{ProgressReporter, Reporter, TerminalInfo};
+use agent33_parallel::{Event, StopReason, TaskStatus};
+use agent33_report::{NoticeReporter, ProgressReporter, Reporter, Reporters, TerminalInfo};
 
 use crate::fixtures::{Outcome, RunBuilder, SharedBuf};
 
@@ -181,4 +184,279 @@ fn off_a_terminal_progress_is_lines_and_on_one_a_bar() {
     assert!(format!("{term:?}").contains("\"bar\""));
     let hidden = ProgressReporter::hidden();
     assert!(format!("{hidden:?}").contains("\"hidden\""));
+}
+
+/// The screen of a terminal that wraps as terminals do: a line written to
+/// the last column leaves the cursor there, and the next character goes to
+/// the start of the following line.
+#[derive(Debug)]
+struct Screen {
+    width: usize,
+    rows: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+    wrap_pending: bool,
+}
+
+impl Screen {
+    fn put(&mut self, c: char) {
+        match c {
+            '\r' => {
+                self.col = 0;
+                self.wrap_pending = false;
+            }
+            // The terminal's output processing turns `\n` into CR LF.
+            '\n' => {
+                self.row += 1;
+                self.col = 0;
+                self.wrap_pending = false;
+            }
+            c => {
+                if self.wrap_pending {
+                    self.row += 1;
+                    self.col = 0;
+                    self.wrap_pending = false;
+                }
+                if self.rows.len() <= self.row {
+                    self.rows.resize(self.row + 1, Vec::new());
+                }
+                let line = &mut self.rows[self.row];
+                if line.len() <= self.col {
+                    line.resize(self.col + 1, ' ');
+                }
+                line[self.col] = c;
+                if self.col + 1 == self.width {
+                    self.wrap_pending = true;
+                } else {
+                    self.col += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A terminal for indicatif to draw on, and for the tty driver's echo and
+/// other reporters' lines to be written to.
+#[derive(Clone, Debug)]
+struct FakeTerm(Arc<Mutex<Screen>>);
+
+impl FakeTerm {
+    fn new(width: usize) -> Self {
+        Self(Arc::new(Mutex::new(Screen {
+            width,
+            rows: Vec::new(),
+            row: 0,
+            col: 0,
+            wrap_pending: false,
+        })))
+    }
+
+    fn write(&self, s: &str) {
+        let mut screen = self.0.lock().unwrap();
+        for c in s.chars() {
+            screen.put(c);
+        }
+    }
+
+    /// What the tty driver echoes when Ctrl-C is pressed (`ECHOCTL`).
+    fn press_ctrl_c(&self) {
+        self.write("^C");
+    }
+
+    /// The non-blank rows, top to bottom.
+    fn rows(&self) -> Vec<String> {
+        let screen = self.0.lock().unwrap();
+        screen
+            .rows
+            .iter()
+            .map(|r| r.iter().collect::<String>().trim_end().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect()
+    }
+}
+
+impl indicatif::TermLike for FakeTerm {
+    fn width(&self) -> u16 {
+        u16::try_from(self.0.lock().unwrap().width).unwrap()
+    }
+
+    fn height(&self) -> u16 {
+        50
+    }
+
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        screen.row = screen.row.saturating_sub(n);
+        screen.wrap_pending = false;
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        screen.row += n;
+        screen.wrap_pending = false;
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        screen.col = (screen.col + n).min(screen.width - 1);
+        screen.wrap_pending = false;
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        screen.col = screen.col.saturating_sub(n);
+        screen.wrap_pending = false;
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.write(s);
+        self.write("\n");
+        Ok(())
+    }
+
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        self.write(s);
+        Ok(())
+    }
+
+    fn clear_line(&self) -> io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        let row = screen.row;
+        if let Some(line) = screen.rows.get_mut(row) {
+            line.clear();
+        }
+        screen.col = 0;
+        screen.wrap_pending = false;
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Write for FakeTerm {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        FakeTerm::write(self, &String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stop reason as a saved report spells it.
+fn reason(kind: &str) -> StopReason {
+    serde_json::from_value(serde_json::json!({ "kind": kind })).unwrap()
+}
+
+/// The rows that show the bar (its elapsed time, `[00:00:00]`).
+fn bars(term: &FakeTerm) -> Vec<String> {
+    term.rows()
+        .into_iter()
+        .filter(|r| r.contains("[00:"))
+        .collect()
+}
+
+/// Two Ctrl-Cs during a run on a terminal: each echo `^C` stays on the
+/// bar's line (which the next draw clears), so no stale copy of the bar is
+/// left above it; while the run stops the bar says so, without a count of
+/// done tasks (never-started ones are cancelled by the hundred) or an ETA.
+#[test]
+fn ctrl_c_leaves_no_stale_bar_and_the_bar_says_the_run_is_stopping() {
+    let term = FakeTerm::new(80);
+    let progress = ProgressReporter::bar_on(term.clone(), false);
+    let suspender = progress.suspender();
+    let mut reporters = Reporters::new().with(progress).with(
+        NoticeReporter::new(Box::new(term.clone()), &TerminalInfo::plain()).suspender(suspender),
+    );
+    let mut feed = |run: &mut RunBuilder| {
+        for e in run.events.drain(..) {
+            assert!(reporters.on_event(&e).is_empty());
+        }
+    };
+    let mut run = RunBuilder::start(Some(5), 2);
+    for seq in 0..5 {
+        run.queue(seq, "c", &format!("t{seq}"));
+    }
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    feed(&mut run);
+    let bar = bars(&term);
+    assert_eq!(bar.len(), 1, "{:#?}", term.rows());
+    assert!(
+        bar[0].contains("0/5 · 2 running, 0 failed · ETA -"),
+        "{bar:?}"
+    );
+
+    term.press_ctrl_c();
+    run.stopping(reason("interrupted"));
+    for seq in 2..5 {
+        run.settle(seq, TaskStatus::Cancelled, "not started: interrupted");
+    }
+    feed(&mut run);
+    let rows = term.rows();
+    let bar = bars(&term);
+    assert_eq!(bar.len(), 1, "a stale bar is left: {rows:#?}");
+    assert!(
+        bar[0].ends_with("] stopping… (Ctrl-C again to kill) · 2 running, 0 failed"),
+        "{rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("^C")), "{rows:#?}");
+
+    term.press_ctrl_c();
+    run.stopping(reason("killed"));
+    run.finish_task(0, 0, 900, Outcome::cancelled("interrupted"));
+    feed(&mut run);
+    let rows = term.rows();
+    let bar = bars(&term);
+    assert_eq!(bar.len(), 1, "a stale bar is left: {rows:#?}");
+    assert!(bar[0].contains("] stopping: "), "{rows:#?}");
+    assert!(bar[0].ends_with(" · 1 running, 0 failed"), "{rows:#?}");
+    assert!(!bar[0].contains("again"), "{rows:#?}");
+
+    run.finish_task(1, 1, 950, Outcome::cancelled("interrupted"));
+    feed(&mut run);
+    for e in run.finish(1_000, 2, 0.5, Some(reason("killed"))) {
+        assert!(reporters.on_event(&e).is_empty());
+    }
+    assert!(reporters.finish().is_empty());
+    // The bar is gone; the notices stay, one line each.
+    let rows = term.rows();
+    assert!(bars(&term).is_empty(), "{rows:#?}");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0], "stopping: interrupted");
+    assert!(rows[1].starts_with("stopping: "), "{rows:#?}");
+}
+
+/// Off a terminal the stop shows in the status line too, without an ETA.
+#[test]
+fn the_status_line_says_the_run_is_stopping() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let mut progress = lines_reporter(&buf, &clock);
+    let mut run = RunBuilder::start(Some(4), 2);
+    for seq in 0..4 {
+        run.queue(seq, "c", &format!("t{seq}"));
+    }
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.finish_task(0, 0, 500, Outcome::failed(1));
+    run.stopping(reason("interrupted"));
+    run.settle(2, TaskStatus::Cancelled, "not started: interrupted");
+    run.settle(3, TaskStatus::Cancelled, "not started: interrupted");
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    clock.advance(1.0);
+    progress.tick().unwrap();
+    assert_eq!(
+        buf.text(),
+        "progress: stopping: interrupted, 1 running, 1 failed, 1.0s elapsed\n"
+    );
 }
