@@ -94,7 +94,7 @@ pub use progress::{
     DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, ProgressReporter, Suspender,
 };
 pub use replay::{LoadReportError, SavedReport};
-pub use summary::{StatusCounts, Summary, SummaryOptions, SummaryReporter};
+pub use summary::{DEFAULT_FAILED_LIMIT, StatusCounts, Summary, SummaryOptions, SummaryReporter};
 pub use terminal::TerminalInfo;
 pub use timeline::{AttemptRecord, Figures, TaskRecord, Timeline, TimelineBuilder};
 pub use timings::{TimingsReporter, write_timings};

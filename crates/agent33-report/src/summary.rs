@@ -37,19 +37,24 @@ pub struct SummaryOptions {
     /// Most tasks named on the `Failed:` line; the rest are counted
     /// (`… and N more`). Failures come first, then cancelled, then skipped
     /// tasks, each in input order, so a fail-fast run's cause is never
-    /// hidden behind its cancellations. The default, `usize::MAX`, names
-    /// them all, as PRODUCT.md's summary does; nothing is reserved for the
-    /// limit up front, so it costs only what is actually listed.
+    /// hidden behind its cancellations. The default is
+    /// [`DEFAULT_FAILED_LIMIT`], as PRODUCT.md asks: a run of thousands of
+    /// cancellations must not bury the summary's other lines under one
+    /// line of megabytes. Nothing is reserved for the limit up front, so a
+    /// large one costs only what is actually listed.
     pub failed_limit: usize,
     /// Adds lines after the pinned ones: why the run stopped early, the
     /// semaphore wait p50/p95 and the slowest tasks.
     pub details: bool,
 }
 
+/// Tasks named on the `Failed:` line by default (PRODUCT.md: at most 10).
+pub const DEFAULT_FAILED_LIMIT: usize = 10;
+
 impl Default for SummaryOptions {
     fn default() -> Self {
         Self {
-            failed_limit: usize::MAX,
+            failed_limit: DEFAULT_FAILED_LIMIT,
             details: false,
         }
     }

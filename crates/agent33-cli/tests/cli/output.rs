@@ -284,6 +284,33 @@ fn the_failed_line_names_cancelled_and_skipped_tasks_with_their_reason() {
 }
 
 #[test]
+fn the_failed_line_names_at_most_ten_tasks() {
+    let sb = Sandbox::new();
+    let artifacts: Vec<String> = (0..500).map(|i| format!("f{i:03}")).collect();
+    let mut args = vec!["-j", "16", "--continue-on-error", "--command", "false"];
+    args.extend(artifacts.iter().map(String::as_str));
+    let out = sb.run(args).output();
+    out.code_is(1);
+    let s = summary(&out.stderr);
+    assert_eq!(
+        s[3],
+        "Tasks: 500 total, 0 succeeded, 500 failed, 0 timeout, 0 cancelled, 0 skipped"
+    );
+    let failed = s
+        .iter()
+        .find(|l| l.starts_with("Failed: "))
+        .unwrap_or_else(|| panic!("a Failed: line in:\n{}", out.stderr));
+    let named: Vec<String> = artifacts[..10]
+        .iter()
+        .map(|a| format!("command:{a} (exit code 1)"))
+        .collect();
+    assert_eq!(
+        *failed,
+        format!("Failed: {}, … and 490 more", named.join(", "))
+    );
+}
+
+#[test]
 fn a_closed_stdout_ends_quietly() {
     for mode in ["grouped", "stream"] {
         let sb = Sandbox::new();

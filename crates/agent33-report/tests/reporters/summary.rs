@@ -73,8 +73,8 @@ fn empty_run_shows_a_dash_for_the_average() {
 }
 
 /// A fail-fast run with thousands of cancellations: the failure that caused
-/// it comes first; a library user's cap counts the rest, the default names
-/// every task.
+/// it comes first; the default names ten tasks and counts the rest, as does
+/// a library user's own cap.
 #[test]
 fn failed_line_is_capped_with_failures_first() {
     let n = 10_000u64;
@@ -124,8 +124,7 @@ fn failed_line_is_capped_with_failures_first() {
     insta::assert_snapshot!("fail_fast_capped", text);
     let default = render(&events, SummaryOptions::default());
     let failed = default.lines().last().unwrap();
-    assert_eq!(failed.matches(" (").count(), 9_998, "{failed}");
-    assert!(!failed.contains("more"), "{failed}");
+    assert_eq!(failed.matches(" (").count(), 10, "{failed}");
     assert!(
         failed.starts_with(
             "Failed: command:item-00002 (exit code 3), command:item-00001 (cancelled: "
@@ -147,6 +146,31 @@ fn failed_line_is_capped_with_failures_first() {
         },
     );
     assert!(none.ends_with("\nFailed: … and 9998 more\n"), "{none}");
+}
+
+/// PRODUCT.md: the `Failed:` line names at most 10 tasks, then `… and N
+/// more`; 500 failures must not make it a line of 500 names.
+#[test]
+fn five_hundred_failures_name_ten_by_default() {
+    let n = 500u64;
+    let mut run = RunBuilder::start(Some(n as usize), 8);
+    for seq in 0..n {
+        run.queue(seq, "check", &format!("f{seq:03}"));
+    }
+    for seq in 0..n {
+        run.start_task(seq, 0, seq * 10, 0);
+        run.finish_task(seq, 0, seq * 10 + 5, Outcome::failed(1));
+    }
+    let text = render(&run.finish(5_000, 8, 0.1, None), SummaryOptions::default());
+    let failed = text.lines().last().unwrap();
+    let names: Vec<String> = (0..10)
+        .map(|i| format!("check:f{i:03} (exit code 1)"))
+        .collect();
+    assert_eq!(
+        failed,
+        format!("Failed: {}, … and 490 more", names.join(", ")),
+        "{text}"
+    );
 }
 
 #[test]
