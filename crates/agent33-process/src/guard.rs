@@ -9,7 +9,9 @@
 //! per task leader: the group id while the leader is registered, 0 after.
 //! The guard blocks on the pipe and never wakes while we live; registering
 //! a group costs one `pwrite`. When the pipe ends, [`guard_main`] kills every
-//! group still in the table, unless [`disarm_guard`] said all was clear.
+//! group still in the table, unless [`disarm_guard`] said all was clear;
+//! then it exits, and [`disarm_guard`] reaps it, so that a normal exit of
+//! ours leaves no zombie guard to whoever adopts our children.
 //!
 //! A process that left its task's group and whose parents have exited
 //! (a daemon's double fork) links to nothing the table names; it still
@@ -51,9 +53,15 @@ const ALL_CLEAR: u8 = b'x';
 /// [`guard_main`]).
 const KILL_ROUNDS: usize = 20;
 
+/// How long [`disarm_guard`] lets the guard take to exit on its own (it
+/// reads the all-clear and exits at once) before it kills it.
+const EXIT_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 static GUARD: OnceLock<Guard> = OnceLock::new();
 
 struct Guard {
+    /// The guard process, our child.
+    pid: i32,
     table: File,
     /// The pipe's write end; dropped (closed) when disarmed.
     alive: Mutex<Option<File>>,
@@ -101,6 +109,7 @@ pub fn start_guard(program: &Path, args: &[&str]) -> io::Result<()> {
     // for an escapee.
     reaper::register_helper(child.id());
     let _ = GUARD.set(Guard {
+        pid: i32::try_from(child.id()).unwrap_or(0),
         table,
         alive: Mutex::new(Some(File::from(write))),
         free: Mutex::new(Vec::new()),
@@ -109,8 +118,10 @@ pub fn start_guard(program: &Path, args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
-/// Tells the guard that all is clear and lets it exit: call it when every
-/// task has been cleaned up. Idempotent.
+/// Tells the guard that all is clear, lets it exit and reaps it (killing
+/// it if it has not exited within a few seconds): call it when every task
+/// has been cleaned up. It blocks until then, a few milliseconds.
+/// Idempotent.
 pub fn disarm_guard() {
     let Some(guard) = GUARD.get() else {
         return;
@@ -120,9 +131,15 @@ pub fn disarm_guard() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
-    if let Some(mut alive) = alive {
-        // A guard already gone has nothing left to do.
-        let _ = alive.write_all(&[ALL_CLEAR]);
+    let Some(mut alive) = alive else {
+        return;
+    };
+    // A guard already gone has nothing left to do.
+    let _ = alive.write_all(&[ALL_CLEAR]);
+    // The end of the pipe, which the guard waits for.
+    drop(alive);
+    if guard.pid > 0 {
+        reaper::reap_helper(guard.pid, EXIT_BUDGET);
     }
 }
 

@@ -87,6 +87,37 @@ pub(crate) fn register_helper(pid: u32) {
     }
 }
 
+/// Reaps helper `pid` once it has exited and forgets it; a helper that has
+/// not exited within `budget` is killed first. Left unreaped, it would be a
+/// zombie for whoever adopts it when we exit, and one that nobody reaps
+/// where that is a subreaper that only waits for its own children. Reaped by
+/// its pid alone, which is still ours (registered helpers are reaped by
+/// nobody else), never by a wait for any child, which could take an orphan
+/// of a task from the sweeps.
+pub(crate) fn reap_helper(pid: i32, budget: Duration) {
+    let deadline = Instant::now() + budget;
+    let mut pause = Duration::from_micros(100);
+    let mut killed = false;
+    while !has_exited(pid) {
+        if Instant::now() >= deadline {
+            if killed {
+                // Stuck beyond SIGKILL (in the kernel): left as it is.
+                return;
+            }
+            kill(pid, Signal::KILL);
+            killed = true;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    // Reaped and forgotten with no spawn in flight, so that no new child
+    // can take the pid while the registers still name it.
+    let _gate = no_spawn_in_flight();
+    reap(pid);
+    leaders().remove(&pid);
+    helpers().retain(|&helper| helper != pid);
+}
+
 /// Starts a leader with `start` and registers its pid as a task leader,
 /// atomically with respect to sweeps.
 pub(crate) fn spawn_registered(
