@@ -181,9 +181,13 @@ pub struct RunArgs {
     )]
     pub file: Option<PathBuf>,
 
-    /// Ad-hoc agent: run TEMPLATE once per artifact ({artifact} {agent} {id}; else appended)
+    /// Ad-hoc agent: run TEMPLATE once per artifact ({} {.} {/} {//} {/.} {#} {%} {agent} {id}; else appended)
     #[arg(long, value_name = "TEMPLATE", help_heading = "Input")]
     pub command: Option<String>,
+
+    /// Ad hoc: run TEMPLATE with sh -c, the artifact as $1 ("$1" in the script)
+    #[arg(long, help_heading = "Input")]
+    pub shell: bool,
 
     /// Ad-hoc artifacts, one per line, read as a stream ("-" = stdin)
     #[arg(long, value_name = "FILE", help_heading = "Input")]
@@ -368,6 +372,9 @@ mod tests {
         assert_eq!(r.artifacts, vec![OsString::from("a.txt"), "-b.txt".into()]);
         let r = run(&["--command", "wc", "--artifacts-from", "-"]);
         assert_eq!(r.artifacts_from, Some(PathBuf::from("-")));
+        assert!(!r.shell);
+        let r = run(&["--shell", "--command", "wc -l \"$1\"", "a"]);
+        assert!(r.shell);
     }
 
     #[test]

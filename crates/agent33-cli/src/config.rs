@@ -407,7 +407,7 @@ impl RawConfig {
                         "give ad-hoc artifacts either as arguments or with --artifacts-from, not both",
                     ));
                 }
-                let template = CommandTemplate::split(command)
+                let template = CommandTemplate::from_flag(command, args.shell)
                     .map_err(|m| UsageError::new(format_args!("invalid --command: {m}")))?;
                 Some(AdHoc {
                     template,
@@ -416,6 +416,12 @@ impl RawConfig {
                 })
             }
             None => {
+                if args.shell {
+                    return Err(UsageError::new(
+                        "--shell needs --command TEMPLATE (a manifest agent runs its command \
+                         with sh -c when it says `shell: true`)",
+                    ));
+                }
                 if args.artifacts_from.is_some() {
                     return Err(UsageError::new(
                         "--artifacts-from needs --command TEMPLATE (a manifest run takes its \
@@ -1327,6 +1333,19 @@ mod tests {
                 &["--command", "echo 'x"],
                 "invalid --command: cannot split command",
             ),
+            (&["--shell"], "--shell needs --command TEMPLATE"),
+            (
+                &["--command", "cat {artefact}"],
+                "invalid --command: unknown placeholder {artefact}",
+            ),
+            (
+                &["--command", "sh -c 'cat {}'"],
+                "invalid --command: {} would be pasted into the script that `sh -c` runs",
+            ),
+            (
+                &["--shell", "--command", "cat {}"],
+                "invalid --command: a --shell script gets the artifact as \"$1\"",
+            ),
         ];
         for (flags, want) in cases {
             let got = RawConfig::new(&args(flags), &|_| None)
@@ -1386,6 +1405,18 @@ mod tests {
         );
         // A manifest in the folder is not read, whatever it holds.
         assert!(load_with(&["--command", "x {artifact}"], &[], "garbage: [").is_ok());
+    }
+
+    #[test]
+    fn ad_hoc_shell_runs_the_template_as_a_script() {
+        let c =
+            load_with(&["--shell", "--command", "wc -l \"$1\"", "a b"], &[], "").expect("valid");
+        let agent = &c.agents[0];
+        assert!(!agent.command.appends_artifact());
+        assert_eq!(
+            agent.command.argv(&AgentTask::new("command", "a b")),
+            ["sh", "-c", "wc -l \"$1\"", "sh", "a b"].map(OsString::from)
+        );
     }
 
     #[test]

@@ -1391,6 +1391,29 @@ tasks:
                 "agent33.yaml:2:16: agent `a`: a `shell: true` script gets the artifact as \"$1\"",
             ),
             (
+                "agents:\n  a: {command: 'cat {}', shell: true}\n",
+                "agent33.yaml:2:16: agent `a`: a `shell: true` script gets the artifact as \"$1\"",
+            ),
+            (
+                "agents:\n  a:\n    command: cat {artefact}\n",
+                "agent33.yaml:3:14: agent `a`: unknown placeholder {artefact}: the placeholders are",
+            ),
+            (
+                "agents:\n  a: {command: [cat, '{Artifact}']}\n",
+                "agent33.yaml:2:16: agent `a`: unknown placeholder {Artifact}",
+            ),
+            (
+                "agents:\n  a: {command: \"sh -c 'cat {}'\"}\n",
+                "agent33.yaml:2:16: agent `a`: {} would be pasted into the script that `sh -c` \
+                 runs, where an artifact such as `x; rm -rf ~` runs as commands: use `shell: \
+                 true`, which runs sh -c with the artifact as \"$1\", and write \"$1\" in the \
+                 script: command: 'cat \"$1\"' with shell: true",
+            ),
+            (
+                "agents:\n  a: {command: [bash, -ec, 'cat {.}']}\n",
+                "agent33.yaml:2:16: agent `a`: {.} would be pasted into the script that `bash -ec` runs",
+            ),
+            (
                 "agents:\n  a: {command: x, shell: maybe}\n",
                 "agent33.yaml:2:26: invalid value \"maybe\" for shell of agent `a`",
             ),
@@ -1474,6 +1497,21 @@ tasks:
         // Manifest agents run as written: no artifact appended.
         let m = parse("agents:\n  mk: {command: make lint}\n").expect("valid");
         assert_eq!(display_argv(&m.agents[0].command.argv(&task)), "make lint");
+        // The new placeholders, in both forms; other braces stay.
+        let m = parse(
+            "agents:\n  t: {command: \"p {} {.} {/} {//} {/.} awk '{print $1}' ${HOME}\"}\n  \
+             l: {command: [p, '{/.}', '{1}', 'sh', '-c', '{}']}\n",
+        )
+        .expect("valid");
+        let task = AgentTask::new("t", "d/a.b");
+        assert_eq!(
+            display_argv(&m.agents[0].command.argv(&task)),
+            "p d/a.b d/a a.b d a awk '{print $1}' '${HOME}'"
+        );
+        assert_eq!(
+            display_argv(&m.agents[1].command.argv(&task)),
+            "p a {1} sh -c d/a.b"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent33_cli::args::Format;
 use agent33_cli::config::{Config, TaskSource};
-use agent33_cli::template::{CommandTemplate, display_argv};
+use agent33_cli::template::{CommandTemplate, Place, Placeholder, display_argv};
 use agent33_parallel::{AgentTask, Event, Settings, plan};
 use agent33_report::{NoticeReporter, Reporter as _, TerminalInfo};
 use futures::StreamExt;
@@ -72,9 +72,13 @@ pub async fn show(mut config: Config) -> u8 {
         let _ = notice.on_event(&Event::DependenciesIgnored);
         levels = vec![(0..tasks.len()).collect()];
     }
+    // A task's slot is decided as it starts; only a limit of 1 foretells
+    // it. Its input position is its place in this list.
+    let slot = (effective_limit(s) == 1).then_some(0);
     let steps: Vec<Step<'_>> = tasks
         .iter()
-        .map(|task| {
+        .zip(0_u64..)
+        .map(|(task, seq)| {
             let def = config
                 .agent(task.agent.as_str())
                 .expect("tasks name known agents");
@@ -85,7 +89,13 @@ pub async fn show(mut config: Config) -> u8 {
             };
             Step {
                 task,
-                argv: def.command.argv(task),
+                argv: def.command.argv_at(
+                    task,
+                    Place {
+                        seq: Some(seq),
+                        slot,
+                    },
+                ),
                 script: match def.command.template() {
                     CommandTemplate::Shell(script) => Some(script.as_str()),
                     CommandTemplate::Argv(_) => None,
@@ -95,9 +105,14 @@ pub async fn show(mut config: Config) -> u8 {
             }
         })
         .collect();
+    let slot_unknown = slot.is_none()
+        && config
+            .agents
+            .iter()
+            .any(|a| a.command.uses(Placeholder::Slot));
     let out = match config.options.format {
         Format::Json => json_plan(s, &levels, &steps),
-        Format::Text => text_plan(s, &levels, &steps, ignored),
+        Format::Text => text_plan(s, &levels, &steps, ignored, slot_unknown),
     };
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -162,6 +177,11 @@ fn json_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String 
     text
 }
 
+/// How many tasks may run at once: 1 in sequential mode.
+fn effective_limit(s: &Settings) -> usize {
+    if s.parallel { s.parallel_limit } else { 1 }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -176,10 +196,11 @@ fn text_plan(
     levels: &[Vec<usize>],
     steps: &[Step<'_>],
     dependencies_ignored: bool,
+    slot_unknown: bool,
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let limit = if s.parallel { s.parallel_limit } else { 1 };
+    let limit = effective_limit(s);
     let _ = writeln!(
         out,
         "Plan: {} task{} in {} level{} ({} mode, parallel limit {limit}, nothing runs)",
@@ -189,6 +210,12 @@ fn text_plan(
         plural(levels.len()),
         mode_name(s),
     );
+    if slot_unknown {
+        let _ = writeln!(
+            out,
+            "{{%}} is shown as written: it becomes the slot a task starts in (1…{limit}), known only then"
+        );
+    }
     for (n, level) in levels.iter().enumerate() {
         let _ = writeln!(out, "\nLevel {n}");
         for &i in level {

@@ -1037,27 +1037,63 @@ proptest! {
 
 // ----- (4) command templates and artifacts -----
 
-/// What `word` must become for `task`, when every `{` in it opens
-/// `{artifact}`, `{agent}` or `{id}` (each replaced, left to right in the
-/// original text); `None` for other brace text, whose treatment is the
-/// template module's own business (PRODUCT.md names more placeholders).
+/// The brace text of `word` that is ours, by PRODUCT.md: `(start, len,
+/// placeholder)` for each placeholder (`true`) and each unknown `{name}` of
+/// letters and `_` (`false`), left to right; a `{` right after `$` is the
+/// shell's (`${HOME}`) and opens neither.
+fn brace_spans(word: &str) -> Vec<(usize, usize, bool)> {
+    let b = word.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'{' && (i == 0 || b[i - 1] != b'$') {
+            if let Some(close) = b[i..].iter().position(|&c| c == b'}') {
+                let text = &word[i..=i + close];
+                let inner = &text[1..text.len() - 1];
+                let known = PLACEHOLDERS.contains(&text);
+                let name = !inner.is_empty()
+                    && inner.bytes().all(|c| c.is_ascii_alphabetic() || c == b'_');
+                if known || name {
+                    spans.push((i, text.len(), known));
+                    i += text.len();
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    spans
+}
+
+fn has_placeholder(word: &str) -> bool {
+    brace_spans(word).iter().any(|&(_, _, known)| known)
+}
+
+fn has_unknown_name(word: &str) -> bool {
+    brace_spans(word).iter().any(|&(_, _, known)| !known)
+}
+
+/// What `word` must become for `task` without a place in a run: `{}` and
+/// `{artifact}`, `{agent}`, `{id}` replaced, `{#}` and `{%}` as written,
+/// other text as it is; `None` when it holds a path placeholder (their
+/// meanings are the template module's tests, against GNU parallel's) or an
+/// unknown name.
 fn expected_word(word: &str, task: &AgentTask) -> Option<Vec<u8>> {
-    let Some(i) = word.find('{') else {
-        return Some(word.as_bytes().to_vec());
-    };
-    let rest = &word[i..];
-    let (with, len): (&[u8], usize) = if rest.starts_with("{artifact}") {
-        (task.artifact_bytes(), "{artifact}".len())
-    } else if rest.starts_with("{agent}") {
-        (task.agent.as_str().as_bytes(), "{agent}".len())
-    } else if rest.starts_with("{id}") {
-        (task.id.as_str().as_bytes(), "{id}".len())
-    } else {
-        return None;
-    };
-    let mut out = word.as_bytes()[..i].to_vec();
-    out.extend_from_slice(with);
-    out.extend(expected_word(&rest[len..], task)?);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (start, len, known) in brace_spans(word) {
+        out.extend_from_slice(&word.as_bytes()[at..start]);
+        let text = &word[start..start + len];
+        match (known, text) {
+            (true, "{}" | "{artifact}") => out.extend_from_slice(task.artifact_bytes()),
+            (true, "{agent}") => out.extend_from_slice(task.agent.as_str().as_bytes()),
+            (true, "{id}") => out.extend_from_slice(task.id.as_str().as_bytes()),
+            (true, "{#}" | "{%}") => out.extend_from_slice(text.as_bytes()),
+            _ => return None,
+        }
+        at = start + len;
+    }
+    out.extend_from_slice(&word.as_bytes()[at..]);
     Some(out)
 }
 
@@ -1092,12 +1128,26 @@ proptest! {
             Err(m) => {
                 prop_assert!(!m.trim().is_empty());
                 // Quoting that splits into a program is refused only for
-                // what its braces say.
+                // what its braces say: an unknown name, or a placeholder
+                // pasted into a shell's script.
                 if let Ok(words) = shell_words::split(&text) {
                     prop_assert!(
                         words.first().is_none_or(String::is_empty) || text.contains('{'),
                         "{m:?}"
                     );
+                    if words.first().is_some_and(|w| !w.is_empty()) {
+                        let unknown = words.iter().any(|w| has_unknown_name(w));
+                        prop_assert_eq!(
+                            m.starts_with("unknown placeholder {"),
+                            unknown,
+                            "{:?}",
+                            m
+                        );
+                        prop_assert!(
+                            unknown || m.contains("would be pasted into the script that `"),
+                            "{m:?}"
+                        );
+                    }
                 }
             }
             Ok(t) => {
@@ -1105,6 +1155,8 @@ proptest! {
                     return Err(TestCaseError::fail("a split command is an argv"));
                 };
                 prop_assert!(!words.is_empty() && !words[0].is_empty());
+                // Unknown names are always refused.
+                prop_assert!(!words.iter().any(|w| has_unknown_name(w)), "{:?}", words);
                 let mut cmd = TaskCommand::new(t);
                 if append {
                     cmd = cmd.append_artifact_without_placeholder();
@@ -1113,7 +1165,7 @@ proptest! {
                 let extra = usize::from(cmd.appends_artifact());
                 prop_assert_eq!(
                     cmd.appends_artifact(),
-                    append && !words.iter().any(|w| PLACEHOLDERS.iter().any(|p| w.contains(p)))
+                    append && !words.iter().any(|w| has_placeholder(w))
                 );
                 prop_assert_eq!(argv.len(), words.len() + extra);
                 for (w, a) in words.iter().zip(&argv) {
@@ -1134,11 +1186,16 @@ proptest! {
         script in template(),
         task in any_task(),
     ) {
-        let refused = script.trim().is_empty() || PLACEHOLDERS.iter().any(|p| script.contains(p));
+        let refused = script.trim().is_empty() || !brace_spans(&script).is_empty();
         match CommandTemplate::shell(script.clone()) {
             Err(m) => {
                 prop_assert!(refused, "{m}");
-                prop_assert!(m.contains("empty") || m.contains("\"$1\""), "{m}");
+                prop_assert!(
+                    m.contains("empty")
+                        || m.contains("\"$1\"")
+                        || m.starts_with("unknown placeholder {"),
+                    "{m}"
+                );
             }
             Ok(t) => {
                 prop_assert!(!refused);
@@ -1157,7 +1214,9 @@ proptest! {
     ) {
         match CommandTemplate::list(words.clone()) {
             Err(m) => prop_assert!(
-                words.first().is_none_or(String::is_empty) || words.iter().any(|w| w.contains('{')),
+                words.first().is_none_or(String::is_empty)
+                    || words.iter().any(|w| has_unknown_name(w))
+                    || m.contains("would be pasted into the script that `"),
                 "{m}"
             ),
             Ok(t) => {

@@ -269,3 +269,21 @@ tasks:
         shown(&[b"--agent=lint", b"my id", b"plain"])
     );
 }
+
+/// Regression: `sh -c` with the artifact pasted into its script ran the
+/// artifact's commands. It is refused now, before anything runs.
+#[test]
+fn a_placeholder_pasted_into_sh_c_is_refused_and_runs_nothing() {
+    let sb = Sandbox::new();
+    let out = sb
+        .run([
+            "--command",
+            "sh -c 'echo {artifact}'",
+            "--",
+            "x; touch PWNED",
+        ])
+        .output();
+    out.usage_error("--shell");
+    out.usage_error("\"$1\"");
+    assert!(!sb.exists("PWNED"), "the artifact ran: {:?}", sb.files());
+}

@@ -15,6 +15,7 @@ mod failure_policy;
 mod injection;
 mod modes;
 mod output;
+mod placeholders;
 mod reports;
 mod settings;
 mod signals;
