@@ -260,7 +260,7 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     let task = ctx.task();
     let spec = inner
         .builder
-        .build(task, ctx.attempt())
+        .build_for(&ctx)
         .map_err(|e| AgentError::new(format!("cannot build command: {e}")))?;
     let Some(program) = spec.argv.first() else {
         return Err(AgentError::new("cannot start: the command is empty"));

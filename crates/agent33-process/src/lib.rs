@@ -52,7 +52,7 @@ mod vfork;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use agent33_parallel::AgentTask;
+use agent33_parallel::{AgentTask, TaskContext};
 
 pub use agent::{CommandAgent, ProcessOptions};
 pub use guard::{RUN_VAR, disarm_guard, guard_main, run_id, start_guard};
@@ -81,6 +81,17 @@ pub trait CommandBuilder: Send + Sync + 'static {
     ///
     /// A message saying why no command can be built for this task.
     fn build(&self, task: &AgentTask, attempt: u32) -> Result<CommandSpec, String>;
+
+    /// The process for the attempt `ctx` is about: [`Self::build`] unless
+    /// the builder needs more of the attempt than its task and number
+    /// (the CLI's `{#}` and `{%}`: the task's input position, the slot).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::build`].
+    fn build_for(&self, ctx: &TaskContext) -> Result<CommandSpec, String> {
+        self.build(ctx.task(), ctx.attempt())
+    }
 }
 
 /// Closures build commands too: `|task, attempt| Ok(CommandSpec { … })`.
