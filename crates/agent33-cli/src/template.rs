@@ -27,7 +27,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-use agent33_parallel::AgentTask;
+use agent33_parallel::{AgentTask, TaskContext};
 use agent33_process::{CommandBuilder, CommandSpec};
 
 /// Every placeholder, as written in a template.
@@ -793,6 +793,14 @@ impl CommandBuilder for TaskCommand {
             }
         }
         Ok(self.spec(task))
+    }
+
+    fn build_for(&self, ctx: &TaskContext) -> Result<CommandSpec, String> {
+        let place = Place {
+            seq: Some(ctx.seq()),
+            slot: Some(ctx.slot()),
+        };
+        Ok(self.spec_at(ctx.task(), place))
     }
 }
 

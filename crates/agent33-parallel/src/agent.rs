@@ -123,6 +123,8 @@ pub type AgentResult = Result<AgentOutput, AgentError>;
 pub struct TaskContext {
     pub(crate) task: Arc<AgentTask>,
     pub(crate) attempt: u32,
+    pub(crate) seq: u64,
+    pub(crate) slot: usize,
     pub(crate) grace: Duration,
     pub(crate) shared: Arc<AttemptShared>,
 }
@@ -256,6 +258,21 @@ impl TaskContext {
     #[must_use]
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The task's position in input order, from 0: the `seq` of its
+    /// events.
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The slot this attempt runs in, from 0 (as in
+    /// [`crate::Event::TaskStarted`]): below the run's parallel limit, and
+    /// never that of another attempt running at the same time.
+    #[must_use]
+    pub fn slot(&self) -> usize {
+        self.slot
     }
 
     /// Cancelled when the task must stop (its timeout, fail-fast, the run

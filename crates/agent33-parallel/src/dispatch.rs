@@ -910,6 +910,8 @@ impl Dispatcher {
         let ctx = TaskContext {
             task,
             attempt,
+            seq,
+            slot,
             grace: self.s.kill_grace,
             shared: Arc::clone(&shared),
         };

@@ -453,3 +453,103 @@ tasks:
     }
     assert!(!text.contains("{%}"), "{text}");
 }
+
+#[test]
+fn position_is_the_tasks_place_in_the_input_from_one() {
+    let sb = Sandbox::new();
+    sb.write("show.sh", SHOW_ARGS);
+    sb.run([
+        "--command",
+        "sh show.sh {#} {}",
+        "--report",
+        "r.json",
+        "-j",
+        "2",
+        "x",
+        "y",
+        "x",
+    ])
+    .output()
+    .code_is(0);
+    let r = sb.report("r.json");
+    for (id, want) in [
+        ("command:x", shown(&[b"1", b"x"])),
+        ("command:y", shown(&[b"2", b"y"])),
+        ("command:x#2", shown(&[b"3", b"x"])),
+    ] {
+        assert_eq!(output_of(&r, id), want, "{id}");
+    }
+    // Read as a stream, and in a manifest, alike.
+    sb.write("list.txt", "p\n\nq\n");
+    sb.run([
+        "--command",
+        "sh show.sh n{#}",
+        "--report",
+        "s.json",
+        "--artifacts-from",
+        "list.txt",
+    ])
+    .output()
+    .code_is(0);
+    let r = sb.report("s.json");
+    // `{#}` is a placeholder too: nothing is appended.
+    assert_eq!(output_of(&r, "command:p"), shown(&[b"n1"]));
+    assert_eq!(output_of(&r, "command:q"), shown(&[b"n2"]));
+    sb.manifest(
+        "agents:\n  a: {command: \"sh show.sh {#}\"}\n  b: {command: [sh, show.sh, '{#}']}\n\
+         tasks:\n  - {agent: a, artifact: one}\n  - {agent: b, artifact: two}\n",
+    );
+    sb.run(["--report", "m.json"]).output().code_is(0);
+    let r = sb.report("m.json");
+    assert_eq!(output_of(&r, "a:one"), shown(&[b"1"]));
+    assert_eq!(output_of(&r, "b:two"), shown(&[b"2"]));
+}
+
+/// Each task records its slot, then waits until all three have started:
+/// they run at once, so their slots are 1, 2 and 3 in some order.
+#[test]
+fn slots_are_distinct_among_running_tasks_and_within_the_limit() {
+    let sb = Sandbox::new();
+    sb.manifest(
+        r#"
+agents:
+  t:
+    command:
+      - sh
+      - -c
+      - |
+        printf %s "$2" > "slot.$1"
+        until [ -e slot.a ] && [ -e slot.b ] && [ -e slot.c ]; do sleep 0.01; done
+      - sh
+      - "{}"
+      - "{%}"
+tasks:
+  - {agent: t, artifact: a}
+  - {agent: t, artifact: b}
+  - {agent: t, artifact: c}
+"#,
+    );
+    sb.run(["-j", "3"]).output().code_is(0);
+    let mut slots: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|t| sb.read(format!("slot.{t}")))
+        .collect();
+    slots.sort();
+    assert_eq!(slots, ["1", "2", "3"]);
+    // One at a time, every task runs in slot 1.
+    sb.write("show.sh", SHOW_ARGS);
+    sb.run([
+        "--command",
+        "sh show.sh {%}",
+        "--report",
+        "r.json",
+        "a",
+        "b",
+    ])
+    .output()
+    .code_is(0);
+    let r = sb.report("r.json");
+    for id in ["command:a", "command:b"] {
+        assert_eq!(output_of(&r, id), shown(&[b"1"]), "{id}");
+    }
+}
