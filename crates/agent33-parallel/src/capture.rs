@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::event::{Batch, Event};
+use crate::event::{Backlog, Batch, Event};
 use crate::task::TaskId;
 
 /// Which of a task's output streams.
@@ -145,10 +145,13 @@ pub(crate) struct LiveSink {
     pub(crate) id: TaskId,
     pub(crate) events: UnboundedSender<Batch>,
     pub(crate) budget: Arc<LiveBudget>,
+    /// Each batch sent here is one the consumer will count as taken.
+    pub(crate) backlog: Arc<Backlog>,
 }
 
 impl LiveSink {
     fn send(&self, stream: Stream, bytes: Vec<u8>) {
+        self.backlog.sent(1);
         // A closed receiver only means nobody watches any more.
         let _ = self.events.send(Batch::from([Event::TaskOutput {
             seq: self.seq,

@@ -889,6 +889,7 @@ impl Dispatcher {
             id: task.id.clone(),
             events: self.events.clone(),
             budget: Arc::clone(&self.live_budget),
+            backlog: Arc::clone(&self.backlog),
         });
         let shared = Arc::new(AttemptShared::new(Capture::new(
             self.s.output_limit_bytes,

@@ -76,7 +76,15 @@ impl Backlog {
 
     /// The consumer took `n` events.
     pub(crate) fn taken(&self, n: usize) {
-        let before = self.unread.fetch_sub(n, Ordering::AcqRel);
+        // Saturating: a miscount must never leave the run waiting forever.
+        let before = self
+            .unread
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            })
+            .unwrap_or_else(|u| u);
+        debug_assert!(before >= n, "{n} events taken, {before} sent");
+        let n = n.min(before);
         if before >= Self::RESUME && before - n < Self::RESUME {
             // Stores a permit if the dispatcher is not waiting yet.
             self.drained.notify_one();
