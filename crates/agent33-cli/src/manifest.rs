@@ -660,7 +660,12 @@ impl Manifest {
             };
             defs.push(AgentDef {
                 name: AgentName::from(name.as_str()),
-                command: TaskCommand::new(template).cwd(Some(cwd)).env(env),
+                // PRODUCT.md, Placeholders: in manifest commands too, a
+                // template with none gets the artifact appended.
+                command: TaskCommand::new(template)
+                    .append_artifact_without_placeholder()
+                    .cwd(Some(cwd))
+                    .env(env),
                 parallel_limit,
                 timeout,
                 retries,
@@ -1494,9 +1499,10 @@ tasks:
             m.agents[1].command.argv(&task),
             ["sh", "-c", "wc -l \"$1\"", "sh", "f"].map(OsString::from)
         );
-        // Manifest agents run as written: no artifact appended.
+        // A manifest command without placeholder gets the artifact appended,
+        // as an ad-hoc one does; a shell script gets it as $1 only.
         let m = parse("agents:\n  mk: {command: make lint}\n").expect("valid");
-        assert_eq!(display_argv(&m.agents[0].command.argv(&task)), "make lint");
+        assert_eq!(display_argv(&m.agents[0].command.argv(&task)), "make lint f");
         // The new placeholders, in both forms; other braces stay.
         let m = parse(
             "agents:\n  t: {command: \"p {} {.} {/} {//} {/.} awk '{print $1}' ${HOME}\"}\n  \

@@ -673,9 +673,9 @@ impl TaskCommand {
         }
     }
 
-    /// The ad-hoc rule (PRODUCT.md, ad-hoc mode): a template without any
-    /// placeholder gets the artifact appended as its last argument, as with
-    /// xargs.
+    /// PRODUCT.md's rule for `--command` and manifest commands alike: a
+    /// template without any placeholder gets the artifact appended as its
+    /// last argument, as with xargs. A shell script gets it as `$1` only.
     #[must_use]
     pub fn append_artifact_without_placeholder(mut self) -> Self {
         self.append_artifact =
@@ -1030,9 +1030,9 @@ mod tests {
                 .append_artifact_without_placeholder();
             assert!(!cmd.appends_artifact(), "{p}");
         }
-        // Manifest agents run as written.
-        let manifest = TaskCommand::new(CommandTemplate::split("make lint").expect("ok"));
-        assert_eq!(manifest.argv(&task), os(&["make", "lint"]));
+        // Without the rule (a library user's own builder), as written.
+        let as_written = TaskCommand::new(CommandTemplate::split("make lint").expect("ok"));
+        assert_eq!(as_written.argv(&task), os(&["make", "lint"]));
     }
 
     #[test]
