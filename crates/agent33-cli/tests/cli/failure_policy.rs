@@ -116,7 +116,7 @@ esac"#,
     let mut run = sb
         .run(["-j", "3", "--no-fail-fast", "--report", "r.json"])
         .spawn();
-    run.wait_for_stderr("fail-fast after t:fail failed");
+    run.wait_for_stderr("stopped starting tasks after t:fail failed");
     assert!(!run.has_exited(), "the run waits for its in-flight tasks");
     sb.write("release", "");
     let out = run.finish();
@@ -133,7 +133,7 @@ esac"#,
     assert_eq!(bad["exit_code"], 4);
     assert_eq!(
         r.error("t:later"),
-        "not started: fail-fast after t:fail failed"
+        "not started: stopped starting tasks after t:fail failed"
     );
     assert_never_started(r.task("t:later"));
     assert!(!sb.exists("ran.later"));
@@ -156,7 +156,7 @@ fn max_failures_stops_at_the_nth_failure() {
     assert_eq!(r.ids("failed"), ["t:fail1", "t:fail2"]);
     assert_eq!(r.ids("cancelled"), ["t:ok2", "t:fail3"]);
     for id in ["t:ok2", "t:fail3"] {
-        assert_eq!(r.error(id), "not started: fail-fast after t:fail2 failed");
+        assert_eq!(r.error(id), "not started: max failures (2) reached");
         assert_never_started(r.task(id));
     }
     assert!(!sb.exists("ran.ok2") && !sb.exists("ran.fail3"));

@@ -151,7 +151,7 @@ fn the_report_has_products_fields_and_consistent_values() {
     assert_eq!(r.status("b:late"), "cancelled");
     assert_eq!(
         r.error("b:late"),
-        "not started: fail-fast after b:slow timed out"
+        "not started: max failures (2) reached"
     );
     // Metrics: the catalog's names.
     let m = &r.0["metrics"];
@@ -477,7 +477,7 @@ fn junit_has_a_testsuite_per_agent_and_maps_statuses() {
     );
     for (name, reason) in [
         ("dep", "skipped: dependency `a:fail` did not succeed"),
-        ("late", "not started: fail-fast after b:slow timed out"),
+        ("late", "not started: max failures (2) reached"),
     ] {
         let b = body(name);
         let skipped = elements(b, "skipped");
