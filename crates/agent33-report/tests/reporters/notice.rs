@@ -14,7 +14,9 @@ fn notices_are_single_lines() {
     run.queue(0, "c", "a");
     run.start_task(0, 0, 0, 0);
     run.retry(0, 0, 20, "exit code 1\ndetails");
-    run.stopping(StopReason::Interrupted { by: Default::default() });
+    run.stopping(StopReason::Interrupted {
+        by: Default::default(),
+    });
     for e in &run.events {
         notices.on_event(e).unwrap();
     }

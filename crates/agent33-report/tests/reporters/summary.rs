@@ -200,7 +200,14 @@ fn skipped_and_cancelled_come_after_failures_and_errors_show_their_first_line() 
     run.start_task(3, 0, 60, 60);
     run.finish_task(3, 0, 4_000, Outcome::success());
     let text = render(
-        &run.finish(4_010, 1, 0.995, Some(StopReason::Interrupted { by: Default::default() })),
+        &run.finish(
+            4_010,
+            1,
+            0.995,
+            Some(StopReason::Interrupted {
+                by: Default::default(),
+            }),
+        ),
         SummaryOptions::default(),
     );
     insta::assert_snapshot!("mixed_statuses", text);
