@@ -1158,3 +1158,28 @@ async fn agents_that_end_at_their_first_poll_keep_every_rule() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_with_live_output_ends() {
+    // Live output travels beside the dispatcher's batches; the backlog
+    // once counted it as read but never as sent, and the run never ended.
+    let agents = Agents::new().add("live", |ctx: agent33_parallel::TaskContext| async move {
+        for i in 0..3 {
+            ctx.write_stdout(format!("line {i}\n").as_bytes());
+            tokio::time::sleep(ms(10)).await;
+        }
+        Ok::<_, agent33_parallel::AgentError>(())
+    });
+    let executor = parallel(2).stream_output(true).build().unwrap();
+    let tasks = (0..20).map(|i| AgentTask::new("live", i.to_string()));
+    let mut events = executor.run(tasks, &agents, RunControl::new());
+    let (mut lines, mut finished) = (0, 0);
+    while let Some(event) = events.next().await {
+        match event {
+            Event::TaskOutput { .. } => lines += 1,
+            Event::TaskFinished { .. } => finished += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((finished, lines), (20, 60));
+}
