@@ -464,21 +464,75 @@ fn handled_signals() -> Vec<Handled> {
     use rustix::process::Signal as S;
     let raw = |s: S| SignalKind::from_raw(s.as_raw());
     let mut signals = vec![
-        Handled::new(SignalKind::interrupt(), "SIGINT", "interrupted", Cancel, true),
-        Handled::new(SignalKind::terminate(), "SIGTERM", "terminated", Cancel, true),
+        Handled::new(
+            SignalKind::interrupt(),
+            "SIGINT",
+            "interrupted",
+            Cancel,
+            true,
+        ),
+        Handled::new(
+            SignalKind::terminate(),
+            "SIGTERM",
+            "terminated",
+            Cancel,
+            true,
+        ),
         Handled::new(SignalKind::hangup(), "SIGHUP", "hangup", Cancel, false),
         Handled::new(SignalKind::quit(), "SIGQUIT", "quit", Kill, false),
-        Handled::new(SignalKind::user_defined1(), "SIGUSR1", "user signal 1", Cancel, false),
-        Handled::new(SignalKind::user_defined2(), "SIGUSR2", "user signal 2", Cancel, false),
+        Handled::new(
+            SignalKind::user_defined1(),
+            "SIGUSR1",
+            "user signal 1",
+            Cancel,
+            false,
+        ),
+        Handled::new(
+            SignalKind::user_defined2(),
+            "SIGUSR2",
+            "user signal 2",
+            Cancel,
+            false,
+        ),
         Handled::new(SignalKind::alarm(), "SIGALRM", "alarm clock", Cancel, false),
         Handled::new(SignalKind::io(), "SIGIO", "I/O possible", Cancel, false),
-        Handled::new(raw(S::XCPU), "SIGXCPU", "CPU time limit exceeded", Cancel, false),
-        Handled::new(raw(S::XFSZ), "SIGXFSZ", "file size limit exceeded", Cancel, false),
-        Handled::new(raw(S::VTALARM), "SIGVTALRM", "virtual timer expired", Cancel, false),
-        Handled::new(raw(S::PROF), "SIGPROF", "profiling timer expired", Cancel, false),
+        Handled::new(
+            raw(S::XCPU),
+            "SIGXCPU",
+            "CPU time limit exceeded",
+            Cancel,
+            false,
+        ),
+        Handled::new(
+            raw(S::XFSZ),
+            "SIGXFSZ",
+            "file size limit exceeded",
+            Cancel,
+            false,
+        ),
+        Handled::new(
+            raw(S::VTALARM),
+            "SIGVTALRM",
+            "virtual timer expired",
+            Cancel,
+            false,
+        ),
+        Handled::new(
+            raw(S::PROF),
+            "SIGPROF",
+            "profiling timer expired",
+            Cancel,
+            false,
+        ),
     ];
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    signals.push(Handled::new(raw(S::POWER), "SIGPWR", "power failure", Cancel, false));
+    signals.push(Handled::new(
+        raw(S::POWER),
+        "SIGPWR",
+        "power failure",
+        Cancel,
+        false,
+    ));
     signals
 }
 

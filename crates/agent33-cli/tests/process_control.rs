@@ -730,7 +730,10 @@ fn assert_interrupted(sandbox: &Sandbox, done: &Finished, reason: &str) {
     for id in ["command:a", "command:b", "command:c"] {
         let task = report.task(id);
         assert_eq!(task["status"], "cancelled", "{task}");
-        assert!(text(&task["error"]).ends_with(&format!(": {reason}")), "{task}");
+        assert!(
+            text(&task["error"]).ends_with(&format!(": {reason}")),
+            "{task}"
+        );
         if task["attempts"] == 1 {
             in_flight += 1;
             assert_pids_gone(task, "ready pid=");
