@@ -1502,7 +1502,10 @@ tasks:
         // A manifest command without placeholder gets the artifact appended,
         // as an ad-hoc one does; a shell script gets it as $1 only.
         let m = parse("agents:\n  mk: {command: make lint}\n").expect("valid");
-        assert_eq!(display_argv(&m.agents[0].command.argv(&task)), "make lint f");
+        assert_eq!(
+            display_argv(&m.agents[0].command.argv(&task)),
+            "make lint f"
+        );
         // The new placeholders, in both forms; other braces stay.
         let m = parse(
             "agents:\n  t: {command: \"p {} {.} {/} {//} {/.} awk '{print $1}' ${HOME}\"}\n  \
