@@ -341,9 +341,9 @@ pub fn describe(e: &ReportError) -> String {
     format!("{e}: {}", e.io_error())
 }
 
-/// Report paths that are folders, found before anything runs: they pass
-/// the reporters' own check (their temporary file goes next to it) and
-/// would only fail at the final rename, after the run.
+/// Report paths that are folders, found before anything runs. The
+/// reporters and the journal refuse them too, but this message names the
+/// flag.
 fn check_outputs(options: &RunOptions) -> Result<(), String> {
     let reports = [
         ("--report", &options.report),

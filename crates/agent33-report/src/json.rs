@@ -1,5 +1,6 @@
-//! `--report PATH`: the run's [`ExecutionResults`] as JSON, written
-//! atomically when the run is over.
+//! `--report PATH`: the run's [`ExecutionResults`] as JSON, written when
+//! the run is over: atomically over a regular file, in place to a device,
+//! FIFO or `/dev/stdout`.
 //!
 //! The document is `ExecutionResults` exactly as the engine serialises it
 //! (PRODUCT.md's field names; each task result exactly its `TaskResult`),
@@ -25,7 +26,8 @@
 //! Rather than keep them all until the end (as the engine's
 //! [`ResultsCollector`](agent33_parallel::ResultsCollector) would), this
 //! reporter writes each result's JSON, already indented for its place in
-//! the document, to an anonymous spill file in the report's folder as soon
+//! the document, to an anonymous spill file in the report's folder (the
+//! system's temporary folder for a report written in place) as soon
 //! as it finishes, and indexes it by list, seq, offset and length. At the
 //! end it copies the bytes into the report in index order, which comes out
 //! byte for byte as if the whole `ExecutionResults` had been serialised at
@@ -50,9 +52,9 @@ use agent33_parallel::{Event, Metrics, StopReason, TaskResult, TaskStatus, Times
 use serde::Serialize;
 
 use crate::Reporter;
-use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
 use crate::ordered::{self, Ordered, Record};
+use crate::report_file::ReportFile;
 use crate::timeline::AttemptRecord;
 
 /// Writes [`ExecutionResults`](agent33_parallel::ExecutionResults) as JSON
@@ -61,7 +63,7 @@ use crate::timeline::AttemptRecord;
 #[derive(Debug)]
 pub struct JsonReporter {
     path: PathBuf,
-    file: Option<AtomicFile>,
+    file: Option<ReportFile>,
     /// `None` once a write to it failed: its offsets can no longer be
     /// trusted, so no report is written.
     spill: Option<Spill>,
@@ -75,24 +77,22 @@ pub struct JsonReporter {
 }
 
 impl JsonReporter {
-    /// Prepares the report at `path`: creates missing parent folders and the
-    /// temporary files now, so a path that cannot be written fails before
-    /// the run. The report replaces `path` only when complete.
+    /// Prepares the report at `path` now, so that a path that cannot be written
+    /// fails before the run. A regular file, or a path where nothing is yet
+    /// (missing parent folders are created), is replaced only when it is
+    /// complete, by renaming a temporary file over it; a symbolic link is
+    /// followed and stays; anything else (`/dev/null`, a FIFO,
+    /// `/dev/stdout`) is written in place, never replaced.
     ///
     /// # Errors
     ///
-    /// When the folder or the temporary files cannot be created.
+    /// When the folder or the temporary files cannot be created, or the
+    /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
         let path = path.as_ref().to_owned();
-        let file = AtomicFile::create(&path).context(|| target(&path))?;
-        // Next to the report rather than in the system's temporary folder,
-        // which may be a RAM disk: the spill is about as large as the report,
-        // and this folder is known to take the report.
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let spill = Spill::create(dir).context(|| target(&path))?;
+        let file = ReportFile::create(&path).context(|| target(&path))?;
+        // The spill is about as large as the report.
+        let spill = Spill::create(&file.scratch_folder()).context(|| target(&path))?;
         Ok(Self {
             path,
             file: Some(file),
@@ -797,7 +797,7 @@ impl Reporter for JsonReporter {
                     self.done.take(),
                     self.started_at,
                     self.stopped.as_ref(),
-                    file.file(),
+                    file.writer()?,
                 )
             })
             .and_then(|()| file.commit())

@@ -1,5 +1,6 @@
-//! `--junit PATH`: JUnit XML for CI systems, written atomically when the run
-//! is over.
+//! `--junit PATH`: JUnit XML for CI systems, written when the run is over:
+//! atomically over a regular file, in place to a device, FIFO or
+//! `/dev/stdout`.
 //!
 //! The mapping (PRODUCT.md): one `<testsuite>` per agent, named after it, in
 //! the order agents first appear in the input (none when there are no
@@ -26,9 +27,9 @@ use agent33_parallel::{AgentName, Event, TaskResult, TaskStatus, Timestamp};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use crate::Reporter;
-use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
 use crate::format::{bounded_tail, name_in_agent};
+use crate::report_file::ReportFile;
 
 /// Default bytes of each output stream kept per test case.
 pub const DEFAULT_JUNIT_OUTPUT_LIMIT: usize = 64 * 1024;
@@ -58,7 +59,7 @@ struct Suite {
 #[derive(Debug)]
 pub struct JunitReporter {
     path: PathBuf,
-    file: Option<AtomicFile>,
+    file: Option<ReportFile>,
     name: String,
     output_limit: usize,
     success_output: bool,
@@ -70,16 +71,20 @@ pub struct JunitReporter {
 }
 
 impl JunitReporter {
-    /// Prepares the report at `path`: creates missing parent folders and the
-    /// temporary file now, so a path that cannot be written fails before the
-    /// run. The report replaces `path` only when complete.
+    /// Prepares the report at `path` now, so that a path that cannot be written
+    /// fails before the run. A regular file, or a path where nothing is yet
+    /// (missing parent folders are created), is replaced only when it is
+    /// complete, by renaming a temporary file over it; a symbolic link is
+    /// followed and stays; anything else (`/dev/null`, a FIFO,
+    /// `/dev/stdout`) is written in place, never replaced.
     ///
     /// # Errors
     ///
-    /// When the folder or the temporary file cannot be created.
+    /// When the folder or the temporary file cannot be created, or the
+    /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
         let path = path.as_ref().to_owned();
-        let file = AtomicFile::create(&path).context(|| target(&path))?;
+        let file = ReportFile::create(&path).context(|| target(&path))?;
         Ok(Self {
             path,
             file: Some(file),
@@ -270,7 +275,7 @@ impl Reporter for JunitReporter {
         let report = self.build();
         let path = self.path.clone();
         (|| {
-            let mut out = BufWriter::new(file.file());
+            let mut out = BufWriter::new(file.writer()?);
             report.serialize(&mut out).map_err(std::io::Error::other)?;
             out.write_all(b"\n")?;
             out.flush()?;

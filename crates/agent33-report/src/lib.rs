@@ -61,7 +61,6 @@
 //! # }
 //! ```
 
-mod atomic;
 mod error;
 mod format;
 mod json;
@@ -71,6 +70,7 @@ mod ordered;
 mod output;
 mod progress;
 mod replay;
+mod report_file;
 mod summary;
 mod terminal;
 mod timeline;

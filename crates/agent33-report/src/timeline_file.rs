@@ -1,6 +1,6 @@
-//! A report drawn from the run's timeline and written, whole and atomically,
-//! to a path when the run is over: the shared body of the timings page and
-//! the trace.
+//! A report drawn from the run's timeline and written whole to a path when
+//! the run is over (see [`ReportFile`] for how): the shared body of the
+//! timings page and the trace.
 
 use std::fs::File;
 use std::io;
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use agent33_parallel::Event;
 
 use crate::Reporter;
-use crate::atomic::AtomicFile;
 use crate::error::{Context as _, ReportError};
+use crate::report_file::ReportFile;
 use crate::timeline::{Timeline, TimelineBuilder};
 
 /// Collects the timeline, then renders it with `write` into `path`.
@@ -18,21 +18,21 @@ use crate::timeline::{Timeline, TimelineBuilder};
 pub(crate) struct TimelineFile {
     path: PathBuf,
     what: &'static str,
-    file: Option<AtomicFile>,
+    file: Option<ReportFile>,
     timeline: TimelineBuilder,
     write: fn(&Timeline, &mut File) -> io::Result<()>,
 }
 
 impl TimelineFile {
-    /// Creates missing parent folders and the temporary file now, so a path
-    /// that cannot be written fails before the run; the file replaces `path`
-    /// only when complete. `what` names it in errors ("the trace").
+    /// Prepares `path` now (see [`ReportFile`]), so a path that cannot be
+    /// written fails before the run. `what` names it in errors ("the
+    /// trace").
     pub(crate) fn create(
         path: &Path,
         what: &'static str,
         write: fn(&Timeline, &mut File) -> io::Result<()>,
     ) -> Result<Self, ReportError> {
-        let file = AtomicFile::create(path).context(|| describe(what, path))?;
+        let file = ReportFile::create(path).context(|| describe(what, path))?;
         Ok(Self {
             path: path.to_owned(),
             what,
@@ -58,7 +58,8 @@ impl Reporter for TimelineFile {
             return Ok(());
         };
         let timeline = std::mem::take(&mut self.timeline).finish();
-        (self.write)(&timeline, file.file())
+        file.writer()
+            .and_then(|out| (self.write)(&timeline, out))
             .and_then(|()| file.commit())
             .context(|| describe(self.what, &self.path))
     }

@@ -1,5 +1,6 @@
 //! `--timings PATH`: one self-contained HTML page of the run's timeline,
-//! written atomically when the run is over.
+//! written when the run is over (atomically over a regular file, in place
+//! to a device or FIFO).
 //!
 //! In the spirit of cargo's `--timings`: a Gantt chart with one lane per
 //! slot and one bar per attempt, coloured by status (retried attempts
@@ -48,13 +49,17 @@ const ERROR_CHARS: usize = 500;
 pub struct TimingsReporter(TimelineFile);
 
 impl TimingsReporter {
-    /// Prepares the file at `path`: creates missing parent folders and the
-    /// temporary file now, so a path that cannot be written fails before the
-    /// run. The file replaces `path` only when complete.
+    /// Prepares the page at `path` now, so that a path that cannot be written
+    /// fails before the run. A regular file, or a path where nothing is yet
+    /// (missing parent folders are created), is replaced only when it is
+    /// complete, by renaming a temporary file over it; a symbolic link is
+    /// followed and stays; anything else (`/dev/null`, a FIFO,
+    /// `/dev/stdout`) is written in place, never replaced.
     ///
     /// # Errors
     ///
-    /// When the folder or the temporary file cannot be created.
+    /// When the folder or the temporary file cannot be created, or the
+    /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
         TimelineFile::create(path.as_ref(), "the timings page", |timeline, file| {
             write_timings(timeline, file)

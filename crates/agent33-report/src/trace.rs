@@ -1,6 +1,6 @@
 //! `--trace PATH`: the run as Chrome trace event JSON, for Perfetto
-//! (ui.perfetto.dev) and `chrome://tracing`, written atomically when the
-//! run is over.
+//! (ui.perfetto.dev) and `chrome://tracing`, written when the run is over
+//! (atomically over a regular file, in place to a device or FIFO).
 //!
 //! The mapping: one process (pid 1, "agent-33 run"); one thread per slot
 //! (tid = slot, named `slot N` and sorted by number); one complete event
@@ -29,13 +29,17 @@ use crate::timeline_file::TimelineFile;
 pub struct TraceReporter(TimelineFile);
 
 impl TraceReporter {
-    /// Prepares the trace at `path`: creates missing parent folders and the
-    /// temporary file now, so a path that cannot be written fails before the
-    /// run. The trace replaces `path` only when complete.
+    /// Prepares the trace at `path` now, so that a path that cannot be written
+    /// fails before the run. A regular file, or a path where nothing is yet
+    /// (missing parent folders are created), is replaced only when it is
+    /// complete, by renaming a temporary file over it; a symbolic link is
+    /// followed and stays; anything else (`/dev/null`, a FIFO,
+    /// `/dev/stdout`) is written in place, never replaced.
     ///
     /// # Errors
     ///
-    /// When the folder or the temporary file cannot be created.
+    /// When the folder or the temporary file cannot be created, or the
+    /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
         TimelineFile::create(path.as_ref(), "the trace", |timeline, file| {
             write_trace(timeline, file)

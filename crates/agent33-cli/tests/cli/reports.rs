@@ -614,3 +614,223 @@ fn the_report_subcommand_redraws_a_saved_run() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.json"));
 }
+
+/// A FIFO made in the sandbox; `mkfifo` as a shell user would.
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A FIFO being read from the start, as `--report >(jq .)` is: the report
+/// goes into it, and the FIFO stays.
+#[test]
+fn a_report_into_a_fifo_reaches_its_reader() {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo");
+    mkfifo(&fifo);
+    // The reader's end opens without waiting for a writer; the test holds a
+    // writer of its own, so that the reader, made blocking, reads until
+    // agent-33 and the test are both done with it, whatever agent-33 does.
+    let reader = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    let own_writer =
+        rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    let flags = rustix::fs::fcntl_getfl(&reader).unwrap();
+    rustix::fs::fcntl_setfl(&reader, flags - OFlags::NONBLOCK).unwrap();
+    let read = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::fs::File::from(reader)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    });
+    sb.run(["--command", "true", "--report", "fifo", "x"])
+        .output()
+        .code_is(0);
+    drop(own_writer);
+    let text = read.join().unwrap();
+    let report: Value = serde_json::from_str(&text).expect("the reader got the report");
+    assert_eq!(report["total"], 1);
+    assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo());
+    assert_eq!(sb.files(), ["fifo"], "no file left beside it");
+}
+
+/// A FIFO nobody reads when the run starts does not hold the run up: the
+/// task runs, and the report waits for a reader at the end.
+#[test]
+fn a_fifo_nobody_reads_yet_holds_up_only_the_report() {
+    use std::os::unix::fs::FileTypeExt as _;
+
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo");
+    mkfifo(&fifo);
+    let running = sb
+        .run(["--command", "touch", "--report", "fifo", "ran"])
+        .spawn();
+    crate::support::wait_for_file(&sb.join("ran"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || tx.send(std::fs::read_to_string(path)));
+    let text = rx
+        .recv_timeout(crate::support::HANG)
+        .expect("the report reaches a reader that comes late (hang detector)")
+        .unwrap();
+    running.finish().code_is(0);
+    let report: Value = serde_json::from_str(&text).expect("the reader got the report");
+    assert_eq!(report["total"], 1);
+    assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo());
+}
+
+/// A link is followed, also one to nothing yet: its target gets the report
+/// and the link stays a link; the same through `agent-33 report`.
+#[test]
+fn a_report_through_a_symlink_replaces_its_target_and_the_link_stays() {
+    use std::os::unix::fs::symlink;
+
+    let sb = Sandbox::new();
+    sb.write("reports/r.json", "previous");
+    symlink("reports/r.json", sb.join("r.json")).unwrap();
+    symlink("reports/new/j.xml", sb.join("j.xml")).unwrap();
+    sb.run([
+        "--command",
+        "true",
+        "--report",
+        "r.json",
+        "--junit",
+        "j.xml",
+        "x",
+    ])
+    .output()
+    .code_is(0);
+    assert_eq!(sb.report("reports/r.json").ids("succeeded"), ["command:x"]);
+    assert!(sb.read("reports/new/j.xml").contains("<testsuite"));
+
+    symlink("reports/t.html", sb.join("t.html")).unwrap();
+    let out = crate::support::agent33()
+        .current_dir(sb.path())
+        .args(["report", "r.json", "--timings", "t.html"])
+        .args(["--junit", "j.xml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sb.read("reports/t.html").contains("<html"));
+    for link in ["r.json", "j.xml", "t.html"] {
+        let meta = sb.join(link).symlink_metadata().unwrap();
+        assert!(meta.is_symlink(), "{link} is still a link");
+    }
+    assert_eq!(sb.files(), ["j.xml", "r.json", "reports", "t.html"]);
+}
+
+/// A device — here a /dev/null of the test's own, never the machine's —
+/// is written into, and still a device after a run and after `agent-33
+/// report` (as root, a rename would have put a regular file in its place).
+#[test]
+fn a_report_into_a_device_leaves_the_device() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("note: skipped, making a device needs root");
+        return;
+    }
+    let sb = Sandbox::new();
+    let null = sb.join("null");
+    let status = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mknod");
+    let is_null = || {
+        let meta = null.symlink_metadata().unwrap();
+        meta.file_type().is_char_device() && meta.rdev() == rustix::fs::makedev(1, 3)
+    };
+    sb.run(["--command", "true", "--report", "r.json", "x"])
+        .output()
+        .code_is(0);
+    let every = ["--junit", "null", "--timings", "null", "--trace", "null"];
+    let mut run = sb.run(["--command", "true", "--report", "null", "x"]);
+    run.cmd.args(every);
+    run.output().code_is(0);
+    assert!(is_null(), "a run leaves the device");
+    let out = crate::support::agent33()
+        .current_dir(sb.path())
+        .args(["report", "r.json"])
+        .args(every)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_null(), "`agent-33 report` leaves the device");
+    assert_eq!(sb.files(), ["null", "r.json"]);
+}
+
+/// `/dev/stdout` and `/dev/fd/N` name a file we already hold open: the
+/// report is written through it, whatever it is — a pipe, or the regular
+/// file of a `>> out.json`, which keeps what it had. (The machine's own
+/// `/dev/stdout` is not used: a sandboxed link to `/proc/self/fd/1` stands
+/// for it.)
+#[test]
+fn a_report_to_stdout_is_written_to_stdout() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let sb = Sandbox::new();
+    std::os::unix::fs::symlink("/proc/self/fd/1", sb.join("stdout")).unwrap();
+    for path in ["/dev/fd/1", "stdout"] {
+        let args = ["--output", "none", "--command", "true", "--report", path];
+        let out = sb.run(args.iter().chain(&["x"])).output();
+        out.code_is(0);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", out.stdout()));
+        assert_eq!(report["total"], 1, "{path}");
+    }
+    assert!(sb.join("stdout").symlink_metadata().unwrap().is_symlink());
+
+    let out_json = sb.write("out.json", "before\n");
+    let inode = out_json.metadata().unwrap().ino();
+    let append = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_json)
+        .unwrap();
+    let status = crate::support::agent33()
+        .current_dir(sb.path())
+        .args(["run", "--output", "none", "--command", "true"])
+        .args(["--report", "/dev/fd/1", "x"])
+        .stdout(append)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = sb.read("out.json");
+    let rest = text.strip_prefix("before\n").expect("appended to");
+    let report: Value = serde_json::from_str(rest).unwrap();
+    assert_eq!(report["total"], 1);
+    assert_eq!(out_json.metadata().unwrap().ino(), inode, "the same file");
+}
+
+#[test]
+fn a_report_path_through_a_link_that_cannot_be_written_fails_before_the_run() {
+    let sb = Sandbox::new();
+    sb.write("a-file", "");
+    std::os::unix::fs::symlink("a-file/out", sb.join("link")).unwrap();
+    for path in ["link", "/dev/fd/987"] {
+        let out = sb
+            .run(["--command", "touch ran", "x", "--report", path])
+            .output();
+        out.usage_error(path);
+        assert!(!sb.exists("ran"), "{path}: nothing ran");
+    }
+}

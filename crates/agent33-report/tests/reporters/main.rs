@@ -15,6 +15,7 @@ mod output;
 mod progress;
 mod replay;
 mod summary;
+mod targets;
 mod timeline;
 mod timings;
 mod trace;
