@@ -189,3 +189,40 @@ fn a_changed_command_runs_again_and_reordered_or_extended_input_resumes() {
     assert_eq!(out.status.code(), Some(0));
     assert!(counts(dir.path()).values().all(|&n| n == 2));
 }
+
+#[test]
+fn a_file_that_is_not_a_journal_is_refused_and_left_untouched() {
+    let dir = setup(3);
+    let marker = unique_marker("journal-refused");
+    // A JSON report of an earlier run, and someone's notes.
+    let out = run(dir.path(), "list", &marker, &["--report", "r.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    fs::remove_file(dir.path().join("journal.jsonl")).unwrap();
+    fs::remove_dir_all(dir.path().join("counts")).unwrap();
+    fs::create_dir(dir.path().join("counts")).unwrap();
+    fs::write(dir.path().join("notes.txt"), "keep this\nand this, last").unwrap();
+
+    for (file, resume) in [("notes.txt", false), ("r.json", false), ("r.json", true)] {
+        let before = fs::read(dir.path().join(file)).unwrap();
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["run", "--journal", file, "--artifacts-from", "list"])
+            .args(resume.then_some("--resume"))
+            .args(["--command", "sh -c 'echo x >> counts/$0'"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
+        assert!(stderr.starts_with("agent-33: error: "), "{stderr}");
+        assert!(stderr.contains(file), "names the file: {stderr}");
+        assert!(
+            stderr.contains("not an agent-33 journal"),
+            "says why: {stderr}"
+        );
+        assert_eq!(fs::read(dir.path().join(file)).unwrap(), before, "{file}");
+        assert!(counts(dir.path()).is_empty(), "{file}: nothing ran");
+    }
+}

@@ -12,6 +12,9 @@
 //! The journal does its own file I/O; the engine only sees it through the
 //! [`Resume`] trait.
 //!
+//! A file it is pointed at that is not a journal (`--journal notes.txt`, a
+//! JSON report) is refused and left untouched: see [`NotAJournal`].
+//!
 //! ```
 //! use std::sync::Arc;
 //! use agent33_journal::{Journal, TaskFingerprint};
@@ -140,6 +143,85 @@ pub struct Record {
     pub finished_at: Option<Timestamp>,
 }
 
+/// The file given as a journal is something else, and was left untouched
+/// (inside the [`io::Error`] of [`Journal::open`], of kind
+/// [`io::ErrorKind::InvalidData`]).
+///
+/// A file is recognisably a journal when every complete line is a record:
+/// a JSON object with the `id`, `fingerprint` and `status` of a task, as
+/// every version of this crate has written them. After the last newline
+/// there may be a torn record, which a crash in mid-write leaves: anything
+/// at all after records, but in a file with no complete line only the
+/// start of a record (`{"id":"`) — a single line of someone else's without
+/// its newline is not cut away as torn. An empty or missing file is a new
+/// journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAJournal {
+    why: String,
+}
+
+impl std::fmt::Display for NotAJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "it is not an agent-33 journal ({}), so it was left untouched",
+            self.why
+        )
+    }
+}
+
+impl std::error::Error for NotAJournal {}
+
+impl NotAJournal {
+    fn error(why: impl Into<String>) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, Self { why: why.into() })
+    }
+}
+
+/// What makes a line a record to [`recognise`]: the fields resume reads.
+/// Serde ignores the others, so records with fields added later still
+/// count.
+#[derive(Deserialize)]
+struct RecordShape {
+    #[serde(rename = "id")]
+    _id: String,
+    #[serde(rename = "fingerprint")]
+    _fingerprint: String,
+    #[serde(rename = "status")]
+    _status: String,
+}
+
+/// How every record starts: serde writes [`Record`]'s fields in order.
+const RECORD_START: &[u8] = br#"{"id":""#;
+
+/// Checks that `text`, a file's bytes, is a journal (see [`NotAJournal`]);
+/// `complete` is where its last complete line ends.
+fn recognise(text: &[u8], complete: usize) -> io::Result<()> {
+    let mut records = 0;
+    if complete > 0 {
+        for line in text[..complete - 1].split(|&b| b == b'\n') {
+            if serde_json::from_slice::<RecordShape>(line).is_err() {
+                return Err(NotAJournal::error(format!(
+                    "line {} is not a journal record",
+                    records + 1
+                )));
+            }
+            records += 1;
+        }
+    }
+    let tail = &text[complete..];
+    if records == 0 && !tail.is_empty() {
+        // A whole record whose newline never made it is torn too.
+        let torn = tail.starts_with(RECORD_START)
+            && (serde_json::from_slice::<serde::de::IgnoredAny>(tail).is_err()
+                || serde_json::from_slice::<RecordShape>(tail).is_ok());
+        if !torn {
+            return Err(NotAJournal::error("line 1 is not a journal record"));
+        }
+    }
+    Ok(())
+}
+
 /// The journal of a run. See the crate docs.
 pub struct Journal {
     path: PathBuf,
@@ -162,13 +244,28 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// Opens (or creates) the journal at `path` for appending, reading the
     /// records already there. A torn last line — a crash in mid-write — is
-    /// dropped and cut from the file; other unreadable lines are ignored.
+    /// dropped and cut from the file; records this version cannot read
+    /// (written by a later one) are ignored.
     ///
     /// # Errors
     ///
-    /// The file cannot be read, repaired or opened for appending.
+    /// The file is not a journal ([`NotAJournal`], kind
+    /// [`io::ErrorKind::InvalidData`]; the file is left untouched), or it
+    /// cannot be read, repaired or opened for appending.
     pub fn open(path: impl AsRef<Path>, fingerprint: Arc<dyn Fingerprint>) -> io::Result<Self> {
         let path = path.as_ref().to_owned();
+        // Before opening it: reading a FIFO or a terminal would wait for
+        // input, and `/dev/zero` never ends.
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(NotAJournal::error(if meta.is_dir() {
+                    "it is a folder"
+                } else {
+                    "it is not a regular file"
+                }));
+            }
+            _ => {}
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -180,6 +277,8 @@ impl Journal {
         let mut text = Vec::new();
         file.read_to_end(&mut text)?;
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Before the repair below, the one change opening makes to a file.
+        recognise(&text, complete)?;
         let mut repaired = None;
         if complete < text.len() {
             // Append mode writes at the end whatever the cursor says, so the
@@ -436,6 +535,141 @@ mod tests {
             2,
             "appends after the repair parse"
         );
+    }
+
+    /// Opens `content` as a journal, expecting a refusal that leaves it
+    /// as it was; returns the reason.
+    fn refused(content: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, content).unwrap();
+        let err = Journal::open(&path, Arc::new(TaskFingerprint)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let reason = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<NotAJournal>())
+            .unwrap_or_else(|| panic!("a NotAJournal: {err}"))
+            .to_string();
+        assert_eq!(std::fs::read(&path).unwrap(), content, "left untouched");
+        reason
+    }
+
+    #[test]
+    fn files_that_are_not_journals_are_refused_and_left_untouched() {
+        let record = {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.jsonl");
+            let mut j = journal(&path);
+            j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
+                .unwrap();
+            j.sync().unwrap();
+            drop(j);
+            std::fs::read(&path).unwrap()
+        };
+        let report = br#"{
+  "total": 1,
+  "succeeded": []
+}
+"#;
+        let mut record_then_text = record.clone();
+        record_then_text.extend_from_slice(b"a note\nthe end\n");
+        let cases: [(&str, &[u8], &str); 7] = [
+            ("notes", b"first\nsecond\nlast, no newline", "line 1"),
+            ("notes ending in a newline", b"first\nsecond\n", "line 1"),
+            ("a JSON report", report, "line 1"),
+            ("a blank line", b"\n", "line 1"),
+            ("a record, then text", &record_then_text, "line 2"),
+            // One line without its newline, but no torn record: whole
+            // JSON, or not the start of a record at all.
+            ("one JSON line", br#"{"id":"x","name":"a"}"#, "line 1"),
+            ("one word", b"notes", "line 1"),
+        ];
+        for (what, content, line) in cases {
+            let reason = refused(content);
+            assert!(reason.contains(line), "{what}: {reason}");
+            assert!(reason.contains("not an agent-33 journal"), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Journal::open(dir.path(), Arc::new(TaskFingerprint)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("folder"), "{err}");
+    }
+
+    #[test]
+    fn empty_and_missing_files_are_new_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        assert!(journal(&empty).previous().is_empty());
+        assert!(
+            journal(&dir.path().join("new/j.jsonl"))
+                .previous()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_journal_whose_only_record_was_torn_is_repaired() {
+        let whole = br#"{"id":"x:a","fingerprint":"f","agent":"x","artifact":"a","status":"success","attempts":1,"exit_code":0,"duration_ms":1,"started_at":null,"finished_at":null}"#;
+        for torn in [&whole[..20], &whole[..], b"{\"id\":\"" as &[u8]] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.jsonl");
+            std::fs::write(&path, torn).unwrap();
+            let j = journal(&path);
+            assert_eq!(j.repaired_bytes(), Some(torn.len() as u64));
+            assert!(std::fs::read(&path).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn records_then_zeros_are_a_journal_with_a_torn_tail() {
+        // What a file system may leave of a write that never reached the
+        // disk.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut j = journal(&path);
+        j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
+            .unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let whole = std::fs::read(&path).unwrap();
+        let mut zeros = whole.clone();
+        zeros.extend_from_slice(&[0; 4096]);
+        std::fs::write(&path, &zeros).unwrap();
+        let j = journal(&path);
+        assert_eq!(j.repaired_bytes(), Some(4096));
+        assert_eq!(j.previous().len(), 1);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_journal_written_by_the_first_version_is_still_read() {
+        // Pinned: the lines this crate has written since it began.
+        let old = concat!(
+            r#"{"id":"x:a","fingerprint":"f1","agent":"x","artifact":"a","status":"success","attempts":1,"exit_code":0,"duration_ms":12,"started_at":"2026-01-01T00:00:00.000Z","finished_at":"2026-01-01T00:00:00.012Z"}"#,
+            "\n",
+            r#"{"id":"x:b","fingerprint":"f2","agent":"x","artifact":"b","status":"failed","attempts":2,"exit_code":1,"duration_ms":3,"started_at":null,"finished_at":null}"#,
+            "\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        std::fs::write(&path, old).unwrap();
+        let j = journal(&path);
+        assert_eq!(j.previous().len(), 2);
+        assert_eq!(j.repaired_bytes(), None);
+        assert_eq!(j.previous()[&TaskId::from("x:a")].duration_ms, 12);
+        // A record of a later version, with a status this one does not
+        // know and a field it never wrote, is ignored, not refused.
+        let later = format!(
+            "{old}{}\n",
+            r#"{"id":"x:c","fingerprint":"f3","status":"flaky","new":1}"#
+        );
+        std::fs::write(&path, &later).unwrap();
+        assert_eq!(journal(&path).previous().len(), 2);
     }
 
     #[test]
