@@ -88,7 +88,8 @@ pub use json::JsonReporter;
 pub use junit::{DEFAULT_JUNIT_OUTPUT_LIMIT, JunitReporter};
 pub use notice::NoticeReporter;
 pub use output::{
-    GroupedPrinter, MAX_PARTIAL_LINE, OutputMode, ParseOutputModeError, StreamPrinter,
+    BarePrinter, GroupedPrinter, MAX_PARTIAL_LINE, OutputMode, ParseOutputModeError,
+    PrinterOptions, StreamPrinter,
 };
 pub use progress::{
     DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, ProgressReporter, Suspender,

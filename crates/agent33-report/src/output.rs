@@ -1,4 +1,4 @@
-//! How task output reaches the console (`--output grouped|stream|none`).
+//! How task output reaches the console (`--output grouped|stream|bare|none`).
 //!
 //! - [`GroupedPrinter`] (the default): when a task finishes, its captured
 //!   output is written as one block under a header naming the task, so
@@ -6,7 +6,16 @@
 //! - [`StreamPrinter`]: lines as they arrive in `TaskOutput` events, each
 //!   prefixed with the task id; a partial line waits for its newline (or the
 //!   end of the attempt) so two tasks never share a line.
+//! - [`BarePrinter`]: when a task finishes, the bytes it wrote, exactly,
+//!   with nothing added: output meant for a file or a pipe.
 //! - `none`: no printer at all.
+//!
+//! Keep order (`-k`, [`PrinterOptions::keep_order`]): grouped and bare
+//! printers print tasks in input order rather than as they finish. A
+//! finished task waits for every earlier one; its output is held meanwhile
+//! (in memory up to a budget, then in a temporary file: see `held`). The
+//! stream printer prints lines live and cannot reorder them; it ignores the
+//! option.
 //!
 //! Quiet (`-q`, [`OutputMode::quiet_printers`]) shows only the output of
 //! tasks that did not succeed. Grouped printers just skip the others'
@@ -21,7 +30,9 @@
 //! not decide what a closed pipe means; they return a [`ReportError`] whose
 //! [`ReportError::is_broken_pipe`] is true.
 
-use std::collections::{HashMap, HashSet};
+mod held;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -32,6 +43,7 @@ use crate::format::{Style, format_duration_ms, reason};
 use crate::progress::Suspender;
 use crate::terminal::TerminalInfo;
 use crate::{Output, Reporter};
+use held::{Held, MEMORY_BUDGET};
 
 /// How task output reaches the console.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -42,8 +54,36 @@ pub enum OutputMode {
     /// Live lines, each prefixed with the task id. The executor must stream
     /// output (`Settings::stream_output`) for lines to arrive live.
     Stream,
+    /// Each finished task's bytes exactly as written, nothing added. The
+    /// executor must stream output (`Settings::stream_output`): the
+    /// captured output of a result is a bounded tail, as text.
+    Bare,
     /// No task output.
     None,
+}
+
+/// How printers choose and order what they print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrinterOptions {
+    failures_only: bool,
+    keep_order: bool,
+}
+
+impl PrinterOptions {
+    /// Only tasks that did not succeed have their output printed (`-q`).
+    #[must_use]
+    pub fn failures_only(mut self, yes: bool) -> Self {
+        self.failures_only = yes;
+        self
+    }
+
+    /// Tasks are printed in input order, not as they finish (`-k`);
+    /// ignored by the stream printer.
+    #[must_use]
+    pub fn keep_order(mut self, yes: bool) -> Self {
+        self.keep_order = yes;
+        self
+    }
 }
 
 impl OutputMode {
@@ -53,6 +93,7 @@ impl OutputMode {
         match self {
             Self::Grouped => "grouped",
             Self::Stream => "stream",
+            Self::Bare => "bare",
             Self::None => "none",
         }
     }
@@ -60,7 +101,7 @@ impl OutputMode {
     /// Whether the executor should forward output live for this mode.
     #[must_use]
     pub fn needs_live_output(self) -> bool {
-        self == Self::Stream
+        matches!(self, Self::Stream | Self::Bare)
     }
 
     /// The printers for this mode: one for tasks' stdout (written to
@@ -74,7 +115,7 @@ impl OutputMode {
         term: &TerminalInfo,
         suspender: &Suspender,
     ) -> Vec<Box<dyn Reporter>> {
-        self.make_printers(stdout, stderr, term, suspender, false)
+        self.printers_with(stdout, stderr, term, suspender, PrinterOptions::default())
     }
 
     /// The printers for this mode under `--quiet`: as [`OutputMode::printers`],
@@ -88,23 +129,39 @@ impl OutputMode {
         term: &TerminalInfo,
         suspender: &Suspender,
     ) -> Vec<Box<dyn Reporter>> {
-        self.make_printers(stdout, stderr, term, suspender, true)
+        let options = PrinterOptions::default().failures_only(true);
+        self.printers_with(stdout, stderr, term, suspender, options)
     }
 
-    fn make_printers(
+    /// The printers for this mode, as `options` says.
+    #[must_use]
+    pub fn printers_with(
         self,
         stdout: Output,
         stderr: Output,
         term: &TerminalInfo,
         suspender: &Suspender,
-        failures_only: bool,
+        options: PrinterOptions,
     ) -> Vec<Box<dyn Reporter>> {
+        let PrinterOptions {
+            failures_only,
+            keep_order,
+        } = options;
         let (co, ce) = (term.color_stdout(), term.color_stderr());
         let grouped = |stream, out, color| -> Box<dyn Reporter> {
             Box::new(
                 GroupedPrinter::new(stream, out, color)
                     .suspender(suspender.clone())
-                    .failures_only(failures_only),
+                    .failures_only(failures_only)
+                    .keep_order(keep_order),
+            )
+        };
+        let bare = |stream, out| -> Box<dyn Reporter> {
+            Box::new(
+                BarePrinter::new(stream, out)
+                    .suspender(suspender.clone())
+                    .failures_only(failures_only)
+                    .keep_order(keep_order),
             )
         };
         let streamed = |stream, out, color| -> Box<dyn Reporter> {
@@ -123,6 +180,7 @@ impl OutputMode {
                 streamed(Stream::Stdout, stdout, co),
                 streamed(Stream::Stderr, stderr, ce),
             ],
+            Self::Bare => vec![bare(Stream::Stdout, stdout), bare(Stream::Stderr, stderr)],
             Self::None => Vec::new(),
         }
     }
@@ -134,9 +192,9 @@ impl fmt::Display for OutputMode {
     }
 }
 
-/// An `--output` value that is not `grouped`, `stream` or `none`.
+/// An `--output` value that is not `grouped`, `stream`, `bare` or `none`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown output mode `{0}` (expected grouped, stream or none)")]
+#[error("unknown output mode `{0}` (expected grouped, stream, bare or none)")]
 pub struct ParseOutputModeError(pub String);
 
 impl FromStr for OutputMode {
@@ -146,6 +204,7 @@ impl FromStr for OutputMode {
         match s {
             "grouped" => Ok(Self::Grouped),
             "stream" => Ok(Self::Stream),
+            "bare" => Ok(Self::Bare),
             "none" => Ok(Self::None),
             other => Err(ParseOutputModeError(other.to_owned())),
         }
@@ -174,6 +233,119 @@ fn emit(
         .context(|| stream_target(stream))
 }
 
+/// Finished tasks in input order: a task may be printed once every earlier
+/// one has been (`-k`). Input positions are dense from 0, and every task
+/// the engine queues finishes, so the line always moves on.
+#[derive(Debug, Default)]
+struct InOrder {
+    /// The first task not printed yet.
+    next: u64,
+    /// Tasks after it that have finished.
+    finished: BTreeSet<u64>,
+}
+
+impl InOrder {
+    /// `seq` finished: the tasks that may be printed now, in order.
+    fn finished(&mut self, seq: u64) -> Vec<u64> {
+        self.finished.insert(seq);
+        let mut ready = Vec::new();
+        while self.finished.remove(&self.next) {
+            ready.push(self.next);
+            self.next += 1;
+        }
+        ready
+    }
+
+    /// Every finished task still waiting, in order: at the end of the run
+    /// nothing is left to wait for.
+    fn rest(&mut self) -> Vec<u64> {
+        let rest: Vec<u64> = std::mem::take(&mut self.finished).into_iter().collect();
+        if let Some(last) = rest.last() {
+            self.next = last + 1;
+        }
+        rest
+    }
+}
+
+/// What a grouped or bare printer holds and when it lets go: each task's
+/// bytes until it has finished and, with keep-order, until every earlier
+/// task has been printed.
+#[derive(Debug)]
+struct Release {
+    keep_order: Option<InOrder>,
+    held: Held,
+}
+
+impl Release {
+    fn new() -> Self {
+        Self {
+            keep_order: None,
+            held: Held::new(MEMORY_BUDGET),
+        }
+    }
+
+    fn keep_order(&mut self, yes: bool) {
+        self.keep_order = yes.then(InOrder::default);
+    }
+
+    /// `seq` finished (its bytes, if any, are held): prints what may be
+    /// printed now.
+    fn finished(
+        &mut self,
+        seq: u64,
+        out: &mut Output,
+        suspender: &Suspender,
+        stream: Stream,
+    ) -> Result<(), ReportError> {
+        let ready = match &mut self.keep_order {
+            Some(order) => order.finished(seq),
+            None => vec![seq],
+        };
+        self.print(&ready, out, suspender, stream)
+    }
+
+    /// Prints everything still held, in input order.
+    fn flush_all(
+        &mut self,
+        out: &mut Output,
+        suspender: &Suspender,
+        stream: Stream,
+    ) -> Result<(), ReportError> {
+        let rest = match &mut self.keep_order {
+            Some(order) => order.rest(),
+            None => Vec::new(),
+        };
+        self.print(&rest, out, suspender, stream)
+    }
+
+    fn print(
+        &mut self,
+        seqs: &[u64],
+        out: &mut Output,
+        suspender: &Suspender,
+        stream: Stream,
+    ) -> Result<(), ReportError> {
+        if !seqs.iter().any(|&s| self.held.has(s)) {
+            return Ok(());
+        }
+        let held = &mut self.held;
+        suspender
+            .suspend(|| {
+                let mut result = Ok(());
+                // Every task is let go, even after a failed write, so that
+                // nothing stays held for a closed pipe.
+                for &seq in seqs {
+                    let written = held.write_out(seq, out);
+                    if result.is_ok() {
+                        result = written;
+                    }
+                }
+                result.and_then(|()| out.flush())
+            })
+            .context(|| stream_target(stream))
+    }
+}
+
 /// Prints each finished task's output for one stream as a block:
 ///
 /// ```text
@@ -183,13 +355,15 @@ fn emit(
 ///
 /// The stderr printer's header says `[stderr]` after the id. Tasks that
 /// wrote nothing to the stream get no block. Colour (on a terminal) marks
-/// the header by outcome.
+/// the header by outcome. With [`GroupedPrinter::keep_order`], blocks come
+/// in input order.
 pub struct GroupedPrinter {
     stream: Stream,
     out: Output,
     color: bool,
     suspender: Suspender,
     failures_only: bool,
+    release: Release,
 }
 
 impl fmt::Debug for GroupedPrinter {
@@ -211,6 +385,7 @@ impl GroupedPrinter {
             color,
             suspender: Suspender::none(),
             failures_only: false,
+            release: Release::new(),
         }
     }
 
@@ -225,6 +400,14 @@ impl GroupedPrinter {
     #[must_use]
     pub fn failures_only(mut self, yes: bool) -> Self {
         self.failures_only = yes;
+        self
+    }
+
+    /// Prints blocks in input order, each once every earlier task has been
+    /// printed (`--keep-order`); a finished task's block is held till then.
+    #[must_use]
+    pub fn keep_order(mut self, yes: bool) -> Self {
+        self.release.keep_order(yes);
         self
     }
 
@@ -272,17 +455,147 @@ impl GroupedPrinter {
 
 impl Reporter for GroupedPrinter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
-        if let Event::TaskFinished { result, .. } = event {
-            if let Some(block) = self.block(result) {
-                emit(
-                    &mut self.out,
-                    &self.suspender,
-                    self.stream,
-                    block.as_bytes(),
-                )?;
+        match event {
+            Event::TaskFinished { seq, result, .. } => {
+                let block = self.block(result);
+                if self.release.keep_order.is_none() {
+                    if let Some(block) = block {
+                        emit(
+                            &mut self.out,
+                            &self.suspender,
+                            self.stream,
+                            block.as_bytes(),
+                        )?;
+                    }
+                    return Ok(());
+                }
+                if let Some(block) = block {
+                    self.release.held.append(*seq, block.as_bytes());
+                }
+                self.release
+                    .finished(*seq, &mut self.out, &self.suspender, self.stream)
             }
+            Event::RunFinished { .. } => {
+                self.release
+                    .flush_all(&mut self.out, &self.suspender, self.stream)
+            }
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ReportError> {
+        self.release
+            .flush_all(&mut self.out, &self.suspender, self.stream)
+    }
+}
+
+/// Prints one stream of each finished task exactly as the task wrote it:
+/// no header, no prefix, no newline added, bytes that are not UTF-8 kept.
+/// Tasks never interleave. `sha256sum` run over files this way prints what
+/// `sha256sum` over all of them prints.
+///
+/// The bytes come from the live `TaskOutput` events (the executor must
+/// stream output), held until the task ends; a retry starts afresh, so the
+/// last attempt's output is printed, as in the result. A task that
+/// streamed nothing but has output in its result (an agent that returns
+/// its output instead of writing it, a task resumed from a journal) gets
+/// that printed. What is held beyond a memory budget waits in a temporary
+/// file.
+pub struct BarePrinter {
+    stream: Stream,
+    out: Output,
+    suspender: Suspender,
+    failures_only: bool,
+    release: Release,
+    /// Tasks whose current attempt streamed on this stream.
+    streamed: HashSet<u64>,
+}
+
+impl fmt::Debug for BarePrinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarePrinter")
+            .field("stream", &self.stream)
+            .field("keep_order", &self.release.keep_order.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BarePrinter {
+    /// A printer of tasks' `stream` output to `out`.
+    #[must_use]
+    pub fn new(stream: Stream, out: Output) -> Self {
+        Self {
+            stream,
+            out,
+            suspender: Suspender::none(),
+            failures_only: false,
+            release: Release::new(),
+            streamed: HashSet::new(),
+        }
+    }
+
+    /// Hides the progress bar while output is written.
+    #[must_use]
+    pub fn suspender(mut self, suspender: Suspender) -> Self {
+        self.suspender = suspender;
+        self
+    }
+
+    /// Prints only the output of tasks that did not succeed (`--quiet`).
+    #[must_use]
+    pub fn failures_only(mut self, yes: bool) -> Self {
+        self.failures_only = yes;
+        self
+    }
+
+    /// Prints tasks in input order (`--keep-order`).
+    #[must_use]
+    pub fn keep_order(mut self, yes: bool) -> Self {
+        self.release.keep_order(yes);
+        self
+    }
+}
+
+impl Reporter for BarePrinter {
+    fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
+        match event {
+            Event::TaskOutput {
+                seq, stream, bytes, ..
+            } if *stream == self.stream => {
+                self.streamed.insert(*seq);
+                self.release.held.append(*seq, bytes);
+                Ok(())
+            }
+            Event::TaskRetrying { seq, .. } => {
+                self.streamed.remove(seq);
+                self.release.held.discard(*seq);
+                Ok(())
+            }
+            Event::TaskFinished { seq, result, .. } => {
+                let streamed = self.streamed.remove(seq);
+                if self.failures_only && result.status == TaskStatus::Success {
+                    self.release.held.discard(*seq);
+                } else if !streamed {
+                    let text = match self.stream {
+                        Stream::Stdout => &result.output,
+                        Stream::Stderr => &result.stderr,
+                    };
+                    self.release.held.append(*seq, text.as_bytes());
+                }
+                self.release
+                    .finished(*seq, &mut self.out, &self.suspender, self.stream)
+            }
+            Event::RunFinished { .. } => {
+                self.release
+                    .flush_all(&mut self.out, &self.suspender, self.stream)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), ReportError> {
+        self.release
+            .flush_all(&mut self.out, &self.suspender, self.stream)
     }
 }
 
