@@ -14,6 +14,13 @@
 //! other console reporters through a [`Suspender`], which hides it while they
 //! write so lines never tear through it.
 //!
+//! When the input is streamed (a file or stdin), the total is not known
+//! when the run starts (`RunStarted { total: None }`): progress then shows
+//! how many tasks are done and the rate (tasks per second). Whoever reads
+//! the input says when it has ended and how many tasks it made, through an
+//! [`InputTotal`]; from then on progress shows done/total and an ETA, as
+//! for a known task set.
+//!
 //! Once the run is stopping (`RunStopping`), done/total and the ETA no
 //! longer mean anything — tasks never started count as done by the
 //! hundred — so the bar says what happens instead: `stopping… (Ctrl-C
@@ -28,7 +35,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use agent33_parallel::{Event, StopReason, TaskStatus};
@@ -70,6 +77,34 @@ impl Suspender {
             Some(bar) => bar.suspend(f),
             None => f(),
         }
+    }
+}
+
+/// The number of tasks of a streamed input, once it has been read to its
+/// end. Cheap to clone: the reader of the input sets it, the progress
+/// reporter reads it.
+///
+/// The engine's events do not say when a stream of tasks has ended (its
+/// `RunStarted` comes before the first task is read), so the reader tells.
+#[derive(Clone, Debug, Default)]
+pub struct InputTotal(Arc<OnceLock<usize>>);
+
+impl InputTotal {
+    /// Not known yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The input has ended after `total` tasks. Only the first call counts.
+    pub fn set(&self, total: usize) {
+        let _ = self.0.set(total);
+    }
+
+    /// The total, once the input has ended.
+    #[must_use]
+    pub fn get(&self) -> Option<usize> {
+        self.0.get().copied()
     }
 }
 
@@ -159,6 +194,8 @@ enum Kind {
 pub struct ProgressReporter {
     kind: Kind,
     total: Option<usize>,
+    /// Where the total of a streamed input comes from, once it has ended.
+    input_total: Option<InputTotal>,
     counts: Counts,
     running: HashSet<u64>,
     /// Why the run is stopping, once it is.
@@ -186,6 +223,7 @@ impl ProgressReporter {
         Self {
             kind,
             total: None,
+            input_total: None,
             counts: Counts::default(),
             running: HashSet::new(),
             stopping: None,
@@ -293,6 +331,32 @@ impl ProgressReporter {
         self
     }
 
+    /// Learns the total of a streamed input from `total` once the input
+    /// has ended (see [`InputTotal`]); a total known from `RunStarted` wins.
+    #[must_use]
+    pub fn input_total(mut self, total: InputTotal) -> Self {
+        self.input_total = Some(total);
+        self
+    }
+
+    /// Takes the streamed input's total once it is known, and shows it.
+    fn learn_total(&mut self) {
+        if self.total.is_some() || self.over {
+            return;
+        }
+        let Some(total) = self.input_total.as_ref().and_then(InputTotal::get) else {
+            return;
+        };
+        self.total = Some(total);
+        if let Kind::Bar { bar, color, .. } = &self.kind {
+            bar.set_length(total as u64);
+            // While stopping the bar shows no count to complete.
+            if self.stopping.is_none() {
+                bar.set_style(Self::style(Self::template(true, *color)));
+            }
+        }
+    }
+
     /// A handle that hides this reporter's bar while others write.
     #[must_use]
     pub fn suspender(&self) -> Suspender {
@@ -339,7 +403,7 @@ impl ProgressReporter {
         }
         let mut line = match self.total {
             Some(total) => format!("progress: {}/{total} done", c.done),
-            None => format!("progress: {} done", c.done),
+            None => format!("progress: {} done, {}", c.done, rate(c.done, elapsed)),
         };
         line.push_str(&format!(
             ", {}, {} elapsed",
@@ -364,8 +428,8 @@ impl ProgressReporter {
             (true, false) => {
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} · {msg} · ETA {eta}"
             }
-            (false, true) => "{spinner:.green} [{elapsed_precise}] {pos} done · {msg}",
-            (false, false) => "{spinner} [{elapsed_precise}] {pos} done · {msg}",
+            (false, true) => "{spinner:.green} [{elapsed_precise}] {pos} done · {rate} · {msg}",
+            (false, false) => "{spinner} [{elapsed_precise}] {pos} done · {rate} · {msg}",
         }
     }
 
@@ -384,6 +448,13 @@ impl ProgressReporter {
         ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .with_key("eta", eta)
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    // Into indicatif's own string buffer, which cannot fail.
+                    let _ = w.write_str(&rate(state.pos(), state.elapsed()));
+                },
+            )
     }
 
     fn start_bar(bar: &ProgressBar, total: Option<usize>, color: bool, steady: bool) {
@@ -469,6 +540,7 @@ impl ProgressReporter {
 
 impl Reporter for ProgressReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
+        self.learn_total();
         match event {
             Event::RunStarted { total, .. } => {
                 self.total = *total;
@@ -487,6 +559,8 @@ impl Reporter for ProgressReporter {
                     }
                     Kind::Hidden => {}
                 }
+                // The input may have ended before the run's start was seen.
+                self.learn_total();
             }
             Event::TaskStarted { seq, .. } => {
                 self.running.insert(*seq);
@@ -521,12 +595,39 @@ impl Reporter for ProgressReporter {
     }
 
     fn tick(&mut self) -> Result<(), ReportError> {
+        if self.total.is_none() {
+            self.learn_total();
+            if self.total.is_some() {
+                self.update_bar();
+            }
+        }
         self.maybe_line()
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
         self.end();
         Ok(())
+    }
+}
+
+/// Tasks done so far per second (`2.5 tasks/s`), or per minute when that
+/// reads better (`1.5 tasks/min`); `- tasks/s` before any time has passed.
+fn rate(done: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "- tasks/s".to_owned();
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a rate to one decimal; counts beyond 2^52 do not happen"
+    )]
+    let per_sec = done as f64 / secs;
+    if per_sec >= 100.0 {
+        format!("{per_sec:.0} tasks/s")
+    } else if per_sec >= 0.1 || done == 0 {
+        format!("{per_sec:.1} tasks/s")
+    } else {
+        format!("{:.1} tasks/min", per_sec * 60.0)
     }
 }
 
@@ -631,7 +732,7 @@ mod tests {
         let mut p = ProgressReporter::hidden();
         assert_eq!(
             p.status_line(Duration::from_secs(2)),
-            "progress: 0 done, 0 running, 0 failed, 2.0s elapsed"
+            "progress: 0 done, 0.0 tasks/s, 0 running, 0 failed, 2.0s elapsed"
         );
         p.total = Some(4);
         p.counts.done = 1;
@@ -639,5 +740,14 @@ mod tests {
             p.status_line(Duration::from_secs(2)),
             "progress: 1/4 done, 0 running, 0 failed, 2.0s elapsed, ETA 6.0s"
         );
+    }
+
+    #[test]
+    fn rates_read_well_at_any_pace() {
+        assert_eq!(rate(0, Duration::ZERO), "- tasks/s");
+        assert_eq!(rate(5, Duration::from_secs(2)), "2.5 tasks/s");
+        assert_eq!(rate(0, Duration::from_secs(30)), "0.0 tasks/s");
+        assert_eq!(rate(1, Duration::from_secs(40)), "1.5 tasks/min");
+        assert_eq!(rate(12_345, Duration::from_secs(10)), "1234 tasks/s");
     }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent33_parallel::{Event, StopReason, TaskStatus};
-use agent33_report::{NoticeReporter, ProgressReporter, Reporter, Reporters, TerminalInfo};
+use agent33_report::{
+    InputTotal, NoticeReporter, ProgressReporter, Reporter, Reporters, TerminalInfo,
+};
 
 use crate::fixtures::{Outcome, RunBuilder, SharedBuf};
 
@@ -102,8 +104,8 @@ fn a_quiet_stretch_gets_a_heartbeat_through_tick() {
     assert_eq!(
         buf.text(),
         "\
-progress: 0 done, 1 running, 0 failed, 5.0s elapsed
-progress: 0 done, 1 running, 0 failed, 35.0s elapsed
+progress: 0 done, 0.0 tasks/s, 1 running, 0 failed, 5.0s elapsed
+progress: 0 done, 0.0 tasks/s, 1 running, 0 failed, 35.0s elapsed
 "
     );
 }
@@ -156,8 +158,128 @@ fn a_short_interval_brings_the_first_line_forward() {
     progress.tick().unwrap();
     assert_eq!(
         buf.text(),
-        "progress: 0 done, 0 running, 0 failed, 0.2s elapsed\n"
+        "progress: 0 done, 0.0 tasks/s, 0 running, 0 failed, 0.2s elapsed\n"
     );
+}
+
+/// Streamed input (a file, stdin): the total is unknown at the start, so
+/// the lines show how many are done and the rate; once the input has
+/// ended they show done/total and an ETA.
+#[test]
+fn streamed_input_shows_a_rate_then_the_total_once_the_input_ends() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let total = InputTotal::new();
+    let mut progress = lines_reporter(&buf, &clock).input_total(total.clone());
+    let mut run = RunBuilder::start(None, 2);
+    let feed = |run: &mut RunBuilder, progress: &mut ProgressReporter| {
+        for e in run.events.drain(..) {
+            progress.on_event(&e).unwrap();
+        }
+    };
+    // Four tasks in 2 s, while more input may come.
+    for seq in 0..4 {
+        run.queue(seq, "c", &format!("t{seq}"));
+        run.start_task(seq, 0, 0, 0);
+        run.finish_task(seq, 0, 1, Outcome::success());
+        feed(&mut run, &mut progress);
+        clock.advance(0.5);
+    }
+    // The input ends after ten lines.
+    for seq in 4..10 {
+        run.queue(seq, "c", &format!("t{seq}"));
+    }
+    total.set(10);
+    run.start_task(4, 0, 0, 0);
+    clock.advance(4.0);
+    // The first event after that shows the total.
+    feed(&mut run, &mut progress);
+    for e in run.finish(5_000, 2, 0.5, None) {
+        progress.on_event(&e).unwrap();
+    }
+    assert_eq!(
+        buf.text(),
+        "\
+progress: 2 done, 2.0 tasks/s, 0 running, 0 failed, 1.0s elapsed
+progress: 4/10 done, 0 running, 0 failed, 6.0s elapsed, ETA 9.0s
+"
+    );
+}
+
+/// A total that arrives while nothing else happens shows at the next tick.
+#[test]
+fn the_total_shows_at_a_tick_too() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let total = InputTotal::new();
+    let mut progress = lines_reporter(&buf, &clock).input_total(total.clone());
+    let mut run = RunBuilder::start(None, 1);
+    run.queue(0, "c", "only");
+    run.start_task(0, 0, 0, 0);
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    total.set(1);
+    clock.advance(1.0);
+    progress.tick().unwrap();
+    assert_eq!(
+        buf.text(),
+        "progress: 0/1 done, 1 running, 0 failed, 1.0s elapsed\n"
+    );
+}
+
+/// A known total from the run's start is not replaced.
+#[test]
+fn a_total_known_from_the_start_wins() {
+    let buf = SharedBuf::default();
+    let clock = ManualClock::new();
+    let total = InputTotal::new();
+    total.set(99);
+    let mut progress = lines_reporter(&buf, &clock).input_total(total);
+    for e in &RunBuilder::start(Some(3), 1).events {
+        progress.on_event(e).unwrap();
+    }
+    clock.advance(1.0);
+    progress.tick().unwrap();
+    assert_eq!(
+        buf.text(),
+        "progress: 0/3 done, 0 running, 0 failed, 1.0s elapsed\n"
+    );
+}
+
+/// On a terminal: a count and a rate while the input streams, then a bar
+/// of done/total once it has ended.
+#[test]
+fn the_bar_shows_a_rate_then_the_total() {
+    let term = FakeTerm::new(100);
+    let total = InputTotal::new();
+    let mut progress = ProgressReporter::bar_on(term.clone(), false).input_total(total.clone());
+    let mut run = RunBuilder::start(None, 2);
+    for seq in 0..3 {
+        run.queue(seq, "c", &format!("t{seq}"));
+        run.start_task(seq, 0, 0, 0);
+        run.finish_task(seq, 0, 1, Outcome::success());
+    }
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    let bar = bars(&term);
+    assert_eq!(bar.len(), 1, "{:#?}", term.rows());
+    assert!(bar[0].contains("] 3 done · "), "{bar:?}");
+    assert!(bar[0].contains(" tasks/s · 0 running, 0 failed"), "{bar:?}");
+    run.queue(3, "c", "t3");
+    total.set(4);
+    run.start_task(3, 0, 0, 0);
+    for e in run.events.drain(..) {
+        progress.on_event(&e).unwrap();
+    }
+    let bar = bars(&term);
+    assert_eq!(bar.len(), 1, "{:#?}", term.rows());
+    assert!(
+        bar[0].contains(" 3/4 · 1 running, 0 failed · ETA "),
+        "{bar:?}"
+    );
+    progress.finish().unwrap();
 }
 
 #[test]
