@@ -1,11 +1,16 @@
-//! Ad-hoc artifacts (`--command`): from the positional arguments, or read
-//! lazily, line by line, from a file or stdin (`--artifacts-from FILE|-`).
+//! Ad-hoc artifacts (`--command`): from the positional arguments (or after
+//! `:::`), or read lazily, item by item, from a file or stdin
+//! (`--artifacts-from FILE|-`, `:::: FILE`, or stdin when nothing else was
+//! given).
 //!
-//! Lines are bytes: they may be non-UTF-8 and are kept exactly, without
-//! their `\n` or `\r\n`; lines that are empty or only spaces and tabs are
-//! skipped. The tasks come out as a stream so the engine can start them
-//! while input is still being read, and stops reading when the run stops:
-//! lines never read are not part of the run.
+//! Items are bytes: they may be non-UTF-8 and are kept exactly. By default
+//! an item is a line, without its `\n` or `\r\n`, and lines that are empty
+//! or only spaces and tabs are skipped. With `-0` ([`Separator::Nul`]) an
+//! item ends with a NUL byte, as `find -print0` writes them, and is taken
+//! whole (a name may hold spaces, newlines, anything but NUL); only empty
+//! items are skipped. The tasks come out as a stream so the engine can
+//! start them while input is still being read, and stops reading when the
+//! run stops: items never read are not part of the run.
 //!
 //! Task ids are `command:ARTIFACT`; a repeated artifact gets `#2`, `#3`, …
 //! ([`IdAllocator`]).
@@ -130,10 +135,39 @@ impl IdAllocator {
     }
 }
 
+/// What ends an item of streamed input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Separator {
+    /// A line ending, `\n` or `\r\n`; blank lines are skipped.
+    #[default]
+    Newline,
+    /// A NUL byte (`-0`, `find -print0`); empty items are skipped.
+    Nul,
+}
+
+impl Separator {
+    /// The byte an item ends with.
+    fn byte(self) -> u8 {
+        match self {
+            Self::Newline => b'\n',
+            Self::Nul => b'\0',
+        }
+    }
+
+    /// The artifact in `item` as read (its end included), or `None` for an
+    /// item that is skipped.
+    fn item(self, item: &[u8]) -> Option<&[u8]> {
+        match self {
+            Self::Newline => trim_line(item),
+            Self::Nul => trim_nul_item(item),
+        }
+    }
+}
+
 /// Where ad-hoc artifacts come from.
 #[derive(Debug)]
 pub enum ArtifactInput {
-    /// The positional arguments.
+    /// The positional arguments (or the words after `:::`).
     Args(Vec<OsString>),
     /// A file, already opened (so a missing file is a usage error before
     /// anything runs).
@@ -142,20 +176,26 @@ pub enum ArtifactInput {
         path: PathBuf,
         /// The open file.
         file: std::fs::File,
+        /// What ends an item.
+        separator: Separator,
     },
-    /// Standard input (`--artifacts-from -`).
-    Stdin,
+    /// Standard input (`--artifacts-from -`, or nothing else given).
+    Stdin {
+        /// What ends an item.
+        separator: Separator,
+    },
 }
 
 impl ArtifactInput {
-    /// Opens `--artifacts-from PATH` (`-` = stdin).
+    /// Opens `--artifacts-from PATH` (`-` = stdin), whose items end with
+    /// `separator`.
     ///
     /// # Errors
     ///
     /// A usage error when the file cannot be opened.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path, separator: Separator) -> Result<Self> {
         if path.as_os_str() == "-" {
-            return Ok(Self::Stdin);
+            return Ok(Self::Stdin { separator });
         }
         let file = std::fs::File::open(path).map_err(|e| {
             UsageError::new(format_args!(
@@ -174,6 +214,7 @@ impl ArtifactInput {
         Ok(Self::File {
             path: path.to_owned(),
             file,
+            separator,
         })
     }
 
@@ -183,7 +224,21 @@ impl ArtifactInput {
         match self {
             Self::Args(_) => "the command line".to_owned(),
             Self::File { path, .. } => path.display().to_string(),
-            Self::Stdin => "standard input".to_owned(),
+            Self::Stdin { .. } => "standard input".to_owned(),
+        }
+    }
+
+    /// What to say when this input gave no artifact at all (after
+    /// `agent-33: no artifacts: `).
+    #[must_use]
+    pub fn nothing_read(&self) -> String {
+        match self {
+            Self::Args(_) => "none given: pass them as arguments, after :::, with \
+                              --artifacts-from FILE, or on standard input (not read when it is \
+                              a terminal)"
+                .to_owned(),
+            Self::File { path, .. } => format!("{} has none", path.display()),
+            Self::Stdin { .. } => "standard input had none".to_owned(),
         }
     }
 
@@ -219,12 +274,23 @@ impl ArtifactInput {
                 )
                 .boxed()
             }
-            Self::File { path, file } => {
+            Self::File {
+                path,
+                file,
+                separator,
+            } => {
                 let reader = BufReader::new(tokio::fs::File::from_std(file));
-                line_tasks(reader, agent, path.display().to_string(), errors.clone())
+                line_tasks(
+                    reader,
+                    separator,
+                    agent,
+                    path.display().to_string(),
+                    errors.clone(),
+                )
             }
-            Self::Stdin => line_tasks(
+            Self::Stdin { separator } => line_tasks(
                 BufReader::new(tokio::io::stdin()),
+                separator,
                 agent,
                 "standard input".to_owned(),
                 errors.clone(),
@@ -292,9 +358,19 @@ pub fn trim_line(line: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Tasks from the lines of `reader`, read only as the stream is polled.
+/// Strips the NUL that ends an item of `-0` input; `None` for an empty
+/// item, which is skipped.
+#[must_use]
+pub fn trim_nul_item(item: &[u8]) -> Option<&[u8]> {
+    let item = item.strip_suffix(b"\0").unwrap_or(item);
+    (!item.is_empty()).then_some(item)
+}
+
+/// Tasks from the items of `reader` (lines, or NUL-ended with
+/// [`Separator::Nul`]), read only as the stream is polled.
 pub fn line_tasks<R>(
     reader: R,
+    separator: Separator,
     agent: AgentName,
     source: String,
     errors: ReadErrors,
@@ -320,13 +396,13 @@ where
         errors,
         done: false,
     };
-    stream::unfold(state, |mut s| async move {
+    stream::unfold(state, move |mut s| async move {
         while !s.done {
             s.buf.clear();
-            match s.reader.read_until(b'\n', &mut s.buf).await {
+            match s.reader.read_until(separator.byte(), &mut s.buf).await {
                 Ok(0) => s.done = true,
                 Ok(_) => {
-                    if let Some(line) = trim_line(&s.buf) {
+                    if let Some(line) = separator.item(&s.buf) {
                         let task = s.ids.task(&s.agent, line);
                         return Some((task, s));
                     }
@@ -351,7 +427,8 @@ mod tests {
     #[test]
     fn a_folder_is_not_an_artifact_list() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let err = ArtifactInput::open(dir.path()).expect_err("a folder is refused");
+        let err =
+            ArtifactInput::open(dir.path(), Separator::Newline).expect_err("a folder is refused");
         assert!(
             err.to_string().ends_with("it is a folder, not a file"),
             "{err}"
@@ -452,8 +529,13 @@ mod tests {
     }
 
     async fn collect(input: &'static [u8]) -> Vec<AgentTask> {
+        collect_with(input, Separator::Newline).await
+    }
+
+    async fn collect_with(input: &'static [u8], separator: Separator) -> Vec<AgentTask> {
         line_tasks(
             input,
+            separator,
             AgentName::from(ADHOC_AGENT),
             "test".into(),
             ReadErrors::default(),
@@ -482,11 +564,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn nul_ended_items_are_taken_whole_and_empty_ones_skipped() {
+        let tasks = collect_with(
+            b"a b.txt\0\0 \0line\nbreak\r\n\0\xff\0a b.txt\0last",
+            Separator::Nul,
+        )
+        .await;
+        let got: Vec<&[u8]> = tasks.iter().map(AgentTask::artifact_bytes).collect();
+        assert_eq!(
+            got,
+            [
+                &b"a b.txt"[..],
+                b" ",
+                b"line\nbreak\r\n",
+                b"\xff",
+                b"a b.txt",
+                b"last"
+            ]
+        );
+        assert_eq!(tasks[4].id.as_str(), "command:a b.txt#2");
+    }
+
+    #[test]
+    fn nul_items_lose_only_their_nul() {
+        assert_eq!(trim_nul_item(b"x\0"), Some(&b"x"[..]));
+        assert_eq!(trim_nul_item(b"x\n"), Some(&b"x\n"[..]));
+        assert_eq!(trim_nul_item(b"\0"), None);
+        assert_eq!(trim_nul_item(b""), None);
+    }
+
+    #[tokio::test]
     async fn only_what_is_polled_is_read() {
         // A reader that counts the lines it has handed out.
         let (client, mut server) = tokio::io::duplex(64);
         let mut tasks = line_tasks(
             BufReader::new(client),
+            Separator::Newline,
             AgentName::from(ADHOC_AGENT),
             "pipe".into(),
             ReadErrors::default(),
@@ -509,7 +622,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("list.txt");
         std::fs::write(&path, "x\ny\nx\n").expect("write");
-        let input = ArtifactInput::open(&path).expect("opens");
+        let input = ArtifactInput::open(&path, Separator::Newline).expect("opens");
         let stream = input.into_stream();
         let got: Vec<String> = stream
             .tasks
@@ -534,8 +647,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("list.txt");
         std::fs::write(&path, "a\n").expect("write");
-        let file_stream = ArtifactInput::open(&path).expect("opens").into_stream();
-        let stdin_stream = ArtifactInput::Stdin.into_stream();
+        let file_stream = ArtifactInput::open(&path, Separator::Newline)
+            .expect("opens")
+            .into_stream();
+        let stdin_stream = ArtifactInput::Stdin {
+            separator: Separator::Nul,
+        }
+        .into_stream();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -547,15 +665,18 @@ mod tests {
 
     #[test]
     fn a_missing_list_is_a_usage_error() {
-        let err = ArtifactInput::open(Path::new("/nonexistent/list.txt")).unwrap_err();
+        let err = ArtifactInput::open(Path::new("/nonexistent/list.txt"), Separator::Newline)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot read artifacts from /nonexistent/list.txt:"),
             "{err}"
         );
         assert!(matches!(
-            ArtifactInput::open(Path::new("-")),
-            Ok(ArtifactInput::Stdin)
+            ArtifactInput::open(Path::new("-"), Separator::Nul),
+            Ok(ArtifactInput::Stdin {
+                separator: Separator::Nul
+            })
         ));
     }
 
@@ -567,6 +688,7 @@ mod tests {
         let input = ArtifactInput::File {
             path: dir.path().to_owned(),
             file,
+            separator: Separator::Newline,
         };
         let stream = input.into_stream();
         let got: Vec<AgentTask> = stream.tasks.collect().await;

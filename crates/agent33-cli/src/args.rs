@@ -10,10 +10,10 @@
 //! merge them). The environment variables are therefore written into the
 //! help text by hand, in clap's `[env: NAME]` style.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// `agent-33`: run agents over artifacts, in parallel, under control.
 #[derive(Debug, Clone, Parser)]
@@ -96,6 +96,8 @@ pub enum OutputMode {
     Grouped,
     /// Lines as they come, each prefixed with the task id.
     Stream,
+    /// Each finished task's stdout exactly as written, nothing added.
+    Bare,
     /// No task output; only the summary.
     None,
 }
@@ -106,8 +108,10 @@ pub enum OutputMode {
 /// docs for why.
 #[derive(Debug, Clone, Default, Args)]
 // next_line_help: each flag's help on its own full-width line, so
-// "[default: …] [env: …]" does not wrap apart in `-h` either.
-#[command(allow_negative_numbers = true, next_line_help = true)]
+// "[default: …] [env: …]" does not wrap apart in `-h` either. Negative
+// numbers are allowed per flag, not for the whole command, where `-0`
+// would be read as the number 0 rather than as --null.
+#[command(next_line_help = true)]
 #[expect(
     clippy::struct_excessive_bools,
     reason = "each bool is one on/off flag of the CLI"
@@ -123,7 +127,8 @@ pub struct RunArgs {
         short = 'j',
         long = "parallel-limit",
         value_name = "N",
-        help_heading = "Execution"
+        help_heading = "Execution",
+        allow_negative_numbers = true
     )]
     pub parallel_limit: Option<String>,
 
@@ -132,7 +137,12 @@ pub struct RunArgs {
     pub respect_dependencies: bool,
 
     /// Per-task timeout, seconds; 0 = none [default: 300] [env: AGENT33_TASK_TIMEOUT]
-    #[arg(long, value_name = "S", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "S",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub timeout: Option<String>,
 
     /// Never stop for failures [default: false] [env: AGENT33_CONTINUE_ON_ERROR]
@@ -140,7 +150,12 @@ pub struct RunArgs {
     pub continue_on_error: bool,
 
     /// Stop after N failed tasks [default: 1] [env: AGENT33_MAX_FAILURES]
-    #[arg(long, value_name = "N", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub max_failures: Option<String>,
 
     /// At a stop, cancel running tasks [default: true] [env: AGENT33_FAIL_FAST]
@@ -152,23 +167,48 @@ pub struct RunArgs {
     pub no_fail_fast: bool,
 
     /// Extra attempts for a failed task [default: 0] [env: AGENT33_RETRIES]
-    #[arg(long, value_name = "N", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub retries: Option<String>,
 
     /// Seconds before the first retry, then doubling [default: 1]
-    #[arg(long, value_name = "S", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "S",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub retry_backoff: Option<String>,
 
     /// Seconds from SIGTERM to SIGKILL [default: 5] [env: AGENT33_KILL_GRACE]
-    #[arg(long, value_name = "S", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "S",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub kill_grace: Option<String>,
 
     /// Whole-run deadline, seconds; 0 = none [default: 0] [env: AGENT33_DEADLINE]
-    #[arg(long, value_name = "S", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "S",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub deadline: Option<String>,
 
     /// Bytes of stdout and stderr kept per task [default: 1048576]
-    #[arg(long, value_name = "BYTES", help_heading = "Execution")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help_heading = "Execution",
+        allow_negative_numbers = true
+    )]
     pub output_limit: Option<String>,
 
     // ----- input -----
@@ -193,9 +233,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub artifacts_from: Option<PathBuf>,
 
-    /// Ad-hoc artifacts (with --command)
+    /// Input items (--artifacts-from, ::::, stdin) end with NUL, not newline (find -print0)
+    #[arg(short = '0', long, help_heading = "Input")]
+    pub null: bool,
+
+    /// Ad-hoc artifacts (with --command); as in GNU parallel, also `::: A B …` (every word after
+    /// `:::` is an artifact) or `:::: FILE` (= --artifacts-from FILE). Without any, they are read
+    /// from stdin unless it is a terminal
     #[arg(value_name = "ARTIFACT")]
     pub artifacts: Vec<OsString>,
+
+    /// The words from the first `:::` or `::::` on, as groups: GNU
+    /// parallel's spelling of the artifacts, which clap cannot see (every
+    /// word after `:::` is an artifact, even one that looks like a flag).
+    /// [`crate::config`] checks them.
+    #[arg(skip)]
+    pub gnu_input: Vec<GnuInput>,
 
     // ----- output -----
     /// Show the plan, run nothing
@@ -209,6 +262,10 @@ pub struct RunArgs {
     /// How task output reaches the terminal [default: grouped]
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Output")]
     pub output: Option<OutputMode>,
+
+    /// Task output reaches stdout in input order, not as tasks finish
+    #[arg(short = 'k', long, help_heading = "Output")]
+    pub keep_order: bool,
 
     /// Write the results (ExecutionResults) as JSON to PATH
     #[arg(long, value_name = "PATH", help_heading = "Output")]
@@ -243,7 +300,30 @@ pub struct RunArgs {
     pub resume: bool,
 }
 
+/// One group of GNU parallel's input words: `::: A B …` or `:::: FILE …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GnuInput {
+    /// `::::` (files of artifacts) rather than `:::` (the artifacts).
+    pub files: bool,
+    /// The words after the separator, up to the next one.
+    pub words: Vec<OsString>,
+}
+
+impl GnuInput {
+    /// The separator as written: `:::` or `::::`.
+    #[must_use]
+    pub fn separator(&self) -> &'static str {
+        if self.files { "::::" } else { ":::" }
+    }
+}
+
 /// Parses a full command line (including the program name).
+///
+/// For `run`, the words from the first `:::` or `::::` on are taken out
+/// before clap sees the rest, into [`RunArgs::gnu_input`]: after `:::`
+/// every word is an artifact, as in GNU parallel, even `-x` or
+/// `--report`. A `:::` that is the value of a flag (`--command :::`) or
+/// comes after `--` is an ordinary word.
 ///
 /// # Errors
 ///
@@ -255,7 +335,86 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args)
+    let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let gnu_input = match gnu_separator_at(&args) {
+        Some(at) => gnu_groups(args.split_off(at)),
+        None => Vec::new(),
+    };
+    let mut cli = Cli::try_parse_from(args)?;
+    if let Command::Run(run) = &mut cli.command {
+        run.gnu_input = gnu_input;
+    }
+    Ok(cli)
+}
+
+fn is_gnu_separator(word: &OsStr) -> bool {
+    word == ":::" || word == "::::"
+}
+
+/// Where the first `:::` or `::::` of a `run` command line is, if it has
+/// one that clap would take for an argument: not a flag's value, not after
+/// `--`.
+fn gnu_separator_at(args: &[OsString]) -> Option<usize> {
+    if args.get(1).is_none_or(|a| a != "run") {
+        return None;
+    }
+    let cli = Cli::command();
+    let run = cli.find_subcommand("run")?;
+    let takes_value = |arg: &clap::Arg| arg.get_action().takes_values();
+    let long_takes_value = |name: &str| {
+        run.get_arguments()
+            .any(|a| takes_value(a) && a.get_long() == Some(name))
+    };
+    let short_takes_value = |c: char| {
+        run.get_arguments()
+            .any(|a| takes_value(a) && a.get_short() == Some(c))
+    };
+    let mut i = 2;
+    while i < args.len() {
+        let word = &args[i];
+        if word == "--" {
+            return None;
+        }
+        if is_gnu_separator(word) {
+            return Some(i);
+        }
+        // Flags are ASCII; a word that is not UTF-8 is no flag.
+        if let Some(w) = word.to_str() {
+            if let Some(long) = w.strip_prefix("--") {
+                if !long.contains('=') && long_takes_value(long) {
+                    i += 1;
+                }
+            } else if let Some(shorts) = w.strip_prefix('-') {
+                // `-qj 4`: the first short flag that takes a value takes
+                // the rest of the word, or the next word if nothing is left.
+                for (at, c) in shorts.char_indices() {
+                    if short_takes_value(c) {
+                        if at + c.len_utf8() == shorts.len() {
+                            i += 1;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Splits the words from the first separator on into groups.
+fn gnu_groups(words: Vec<OsString>) -> Vec<GnuInput> {
+    let mut groups: Vec<GnuInput> = Vec::new();
+    for word in words {
+        match groups.last_mut() {
+            Some(group) if !is_gnu_separator(&word) => group.words.push(word),
+            _ => groups.push(GnuInput {
+                files: word == "::::",
+                words: Vec::new(),
+            }),
+        }
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -343,7 +502,8 @@ mod tests {
             "--timings",
             "t.html",
             "--output",
-            "stream",
+            "bare",
+            "--keep-order",
             "--output-dir",
             "out",
             "--trace",
@@ -356,7 +516,8 @@ mod tests {
         assert_eq!(r.file, Some(PathBuf::from("m.yaml")));
         assert!(r.dry_run && r.quiet && r.resume);
         assert_eq!(r.format, Some(Format::Json));
-        assert_eq!(r.output, Some(OutputMode::Stream));
+        assert_eq!(r.output, Some(OutputMode::Bare));
+        assert!(r.keep_order);
         assert_eq!(r.report, Some(PathBuf::from("r.json")));
         assert_eq!(r.junit, Some(PathBuf::from("j.xml")));
         assert_eq!(r.timings, Some(PathBuf::from("t.html")));
@@ -370,11 +531,68 @@ mod tests {
         let r = run(&["--command", "wc -l", "--", "a.txt", "-b.txt"]);
         assert_eq!(r.command.as_deref(), Some("wc -l"));
         assert_eq!(r.artifacts, vec![OsString::from("a.txt"), "-b.txt".into()]);
-        let r = run(&["--command", "wc", "--artifacts-from", "-"]);
+        let r = run(&["--command", "wc", "--artifacts-from", "-", "--null"]);
         assert_eq!(r.artifacts_from, Some(PathBuf::from("-")));
+        assert!(r.null);
         assert!(!r.shell);
         let r = run(&["--shell", "--command", "wc -l \"$1\"", "a"]);
         assert!(r.shell);
+    }
+
+    fn gnu(files: bool, words: &[&str]) -> GnuInput {
+        GnuInput {
+            files,
+            words: words.iter().map(OsString::from).collect(),
+        }
+    }
+
+    #[test]
+    fn everything_after_three_colons_is_an_artifact() {
+        let r = run(&[
+            "--command",
+            "echo",
+            "-k",
+            "::: ",
+            ":::",
+            "a",
+            "-b",
+            "--report",
+            "x",
+        ]);
+        assert_eq!(r.artifacts, vec![OsString::from("::: ")]);
+        assert!(r.keep_order);
+        assert_eq!(r.report, None);
+        assert_eq!(r.gnu_input, [gnu(false, &["a", "-b", "--report", "x"])]);
+        let r = run(&["--command", "cat", "::::", "-", ":::", ":::", "x", "::::"]);
+        assert_eq!(
+            r.gnu_input,
+            [
+                gnu(true, &["-"]),
+                gnu(false, &[]),
+                gnu(false, &["x"]),
+                gnu(true, &[])
+            ]
+        );
+        let r = run(&["--command", "x", ":::"]);
+        assert_eq!(r.gnu_input, [gnu(false, &[])]);
+    }
+
+    #[test]
+    fn three_colons_as_a_value_or_after_a_double_dash_are_plain_words() {
+        let r = run(&["--command", ":::", "--report=r", ":::", "a"]);
+        assert_eq!(r.command.as_deref(), Some(":::"));
+        assert_eq!(r.gnu_input, [gnu(false, &["a"])]);
+        let r = run(&["-qj", ":::", "--command", "x", "--", ":::", "a"]);
+        assert_eq!(r.parallel_limit.as_deref(), Some(":::"));
+        assert!(r.gnu_input.is_empty());
+        assert_eq!(r.artifacts, vec![OsString::from(":::"), "a".into()]);
+        let r = run(&["-j4", "-0", "--command", "x", ":::", "a"]);
+        assert_eq!(r.parallel_limit.as_deref(), Some("4"));
+        assert!(r.null);
+        assert_eq!(r.gnu_input, [gnu(false, &["a"])]);
+        // Only `run` has artifacts.
+        let cli = parse_from(["agent-33", "report", "r.json", ":::"]);
+        assert!(cli.is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use agent33_parallel::{Agent, AgentName, AgentSpec, AgentTask, Agents, Settings};
 
-use crate::adhoc::{ADHOC_AGENT, ArtifactInput};
+use crate::adhoc::{ADHOC_AGENT, ArtifactInput, Separator};
 use crate::args::{Format, OutputMode, RunArgs};
 use crate::error::{Result, UsageError};
 use crate::manifest::Manifest;
@@ -333,10 +333,27 @@ pub enum TaskSource {
 pub struct AdHoc {
     /// The `--command` template.
     pub template: CommandTemplate,
-    /// `--artifacts-from`.
-    pub artifacts_from: Option<PathBuf>,
-    /// Positional artifacts.
-    pub artifacts: Vec<OsString>,
+    /// Where the artifacts come from.
+    pub artifacts: AdHocArtifacts,
+    /// What ends an item of streamed input (`-0`).
+    pub separator: Separator,
+}
+
+/// Where ad-hoc artifacts come from, as the command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdHocArtifacts {
+    /// Given as arguments, or after `:::` (which may be followed by none:
+    /// then there are none, and stdin is not read).
+    Listed(Vec<OsString>),
+    /// Read from a file: `--artifacts-from FILE` or `:::: FILE` (`-` =
+    /// stdin).
+    From(PathBuf),
+    /// None given: read from stdin when it is not a terminal, as xargs and
+    /// GNU parallel do; otherwise there are none.
+    Stdin {
+        /// Whether stdin is a terminal (looked at when the flags are read).
+        is_terminal: bool,
+    },
 }
 
 /// Flags that are not settings: what to show and where to write.
@@ -364,6 +381,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// `--quiet`.
     pub quiet: bool,
+    /// `-k`/`--keep-order`.
+    pub keep_order: bool,
 }
 
 /// Stage 1: every source read and validated on its own, nothing merged.
@@ -402,17 +421,17 @@ impl RawConfig {
                         "--command cannot be used with -f/--file: an ad-hoc run reads no manifest",
                     ));
                 }
-                if args.artifacts_from.is_some() && !args.artifacts.is_empty() {
-                    return Err(UsageError::new(
-                        "give ad-hoc artifacts either as arguments or with --artifacts-from, not both",
-                    ));
-                }
+                let artifacts = adhoc_artifacts(args)?;
                 let template = CommandTemplate::from_flag(command, args.shell)
                     .map_err(|m| UsageError::new(format_args!("invalid --command: {m}")))?;
                 Some(AdHoc {
                     template,
-                    artifacts_from: args.artifacts_from.clone(),
-                    artifacts: args.artifacts.clone(),
+                    artifacts,
+                    separator: if args.null {
+                        Separator::Nul
+                    } else {
+                        Separator::Newline
+                    },
                 })
             }
             None => {
@@ -426,6 +445,19 @@ impl RawConfig {
                     return Err(UsageError::new(
                         "--artifacts-from needs --command TEMPLATE (a manifest run takes its \
                          artifacts from the manifest)",
+                    ));
+                }
+                if let Some(group) = args.gnu_input.first() {
+                    return Err(UsageError::new(format_args!(
+                        "{} needs --command TEMPLATE (a manifest run takes its artifacts from \
+                         the manifest)",
+                        group.separator()
+                    )));
+                }
+                if args.null {
+                    return Err(UsageError::new(
+                        "-0/--null needs --command TEMPLATE: it splits ad-hoc input (a manifest \
+                         run takes its artifacts from the manifest)",
                     ));
                 }
                 if let Some(first) = args.artifacts.first() {
@@ -454,6 +486,12 @@ impl RawConfig {
         if let Some(m) = &manifest {
             m.execution.check_stop_rule()?;
         }
+        if args.keep_order && args.output == Some(OutputMode::Stream) {
+            return Err(UsageError::new(
+                "-k/--keep-order cannot be used with --output stream, which prints lines as \
+                 tasks write them; use --output grouped or bare to get output in input order",
+            ));
+        }
         let options = RunOptions {
             dry_run: args.dry_run,
             format: args.format.unwrap_or_default(),
@@ -466,6 +504,7 @@ impl RawConfig {
             journal: args.journal.clone(),
             resume: args.resume,
             quiet: args.quiet,
+            keep_order: args.keep_order,
         };
         Ok(Self {
             flags,
@@ -502,9 +541,15 @@ impl RawConfig {
                 )
             }
             (None, Some(adhoc)) => {
-                let input = match &adhoc.artifacts_from {
-                    Some(path) => ArtifactInput::open(path)?,
-                    None => ArtifactInput::Args(adhoc.artifacts),
+                let input = match adhoc.artifacts {
+                    AdHocArtifacts::Listed(artifacts) => ArtifactInput::Args(artifacts),
+                    AdHocArtifacts::From(path) => ArtifactInput::open(&path, adhoc.separator)?,
+                    AdHocArtifacts::Stdin { is_terminal: false } => ArtifactInput::Stdin {
+                        separator: adhoc.separator,
+                    },
+                    // Nobody would type the artifacts there, and reading
+                    // would wait for them.
+                    AdHocArtifacts::Stdin { is_terminal: true } => ArtifactInput::Args(Vec::new()),
                 };
                 let agent = AgentDef {
                     name: AgentName::from(ADHOC_AGENT),
@@ -526,6 +571,76 @@ impl RawConfig {
             manifest_path,
         })
     }
+}
+
+/// Where the ad-hoc artifacts come from: arguments, `--artifacts-from`,
+/// GNU parallel's `::: A B …` or `:::: FILE`, or (none given) stdin.
+///
+/// Only one of these at a time. GNU parallel combines several input
+/// sources (`::: a b ::: 1 2`, `:::: f g`) into every combination of their
+/// items; agent-33 runs one list, and rather than quietly do something else
+/// it refuses them.
+fn adhoc_artifacts(args: &RunArgs) -> Result<AdHocArtifacts> {
+    let mut given: Vec<String> = Vec::new();
+    if !args.artifacts.is_empty() {
+        given.push("as arguments".to_owned());
+    }
+    if args.artifacts_from.is_some() {
+        given.push("with --artifacts-from".to_owned());
+    }
+    let gnu = match args.gnu_input.as_slice() {
+        [] => None,
+        [one] => {
+            given.push(if one.files {
+                "with ::::".to_owned()
+            } else {
+                "after :::".to_owned()
+            });
+            Some(one)
+        }
+        [..] => {
+            return Err(UsageError::new(
+                "several ::: or :::: lists (GNU parallel would run every combination of their \
+                 items); agent-33 takes one list of artifacts",
+            ));
+        }
+    };
+    if given.len() > 1 {
+        if let (Some(group), Some(first)) = (gnu, args.artifacts.first()) {
+            return Err(UsageError::new(format_args!(
+                "unexpected argument {:?} before {} (every artifact comes after it; the \
+                 command is --command TEMPLATE)",
+                first.to_string_lossy(),
+                group.separator()
+            )));
+        }
+        return Err(UsageError::new(format_args!(
+            "give ad-hoc artifacts either {} or {}, not both",
+            given[0], given[1]
+        )));
+    }
+    if let Some(group) = gnu {
+        if !group.files {
+            return Ok(AdHocArtifacts::Listed(group.words.clone()));
+        }
+        return match group.words.as_slice() {
+            [file] => Ok(AdHocArtifacts::From(PathBuf::from(file))),
+            [] => Err(UsageError::new(
+                ":::: needs a FILE of artifacts, one per line (- for standard input)",
+            )),
+            [..] => Err(UsageError::new(
+                "several files after :::: (GNU parallel would run every combination of their \
+                 lines); agent-33 takes one list of artifacts",
+            )),
+        };
+    }
+    Ok(match &args.artifacts_from {
+        Some(path) => AdHocArtifacts::From(path.clone()),
+        None if args.artifacts.is_empty() => AdHocArtifacts::Stdin {
+            is_terminal: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        },
+        None => AdHocArtifacts::Listed(args.artifacts.clone()),
+    })
 }
 
 /// The highest-precedence value of one setting, or its default.
@@ -609,7 +724,7 @@ pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'stati
         kill_grace: kill_grace.value,
         deadline: (!deadline.value.is_zero()).then_some(deadline.value),
         output_limit_bytes: output_limit.value,
-        stream_output: output == OutputMode::Stream,
+        stream_output: matches!(output, OutputMode::Stream | OutputMode::Bare),
         lookahead: d.lookahead,
     };
     let sources = vec![
@@ -1417,6 +1532,65 @@ mod tests {
             agent.command.argv(&AgentTask::new("command", "a b")),
             ["sh", "-c", "wc -l \"$1\"", "sh", "a b"].map(OsString::from)
         );
+    }
+
+    #[test]
+    fn ad_hoc_artifacts_come_from_one_place() {
+        let source = |flags: &[&str]| {
+            RawConfig::new(&args(flags), &|_| None)
+                .expect("valid")
+                .adhoc
+                .expect("ad hoc")
+                .artifacts
+        };
+        let listed =
+            |words: &[&str]| AdHocArtifacts::Listed(words.iter().map(OsString::from).collect());
+        assert_eq!(source(&["--command", "x", "a"]), listed(&["a"]));
+        assert_eq!(
+            source(&["--command", "x", ":::", "a", "-b"]),
+            listed(&["a", "-b"])
+        );
+        assert_eq!(source(&["--command", "x", ":::"]), listed(&[]));
+        for flags in [
+            &["--command", "x", "::::", "f"][..],
+            &["--command", "x", "--artifacts-from", "f"],
+        ] {
+            assert_eq!(source(flags), AdHocArtifacts::From(PathBuf::from("f")));
+        }
+        assert!(matches!(
+            source(&["--command", "x"]),
+            AdHocArtifacts::Stdin { .. }
+        ));
+    }
+
+    #[test]
+    fn stdin_is_read_unless_it_is_a_terminal() {
+        for (flags, separator) in [
+            (&["--command", "x"][..], Separator::Newline),
+            (&["-0", "--command", "x"], Separator::Nul),
+        ] {
+            for is_terminal in [false, true] {
+                let mut raw = RawConfig::new(&args(flags), &|_| None).expect("valid");
+                raw.adhoc.as_mut().expect("ad hoc").artifacts =
+                    AdHocArtifacts::Stdin { is_terminal };
+                let c = raw.resolve().expect("valid");
+                match (&c.tasks, is_terminal) {
+                    (TaskSource::AdHoc(ArtifactInput::Args(a)), true) => assert!(a.is_empty()),
+                    (TaskSource::AdHoc(ArtifactInput::Stdin { separator: s }), false) => {
+                        assert_eq!(*s, separator);
+                    }
+                    (other, _) => panic!("{other:?} for a terminal: {is_terminal}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bare_output_streams_and_keep_order_is_an_option() {
+        let c =
+            load_with(&["--command", "x", "--output", "bare", "-k", "a"], &[], "").expect("valid");
+        assert!(c.settings.stream_output, "bare output needs the live bytes");
+        assert!(c.options.keep_order);
     }
 
     #[test]

@@ -46,11 +46,15 @@ pub async fn show(mut config: Config) -> u8 {
     let tasks: Vec<AgentTask> = match source {
         TaskSource::Manifest(tasks) => tasks,
         TaskSource::AdHoc(input) => {
+            let nothing_read = input.nothing_read();
             let stream = input.into_stream();
-            let tasks = stream.tasks.collect().await;
+            let tasks: Vec<AgentTask> = stream.tasks.collect().await;
             if let Some(e) = stream.errors.take() {
                 eprintln!("agent-33: error: {e}");
                 return exit::USAGE;
+            }
+            if tasks.is_empty() {
+                eprintln!("agent-33: no artifacts: {nothing_read}");
             }
             tasks
         }

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent33_cli::args::{OutputMode as OutputFlag, RunArgs};
@@ -17,8 +17,9 @@ use agent33_journal::{Fingerprint, Journal, StableHasher};
 use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use agent33_report::{
-    JsonReporter, JunitReporter, NoticeReporter, OutputMode, ProgressReporter, ReportError,
-    Reporters, SummaryOptions, SummaryReporter, TerminalInfo, TimingsReporter, TraceReporter,
+    InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
+    ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TerminalInfo,
+    TimingsReporter, TraceReporter,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -76,7 +77,11 @@ async fn run(config: Config) -> u8 {
     if let (Some(j), true) = (&journal, config.options.resume) {
         executor = executor.with_resume(j.resume());
     }
-    let mut reporters = match reporters(&config) {
+    // Set once a streamed input has been read to its end, with the number
+    // of tasks it made: progress then knows the total, and a stop that
+    // left lines unread can be told from a run that read them all.
+    let input_total = InputTotal::new();
+    let mut reporters = match reporters(&config, &input_total) {
         Ok(r) => r,
         Err(e) => return usage_error(&describe(&e)),
     };
@@ -108,23 +113,32 @@ async fn run(config: Config) -> u8 {
     }
 
     let mut read_errors = None;
-    let mut input_ended: Option<Arc<AtomicBool>> = None;
+    let mut streamed = false;
+    // What to say should the ad-hoc input give no artifact at all.
+    let mut nothing_read = None;
     let mut events = match config.tasks {
         TaskSource::Manifest(tasks) => executor.run(tasks, &agents, control),
         TaskSource::AdHoc(input) => match input.known_tasks() {
-            Some(tasks) => executor.run(tasks, &agents, control),
+            Some(tasks) => {
+                if tasks.is_empty() {
+                    nothing_read = Some(input.nothing_read());
+                }
+                executor.run(tasks, &agents, control)
+            }
             None => {
+                nothing_read = Some(input.nothing_read());
+                streamed = true;
                 let stream = input.into_stream();
                 read_errors = Some(stream.errors);
-                // Set when the input has been read to its end: a stop that
-                // leaves lines unread leaves work undone.
-                let ended = Arc::new(AtomicBool::new(false));
-                let at_end = Arc::clone(&ended);
-                input_ended = Some(ended);
+                let read = Arc::new(AtomicUsize::new(0));
+                let counter = Arc::clone(&read);
+                let at_end = input_total.clone();
                 let tasks = futures::StreamExt::chain(
-                    stream.tasks,
+                    futures::StreamExt::inspect(stream.tasks, move |_| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }),
                     futures::stream::poll_fn(move |_| {
-                        at_end.store(true, Ordering::SeqCst);
+                        at_end.set(read.load(Ordering::Relaxed));
                         std::task::Poll::Ready(None)
                     }),
                 );
@@ -195,6 +209,11 @@ async fn run(config: Config) -> u8 {
         eprintln!("agent-33: error: {message}");
         failed_reports = true;
     }
+    // Said last, under the summary's `0 total`: why there was nothing to do.
+    // A stream a stop cut short may have held more: no note.
+    if let Some(note) = nothing_read.filter(|_| !streamed || input_total.get() == Some(0)) {
+        eprintln!("agent-33: no artifacts: {note}");
+    }
     // Nothing we started outlives us, whatever happened above.
     agent33_process::disarm_guard();
     tokio::task::spawn_blocking(|| agent33_process::kill_all_descendants(FINAL_SWEEP))
@@ -204,12 +223,7 @@ async fn run(config: Config) -> u8 {
     let outcome = match signalled.load(Ordering::SeqCst) {
         // Input the run stopped before reading (its deadline, say) is work
         // not done, even when every task that ran succeeded.
-        0 if all_succeeded
-            && !failed_reports
-            && input_ended
-                .as_ref()
-                .is_none_or(|ended| ended.load(Ordering::SeqCst)) =>
-        {
+        0 if all_succeeded && !failed_reports && (!streamed || input_total.get().is_some()) => {
             Outcome::AllSucceeded
         }
         0 => Outcome::SomeDidNotSucceed,
@@ -382,6 +396,7 @@ fn output_mode(flag: OutputFlag) -> OutputMode {
     match flag {
         OutputFlag::Grouped => OutputMode::Grouped,
         OutputFlag::Stream => OutputMode::Stream,
+        OutputFlag::Bare => OutputMode::Bare,
         OutputFlag::None => OutputMode::None,
     }
 }
@@ -390,13 +405,14 @@ fn output_mode(flag: OutputFlag) -> OutputMode {
 /// progress first (it clears its bar), notices, task output, files, and the
 /// summary last. File reports are created now so a bad path fails before
 /// anything runs.
-fn reporters(config: &Config) -> Result<Reporters, ReportError> {
+fn reporters(config: &Config, input_total: &InputTotal) -> Result<Reporters, ReportError> {
     let options = &config.options;
     let term = TerminalInfo::detect();
     let progress = if options.quiet {
         ProgressReporter::hidden()
     } else {
         ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
+            .input_total(input_total.clone())
     };
     let suspender = progress.suspender();
     let mut reporters = Reporters::new()
@@ -405,11 +421,10 @@ fn reporters(config: &Config) -> Result<Reporters, ReportError> {
     let (stdout, stderr) = (Box::new(io::stdout()), Box::new(io::stderr()));
     let mode = output_mode(options.output);
     // Quiet: failures' output only (PRODUCT.md, -q).
-    let printers = if options.quiet {
-        mode.quiet_printers(stdout, stderr, &term, &suspender)
-    } else {
-        mode.printers(stdout, stderr, &term, &suspender)
-    };
+    let printing = PrinterOptions::default()
+        .failures_only(options.quiet)
+        .keep_order(options.keep_order);
+    let printers = mode.printers_with(stdout, stderr, &term, &suspender, printing);
     for printer in printers {
         reporters.push(printer);
     }

@@ -61,6 +61,8 @@ const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
     ("--format", Some("text"), None),
     ("--command", None, None),
     ("--artifacts-from", None, None),
+    ("-0, --null", None, None),
+    ("-k, --keep-order", None, None),
     ("--report", None, None),
     ("--junit", None, None),
     ("--timings", None, None),
