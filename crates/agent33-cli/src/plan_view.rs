@@ -1,8 +1,10 @@
 //! `agent-33 run --dry-run`: resolves everything (globs, dependencies,
-//! templates, timeouts) and prints the plan, grouped by dependency level,
-//! as text or JSON. Runs nothing.
+//! templates, timeouts, retries, folders, environment) and prints the plan,
+//! grouped by dependency level, as text or JSON. Runs nothing.
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent33_cli::args::Format;
@@ -18,10 +20,21 @@ use crate::exit;
 /// One task as the plan shows it.
 struct Step<'a> {
     task: &'a AgentTask,
-    argv: Vec<std::ffi::OsString>,
+    argv: Vec<OsString>,
     script: Option<&'a str>,
     timeout: Option<Duration>,
+    /// Extra attempts after a failure: the task's, its agent's or the run's.
+    retries: u32,
     agent_limit: Option<usize>,
+    /// Where it runs: the agent's folder, or (`None`) the current one.
+    cwd: Option<&'a Path>,
+    /// The agent's own variables, beside the `AGENT33_*` ones every task gets.
+    env: &'a [(OsString, OsString)],
+}
+
+/// The folder a step runs in, as the plan shows it.
+fn folder(cwd: Option<&Path>) -> String {
+    cwd.map_or_else(|| ".".to_owned(), |c| c.display().to_string())
 }
 
 fn mode_name(s: &Settings) -> &'static str {
@@ -105,7 +118,10 @@ pub async fn show(mut config: Config) -> u8 {
                     CommandTemplate::Argv(_) => None,
                 },
                 timeout,
+                retries: task.retries.or(def.retries).unwrap_or(s.retries),
                 agent_limit: def.parallel_limit,
+                cwd: def.command.working_dir().map(PathBuf::as_path),
+                env: def.command.extra_env(),
             }
         })
         .collect();
@@ -148,6 +164,11 @@ fn json_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String 
                             "shell": st.script.is_some(),
                             "script": st.script,
                             "timeout_seconds": seconds(st.timeout),
+                            "retries": st.retries,
+                            "cwd": folder(st.cwd),
+                            "env": st.env.iter()
+                                .map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy())))
+                                .collect::<serde_json::Map<String, Value>>(),
                             "agent_parallel_limit": st.agent_limit,
                             "depends_on": st.task.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
                         })
@@ -240,6 +261,28 @@ fn text_plan(
                 }
             }
             let _ = writeln!(out, "    timeout:  {}", show_seconds(st.timeout));
+            let _ = match st.retries {
+                0 => writeln!(out, "    retries:  0"),
+                n => writeln!(
+                    out,
+                    "    retries:  {n} (first after {}, then doubling)",
+                    show_seconds(Some(s.retry_backoff))
+                ),
+            };
+            let _ = writeln!(out, "    cwd:      {}", folder(st.cwd));
+            if !st.env.is_empty() {
+                // As a shell would take them: `GREETING='hello world'`.
+                let vars: Vec<String> = st
+                    .env
+                    .iter()
+                    .map(|(k, v)| {
+                        let quote =
+                            |w: &OsString| shell_words::quote(&w.to_string_lossy()).into_owned();
+                        format!("{}={}", quote(k), quote(v))
+                    })
+                    .collect();
+                let _ = writeln!(out, "    env:      {}", vars.join(" "));
+            }
             if !st.task.depends_on.is_empty() {
                 let deps: Vec<&str> = st.task.depends_on.iter().map(|d| d.as_str()).collect();
                 let ignored = if dependencies_ignored {

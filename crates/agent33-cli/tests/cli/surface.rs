@@ -321,3 +321,85 @@ fn dry_run_of_ad_hoc_input_lists_the_tasks() {
     );
     assert!(sb.files() == ["list.txt"], "nothing ran: {:?}", sb.files());
 }
+
+/// A manifest whose agents set retries, a folder and variables.
+const SETTINGS: &str = r#"
+execution: {retries: 1, retry_backoff_seconds: 0.5}
+agents:
+  t:
+    command: "true"
+    cwd: work
+    env: {MODEL: llama3, GREETING: "hello world"}
+  u:
+    command: "true"
+    retries: 3
+tasks:
+  - {agent: t, artifact: a, id: a}
+  - {agent: t, artifact: b, id: b, retries: 0}
+  - {agent: u, artifact: c, id: c}
+"#;
+
+#[test]
+fn dry_run_shows_retries_folder_and_environment() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.join("work")).expect("mkdir");
+    sb.manifest(SETTINGS);
+    let json = sb.run(["--dry-run", "--format", "json"]).output();
+    json.code_is(0);
+    let p: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let tasks: Vec<&Value> = p["levels"][0].as_array().expect("a level").iter().collect();
+    let field = |i: usize, name: &str| tasks[i][name].clone();
+    assert_eq!(field(0, "retries"), 1, "the run's");
+    assert_eq!(field(1, "retries"), 0, "the task's own");
+    assert_eq!(field(2, "retries"), 3, "the agent's");
+    assert_eq!(field(0, "cwd"), "./work");
+    assert_eq!(field(2, "cwd"), ".");
+    assert_eq!(
+        field(0, "env"),
+        serde_json::json!({"MODEL": "llama3", "GREETING": "hello world"})
+    );
+    assert_eq!(field(2, "env"), serde_json::json!({}));
+
+    let text = sb.run(["--dry-run"]).output();
+    text.code_is(0);
+    let text = text.stdout();
+    // A task's lines: its id, then the lines indented under it.
+    let block = |id: &str| -> String {
+        let header = format!("  {id}");
+        text.lines()
+            .skip_while(|l| *l != header)
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let a = &block("a");
+    assert!(
+        a.contains("    retries:  1 (first after 0.5s, then doubling)\n"),
+        "{a}"
+    );
+    assert!(a.contains("    cwd:      ./work\n"), "{a}");
+    assert!(
+        a.contains("    env:      MODEL=llama3 GREETING='hello world'\n"),
+        "{a}"
+    );
+    assert!(block("b").contains("    retries:  0\n"), "{text}");
+    let c = &block("c");
+    assert!(c.contains("    retries:  3 ("), "{c}");
+    assert!(
+        c.contains("    cwd:      .\n") && !c.contains("env:"),
+        "{c}"
+    );
+
+    // Ad hoc: the current folder, the flag's retries.
+    let adhoc = sb
+        .run(["--dry-run", "--retries", "2", "--command", "true", "x"])
+        .output();
+    adhoc.code_is(0);
+    let adhoc = adhoc.stdout();
+    assert!(
+        adhoc.contains("    retries:  2 (first after 1s, then doubling)\n"),
+        "{adhoc}"
+    );
+    assert!(adhoc.contains("    cwd:      .\n"), "{adhoc}");
+}
