@@ -17,6 +17,7 @@ mod injection;
 mod modes;
 mod ordered_output;
 mod output;
+mod peers;
 mod placeholders;
 mod reports;
 mod settings;
