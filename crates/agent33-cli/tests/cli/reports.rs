@@ -149,10 +149,7 @@ fn the_report_has_products_fields_and_consistent_values() {
         "skipped: dependency `a:fail` did not succeed"
     );
     assert_eq!(r.status("b:late"), "cancelled");
-    assert_eq!(
-        r.error("b:late"),
-        "not started: max failures (2) reached"
-    );
+    assert_eq!(r.error("b:late"), "not started: max failures (2) reached");
     // Metrics: the catalog's names.
     let m = &r.0["metrics"];
     assert_eq!(keys(m), set(&["counters", "gauges", "timers"]));
