@@ -725,6 +725,8 @@ pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'stati
         deadline: (!deadline.value.is_zero()).then_some(deadline.value),
         output_limit_bytes: output_limit.value,
         stream_output: matches!(output, OutputMode::Stream | OutputMode::Bare),
+        // Bare output is the task's bytes exactly: none may be dropped.
+        lossless_live_output: matches!(output, OutputMode::Bare),
         lookahead: d.lookahead,
     };
     let sources = vec![

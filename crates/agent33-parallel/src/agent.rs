@@ -313,6 +313,21 @@ impl TaskContext {
         self.shared.settle()
     }
 
+    /// Waits while the run's consumer is too far behind on live output, when
+    /// the run keeps every byte ([`crate::Settings::lossless_live_output`]);
+    /// returns at once otherwise. An agent that forwards a stream (a pipe)
+    /// awaits it before reading more, so that the writer is held back
+    /// instead of its output being dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn live_room(&self) {
+        if let Some(live) = &self.shared.capture.live {
+            live.budget.room().await;
+        }
+    }
+
     /// Records standard output as it is produced, so a task that is stopped
     /// keeps what it printed. The engine keeps only the bounded tail and, when
     /// the run streams output, forwards the bytes live.

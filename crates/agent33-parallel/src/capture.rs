@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::event::{Backlog, Batch, Event};
@@ -92,14 +93,43 @@ impl TailBuffer {
 
 /// Bytes of live output sent to a run's consumer and not yet taken: the
 /// bound that keeps a fast writer and a slow terminal from filling memory.
+/// Past it, output is dropped (and announced) or, lossless, its writers
+/// wait for room.
 #[derive(Debug, Default)]
 pub(crate) struct LiveBudget {
     queued: AtomicUsize,
+    lossless: bool,
+    room: Notify,
 }
 
 impl LiveBudget {
     /// Live output that may wait for the consumer at once, over all tasks.
     pub(crate) const LIMIT: usize = 16 << 20;
+
+    pub(crate) fn new(lossless: bool) -> Self {
+        Self {
+            lossless,
+            ..Self::default()
+        }
+    }
+
+    /// Resolves once the consumer is under the limit; at once unless
+    /// lossless.
+    pub(crate) async fn room(&self) {
+        if !self.lossless {
+            return;
+        }
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the look, so a release in between wakes it.
+            notified.as_mut().enable();
+            if self.queued.load(Ordering::Acquire) < Self::LIMIT {
+                return;
+            }
+            notified.await;
+        }
+    }
 
     fn try_take(&self, n: usize) -> bool {
         self.queued
@@ -116,7 +146,10 @@ impl LiveBudget {
     /// The consumer took an event; its bytes no longer count.
     pub(crate) fn release(&self, event: &Event) {
         if let Event::TaskOutput { bytes, .. } = event {
-            self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+            let before = self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+            if self.lossless && before >= Self::LIMIT && before - bytes.len() < Self::LIMIT {
+                self.room.notify_waiters();
+            }
         }
     }
 }
@@ -129,7 +162,7 @@ pub(crate) struct Capture {
     /// and then finishing the capture takes no lock.
     streams: OnceLock<Box<Mutex<Streams>>>,
     limit: usize,
-    live: Option<LiveSink>,
+    pub(crate) live: Option<LiveSink>,
 }
 
 #[derive(Debug)]
@@ -195,7 +228,12 @@ impl Capture {
         streams.tails[i].push(bytes);
         if let Some(live) = &self.live {
             // Under the lock, so a marker and the bytes after it stay in order.
-            if live.budget.try_take(bytes.len()) {
+            if live.budget.lossless {
+                // Its writers wait for room instead (`LiveBudget::room`);
+                // what one write brings may overshoot the limit.
+                live.budget.take(bytes.len());
+                live.send(stream, bytes.to_vec());
+            } else if live.budget.try_take(bytes.len()) {
                 live.send_unshown(stream, &mut streams.unshown[i]);
                 live.send(stream, bytes.to_vec());
             } else {

@@ -50,6 +50,11 @@ pub struct Settings {
     pub output_limit_bytes: usize,
     /// Forward output live as [`Event::TaskOutput`] events.
     pub stream_output: bool,
+    /// Never drop live output: when the consumer is 16 MiB behind, agents
+    /// that await [`crate::TaskContext::live_room`] (the command agent
+    /// does, before it reads a task's pipes) wait, and so the task's writes
+    /// do. Otherwise output beyond that is counted and announced, not sent.
+    pub lossless_live_output: bool,
     /// For streamed input: how many tasks may wait (read, not running) at
     /// once. Bounds memory; iterator input is read as far as needed.
     pub lookahead: usize,
@@ -71,6 +76,7 @@ impl Default for Settings {
             deadline: None,
             output_limit_bytes: 1024 * 1024,
             stream_output: false,
+            lossless_live_output: false,
             lookahead: 1024,
         }
     }
@@ -257,6 +263,14 @@ impl ExecutorBuilder {
     #[must_use]
     pub fn stream_output(mut self, yes: bool) -> Self {
         self.settings.stream_output = yes;
+        self
+    }
+
+    /// Hold writers back rather than drop live output a slow consumer has
+    /// not taken (see [`Settings::lossless_live_output`]).
+    #[must_use]
+    pub fn lossless_live_output(mut self, yes: bool) -> Self {
+        self.settings.lossless_live_output = yes;
         self
     }
 
@@ -503,7 +517,7 @@ impl ParallelExecutor {
 
     fn spawn(&self, input: Input, agents: &Agents, control: RunControl) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        let live_budget = Arc::new(LiveBudget::default());
+        let live_budget = Arc::new(LiveBudget::new(self.settings.lossless_live_output));
         let spent = Arc::new(SpentBatches::default());
         let backlog = Arc::new(Backlog::default());
         let dispatcher = Dispatcher::new(

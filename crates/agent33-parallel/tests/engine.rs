@@ -1183,3 +1183,46 @@ async fn a_run_with_live_output_ends() {
     }
     assert_eq!((finished, lines), (20, 60));
 }
+
+#[tokio::test(start_paused = true)]
+async fn lossless_live_output_holds_writers_back_instead_of_dropping() {
+    // A writer of 40 MiB in 1 MiB chunks, and a consumer that takes nothing
+    // until the writer is stuck: every byte arrives, no "not shown" marker,
+    // and the writer never ran more than the budget (16 MiB) and a chunk ahead.
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 40;
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&written);
+    let agents = Agents::new().add("big", move |ctx: agent33_parallel::TaskContext| {
+        let counter = Arc::clone(&counter);
+        async move {
+            let chunk = vec![b'x'; CHUNK];
+            for _ in 0..CHUNKS {
+                ctx.live_room().await;
+                ctx.write_stdout(&chunk);
+                counter.fetch_add(CHUNK, Ordering::SeqCst);
+            }
+            Ok::<_, agent33_parallel::AgentError>(())
+        }
+    });
+    let executor = parallel(1)
+        .stream_output(true)
+        .lossless_live_output(true)
+        .output_limit_bytes(0)
+        .build()
+        .unwrap();
+    let mut events = executor.run([AgentTask::new("big", "a")], &agents, RunControl::new());
+    // Let the writer run until it has to wait.
+    tokio::time::sleep(ms(1000)).await;
+    let ahead = written.load(Ordering::SeqCst);
+    assert!(ahead <= (16 << 20) + CHUNK, "{ahead} bytes written unread");
+    assert!(ahead >= 16 << 20, "{ahead}: the writer stopped early");
+    let mut live = 0usize;
+    while let Some(event) = events.next().await {
+        if let Event::TaskOutput { bytes, .. } = event {
+            assert!(bytes.iter().all(|&b| b == b'x'), "a marker was sent");
+            live += bytes.len();
+        }
+    }
+    assert_eq!(live, CHUNK * CHUNKS);
+}

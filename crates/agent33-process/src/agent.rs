@@ -227,6 +227,18 @@ impl<R: AsyncRead + Unpin> Pump<R> {
         self.reader.read_buf(&mut self.buf).await
     }
 
+    /// Like [`Self::read`], once the run has room for more live output: a
+    /// run that keeps every byte holds the task's writes back in its pipe
+    /// while the consumer is far behind.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as both waits are.
+    async fn read_when_room(&mut self, ctx: &TaskContext) -> io::Result<usize> {
+        ctx.live_room().await;
+        self.read().await
+    }
+
     /// Hands a chunk on: to the engine first (so a stopped task keeps it),
     /// then to the file. End of file or a read error closes the pump.
     async fn deliver(
@@ -346,8 +358,8 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
                 kill_at = None;
                 process.signal_group(Signal::KILL);
             }
-            read = out.read(), if out.open => out.deliver(read, &ctx, &mut files).await,
-            read = err.read(), if err.open => err.deliver(read, &ctx, &mut files).await,
+            read = out.read_when_room(&ctx), if out.open => out.deliver(read, &ctx, &mut files).await,
+            read = err.read_when_room(&ctx), if err.open => err.deliver(read, &ctx, &mut files).await,
         }
     }
 

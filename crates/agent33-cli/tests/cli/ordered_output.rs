@@ -193,3 +193,27 @@ fn progress_of_streamed_input_shows_a_rate() {
     sb.write("go", "");
     run.finish().code_is(0);
 }
+
+/// `--output bare` is each task's bytes exactly: when the reader of
+/// agent-33's stdout falls far behind (here it reads nothing for a while),
+/// the tasks' writes wait; nothing is dropped and no marker is added.
+#[test]
+fn bare_output_drops_nothing_when_its_reader_is_slow() {
+    let sb = Sandbox::new();
+    let bin = std::path::Path::new(crate::support::BIN);
+    // 3 tasks of 12 MB each: more than the 16 MiB of live output that may
+    // wait for the reader.
+    let script = format!(
+        "{} run -j 3 --output bare --shell --command 'head -c 12000000 /dev/zero' ::: a b c \
+         2>/dev/null | {{ sleep 1; wc -c; }}",
+        bin.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(sb.path())
+        .output()
+        .expect("sh runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "36000000");
+}
