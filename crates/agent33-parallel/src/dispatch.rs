@@ -734,7 +734,8 @@ impl Dispatcher {
         i
     }
 
-    fn enqueue(&mut self, task: AgentTask) {
+    /// Gives a task just read its place in input order, and says so.
+    fn queue(&mut self, task: AgentTask) -> (u64, Arc<AgentTask>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let task = Arc::new(task);
@@ -742,6 +743,11 @@ impl Dispatcher {
             seq,
             task: Arc::clone(&task),
         });
+        (seq, task)
+    }
+
+    fn enqueue(&mut self, task: AgentTask) {
+        let (seq, task) = self.queue(task);
         if self.stop.is_some() {
             let reason = stop_text(self.stop.as_ref());
             self.finish_not_started(
@@ -1394,13 +1400,7 @@ impl Dispatcher {
             self.draining = false;
         }
         for task in taken {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let task = Arc::new(task);
-            self.emit(Event::TaskQueued {
-                seq,
-                task: Arc::clone(&task),
-            });
+            let (seq, task) = self.queue(task);
             // Unread dependents of a non-success are skipped, as they
             // would have been had they been read before the stop.
             let failed_dep = if self.respect_deps {
