@@ -211,6 +211,14 @@ impl FromStr for OutputMode {
     }
 }
 
+/// What the result captured of `stream`.
+fn captured(result: &TaskResult, stream: Stream) -> &str {
+    match stream {
+        Stream::Stdout => &result.output,
+        Stream::Stderr => &result.stderr,
+    }
+}
+
 fn stream_target(stream: Stream) -> String {
     match stream {
         Stream::Stdout => "task output to stdout".to_owned(),
@@ -269,16 +277,21 @@ impl InOrder {
 
 /// What a grouped or bare printer holds and when it lets go: each task's
 /// bytes until it has finished and, with keep-order, until every earlier
-/// task has been printed.
-#[derive(Debug)]
+/// task has been printed. It owns the printer's stream and where it goes.
 struct Release {
+    stream: Stream,
+    out: Output,
+    suspender: Suspender,
     keep_order: Option<InOrder>,
     held: Held,
 }
 
 impl Release {
-    fn new() -> Self {
+    fn new(stream: Stream, out: Output) -> Self {
         Self {
+            stream,
+            out,
+            suspender: Suspender::none(),
             keep_order: None,
             held: Held::new(MEMORY_BUDGET),
         }
@@ -290,46 +303,29 @@ impl Release {
 
     /// `seq` finished (its bytes, if any, are held): prints what may be
     /// printed now.
-    fn finished(
-        &mut self,
-        seq: u64,
-        out: &mut Output,
-        suspender: &Suspender,
-        stream: Stream,
-    ) -> Result<(), ReportError> {
+    fn finished(&mut self, seq: u64) -> Result<(), ReportError> {
         let ready = match &mut self.keep_order {
             Some(order) => order.finished(seq),
             None => vec![seq],
         };
-        self.print(&ready, out, suspender, stream)
+        self.print(&ready)
     }
 
     /// Prints everything still held, in input order.
-    fn flush_all(
-        &mut self,
-        out: &mut Output,
-        suspender: &Suspender,
-        stream: Stream,
-    ) -> Result<(), ReportError> {
+    fn flush_all(&mut self) -> Result<(), ReportError> {
         let rest = match &mut self.keep_order {
             Some(order) => order.rest(),
             None => Vec::new(),
         };
-        self.print(&rest, out, suspender, stream)
+        self.print(&rest)
     }
 
-    fn print(
-        &mut self,
-        seqs: &[u64],
-        out: &mut Output,
-        suspender: &Suspender,
-        stream: Stream,
-    ) -> Result<(), ReportError> {
+    fn print(&mut self, seqs: &[u64]) -> Result<(), ReportError> {
         if !seqs.iter().any(|&s| self.held.has(s)) {
             return Ok(());
         }
-        let held = &mut self.held;
-        suspender
+        let (held, out, stream) = (&mut self.held, &mut self.out, self.stream);
+        self.suspender
             .suspend(|| {
                 let mut result = Ok(());
                 // Every task is let go, even after a failed write, so that
@@ -358,10 +354,7 @@ impl Release {
 /// the header by outcome. With [`GroupedPrinter::keep_order`], blocks come
 /// in input order.
 pub struct GroupedPrinter {
-    stream: Stream,
-    out: Output,
     color: bool,
-    suspender: Suspender,
     failures_only: bool,
     release: Release,
 }
@@ -369,7 +362,7 @@ pub struct GroupedPrinter {
 impl fmt::Debug for GroupedPrinter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupedPrinter")
-            .field("stream", &self.stream)
+            .field("stream", &self.release.stream)
             .field("color", &self.color)
             .finish_non_exhaustive()
     }
@@ -380,19 +373,16 @@ impl GroupedPrinter {
     #[must_use]
     pub fn new(stream: Stream, out: Output, color: bool) -> Self {
         Self {
-            stream,
-            out,
             color,
-            suspender: Suspender::none(),
             failures_only: false,
-            release: Release::new(),
+            release: Release::new(stream, out),
         }
     }
 
     /// Hides the progress bar while a block is written.
     #[must_use]
     pub fn suspender(mut self, suspender: Suspender) -> Self {
-        self.suspender = suspender;
+        self.release.suspender = suspender;
         self
     }
 
@@ -415,10 +405,8 @@ impl GroupedPrinter {
         if self.failures_only && result.status == TaskStatus::Success {
             return None;
         }
-        let text = match self.stream {
-            Stream::Stdout => &result.output,
-            Stream::Stderr => &result.stderr,
-        };
+        let stream = self.release.stream;
+        let text = captured(result, stream);
         if text.is_empty() {
             return None;
         }
@@ -427,7 +415,7 @@ impl GroupedPrinter {
         } else {
             reason(result.error.as_deref(), result.status.as_str())
         };
-        let tag = match self.stream {
+        let tag = match stream {
             Stream::Stdout => "",
             Stream::Stderr => " [stderr]",
         };
@@ -458,34 +446,30 @@ impl Reporter for GroupedPrinter {
         match event {
             Event::TaskFinished { seq, result, .. } => {
                 let block = self.block(result);
-                if self.release.keep_order.is_none() {
+                let release = &mut self.release;
+                if release.keep_order.is_none() {
                     if let Some(block) = block {
                         emit(
-                            &mut self.out,
-                            &self.suspender,
-                            self.stream,
+                            &mut release.out,
+                            &release.suspender,
+                            release.stream,
                             block.as_bytes(),
                         )?;
                     }
                     return Ok(());
                 }
                 if let Some(block) = block {
-                    self.release.held.append(*seq, block.as_bytes());
+                    release.held.append(*seq, block.as_bytes());
                 }
-                self.release
-                    .finished(*seq, &mut self.out, &self.suspender, self.stream)
+                release.finished(*seq)
             }
-            Event::RunFinished { .. } => {
-                self.release
-                    .flush_all(&mut self.out, &self.suspender, self.stream)
-            }
+            Event::RunFinished { .. } => self.release.flush_all(),
             _ => Ok(()),
         }
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
-        self.release
-            .flush_all(&mut self.out, &self.suspender, self.stream)
+        self.release.flush_all()
     }
 }
 
@@ -502,9 +486,6 @@ impl Reporter for GroupedPrinter {
 /// that printed. What is held beyond a memory budget waits in a temporary
 /// file.
 pub struct BarePrinter {
-    stream: Stream,
-    out: Output,
-    suspender: Suspender,
     failures_only: bool,
     release: Release,
     /// Tasks whose current attempt streamed on this stream.
@@ -514,7 +495,7 @@ pub struct BarePrinter {
 impl fmt::Debug for BarePrinter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BarePrinter")
-            .field("stream", &self.stream)
+            .field("stream", &self.release.stream)
             .field("keep_order", &self.release.keep_order.is_some())
             .finish_non_exhaustive()
     }
@@ -525,11 +506,8 @@ impl BarePrinter {
     #[must_use]
     pub fn new(stream: Stream, out: Output) -> Self {
         Self {
-            stream,
-            out,
-            suspender: Suspender::none(),
             failures_only: false,
-            release: Release::new(),
+            release: Release::new(stream, out),
             streamed: HashSet::new(),
         }
     }
@@ -537,7 +515,7 @@ impl BarePrinter {
     /// Hides the progress bar while output is written.
     #[must_use]
     pub fn suspender(mut self, suspender: Suspender) -> Self {
-        self.suspender = suspender;
+        self.release.suspender = suspender;
         self
     }
 
@@ -561,7 +539,7 @@ impl Reporter for BarePrinter {
         match event {
             Event::TaskOutput {
                 seq, stream, bytes, ..
-            } if *stream == self.stream => {
+            } if *stream == self.release.stream => {
                 self.streamed.insert(*seq);
                 self.release.held.append(*seq, bytes);
                 Ok(())
@@ -576,26 +554,18 @@ impl Reporter for BarePrinter {
                 if self.failures_only && result.status == TaskStatus::Success {
                     self.release.held.discard(*seq);
                 } else if !streamed {
-                    let text = match self.stream {
-                        Stream::Stdout => &result.output,
-                        Stream::Stderr => &result.stderr,
-                    };
+                    let text = captured(result, self.release.stream);
                     self.release.held.append(*seq, text.as_bytes());
                 }
-                self.release
-                    .finished(*seq, &mut self.out, &self.suspender, self.stream)
+                self.release.finished(*seq)
             }
-            Event::RunFinished { .. } => {
-                self.release
-                    .flush_all(&mut self.out, &self.suspender, self.stream)
-            }
+            Event::RunFinished { .. } => self.release.flush_all(),
             _ => Ok(()),
         }
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
-        self.release
-            .flush_all(&mut self.out, &self.suspender, self.stream)
+        self.release.flush_all()
     }
 }
 
@@ -744,10 +714,7 @@ impl Reporter for StreamPrinter {
                 self.end_line(&mut buf, *seq);
                 let shown = !self.failures_only || result.status != TaskStatus::Success;
                 if !self.streamed.remove(seq) && shown {
-                    let text = match self.stream {
-                        Stream::Stdout => &result.output,
-                        Stream::Stderr => &result.stderr,
-                    };
+                    let text = captured(result, self.stream);
                     let id = &result.task.id;
                     for line in text.as_bytes().split_inclusive(|&b| b == b'\n') {
                         self.line(&mut buf, id, line);

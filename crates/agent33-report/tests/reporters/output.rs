@@ -10,29 +10,22 @@ use agent33_report::{
 use crate::fixtures::{Outcome, RunBuilder, SharedBuf};
 
 fn feed(mode: OutputMode, events: &[Event], term: &TerminalInfo) -> (String, String) {
-    feed_printers(events, |out, err| {
+    text(feed_bytes(events, |out, err| {
         mode.printers(out, err, term, &Suspender::none())
-    })
+    }))
 }
 
 /// What `mode` prints of a run with these options (`-k`, `-q`).
 fn feed_with(mode: OutputMode, options: PrinterOptions, events: &[Event]) -> (Vec<u8>, Vec<u8>) {
-    let (out, err) = (SharedBuf::default(), SharedBuf::default());
-    let mut reporters = Reporters::new();
-    for p in mode.printers_with(
-        out.boxed(),
-        err.boxed(),
-        &TerminalInfo::plain(),
-        &Suspender::none(),
-        options,
-    ) {
-        reporters.push(p);
-    }
-    for e in events {
-        assert!(reporters.on_event(e).is_empty());
-    }
-    assert!(reporters.finish().is_empty());
-    (out.bytes(), err.bytes())
+    feed_bytes(events, |out, err| {
+        mode.printers_with(
+            out,
+            err,
+            &TerminalInfo::plain(),
+            &Suspender::none(),
+            options,
+        )
+    })
 }
 
 fn keep_order() -> PrinterOptions {
@@ -41,18 +34,27 @@ fn keep_order() -> PrinterOptions {
 
 /// What `-q` prints of a run in `mode`.
 fn feed_quiet(mode: OutputMode, events: &[Event]) -> (String, String) {
-    feed_printers(events, |out, err| {
+    text(feed_bytes(events, |out, err| {
         mode.quiet_printers(out, err, &TerminalInfo::plain(), &Suspender::none())
-    })
+    }))
 }
 
-fn feed_printers(
+/// Output as text, as a terminal would show it.
+fn text((out, err): (Vec<u8>, Vec<u8>)) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+/// What the printers made write, to stdout and stderr, of a run's events.
+fn feed_bytes(
     events: &[Event],
     printers: impl FnOnce(
         Box<dyn std::io::Write + Send>,
         Box<dyn std::io::Write + Send>,
     ) -> Vec<Box<dyn agent33_report::Reporter>>,
-) -> (String, String) {
+) -> (Vec<u8>, Vec<u8>) {
     let (out, err) = (SharedBuf::default(), SharedBuf::default());
     let mut reporters = Reporters::new();
     for p in printers(out.boxed(), err.boxed()) {
@@ -62,7 +64,7 @@ fn feed_printers(
         assert!(reporters.on_event(e).is_empty());
     }
     assert!(reporters.finish().is_empty());
-    (out.text(), err.text())
+    (out.bytes(), err.bytes())
 }
 
 /// Three tasks whose live output interleaves; they finish out of order.
