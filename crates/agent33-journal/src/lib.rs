@@ -455,6 +455,17 @@ mod tests {
         Journal::open(path, Arc::new(TaskFingerprint)).unwrap()
     }
 
+    /// Writes a journal at `path` holding the one success of `x:a`; returns
+    /// the file's bytes.
+    fn one_success(path: &Path) -> Vec<u8> {
+        let mut j = journal(path);
+        j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
+            .unwrap();
+        j.sync().unwrap();
+        drop(j);
+        std::fs::read(path).unwrap()
+    }
+
     #[test]
     fn the_latest_unchanged_success_is_resumed() {
         let dir = tempfile::tempdir().unwrap();
@@ -512,12 +523,7 @@ mod tests {
     fn a_torn_last_line_is_dropped_and_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let mut j = journal(&path);
-        j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
-            .unwrap();
-        j.sync().unwrap();
-        drop(j);
-        let whole = std::fs::read(&path).unwrap();
+        let whole = one_success(&path);
         let mut torn = whole.clone();
         torn.extend_from_slice(br#"{"id":"x:b","fingerp"#);
         std::fs::write(&path, &torn).unwrap();
@@ -558,13 +564,7 @@ mod tests {
     fn files_that_are_not_journals_are_refused_and_left_untouched() {
         let record = {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("j.jsonl");
-            let mut j = journal(&path);
-            j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
-                .unwrap();
-            j.sync().unwrap();
-            drop(j);
-            std::fs::read(&path).unwrap()
+            one_success(&dir.path().join("j.jsonl"))
         };
         let report = br#"{
   "total": 1,
@@ -631,12 +631,7 @@ mod tests {
         // disk.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let mut j = journal(&path);
-        j.record(&result(AgentTask::new("x", "a"), TaskStatus::Success))
-            .unwrap();
-        j.sync().unwrap();
-        drop(j);
-        let whole = std::fs::read(&path).unwrap();
+        let whole = one_success(&path);
         let mut zeros = whole.clone();
         zeros.extend_from_slice(&[0; 4096]);
         std::fs::write(&path, &zeros).unwrap();
