@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use crate::support::{SHOW_ARGS, Sandbox, assert_never_started, hex, wait_for_file};
+use crate::support::{SHOW_ARGS, Sandbox, assert_never_started, shown, wait_for_file};
 
 /// Touches `done.ARTIFACT` (the artifact is appended as `$1`).
 const TOUCH_DONE: &str = "sh -c 'touch \"done.$1\"' sh";
@@ -135,10 +135,7 @@ fn blank_lines_are_skipped_line_endings_stripped_and_repeats_numbered() {
             .collect();
         assert_eq!(artifacts, ["a", "b", "a", "  d  ", "a", "c"], "{source}");
         // The command got exactly those bytes: no `\r`.
-        assert_eq!(
-            r.task("command:b")["output"],
-            format!("argc=1\narg={}\n", hex(b"b"))
-        );
+        assert_eq!(r.task("command:b")["output"], shown(&[b"b"]));
     }
 }
 
@@ -181,12 +178,7 @@ fn a_template_without_placeholder_gets_the_artifact_appended() {
     let r = sb.report("r.json");
     assert_eq!(
         r.task("command:the artifact")["output"],
-        format!(
-            "argc=3\narg={}\narg={}\narg={}\n",
-            hex(b"first"),
-            hex(b"second word"),
-            hex(b"the artifact")
-        )
+        shown(&[b"first", b"second word", b"the artifact"])
     );
 }
 
@@ -252,8 +244,8 @@ fn non_utf8_artifacts_get_distinct_ids_and_keep_their_bytes() {
     let ok = r.list("succeeded");
     assert_eq!(ok.len(), 2);
     assert_ne!(ok[0]["task"]["id"], ok[1]["task"]["id"], "ids are unique");
-    assert_eq!(ok[0]["output"], format!("argc=1\narg={}\n", hex(b"x\xff")));
-    assert_eq!(ok[1]["output"], format!("argc=1\narg={}\n", hex(b"x\xfe")));
+    assert_eq!(ok[0]["output"], shown(&[b"x\xff"]));
+    assert_eq!(ok[1]["output"], shown(&[b"x\xfe"]));
 }
 
 #[test]

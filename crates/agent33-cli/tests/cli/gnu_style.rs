@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::support::{BIN, HANG, Output, SHOW_ARGS, Sandbox, hex, wait_until};
+use crate::support::{BIN, HANG, Output, SHOW_ARGS, Sandbox, shown, wait_until};
 
 /// Runs `agent-33 run ARGS…` in the sandbox with `stdin` as given (not a
 /// pipe the test holds open), to its end.
@@ -65,10 +65,7 @@ fn every_word_after_three_colons_is_an_artifact() {
             "command:j.xml"
         ]
     );
-    assert_eq!(
-        r.task("command:-x")["output"],
-        format!("argc=1\narg={}\n", hex(b"-x"))
-    );
+    assert_eq!(r.task("command:-x")["output"], shown(&[b"-x"]));
     assert!(!sb.exists("j.xml"), "--junit after ::: is an artifact");
 }
 
@@ -192,10 +189,7 @@ fn null_ended_items_keep_spaces_and_newlines_and_skip_empty_ones() {
                 .iter()
                 .map(|t| t["output"].as_str().expect("output").to_owned())
                 .collect();
-            let expected: Vec<String> = want
-                .iter()
-                .map(|a| format!("argc=1\narg={}\n", hex(a)))
-                .collect();
+            let expected: Vec<String> = want.iter().map(|a| shown(&[a])).collect();
             assert_eq!(outputs, expected, "{args:?}");
         }
     }

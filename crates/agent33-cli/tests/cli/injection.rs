@@ -6,9 +6,9 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use serde_json::Value;
-
-use crate::support::{Report, SHOW_ARGS, Sandbox, hex};
+use crate::support::{
+    SHOW_ARGS, Sandbox, assert_nothing_injected, assert_outputs, plan_argvs, shown,
+};
 
 /// Artifacts that a shell would split, expand or run.
 fn hostile() -> Vec<OsString> {
@@ -33,39 +33,6 @@ fn hostile() -> Vec<OsString> {
     .collect();
     v.push(OsString::from_vec(b"caf\xe9 \xff\xfe".to_vec()));
     v
-}
-
-/// What `show.sh` prints for exactly these arguments.
-fn shown(args: &[&[u8]]) -> String {
-    let mut s = format!("argc={}\n", args.len());
-    for a in args {
-        s.push_str(&format!("arg={}\n", hex(a)));
-    }
-    s
-}
-
-/// Checks each succeeded task (in input order) printed `want(artifact)`.
-fn assert_outputs(r: &Report, artifacts: &[OsString], want: impl Fn(&[u8]) -> String) {
-    let got: Vec<&Value> = r.list("succeeded").iter().collect();
-    assert_eq!(
-        got.len(),
-        artifacts.len(),
-        "every task succeeded: {:#}",
-        r.0
-    );
-    for (result, artifact) in got.iter().zip(artifacts) {
-        assert_eq!(
-            result["output"].as_str().expect("output"),
-            want(artifact.as_bytes()),
-            "artifact {artifact:?}"
-        );
-    }
-}
-
-fn assert_nothing_injected(sb: &Sandbox) {
-    for f in ["x", "y", "z", "p", "q"] {
-        assert!(!sb.exists(f), "file {f} was created: {:?}", sb.files());
-    }
 }
 
 #[test]
@@ -215,30 +182,12 @@ fn shell_scripts_get_the_artifact_as_dollar_one_never_pasted() {
 #[test]
 fn the_dry_run_shows_the_exact_argv() {
     let sb = Sandbox::new();
-    let out = sb
-        .run([
-            "--dry-run",
-            "--format",
-            "json",
-            "--command",
-            "sh show.sh -v",
-            "a; touch x",
-            "$(touch y)",
-        ])
-        .output();
-    out.code_is(0);
-    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let argv: Vec<&Value> = p["levels"][0]
-        .as_array()
-        .expect("one level")
-        .iter()
-        .map(|t| &t["argv"])
-        .collect();
+    let p = sb.dry_run_json(&["--command", "sh show.sh -v", "a; touch x", "$(touch y)"]);
     assert_eq!(
-        argv,
+        plan_argvs(&p),
         [
-            &serde_json::json!(["sh", "show.sh", "-v", "a; touch x"]),
-            &serde_json::json!(["sh", "show.sh", "-v", "$(touch y)"]),
+            serde_json::json!(["sh", "show.sh", "-v", "a; touch x"]),
+            serde_json::json!(["sh", "show.sh", "-v", "$(touch y)"]),
         ]
     );
     assert_nothing_injected(&sb);

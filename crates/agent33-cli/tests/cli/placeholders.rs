@@ -6,18 +6,11 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Report, SHOW_ARGS, Sandbox, hex};
-
-/// What `show.sh` prints for exactly these arguments.
-fn shown(args: &[&[u8]]) -> String {
-    let mut s = format!("argc={}\n", args.len());
-    for a in args {
-        s.push_str(&format!("arg={}\n", hex(a)));
-    }
-    s
-}
+use crate::support::{
+    Report, SHOW_ARGS, Sandbox, assert_nothing_injected, assert_outputs, plan_argvs, shown,
+};
 
 fn output_of<'a>(r: &'a Report, id: &str) -> &'a str {
     r.task(id)["output"].as_str().expect("output")
@@ -279,20 +272,8 @@ fn shell_runs_the_template_with_sh_and_the_artifact_as_dollar_one() {
     ]);
     cmd.cmd.args(&artifacts);
     cmd.output().code_is(0);
-    let r = sb.report("r.json");
-    let succeeded = r.list("succeeded");
-    assert_eq!(succeeded.len(), artifacts.len(), "{:#}", r.0);
-    for (result, a) in succeeded.iter().zip(&artifacts) {
-        use std::os::unix::ffi::OsStrExt;
-        assert_eq!(
-            result["output"].as_str(),
-            Some(shown(&[a.as_bytes(), b"1"]).as_str()),
-            "{a:?}"
-        );
-    }
-    for f in ["x", "y", "z"] {
-        assert!(!sb.exists(f), "{f} was created: {:?}", sb.files());
-    }
+    assert_outputs(&sb.report("r.json"), &artifacts, |a| shown(&[a, b"1"]));
+    assert_nothing_injected(&sb);
 }
 
 #[test]
@@ -342,32 +323,11 @@ fn shell_mistakes_are_usage_errors() {
     assert!(!sb.exists("ran"));
 }
 
-fn plan_argvs(p: &Value) -> Vec<Value> {
-    p["levels"][0]
-        .as_array()
-        .expect("one level")
-        .iter()
-        .map(|t| t["argv"].clone())
-        .collect()
-}
-
 #[test]
 fn the_dry_run_shows_the_expanded_placeholders() {
     let sb = Sandbox::new();
     let template = "cp {} out/{#}-{/.}.bak {//} {%}";
-    let out = sb
-        .run([
-            "--dry-run",
-            "--format",
-            "json",
-            "--command",
-            template,
-            "a/x.txt",
-            "b.c",
-        ])
-        .output();
-    out.code_is(0);
-    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let p = sb.dry_run_json(&["--command", template, "a/x.txt", "b.c"]);
     // Sequential: every task runs in slot 1.
     assert_eq!(
         plan_argvs(&p),
@@ -376,21 +336,7 @@ fn the_dry_run_shows_the_expanded_placeholders() {
             json!(["cp", "b.c", "out/2-b.bak", ".", "1"]),
         ]
     );
-    let out = sb
-        .run([
-            "--dry-run",
-            "-j",
-            "4",
-            "--format",
-            "json",
-            "--command",
-            template,
-            "a/x.txt",
-            "b.c",
-        ])
-        .output();
-    out.code_is(0);
-    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let p = sb.dry_run_json(&["-j", "4", "--command", template, "a/x.txt", "b.c"]);
     // In parallel the slot is decided as a task starts.
     assert_eq!(
         plan_argvs(&p),

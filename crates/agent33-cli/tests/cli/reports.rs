@@ -572,26 +572,23 @@ fn timings_writes_a_self_contained_html_timeline() {
 fn the_report_subcommand_redraws_a_saved_run() {
     let sb = Sandbox::new();
     every_status(&sb, &["--timings", "live.html"]).code_is(1);
-    let out = crate::support::agent33()
-        .current_dir(sb.path())
-        .args([
+    let out = sb
+        .subcommand(
             "report",
-            "r.json",
-            "--timings",
-            "t.html",
-            "--junit",
-            "j.xml",
-        ])
-        .args(["--trace", "trace.json", "--summary"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+            [
+                "r.json",
+                "--timings",
+                "t.html",
+                "--junit",
+                "j.xml",
+                "--trace",
+                "trace.json",
+                "--summary",
+            ],
+        )
+        .output();
+    out.code_is(0);
+    let stderr = &out.stderr;
     assert!(stderr.contains("Execution Summary"), "{stderr}");
     assert!(stderr.contains("Tasks: 5 total"), "{stderr}");
     let html = std::fs::read_to_string(sb.path().join("t.html")).unwrap();
@@ -603,13 +600,11 @@ fn the_report_subcommand_redraws_a_saved_run() {
             .unwrap();
     assert!(!trace["traceEvents"].as_array().unwrap().is_empty());
 
-    let missing = crate::support::agent33()
-        .current_dir(sb.path())
-        .args(["report", "nope.json", "--timings", "x.html"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.json"));
+    let missing = sb
+        .subcommand("report", ["nope.json", "--timings", "x.html"])
+        .output();
+    missing.code_is(2);
+    assert!(missing.stderr.contains("nope.json"));
 }
 
 /// A FIFO made in the sandbox; `mkfifo` as a shell user would.
@@ -709,18 +704,12 @@ fn a_report_through_a_symlink_replaces_its_target_and_the_link_stays() {
     assert!(sb.read("reports/new/j.xml").contains("<testsuite"));
 
     symlink("reports/t.html", sb.join("t.html")).unwrap();
-    let out = crate::support::agent33()
-        .current_dir(sb.path())
-        .args(["report", "r.json", "--timings", "t.html"])
-        .args(["--junit", "j.xml"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sb.subcommand(
+        "report",
+        ["r.json", "--timings", "t.html", "--junit", "j.xml"],
+    )
+    .output()
+    .code_is(0);
     assert!(sb.read("reports/t.html").contains("<html"));
     for link in ["r.json", "j.xml", "t.html"] {
         let meta = sb.join(link).symlink_metadata().unwrap();
@@ -760,18 +749,9 @@ fn a_report_into_a_device_leaves_the_device() {
     run.cmd.args(every);
     run.output().code_is(0);
     assert!(is_null(), "a run leaves the device");
-    let out = crate::support::agent33()
-        .current_dir(sb.path())
-        .args(["report", "r.json"])
-        .args(every)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut report = sb.subcommand("report", ["r.json"]);
+    report.cmd.args(every);
+    report.output().code_is(0);
     assert!(is_null(), "`agent-33 report` leaves the device");
     assert_eq!(sb.files(), ["null", "r.json"]);
 }

@@ -1,13 +1,15 @@
 //! Helpers for the CLI tests: a sandbox folder per test, the built binary
 //! run in it with a clean `AGENT33_*` environment, and readers for what it
-//! leaves behind (the JSON report, marker files).
+//! leaves behind (the JSON report, a dry run's plan, marker files, what the
+//! [`SHOW_ARGS`] script says a task was given).
 //!
 //! Nothing here sleeps to synchronise: waiting helpers poll an observable
 //! fact (a file exists, a line was printed, the process exited) and return
 //! as soon as it holds. Their budget ([`HANG`]) is only a hang detector.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -98,9 +100,29 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.subcommand("run", args)
+    }
+
+    /// `agent-33 NAME ARGS…` in the sandbox.
+    pub fn subcommand<I, S>(&self, name: &str, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut cmd = agent33();
-        cmd.arg("run").args(args).current_dir(self.path());
+        cmd.arg(name).args(args).current_dir(self.path());
         Cmd { cmd }
+    }
+
+    /// The plan `agent-33 run --dry-run --format json ARGS…` prints; the
+    /// dry run must succeed.
+    #[track_caller]
+    pub fn dry_run_json(&self, args: &[&str]) -> Value {
+        let mut cmd = self.run(["--dry-run", "--format", "json"]);
+        cmd.cmd.args(args);
+        let out = cmd.output();
+        out.code_is(0);
+        serde_json::from_slice(&out.stdout).expect("the plan is JSON")
     }
 }
 
@@ -461,6 +483,53 @@ for a in "$@"; do
   printf '\n'
 done
 "#;
+
+/// What [`SHOW_ARGS`] prints for exactly these arguments.
+pub fn shown(args: &[&[u8]]) -> String {
+    let mut s = format!("argc={}\n", args.len());
+    for a in args {
+        s.push_str(&format!("arg={}\n", hex(a)));
+    }
+    s
+}
+
+/// Checks each succeeded task (in input order) printed `want(artifact)`.
+#[track_caller]
+pub fn assert_outputs(r: &Report, artifacts: &[OsString], want: impl Fn(&[u8]) -> String) {
+    let got: Vec<&Value> = r.list("succeeded").iter().collect();
+    assert_eq!(
+        got.len(),
+        artifacts.len(),
+        "every task succeeded: {:#}",
+        r.0
+    );
+    for (result, artifact) in got.iter().zip(artifacts) {
+        assert_eq!(
+            result["output"].as_str().expect("output"),
+            want(artifact.as_bytes()),
+            "artifact {artifact:?}"
+        );
+    }
+}
+
+/// Checks that no artifact such as `a; touch x`, `$(touch y)`, `` `touch
+/// z` `` or `a|touch p && touch q` was run by a shell.
+#[track_caller]
+pub fn assert_nothing_injected(sb: &Sandbox) {
+    for f in ["x", "y", "z", "p", "q"] {
+        assert!(!sb.exists(f), "file {f} was created: {:?}", sb.files());
+    }
+}
+
+/// The argv of each task in the first level of a dry-run plan.
+pub fn plan_argvs(plan: &Value) -> Vec<Value> {
+    plan["levels"][0]
+        .as_array()
+        .expect("one level")
+        .iter()
+        .map(|t| t["argv"].clone())
+        .collect()
+}
 
 /// A manifest with one shell agent `t` whose script starts with a
 /// `wait_for FILE` function and `touch "ran.$1"` (so "task X started" is

@@ -160,23 +160,12 @@ tasks:
 fn dry_run_json_shows_the_plan_by_dependency_level_and_runs_nothing() {
     let sb = Sandbox::new();
     sb.manifest(LEVELS);
-    let out = sb
-        .run([
-            "--dry-run",
-            "--format",
-            "json",
-            "--respect-dependencies",
-            "-j",
-            "3",
-        ])
-        .output();
-    out.code_is(0);
+    let p = sb.dry_run_json(&["--respect-dependencies", "-j", "3"]);
     assert!(
         sb.files() == ["agent33.yaml"],
         "nothing ran: {:?}",
         sb.files()
     );
-    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(p["mode"], "dependency-aware");
     assert_eq!(p["settings"]["parallel_limit"], 3);
     let levels: Vec<Vec<&str>> = p["levels"]
@@ -267,11 +256,7 @@ fn dry_run_in_parallel_mode_warns_and_shows_one_level_as_the_run_would() {
         "{}",
         out.stderr
     );
-    let json = sb
-        .run(["--dry-run", "--parallel", "--format", "json"])
-        .output();
-    json.code_is(0);
-    let plan: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    let plan = sb.dry_run_json(&["--parallel"]);
     let levels = plan["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 1);
     let ids: Vec<&str> = levels[0]
@@ -290,19 +275,12 @@ fn dry_run_in_parallel_mode_warns_and_shows_one_level_as_the_run_would() {
 fn dry_run_of_ad_hoc_input_lists_the_tasks() {
     let sb = Sandbox::new();
     sb.write("list.txt", "one\n\ntwo words\none\n");
-    let out = sb
-        .run([
-            "--dry-run",
-            "--format",
-            "json",
-            "--command",
-            "touch {artifact}.done",
-            "--artifacts-from",
-            "list.txt",
-        ])
-        .output();
-    out.code_is(0);
-    let p: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let p = sb.dry_run_json(&[
+        "--command",
+        "touch {artifact}.done",
+        "--artifacts-from",
+        "list.txt",
+    ]);
     let level = p["levels"][0].as_array().expect("one level");
     let got: Vec<(&str, &Value)> = level
         .iter()
@@ -344,9 +322,7 @@ fn dry_run_shows_retries_folder_and_environment() {
     let sb = Sandbox::new();
     std::fs::create_dir(sb.join("work")).expect("mkdir");
     sb.manifest(SETTINGS);
-    let json = sb.run(["--dry-run", "--format", "json"]).output();
-    json.code_is(0);
-    let p: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let p = sb.dry_run_json(&[]);
     let tasks: Vec<&Value> = p["levels"][0].as_array().expect("a level").iter().collect();
     let field = |i: usize, name: &str| tasks[i][name].clone();
     assert_eq!(field(0, "retries"), 1, "the run's");
