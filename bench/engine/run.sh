@@ -8,6 +8,10 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 cargo build --release -q -p agent33-bench-engine
 bin=${CARGO_TARGET_DIR:-target}/release/agent33-bench-engine
+# The default setup of a library user: the system allocator.
+sys_target=${CARGO_TARGET_DIR:-target}/bench-sysalloc
+CARGO_TARGET_DIR=$sys_target cargo build --release -q -p agent33-bench-engine --no-default-features
+sysbin=$sys_target/release/agent33-bench-engine
 py=bench/engine/asyncio_baseline.py
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -23,6 +27,13 @@ for s in "${scenarios[@]}"; do
     done
     # shellcheck disable=SC2086
     python3 $py $s >>"$out"
+    # The default setup (system allocator), for the no-op scenarios.
+    if [ "${s##* }" = 0 ]; then
+      for imp in agent33-stream tokio-joinset; do
+        # shellcheck disable=SC2086
+        $sysbin $imp $s >>"$out"
+      done
+    fi
   done
 done
 
@@ -55,6 +66,15 @@ for key in sorted(by, key=lambda k: (-k[0], k[1], k[2])):
         n, limit, sleep = key
         task = "no-op" if sleep == 0 else f"sleep {sleep} ms"
         print(f"| {n:,} × {task} @ {limit} | {a[0]/p[0]:.1f}× | {a[0]/j[0]:.2f}× |")
+print()
+print("| scenario, system allocator | agent-33 ÷ tokio JoinSet |")
+print("|---|---|")
+for key in sorted(by, key=lambda k: (-k[0], k[1], k[2])):
+    a = med.get((key, "agent33-stream+sysalloc"))
+    j = med.get((key, "tokio-joinset+sysalloc"))
+    if a and j:
+        n, limit, _ = key
+        print(f"| {n:,} × no-op @ {limit} | {a[0]/j[0]:.2f}× |")
 a1 = med.get(((1000000, 64, 0), "agent33-stream"))
 a2 = med.get(((100000, 64, 0), "agent33-stream"))
 if a1 and a2:

@@ -18,9 +18,19 @@ use futures::StreamExt;
 
 // Every implementation in this binary shares the allocator, as agent-33's
 // binary does: glibc's malloc is slow when one thread frees what another
-// allocated, which is what a task runner does all day.
+// allocated, which is what a task runner does all day. Built without the
+// `mimalloc` feature, it is the system allocator a library user starts with,
+// and every implementation's name says so.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Appended to each implementation's name: which allocator it ran on.
+const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    ""
+} else {
+    "+sysalloc"
+};
 
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -132,7 +142,7 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(ok, n, "every task succeeded");
     println!(
-        "{{\"impl\":\"{imp}\",\"tasks\":{n},\"limit\":{limit},\"sleep_ms\":{sleep_ms},\"seconds\":{secs:.3},\"tasks_per_sec\":{:.0},\"peak_rss_kb\":{}}}",
+        "{{\"impl\":\"{imp}{ALLOCATOR}\",\"tasks\":{n},\"limit\":{limit},\"sleep_ms\":{sleep_ms},\"seconds\":{secs:.3},\"tasks_per_sec\":{:.0},\"peak_rss_kb\":{}}}",
         n as f64 / secs,
         peak_rss_kb()
     );
