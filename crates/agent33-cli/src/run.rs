@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent33_cli::args::{OutputMode as OutputFlag, RunArgs};
@@ -107,7 +107,12 @@ async fn run(config: Config) -> u8 {
     let agents = config.agents(|def| CommandAgent::new(def.command.clone(), options.clone()));
     let control = RunControl::new();
     let signalled = Arc::new(AtomicU8::new(0));
-    if let Err(e) = watch_signals(control.clone(), Arc::clone(&signalled)) {
+    let run_over = Arc::new(AtomicBool::new(false));
+    if let Err(e) = watch_signals(
+        control.clone(),
+        Arc::clone(&signalled),
+        Arc::clone(&run_over),
+    ) {
         eprintln!("agent-33: error: cannot install signal handlers: {e}");
         return exit::USAGE;
     }
@@ -204,6 +209,9 @@ async fn run(config: Config) -> u8 {
         &mut all_succeeded,
     );
     drop(events);
+    // Every task has ended: what is left is writing reports, and one may
+    // wait forever (a FIFO nobody reads). A signal now ends agent-33.
+    run_over.store(true, Ordering::SeqCst);
     failed_reports |= show_errors(reporters.finish());
     if let Some(message) = read_errors.and_then(|e| e.take()) {
         eprintln!("agent-33: error: {message}");
@@ -587,7 +595,16 @@ impl Handled {
 /// A signal we were started with ignored (`nohup`, a background job of a
 /// script) stays ignored, without a handler: that is what the caller
 /// asked. SIGINT and SIGTERM are the exception, always handled.
-fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()> {
+///
+/// Once `run_over` is set (every task has ended), a signal ends agent-33 at
+/// once with 128 + its number: only report writing is left then, and it
+/// may be stuck (a FIFO whose reader never comes). The guard still takes
+/// whatever a task left behind.
+fn watch_signals(
+    control: RunControl,
+    signalled: Arc<AtomicU8>,
+    run_over: Arc<AtomicBool>,
+) -> io::Result<()> {
     // Read before any handler is installed: what we were started with.
     let ignored = agent33_process::ignored_signals().unwrap_or(0);
     for handled in handled_signals() {
@@ -605,8 +622,12 @@ fn watch_signals(control: RunControl, signalled: Arc<AtomicU8>) -> io::Result<()
         }
         let mut deliveries = signal(kind)?;
         let (control, signalled) = (control.clone(), Arc::clone(&signalled));
+        let run_over = Arc::clone(&run_over);
         tokio::spawn(async move {
             while deliveries.recv().await.is_some() {
+                if run_over.load(Ordering::SeqCst) {
+                    std::process::exit(128 + i32::from(number));
+                }
                 let first = signalled
                     .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();

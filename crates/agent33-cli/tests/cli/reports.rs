@@ -679,6 +679,32 @@ fn a_fifo_nobody_reads_yet_holds_up_only_the_report() {
     assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo());
 }
 
+/// A FIFO whose reader never comes: once every task has ended, only the
+/// report is waiting, and Ctrl-C ends agent-33 (130) instead of being
+/// ignored forever.
+#[test]
+fn ctrl_c_ends_a_wait_for_a_fifo_reader_that_never_comes() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo");
+    mkfifo(&fifo);
+    let mut running = sb
+        .run(["--command", "touch", "--report", "fifo", "ran"])
+        .spawn();
+    crate::support::wait_for_file(&sb.join("ran"));
+    // The run may still be ending when the first signal comes (it then
+    // stops the run, which ends at once); each later one finds it waiting
+    // for the reader. Until it exits, or the hang detector gives up.
+    let exited = crate::support::wait_until(crate::support::HANG, || {
+        agent33_testkit::send_signal(running.pid(), agent33_testkit::Signal::INT);
+        running.has_exited()
+    });
+    assert!(
+        exited,
+        "agent-33 still waits for the FIFO's reader after Ctrl-C"
+    );
+    running.finish().code_is(130);
+}
+
 /// A link is followed, also one to nothing yet: its target gets the report
 /// and the link stays a link; the same through `agent-33 report`.
 #[test]
