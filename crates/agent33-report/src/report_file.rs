@@ -296,8 +296,10 @@ fn temporary_next_to(dest: &Path) -> io::Result<NamedTempFile> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     use std::os::unix::fs::MetadataExt as _;
+
+    use agent33_testkit::{FifoReader, mkfifo};
 
     use super::*;
 
@@ -305,17 +307,6 @@ mod tests {
         let mut f = ReportFile::create(path)?;
         f.writer()?.write_all(text.as_bytes())?;
         f.commit()
-    }
-
-    fn mkfifo(path: &Path) {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::FileType::Fifo,
-            Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
     }
 
     /// A character device like /dev/null (1, 3) at `path`; `false` (with a
@@ -444,19 +435,10 @@ mod tests {
         let fifo = dir.path().join("fifo");
         mkfifo(&fifo);
         // The reader is there before the report is created, as `>(jq .)`
-        // is; it is opened without waiting, since there is no writer yet.
-        let reader =
-            rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+        // is; it reads once the report holds the other end.
+        let reader = FifoReader::open(&fifo);
         let mut f = ReportFile::create(&fifo).unwrap();
-        // Now that a writer holds it open, a blocking read waits for data
-        // rather than seeing the end.
-        let flags = rustix::fs::fcntl_getfl(&reader).unwrap();
-        rustix::fs::fcntl_setfl(&reader, flags - OFlags::NONBLOCK).unwrap();
-        let read = std::thread::spawn(move || {
-            let mut text = String::new();
-            File::from(reader).read_to_string(&mut text).unwrap();
-            text
-        });
+        let read = reader.read_all();
         // More than a pipe holds: written whole although the reader is
         // slower than the writer.
         let report = "x".repeat(1 << 20);

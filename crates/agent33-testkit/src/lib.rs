@@ -592,3 +592,60 @@ pub fn contains_bytes(bytes: &[u8], needle: &[u8]) -> bool {
 pub fn os_bytes(s: &OsStr) -> &[u8] {
     s.as_bytes()
 }
+
+/// Makes a FIFO at `path`, as `mkfifo` does.
+///
+/// # Panics
+///
+/// When it cannot be made.
+pub fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+}
+
+/// The read end of a FIFO, there before any writer, as `>(jq .)` is.
+#[derive(Debug)]
+pub struct FifoReader(std::os::fd::OwnedFd);
+
+impl FifoReader {
+    /// Opens the FIFO for reading without waiting for a writer.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be opened.
+    #[must_use]
+    pub fn open(path: &Path) -> Self {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
+            .expect("open the FIFO for reading");
+        Self(fd)
+    }
+
+    /// Reads everything in a thread. Call it once a writer holds the FIFO
+    /// open: the read then waits for data and sees the end only when every
+    /// writer is done.
+    ///
+    /// # Panics
+    ///
+    /// When the reading end cannot be made blocking; the thread panics on a
+    /// read error or on text that is not UTF-8.
+    #[must_use]
+    pub fn read_all(self) -> std::thread::JoinHandle<String> {
+        use std::io::Read as _;
+        let flags = rustix::fs::fcntl_getfl(&self.0).expect("F_GETFL");
+        rustix::fs::fcntl_setfl(&self.0, flags - rustix::fs::OFlags::NONBLOCK).expect("F_SETFL");
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::fs::File::from(self.0)
+                .read_to_string(&mut text)
+                .expect("read the FIFO");
+            text
+        })
+    }
+}

@@ -607,41 +607,23 @@ fn the_report_subcommand_redraws_a_saved_run() {
     assert!(missing.stderr.contains("nope.json"));
 }
 
-/// A FIFO made in the sandbox; `mkfifo` as a shell user would.
-fn mkfifo(path: &std::path::Path) {
-    let status = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
 /// A FIFO being read from the start, as `--report >(jq .)` is: the report
 /// goes into it, and the FIFO stays.
 #[test]
 fn a_report_into_a_fifo_reaches_its_reader() {
     use rustix::fs::{Mode, OFlags};
-    use std::io::Read as _;
     use std::os::unix::fs::FileTypeExt as _;
 
     let sb = Sandbox::new();
     let fifo = sb.join("fifo");
-    mkfifo(&fifo);
+    agent33_testkit::mkfifo(&fifo);
     // The reader's end opens without waiting for a writer; the test holds a
-    // writer of its own, so that the reader, made blocking, reads until
-    // agent-33 and the test are both done with it, whatever agent-33 does.
-    let reader = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+    // writer of its own, so that the reader reads until agent-33 and the
+    // test are both done with it, whatever agent-33 does.
+    let reader = agent33_testkit::FifoReader::open(&fifo);
     let own_writer =
         rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
-    let flags = rustix::fs::fcntl_getfl(&reader).unwrap();
-    rustix::fs::fcntl_setfl(&reader, flags - OFlags::NONBLOCK).unwrap();
-    let read = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::fs::File::from(reader)
-            .read_to_string(&mut text)
-            .unwrap();
-        text
-    });
+    let read = reader.read_all();
     sb.run(["--command", "true", "--report", "fifo", "x"])
         .output()
         .code_is(0);
@@ -661,7 +643,7 @@ fn a_fifo_nobody_reads_yet_holds_up_only_the_report() {
 
     let sb = Sandbox::new();
     let fifo = sb.join("fifo");
-    mkfifo(&fifo);
+    agent33_testkit::mkfifo(&fifo);
     let running = sb
         .run(["--command", "touch", "--report", "fifo", "ran"])
         .spawn();
@@ -686,7 +668,7 @@ fn a_fifo_nobody_reads_yet_holds_up_only_the_report() {
 fn ctrl_c_ends_a_wait_for_a_fifo_reader_that_never_comes() {
     let sb = Sandbox::new();
     let fifo = sb.join("fifo");
-    mkfifo(&fifo);
+    agent33_testkit::mkfifo(&fifo);
     let mut running = sb
         .run(["--command", "touch", "--report", "fifo", "ran"])
         .spawn();

@@ -2,15 +2,15 @@
 //! (JSON, JUnit, timings, trace) writes into a FIFO, a character device and
 //! the target of a symbolic link, and all three are still what they were.
 
-use std::fs::File;
-use std::io::Read as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use agent33_report::{
     JsonReporter, JunitReporter, ReportError, Reporter, TimingsReporter, TraceReporter,
 };
-use rustix::fs::{CWD, FileType, Mode, OFlags};
+use rustix::fs::{CWD, FileType, Mode};
+
+use agent33_testkit::{FifoReader, mkfifo};
 
 use crate::fixtures::product_example;
 
@@ -54,20 +54,12 @@ fn a_fifo_gets_the_report_and_stays_a_fifo() {
     for (name, create, mark) in reporters() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
-        // Opened without waiting for a writer, then made blocking once the
-        // reporter, holding the other end, is created: the reader sees the
-        // end of its input only when the reporter is done.
-        let reader =
-            rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+        mkfifo(&fifo);
+        // There before the reporter, which holds the other end from its
+        // creation: the reader sees the end only when the reporter is done.
+        let reader = FifoReader::open(&fifo);
         let reporter = create(&fifo).unwrap();
-        let flags = rustix::fs::fcntl_getfl(&reader).unwrap();
-        rustix::fs::fcntl_setfl(&reader, flags - OFlags::NONBLOCK).unwrap();
-        let read = std::thread::spawn(move || {
-            let mut text = String::new();
-            File::from(reader).read_to_string(&mut text).unwrap();
-            text
-        });
+        let read = reader.read_all();
         feed(reporter);
         let text = read.join().unwrap();
         assert!(text.contains(mark), "{name}: {text}");
