@@ -348,10 +348,7 @@ pub(crate) struct Dispatcher {
     events: UnboundedSender<Batch>,
     spent: Arc<SpentBatches>,
     backlog: Arc<Backlog>,
-    /// After a stop, the rest of a known task set, each to be reported
-    /// `cancelled` as the consumer takes the events.
-    draining: bool,
-    /// Why those are not started: the first stop's reason, as for the
+    /// Why the tasks a stop left unread (see `draining`) are not started: the first stop's reason, as for the
     /// tasks that were read before it.
     drain_text: String,
     /// Events of the current turn of the loop, sent as one batch: one
@@ -431,7 +428,6 @@ impl Dispatcher {
             outbox: Batch::new(),
             spent,
             backlog,
-            draining: false,
             drain_text: String::new(),
             clock: Clock {
                 instant: Instant::now(),
@@ -512,7 +508,7 @@ impl Dispatcher {
             let more = self.outbox.len() >= TURN_EVENTS;
             self.flush();
             let backlogged = self.backlog.is_full();
-            if (self.draining || more) && !backlogged {
+            if (self.draining() || more) && !backlogged {
                 self.turn = None;
                 tokio::task::yield_now().await;
                 continue;
@@ -1373,11 +1369,17 @@ impl Dispatcher {
         self.backoffs.clear();
         self.waiters.clear();
         if self.drain_on_stop && matches!(self.input, Input::Iter(_)) {
-            self.draining = true;
             self.drain_text = text;
         } else {
             self.input = Input::Done;
         }
+    }
+
+    /// Whether a stop left a known task set unread: the rest is reported
+    /// `cancelled` as the consumer takes the events (a stream is not read
+    /// after a stop, so its input is done then).
+    fn draining(&self) -> bool {
+        self.stop.is_some() && matches!(self.input, Input::Iter(_))
     }
 
     /// After a stop, reports the rest of a known task set as never started,
@@ -1386,18 +1388,16 @@ impl Dispatcher {
     fn drain_rest(&mut self) {
         /// About one batch's worth of events a turn.
         const BUNCH: usize = 1024;
-        if !self.draining || self.backlog.is_full() {
+        if !self.draining() || self.backlog.is_full() {
             return;
         }
         let Input::Iter(rest) = &mut self.input else {
-            self.draining = false;
             return;
         };
         let mut taken = Vec::with_capacity(BUNCH);
         taken.extend(rest.by_ref().take(BUNCH));
         if taken.len() < BUNCH {
             self.input = Input::Done;
-            self.draining = false;
         }
         for task in taken {
             let (seq, task) = self.queue(task);
