@@ -1,19 +1,17 @@
 //! The command line, as clap sees it: `agent-33 run [OPTIONS] [ARTIFACT ...]`.
 //!
-//! This module only describes the flags. It deliberately does not parse
-//! setting values: numeric and boolean settings arrive here as raw strings
-//! and are validated in [`crate::config`], which also reads the
-//! environment. That way every invalid value gets the same message shape
-//! whether it came from a flag, a variable or the manifest ("invalid value
-//! "abc" for parallel_limit (from flag -j/--parallel-limit): …"), and a
-//! flag can be told apart from a variable (clap's own `env` support would
-//! merge them). The environment variables are therefore written into the
-//! help text by hand, in clap's `[env: NAME]` style.
+//! This module only describes the flags. The settings' flags are not
+//! written here: they are built from the table of settings
+//! ([`crate::settings`]), which also reads their values, with the
+//! environment's and the manifest's, so that every invalid value gets the
+//! same message shape wherever it came from.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::settings::SettingFlags;
 
 /// `agent-33`: run agents over artifacts, in parallel, under control.
 #[derive(Debug, Clone, Parser)]
@@ -33,25 +31,27 @@ pub struct Cli {
 /// under the flags because no single flag's line can say it: the rule
 /// spans `--parallel`, `-j`, `--respect-dependencies`, their variables and
 /// the manifest, and a `[default: false]` alone would be untrue.
-const RUN_MODES: &str = "\
+fn run_modes() -> String {
+    let [parallel, limit, respect] =
+        ["parallel", "parallel_limit", "respect_dependencies"].map(crate::settings::env_var);
+    format!(
+        "\
 Modes:
   An explicit parallel setting decides the mode: --parallel, -j, --respect-dependencies,
-  AGENT33_PARALLEL, or the manifest's parallel: or mode: (flags, then environment, then
-  manifest). Without one, a parallel limit given anywhere (AGENT33_PARALLEL_LIMIT=8, or
+  {parallel}, or the manifest's parallel: or mode: (flags, then environment, then
+  manifest). Without one, a parallel limit given anywhere ({limit}=8, or
   parallel_limit: in execution:) runs tasks in parallel, and respect_dependencies true
-  (AGENT33_RESPECT_DEPENDENCIES=1, or respect_dependencies: true) runs them dependency-aware;
+  ({respect}=1, or respect_dependencies: true) runs them dependency-aware;
   otherwise they run one at a time, in dependency order. An agent's own parallel_limit only
-  caps that agent.";
+  caps that agent."
+    )
+}
 
 /// The subcommands.
 #[derive(Debug, Clone, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per process; boxing would only complicate every match"
-)]
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
-    #[command(display_name = "agent-33", after_help = RUN_MODES)]
+    #[command(display_name = "agent-33", after_help = run_modes())]
     Run(RunArgs),
     /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
     #[command(display_name = "agent-33")]
@@ -117,99 +117,10 @@ pub enum OutputMode {
     reason = "each bool is one on/off flag of the CLI"
 )]
 pub struct RunArgs {
-    // ----- settings (PRODUCT.md, Settings table) -----
-    /// Run tasks in parallel (see Modes below) [default: false] [env: AGENT33_PARALLEL]
-    #[arg(long, help_heading = "Execution")]
-    pub parallel: bool,
-
-    /// Most tasks at once; also sets --parallel [default: 4] [env: AGENT33_PARALLEL_LIMIT]
-    #[arg(
-        short = 'j',
-        long = "parallel-limit",
-        value_name = "N",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub parallel_limit: Option<String>,
-
-    /// Honour depends_on; sets --parallel [default: false] [env: AGENT33_RESPECT_DEPENDENCIES]
-    #[arg(long, help_heading = "Execution")]
-    pub respect_dependencies: bool,
-
-    /// Per-task timeout, seconds; 0 = none [default: 300] [env: AGENT33_TASK_TIMEOUT]
-    #[arg(
-        long,
-        value_name = "S",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub timeout: Option<String>,
-
-    /// Never stop for failures [default: false] [env: AGENT33_CONTINUE_ON_ERROR]
-    #[arg(long, help_heading = "Execution")]
-    pub continue_on_error: bool,
-
-    /// Stop after N failed tasks [default: 1] [env: AGENT33_MAX_FAILURES]
-    #[arg(
-        long,
-        value_name = "N",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub max_failures: Option<String>,
-
-    /// At a stop, cancel running tasks [default: true] [env: AGENT33_FAIL_FAST]
-    #[arg(long, overrides_with = "no_fail_fast", help_heading = "Execution")]
-    pub fail_fast: bool,
-
-    /// At a stop, let running tasks finish [env: AGENT33_FAIL_FAST=false]
-    #[arg(long, overrides_with = "fail_fast", help_heading = "Execution")]
-    pub no_fail_fast: bool,
-
-    /// Extra attempts for a failed task [default: 0] [env: AGENT33_RETRIES]
-    #[arg(
-        long,
-        value_name = "N",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub retries: Option<String>,
-
-    /// Seconds before the first retry, then doubling [default: 1]
-    #[arg(
-        long,
-        value_name = "S",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub retry_backoff: Option<String>,
-
-    /// Seconds from SIGTERM to SIGKILL [default: 5] [env: AGENT33_KILL_GRACE]
-    #[arg(
-        long,
-        value_name = "S",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub kill_grace: Option<String>,
-
-    /// Whole-run deadline, seconds; 0 = none [default: 0] [env: AGENT33_DEADLINE]
-    #[arg(
-        long,
-        value_name = "S",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub deadline: Option<String>,
-
-    /// Bytes of stdout and stderr kept per task [default: 1048576]
-    #[arg(
-        long,
-        value_name = "BYTES",
-        help_heading = "Execution",
-        allow_negative_numbers = true
-    )]
-    pub output_limit: Option<String>,
+    /// The settings' flags (PRODUCT.md, Settings table), built from
+    /// [`crate::settings`]'s table.
+    #[command(flatten)]
+    pub settings: SettingFlags,
 
     // ----- input -----
     /// Manifest to read [default: agent33.yaml]
@@ -460,31 +371,38 @@ mod tests {
             "--output-limit",
             "100",
         ]);
-        assert!(r.parallel && r.respect_dependencies && r.continue_on_error);
-        assert_eq!(r.parallel_limit.as_deref(), Some("8"));
-        assert_eq!(r.timeout.as_deref(), Some("1.5"));
-        assert_eq!(r.max_failures.as_deref(), Some("3"));
-        assert!(r.no_fail_fast && !r.fail_fast);
-        assert_eq!(r.retries.as_deref(), Some("2"));
-        assert_eq!(r.retry_backoff.as_deref(), Some("0.5"));
-        assert_eq!(r.kill_grace.as_deref(), Some("2"));
-        assert_eq!(r.deadline.as_deref(), Some("60"));
-        assert_eq!(r.output_limit.as_deref(), Some("100"));
+        let given = |key| r.settings.get(key);
+        for (key, want) in [
+            ("parallel", "true"),
+            ("respect_dependencies", "true"),
+            ("continue_on_error", "true"),
+            ("parallel_limit", "8"),
+            ("timeout_seconds", "1.5"),
+            ("max_failures", "3"),
+            ("fail_fast", "false"),
+            ("retries", "2"),
+            ("retry_backoff_seconds", "0.5"),
+            ("kill_grace_seconds", "2"),
+            ("deadline_seconds", "60"),
+            ("output_limit_bytes", "100"),
+        ] {
+            assert_eq!(given(key), Some(want), "{key}");
+        }
     }
 
     #[test]
     fn the_last_of_fail_fast_and_no_fail_fast_wins() {
         let r = run(&["--no-fail-fast", "--fail-fast"]);
-        assert!(r.fail_fast && !r.no_fail_fast);
+        assert_eq!(r.settings.get("fail_fast"), Some("true"));
         let r = run(&["--fail-fast", "--no-fail-fast"]);
-        assert!(!r.fail_fast && r.no_fail_fast);
+        assert_eq!(r.settings.get("fail_fast"), Some("false"));
     }
 
     #[test]
     fn negative_numbers_reach_validation_instead_of_being_taken_for_flags() {
         let r = run(&["--timeout", "-1", "-j", "-2"]);
-        assert_eq!(r.timeout.as_deref(), Some("-1"));
-        assert_eq!(r.parallel_limit.as_deref(), Some("-2"));
+        assert_eq!(r.settings.get("timeout_seconds"), Some("-1"));
+        assert_eq!(r.settings.get("parallel_limit"), Some("-2"));
     }
 
     #[test]
@@ -583,11 +501,11 @@ mod tests {
         assert_eq!(r.command.as_deref(), Some(":::"));
         assert_eq!(r.gnu_input, [gnu(false, &["a"])]);
         let r = run(&["-qj", ":::", "--command", "x", "--", ":::", "a"]);
-        assert_eq!(r.parallel_limit.as_deref(), Some(":::"));
+        assert_eq!(r.settings.get("parallel_limit"), Some(":::"));
         assert!(r.gnu_input.is_empty());
         assert_eq!(r.artifacts, vec![OsString::from(":::"), "a".into()]);
         let r = run(&["-j4", "-0", "--command", "x", ":::", "a"]);
-        assert_eq!(r.parallel_limit.as_deref(), Some("4"));
+        assert_eq!(r.settings.get("parallel_limit"), Some("4"));
         assert!(r.null);
         assert_eq!(r.gnu_input, [gnu(false, &["a"])]);
         // Only `run` has artifacts.

@@ -16,95 +16,26 @@
 //! [`UsageError`] mapped to exit status 2.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use agent33_parallel::{Agent, AgentName, AgentSpec, AgentTask, Agents, Settings};
+use agent33_parallel::{Agent, AgentName, AgentTask, Agents, Settings};
 
 use crate::adhoc::{ADHOC_AGENT, ArtifactInput, Separator};
 use crate::args::{Format, OutputMode, RunArgs};
 use crate::error::{Result, UsageError};
-use crate::manifest::Manifest;
+use crate::manifest::{DEFAULT_MANIFEST, Manifest};
+use crate::settings::{self, Flag, Picked, Resolved};
 use crate::template::{CommandTemplate, TaskCommand};
-use crate::values::{Kind, Source, Sourced, invalid_value, parse_bool, parse_seconds, whole};
+use crate::values::{Source, Sourced};
 
-/// Looks up an environment variable; tests pass a map instead of the
-/// process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+pub use crate::agents::AgentDef;
+pub use crate::manifest::manifest_dir;
+pub use crate::settings::{EnvLookup, Layer};
 
 /// The process environment, for the binary.
 #[must_use]
 pub fn process_env(name: &str) -> Option<OsString> {
     std::env::var_os(name)
-}
-
-/// The manifest read when `-f` is not given, in the current folder.
-pub const DEFAULT_MANIFEST: &str = "agent33.yaml";
-
-/// The settings one source sets, each validated, with its place. `None`
-/// means "not set here".
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Layer {
-    /// `parallel`.
-    pub parallel: Option<Sourced<bool>>,
-    /// `parallel_limit`.
-    pub parallel_limit: Option<Sourced<usize>>,
-    /// `respect_dependencies`.
-    pub respect_dependencies: Option<Sourced<bool>>,
-    /// `timeout_seconds` (zero = none).
-    pub timeout: Option<Sourced<Duration>>,
-    /// `continue_on_error`.
-    pub continue_on_error: Option<Sourced<bool>>,
-    /// `max_failures`.
-    pub max_failures: Option<Sourced<u32>>,
-    /// `fail_fast`.
-    pub fail_fast: Option<Sourced<bool>>,
-    /// `retries`.
-    pub retries: Option<Sourced<u32>>,
-    /// `retry_backoff_seconds`.
-    pub retry_backoff: Option<Sourced<Duration>>,
-    /// `kill_grace_seconds`.
-    pub kill_grace: Option<Sourced<Duration>>,
-    /// `deadline_seconds` (zero = none).
-    pub deadline: Option<Sourced<Duration>>,
-    /// `output_limit_bytes`.
-    pub output_limit_bytes: Option<Sourced<usize>>,
-}
-
-fn text_bool(setting: &str, raw: &str, source: Source) -> Result<Sourced<bool>> {
-    match parse_bool(raw) {
-        Some(v) => Ok(Sourced::new(v, source)),
-        None => Err(invalid_value(
-            setting,
-            &format!("{raw:?}"),
-            &source,
-            Kind::Bool,
-        )),
-    }
-}
-
-fn text_whole<T: TryFrom<u64>>(
-    setting: &str,
-    raw: &str,
-    source: Source,
-    min: u64,
-) -> Result<Sourced<T>> {
-    match whole(raw, min) {
-        Ok(v) => Ok(Sourced::new(v, source)),
-        Err(kind) => Err(invalid_value(setting, &format!("{raw:?}"), &source, kind)),
-    }
-}
-
-fn text_seconds(setting: &str, raw: &str, source: Source) -> Result<Sourced<Duration>> {
-    match parse_seconds(raw) {
-        Some(v) => Ok(Sourced::new(v, source)),
-        None => Err(invalid_value(
-            setting,
-            &format!("{raw:?}"),
-            &source,
-            Kind::Seconds,
-        )),
-    }
 }
 
 impl Layer {
@@ -118,144 +49,18 @@ impl Layer {
     ///
     /// A usage error naming the setting and the flag for a bad value.
     pub fn from_flags(a: &RunArgs) -> Result<Self> {
-        let parallel = if a.parallel {
-            Some(Sourced::new(true, Source::Flag("--parallel")))
-        } else if a.parallel_limit.is_some() {
-            Some(Sourced::new(true, Source::Flag("-j/--parallel-limit")))
-        } else if a.respect_dependencies {
-            Some(Sourced::new(true, Source::Flag("--respect-dependencies")))
-        } else {
-            None
-        };
-        let mut l = Self {
-            parallel,
-            ..Self::default()
-        };
-        if let Some(v) = &a.parallel_limit {
-            l.parallel_limit = Some(text_whole(
-                "parallel_limit",
-                v,
-                Source::Flag("-j/--parallel-limit"),
-                1,
-            )?);
+        let mut layer = Self::from_setting_flags(&a.settings)?;
+        if layer.parallel.is_none() {
+            layer.parallel = ["parallel_limit", "respect_dependencies"]
+                .into_iter()
+                .find(|key| a.settings.has(key))
+                .map(|key| match settings::spec(key).flag {
+                    Flag::Switch(flag) | Flag::Value(flag, _) | Flag::Pair { on: flag, .. } => {
+                        Sourced::new(true, Source::Flag(flag))
+                    }
+                });
         }
-        if a.respect_dependencies {
-            l.respect_dependencies =
-                Some(Sourced::new(true, Source::Flag("--respect-dependencies")));
-        }
-        if let Some(v) = &a.timeout {
-            l.timeout = Some(text_seconds(
-                "timeout_seconds",
-                v,
-                Source::Flag("--timeout"),
-            )?);
-        }
-        if a.continue_on_error {
-            l.continue_on_error = Some(Sourced::new(true, Source::Flag("--continue-on-error")));
-        }
-        if let Some(v) = &a.max_failures {
-            l.max_failures = Some(text_whole(
-                "max_failures",
-                v,
-                Source::Flag("--max-failures"),
-                1,
-            )?);
-        }
-        if a.fail_fast {
-            l.fail_fast = Some(Sourced::new(true, Source::Flag("--fail-fast")));
-        } else if a.no_fail_fast {
-            l.fail_fast = Some(Sourced::new(false, Source::Flag("--no-fail-fast")));
-        }
-        if let Some(v) = &a.retries {
-            l.retries = Some(text_whole("retries", v, Source::Flag("--retries"), 0)?);
-        }
-        if let Some(v) = &a.retry_backoff {
-            l.retry_backoff = Some(text_seconds(
-                "retry_backoff_seconds",
-                v,
-                Source::Flag("--retry-backoff"),
-            )?);
-        }
-        if let Some(v) = &a.kill_grace {
-            l.kill_grace = Some(text_seconds(
-                "kill_grace_seconds",
-                v,
-                Source::Flag("--kill-grace"),
-            )?);
-        }
-        if let Some(v) = &a.deadline {
-            l.deadline = Some(text_seconds(
-                "deadline_seconds",
-                v,
-                Source::Flag("--deadline"),
-            )?);
-        }
-        if let Some(v) = &a.output_limit {
-            l.output_limit_bytes = Some(text_whole(
-                "output_limit_bytes",
-                v,
-                Source::Flag("--output-limit"),
-                0,
-            )?);
-        }
-        Ok(l)
-    }
-
-    /// The settings given as `AGENT33_*` environment variables. Each sets
-    /// only its own setting. A variable that is set but empty counts as
-    /// unset (as with clap and most tools), so `AGENT33_PARALLEL= agent-33
-    /// …` is a way to clear one.
-    ///
-    /// # Errors
-    ///
-    /// A usage error naming the setting and the variable for a bad value.
-    pub fn from_env(env: EnvLookup<'_>) -> Result<Self> {
-        let get = |setting: &str, var: &'static str| -> Result<Option<(String, Source)>> {
-            match env(var) {
-                None => Ok(None),
-                Some(v) if v.is_empty() => Ok(None),
-                Some(v) => match v.into_string() {
-                    Ok(s) => Ok(Some((s, Source::Env(var)))),
-                    Err(v) => Err(UsageError::new(format_args!(
-                        "invalid value {:?} for {setting} (from environment variable {var}): \
-                         not valid UTF-8",
-                        v.to_string_lossy()
-                    ))),
-                },
-            }
-        };
-        let mut l = Self::default();
-        if let Some((v, s)) = get("parallel", "AGENT33_PARALLEL")? {
-            l.parallel = Some(text_bool("parallel", &v, s)?);
-        }
-        if let Some((v, s)) = get("parallel_limit", "AGENT33_PARALLEL_LIMIT")? {
-            l.parallel_limit = Some(text_whole("parallel_limit", &v, s, 1)?);
-        }
-        if let Some((v, s)) = get("respect_dependencies", "AGENT33_RESPECT_DEPENDENCIES")? {
-            l.respect_dependencies = Some(text_bool("respect_dependencies", &v, s)?);
-        }
-        if let Some((v, s)) = get("timeout_seconds", "AGENT33_TASK_TIMEOUT")? {
-            l.timeout = Some(text_seconds("timeout_seconds", &v, s)?);
-        }
-        if let Some((v, s)) = get("continue_on_error", "AGENT33_CONTINUE_ON_ERROR")? {
-            l.continue_on_error = Some(text_bool("continue_on_error", &v, s)?);
-        }
-        if let Some((v, s)) = get("max_failures", "AGENT33_MAX_FAILURES")? {
-            l.max_failures = Some(text_whole("max_failures", &v, s, 1)?);
-        }
-        if let Some((v, s)) = get("fail_fast", "AGENT33_FAIL_FAST")? {
-            l.fail_fast = Some(text_bool("fail_fast", &v, s)?);
-        }
-        if let Some((v, s)) = get("retries", "AGENT33_RETRIES")? {
-            l.retries = Some(text_whole("retries", &v, s, 0)?);
-        }
-        if let Some((v, s)) = get("kill_grace_seconds", "AGENT33_KILL_GRACE")? {
-            l.kill_grace = Some(text_seconds("kill_grace_seconds", &v, s)?);
-        }
-        if let Some((v, s)) = get("deadline_seconds", "AGENT33_DEADLINE")? {
-            l.deadline = Some(text_seconds("deadline_seconds", &v, s)?);
-        }
-        Ok(l)
+        Ok(layer)
     }
 
     /// `continue_on_error: true` and `max_failures` set by this one source
@@ -281,40 +86,6 @@ impl Layer {
             Source::Manifest(place) => UsageError::new(format_args!("{place}: {msg}")),
             _ => UsageError::new(msg),
         })
-    }
-}
-
-/// One agent as the run will use it: its command and its own limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentDef {
-    /// The agent's name (`command` for the ad-hoc agent).
-    pub name: AgentName,
-    /// What it runs for a task; implements
-    /// [`agent33_process::CommandBuilder`].
-    pub command: TaskCommand,
-    /// Its own cap on running tasks, under the global limit.
-    pub parallel_limit: Option<usize>,
-    /// Its own task timeout (`Duration::ZERO` = none).
-    pub timeout: Option<Duration>,
-    /// Its own retry count.
-    pub retries: Option<u32>,
-}
-
-impl AgentDef {
-    /// Wraps `agent` (the process crate's command agent built from
-    /// [`Self::command`]) with this agent's own limits.
-    pub fn spec(&self, agent: impl Agent) -> AgentSpec {
-        let mut spec = AgentSpec::new(agent);
-        if let Some(limit) = self.parallel_limit {
-            spec = spec.parallel_limit(limit);
-        }
-        if let Some(timeout) = self.timeout {
-            spec = spec.timeout(timeout);
-        }
-        if let Some(retries) = self.retries {
-            spec = spec.retries(retries);
-        }
-        spec
     }
 }
 
@@ -643,18 +414,6 @@ fn adhoc_artifacts(args: &RunArgs) -> Result<AdHocArtifacts> {
     })
 }
 
-/// The highest-precedence value of one setting, or its default.
-fn pick<T: Clone>(
-    layers: [&Layer; 3],
-    get: impl Fn(&Layer) -> &Option<Sourced<T>>,
-    default: T,
-) -> Sourced<T> {
-    layers
-        .iter()
-        .find_map(|l| get(l).clone())
-        .unwrap_or(Sourced::new(default, Source::Default))
-}
-
 /// `parallel`, which unlike the other settings can also be implied
 /// (PRODUCT.md, Settings). An explicit value decides, whatever its rank:
 /// someone who wrote `parallel: false` (or `mode: sequential`) in the
@@ -687,62 +446,27 @@ fn parallel_of(
 /// settings, each setting on its own, and records where each came from.
 #[must_use]
 pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'static str, Source)>) {
-    let d = Settings::default();
-    let parallel_limit = pick(layers, |l| &l.parallel_limit, d.parallel_limit);
-    let respect = pick(layers, |l| &l.respect_dependencies, d.respect_dependencies);
-    let parallel = parallel_of(layers, &parallel_limit, &respect, d.parallel);
-    let timeout = pick(layers, |l| &l.timeout, d.timeout.unwrap_or(Duration::ZERO));
-    let mut continue_on_error = pick(layers, |l| &l.continue_on_error, d.continue_on_error);
-    let max_failures = pick(layers, |l| &l.max_failures, d.max_failures);
+    let mut picked = Picked::pick(layers);
+    picked.parallel = parallel_of(
+        layers,
+        &picked.parallel_limit,
+        &picked.respect_dependencies,
+        picked.parallel.value,
+    );
     // continue_on_error: true and max_failures are two answers to "when to
     // stop"; the higher-precedence one wins (same-source conflicts were
     // rejected in stage 1).
-    if continue_on_error.value && max_failures.source.rank() > continue_on_error.source.rank() {
-        continue_on_error = Sourced::new(false, max_failures.source.clone());
+    if picked.continue_on_error.value
+        && picked.max_failures.source.rank() > picked.continue_on_error.source.rank()
+    {
+        picked.continue_on_error = Sourced::new(false, picked.max_failures.source.clone());
     }
-    let fail_fast = pick(layers, |l| &l.fail_fast, d.fail_fast);
-    let retries = pick(layers, |l| &l.retries, d.retries);
-    let retry_backoff = pick(layers, |l| &l.retry_backoff, d.retry_backoff);
-    let kill_grace = pick(layers, |l| &l.kill_grace, d.kill_grace);
-    let deadline = pick(
-        layers,
-        |l| &l.deadline,
-        d.deadline.unwrap_or(Duration::ZERO),
-    );
-    let output_limit = pick(layers, |l| &l.output_limit_bytes, d.output_limit_bytes);
-
-    let settings = Settings {
-        parallel: parallel.value,
-        parallel_limit: parallel_limit.value,
-        respect_dependencies: respect.value,
-        timeout: (!timeout.value.is_zero()).then_some(timeout.value),
-        continue_on_error: continue_on_error.value,
-        max_failures: max_failures.value,
-        fail_fast: fail_fast.value,
-        retries: retries.value,
-        retry_backoff: retry_backoff.value,
-        kill_grace: kill_grace.value,
-        deadline: (!deadline.value.is_zero()).then_some(deadline.value),
-        output_limit_bytes: output_limit.value,
-        stream_output: matches!(output, OutputMode::Stream | OutputMode::Bare),
-        // Bare output is the task's bytes exactly: none may be dropped.
-        lossless_live_output: matches!(output, OutputMode::Bare),
-        lookahead: d.lookahead,
-    };
-    let sources = vec![
-        ("parallel", parallel.source),
-        ("parallel_limit", parallel_limit.source),
-        ("respect_dependencies", respect.source),
-        ("timeout_seconds", timeout.source),
-        ("continue_on_error", continue_on_error.source),
-        ("max_failures", max_failures.source),
-        ("fail_fast", fail_fast.source),
-        ("retries", retries.source),
-        ("retry_backoff_seconds", retry_backoff.source),
-        ("kill_grace_seconds", kill_grace.source),
-        ("deadline_seconds", deadline.source),
-        ("output_limit_bytes", output_limit.source),
-    ];
+    let mut resolved = Resolved::default();
+    let sources = picked.apply(&mut resolved);
+    let mut settings = resolved.engine;
+    settings.stream_output = matches!(output, OutputMode::Stream | OutputMode::Bare);
+    // Bare output is the task's bytes exactly: none may be dropped.
+    settings.lossless_live_output = matches!(output, OutputMode::Bare);
     (settings, sources)
 }
 
@@ -810,20 +534,12 @@ pub fn load(args: &RunArgs, env: EnvLookup<'_>) -> Result<Config> {
     RawConfig::new(args, env)?.resolve()
 }
 
-/// The folder a manifest's relative paths start from: its parent, or `.`.
-#[must_use]
-pub fn manifest_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::args::{Command, parse_from};
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn args(flags: &[&str]) -> RunArgs {
         let mut argv = vec!["agent-33", "run"];

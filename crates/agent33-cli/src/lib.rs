@@ -23,10 +23,13 @@
 //! ```
 
 pub mod adhoc;
+pub mod agents;
 pub mod args;
 pub mod config;
 mod error;
 pub mod manifest;
+mod scalar;
+pub mod settings;
 pub mod template;
 pub mod values;
 mod yaml;
