@@ -123,10 +123,11 @@ pub enum SettingsError {
 #[derive(Clone, Debug, Default)]
 pub struct ExecutorBuilder {
     settings: Settings,
-    seconds: Vec<(&'static str, f64)>,
+    /// The first invalid number of seconds given, reported by `build`.
+    invalid: Option<SettingsError>,
 }
 
-/// Converts seconds to a duration, treating 0 as "none" where `zero_is_none`.
+/// Converts a number of seconds to a duration.
 fn seconds(setting: &'static str, value: f64) -> Result<Duration, SettingsError> {
     if value.is_finite() && value >= 0.0 {
         Duration::try_from_secs_f64(value).map_err(|_| SettingsError::Seconds { setting, value })
@@ -135,7 +136,29 @@ fn seconds(setting: &'static str, value: f64) -> Result<Duration, SettingsError>
     }
 }
 
+/// `timeout_seconds` and `deadline_seconds` take 0 to mean "none".
+fn none_if_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 impl ExecutorBuilder {
+    /// Sets a duration given in seconds with `set`, or keeps the error for
+    /// `build` (the first one wins).
+    fn seconds(
+        mut self,
+        setting: &'static str,
+        secs: f64,
+        set: fn(&mut Settings, Duration),
+    ) -> Self {
+        match seconds(setting, secs) {
+            Ok(d) => set(&mut self.settings, d),
+            Err(e) => {
+                self.invalid.get_or_insert(e);
+            }
+        }
+        self
+    }
+
     /// Starts from these settings instead of the defaults.
     #[must_use]
     pub fn settings(mut self, settings: Settings) -> Self {
@@ -171,15 +194,14 @@ impl ExecutorBuilder {
     /// Per-task timeout (`Duration::ZERO` = none).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = (!timeout.is_zero()).then_some(timeout);
+        self.settings.timeout = none_if_zero(timeout);
         self
     }
 
     /// Per-task timeout in seconds (0 = none); validated by `build`.
     #[must_use]
-    pub fn timeout_seconds(mut self, secs: f64) -> Self {
-        self.seconds.push(("timeout_seconds", secs));
-        self
+    pub fn timeout_seconds(self, secs: f64) -> Self {
+        self.seconds("timeout_seconds", secs, |s, d| s.timeout = none_if_zero(d))
     }
 
     /// Never stop for failures.
@@ -219,9 +241,8 @@ impl ExecutorBuilder {
 
     /// Backoff in seconds; validated by `build`.
     #[must_use]
-    pub fn retry_backoff_seconds(mut self, secs: f64) -> Self {
-        self.seconds.push(("retry_backoff_seconds", secs));
-        self
+    pub fn retry_backoff_seconds(self, secs: f64) -> Self {
+        self.seconds("retry_backoff_seconds", secs, |s, d| s.retry_backoff = d)
     }
 
     /// Grace between cancelling a task and dropping it.
@@ -233,23 +254,23 @@ impl ExecutorBuilder {
 
     /// Grace in seconds; validated by `build`.
     #[must_use]
-    pub fn kill_grace_seconds(mut self, secs: f64) -> Self {
-        self.seconds.push(("kill_grace_seconds", secs));
-        self
+    pub fn kill_grace_seconds(self, secs: f64) -> Self {
+        self.seconds("kill_grace_seconds", secs, |s, d| s.kill_grace = d)
     }
 
     /// Whole-run deadline (`Duration::ZERO` = none).
     #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.settings.deadline = (!deadline.is_zero()).then_some(deadline);
+        self.settings.deadline = none_if_zero(deadline);
         self
     }
 
     /// Whole-run deadline in seconds (0 = none); validated by `build`.
     #[must_use]
-    pub fn deadline_seconds(mut self, secs: f64) -> Self {
-        self.seconds.push(("deadline_seconds", secs));
-        self
+    pub fn deadline_seconds(self, secs: f64) -> Self {
+        self.seconds("deadline_seconds", secs, |s, d| {
+            s.deadline = none_if_zero(d)
+        })
     }
 
     /// Bytes kept of each output stream per task.
@@ -280,16 +301,10 @@ impl ExecutorBuilder {
     ///
     /// A [`SettingsError`] naming the first invalid setting.
     pub fn build(self) -> Result<ParallelExecutor, SettingsError> {
-        let mut s = self.settings;
-        for (setting, value) in self.seconds {
-            let d = seconds(setting, value)?;
-            match setting {
-                "timeout_seconds" => s.timeout = (!d.is_zero()).then_some(d),
-                "deadline_seconds" => s.deadline = (!d.is_zero()).then_some(d),
-                "retry_backoff_seconds" => s.retry_backoff = d,
-                _ => s.kill_grace = d,
-            }
+        if let Some(e) = self.invalid {
+            return Err(e);
         }
+        let mut s = self.settings;
         if s.parallel_limit == 0 {
             return Err(SettingsError::ParallelLimit(0));
         }
