@@ -297,7 +297,7 @@ impl RawConfig {
     pub fn resolve(self) -> Result<Config> {
         let empty = Layer::default();
         let manifest_layer = self.manifest.as_ref().map_or(&empty, |m| &m.execution);
-        let (settings, sources) = merge(
+        let (resolved, sources) = merge(
             [&self.flags, &self.env, manifest_layer],
             self.options.output,
         );
@@ -334,7 +334,7 @@ impl RawConfig {
             (None, None) => (Vec::new(), TaskSource::Manifest(Vec::new()), None),
         };
         Ok(Config {
-            settings,
+            settings: resolved.engine,
             sources,
             agents,
             tasks,
@@ -445,7 +445,7 @@ fn parallel_of(
 /// Merges layers (flags, env, manifest; highest precedence first) into
 /// settings, each setting on its own, and records where each came from.
 #[must_use]
-pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'static str, Source)>) {
+pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Resolved, Vec<(&'static str, Source)>) {
     let mut picked = Picked::pick(layers);
     picked.parallel = parallel_of(
         layers,
@@ -463,11 +463,11 @@ pub fn merge(layers: [&Layer; 3], output: OutputMode) -> (Settings, Vec<(&'stati
     }
     let mut resolved = Resolved::default();
     let sources = picked.apply(&mut resolved);
-    let mut settings = resolved.engine;
-    settings.stream_output = matches!(output, OutputMode::Stream | OutputMode::Bare);
+    let engine = &mut resolved.engine;
+    engine.stream_output = matches!(output, OutputMode::Stream | OutputMode::Bare);
     // Bare output is the task's bytes exactly: none may be dropped.
-    settings.lossless_live_output = matches!(output, OutputMode::Bare);
-    (settings, sources)
+    engine.lossless_live_output = matches!(output, OutputMode::Bare);
+    (resolved, sources)
 }
 
 /// Stage 2's result: everything the run needs, validated.

@@ -535,12 +535,16 @@ impl clap::Args for SettingFlags {
             let env = spec.env.map(|v| format!(" [env: {v}]")).unwrap_or_default();
             let help = format!("{} [default: {default}]{env}", spec.help);
             let switch = |spelling: &'static str, help: String| {
-                let (_, long) = short_and_long(spelling);
-                Arg::new(long)
+                let (short, long) = short_and_long(spelling);
+                let arg = Arg::new(long)
                     .long(long)
                     .action(ArgAction::SetTrue)
                     .help(help)
-                    .help_heading(HEADING)
+                    .help_heading(HEADING);
+                match short {
+                    Some(c) => arg.short(c),
+                    None => arg,
+                }
             };
             cmd = match spec.flag {
                 Flag::Switch(spelling) => cmd.arg(switch(spelling, help)),

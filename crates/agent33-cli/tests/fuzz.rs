@@ -919,7 +919,8 @@ proptest! {
                     );
                 }
                 let none = Layer::default();
-                let (settings, _) = merge([&none, &layer, &none], OutputMode::Grouped);
+                let (resolved, _) = merge([&none, &layer, &none], OutputMode::Grouped);
+                let settings = resolved.engine;
                 prop_assert!(settings.parallel_limit >= 1 && settings.max_failures >= 1);
                 if let Err(e) = layer.check_stop_rule() {
                     prop_assert!(is_stop_rule_error(&e.to_string(), "environment variable"), "{e}");
