@@ -174,10 +174,6 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Output")]
     pub output: Option<OutputMode>,
 
-    /// Task output reaches stdout in input order, not as tasks finish
-    #[arg(short = 'k', long, help_heading = "Output")]
-    pub keep_order: bool,
-
     /// Write the results (ExecutionResults) as JSON to PATH
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub report: Option<PathBuf>,
@@ -435,7 +431,7 @@ mod tests {
         assert!(r.dry_run && r.quiet && r.resume);
         assert_eq!(r.format, Some(Format::Json));
         assert_eq!(r.output, Some(OutputMode::Bare));
-        assert!(r.keep_order);
+        assert_eq!(r.settings.get("keep_order"), Some("true"));
         assert_eq!(r.report, Some(PathBuf::from("r.json")));
         assert_eq!(r.junit, Some(PathBuf::from("j.xml")));
         assert_eq!(r.timings, Some(PathBuf::from("t.html")));
@@ -478,7 +474,7 @@ mod tests {
             "x",
         ]);
         assert_eq!(r.artifacts, vec![OsString::from("::: ")]);
-        assert!(r.keep_order);
+        assert_eq!(r.settings.get("keep_order"), Some("true"));
         assert_eq!(r.report, None);
         assert_eq!(r.gnu_input, [gnu(false, &["a", "-b", "--report", "x"])]);
         let r = run(&["--command", "cat", "::::", "-", ":::", ":::", "x", "::::"]);

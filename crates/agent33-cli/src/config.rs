@@ -257,12 +257,6 @@ impl RawConfig {
         if let Some(m) = &manifest {
             m.execution.check_stop_rule()?;
         }
-        if args.keep_order && args.output == Some(OutputMode::Stream) {
-            return Err(UsageError::new(
-                "-k/--keep-order cannot be used with --output stream, which prints lines as \
-                 tasks write them; use --output grouped or bare to get output in input order",
-            ));
-        }
         let options = RunOptions {
             dry_run: args.dry_run,
             format: args.format.unwrap_or_default(),
@@ -275,7 +269,8 @@ impl RawConfig {
             journal: args.journal.clone(),
             resume: args.resume,
             quiet: args.quiet,
-            keep_order: args.keep_order,
+            // A setting (flag or manifest): known after the merge.
+            keep_order: false,
         };
         Ok(Self {
             flags,
@@ -301,6 +296,14 @@ impl RawConfig {
             [&self.flags, &self.env, manifest_layer],
             self.options.output,
         );
+        let mut options = self.options;
+        options.keep_order = resolved.cli.keep_order;
+        if options.keep_order && options.output == OutputMode::Stream {
+            return Err(UsageError::new(
+                "-k/--keep-order cannot be used with --output stream, which prints lines as \
+                 tasks write them; use --output grouped or bare to get output in input order",
+            ));
+        }
         let (agents, tasks, manifest_path) = match (self.manifest, self.adhoc) {
             (Some(m), _) => {
                 m.check_agent_folders()?;
@@ -338,7 +341,7 @@ impl RawConfig {
             sources,
             agents,
             tasks,
-            options: self.options,
+            options,
             manifest_path,
         })
     }
@@ -585,7 +588,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         let c = load_with(&[], &[], "").expect("valid");
         assert!(c.sources.iter().all(|(_, s)| *s == Source::Default));
-        assert_eq!(c.sources.len(), 12);
+        assert_eq!(c.sources.len(), 13);
     }
 
     #[test]

@@ -162,11 +162,20 @@ fn none_if_zero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// What the table's rows set: the engine's settings.
+/// What the table's rows set: the engine's settings and the CLI's own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolved {
     /// The engine's settings.
     pub engine: Settings,
+    /// Settings only the CLI uses.
+    pub cli: CliSettings,
+}
+
+/// Settings that shape what the CLI prints, not how the engine runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliSettings {
+    /// Task output reaches stdout in input order.
+    pub keep_order: bool,
 }
 
 /// The table. Each row: `field: type => group { key, flag, env, min, help }`,
@@ -388,6 +397,13 @@ settings! {
         env: None,
         min: 0,
         help: "Bytes of stdout and stderr kept per task",
+    }
+    keep_order: bool => cli {
+        key: "keep_order",
+        flag: Flag::Switch("-k/--keep-order"),
+        env: None,
+        min: 0,
+        help: "Task output reaches stdout in input order, not as tasks finish",
     }
 }
 
