@@ -1,4 +1,8 @@
-//! Exit codes of `agent-33`, stable and documented (PRODUCT.md, The CLI).
+//! Exit codes of `agent-33`, stable and documented (PRODUCT.md, The CLI):
+//! the one place that decides them, from a run's [`Outcome`] or from a
+//! [`Failure`].
+
+use crate::failure::Failure;
 
 /// Every task succeeded (also: no tasks), or a dry run found a valid plan.
 pub const SUCCESS: u8 = 0;
@@ -27,6 +31,32 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signal(pub u8);
 
+/// The exit code for an error that ended `agent-33` before its work (or,
+/// for `agent-33 report`, part of it).
+pub fn for_error(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Usage(_)
+        | Failure::Settings(_)
+        | Failure::OutputIsFolder { .. }
+        | Failure::ResumeWithoutJournal
+        | Failure::Journal { .. }
+        | Failure::OutputDir { .. }
+        | Failure::ReportSetup(_)
+        | Failure::Signals(_)
+        | Failure::Input(_)
+        | Failure::Plan(_)
+        | Failure::LoadReport(_) => USAGE,
+        // The saved run was read; some file asked for could not be written.
+        Failure::ReportWrite(_) => TASK_FAILED,
+    }
+}
+
+/// Prints the error as `agent-33: error: …` and returns its exit code.
+pub fn fail(failure: &Failure) -> u8 {
+    failure.print();
+    for_error(failure)
+}
+
 /// The exit code for an outcome.
 pub fn code(outcome: Outcome) -> u8 {
     match outcome {
@@ -39,6 +69,33 @@ pub fn code(outcome: Outcome) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_before_the_run_are_usage_errors_and_unwritten_reports_failures() {
+        let io = || std::io::Error::other("x");
+        let table = [
+            (Failure::ResumeWithoutJournal, 2),
+            (Failure::Input("reading artifacts from f: x".to_owned()), 2),
+            (
+                Failure::Journal {
+                    path: "j".into(),
+                    source: io(),
+                },
+                2,
+            ),
+            (
+                Failure::ReportSetup(agent33_report::ReportError::new("r", io())),
+                2,
+            ),
+            (
+                Failure::ReportWrite(agent33_report::ReportError::new("r", io())),
+                1,
+            ),
+        ];
+        for (failure, want) in table {
+            assert_eq!(for_error(&failure), want, "{failure:?}");
+        }
+    }
 
     #[test]
     fn outcomes_map_to_the_documented_codes() {

@@ -4,6 +4,7 @@
 //! code. Everything it decides lives in the library crates.
 
 mod exit;
+mod failure;
 mod plan_view;
 mod report_cmd;
 mod run;

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::exit;
+use crate::failure::Failure;
 
 /// One task as the plan shows it.
 struct Step<'a> {
@@ -62,9 +63,8 @@ pub async fn show(mut config: Config) -> u8 {
             let nothing_read = input.nothing_read();
             let stream = input.into_stream();
             let tasks: Vec<AgentTask> = stream.tasks.collect().await;
-            if let Some(e) = stream.errors.take() {
-                eprintln!("agent-33: error: {e}");
-                return exit::USAGE;
+            if let Some(message) = stream.errors.take() {
+                return exit::fail(&Failure::Input(message));
             }
             if tasks.is_empty() {
                 eprintln!("agent-33: no artifacts: {nothing_read}");
@@ -75,10 +75,7 @@ pub async fn show(mut config: Config) -> u8 {
     // Validated when the manifest was read; ad-hoc tasks have no dependencies.
     let mut levels = match plan::levels(&tasks) {
         Ok(levels) => levels,
-        Err(e) => {
-            eprintln!("agent-33: error: {e}");
-            return exit::USAGE;
-        }
+        Err(e) => return exit::fail(&e.into()),
     };
     let s = &config.settings;
     let ignored = ignores_dependencies(s, &tasks);

@@ -11,23 +11,18 @@ use agent33_report::{
 };
 
 use crate::exit;
+use crate::failure::Failure;
 
 /// Runs `agent-33 report` and returns the exit code: 0 when every requested
 /// file was written, 1 when one could not be, 2 for a usage error.
 pub fn main(args: &ReportArgs) -> u8 {
     let saved = match SavedReport::from_path(&args.run_json) {
         Ok(saved) => saved,
-        Err(e) => {
-            eprintln!("agent-33: error: {e}");
-            return exit::USAGE;
-        }
+        Err(e) => return exit::fail(&e.into()),
     };
     let reporters = match reporters(args) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("agent-33: error: {}", crate::run::describe(&e));
-            return exit::USAGE;
-        }
+        Err(e) => return exit::fail(&Failure::ReportSetup(e)),
     };
     let mut reporters = reporters;
     let mut errors = saved.replay(&mut reporters);
@@ -35,8 +30,7 @@ pub fn main(args: &ReportArgs) -> u8 {
     let mut code = exit::SUCCESS;
     for e in errors {
         if !e.is_broken_pipe() {
-            eprintln!("agent-33: error: {}", crate::run::describe(&e));
-            code = exit::TASK_FAILED;
+            code = code.max(exit::fail(&Failure::ReportWrite(e)));
         }
     }
     code

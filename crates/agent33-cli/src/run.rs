@@ -24,6 +24,7 @@ use agent33_report::{
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit::{self, Outcome, Signal};
+use crate::failure::Failure;
 use crate::plan_view;
 
 /// How long to hunt for leftover processes when we exit.
@@ -33,7 +34,7 @@ const FINAL_SWEEP: Duration = Duration::from_secs(5);
 pub fn main(args: &RunArgs) -> u8 {
     let config = match load(args, &process_env) {
         Ok(config) => config,
-        Err(e) => return usage_error(&e),
+        Err(e) => return exit::fail(&e.into()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,11 +52,6 @@ pub fn main(args: &RunArgs) -> u8 {
     code
 }
 
-fn usage_error(e: &dyn std::fmt::Display) -> u8 {
-    eprintln!("agent-33: error: {e}");
-    exit::USAGE
-}
-
 async fn run(config: Config) -> u8 {
     if config.options.dry_run {
         return plan_view::show(config).await;
@@ -65,14 +61,14 @@ async fn run(config: Config) -> u8 {
         .build()
     {
         Ok(executor) => executor,
-        Err(e) => return usage_error(&e),
+        Err(e) => return exit::fail(&e.into()),
     };
-    if let Err(message) = check_outputs(&config.options) {
-        return usage_error(&message);
+    if let Err(e) = check_outputs(&config.options) {
+        return exit::fail(&e);
     }
     let mut journal = match open_journal(&config) {
         Ok(journal) => journal,
-        Err(message) => return usage_error(&message),
+        Err(e) => return exit::fail(&e),
     };
     if let (Some(j), true) = (&journal, config.options.resume) {
         executor = executor.with_resume(j.resume());
@@ -83,10 +79,10 @@ async fn run(config: Config) -> u8 {
     let input_total = InputTotal::new();
     let mut reporters = match reporters(&config, &input_total) {
         Ok(r) => r,
-        Err(e) => return usage_error(&describe(&e)),
+        Err(e) => return exit::fail(&Failure::ReportSetup(e)),
     };
-    if let Err(message) = create_output_dir(&config.options) {
-        return usage_error(&message);
+    if let Err(e) = create_output_dir(&config.options) {
+        return exit::fail(&e);
     }
 
     // Escapees (setsid, double fork) are reparented to us, found and killed.
@@ -113,8 +109,7 @@ async fn run(config: Config) -> u8 {
         Arc::clone(&signalled),
         Arc::clone(&run_over),
     ) {
-        eprintln!("agent-33: error: cannot install signal handlers: {e}");
-        return exit::USAGE;
+        return exit::fail(&Failure::Signals(e));
     }
 
     let mut read_errors = None;
@@ -214,7 +209,7 @@ async fn run(config: Config) -> u8 {
     run_over.store(true, Ordering::SeqCst);
     failed_reports |= show_errors(reporters.finish());
     if let Some(message) = read_errors.and_then(|e| e.take()) {
-        eprintln!("agent-33: error: {message}");
+        Failure::Input(message).print();
         failed_reports = true;
     }
     // Said last, under the summary's `0 total`: why there was nothing to do.
@@ -273,17 +268,19 @@ fn commit_and_report(
 }
 
 /// Opens `--journal`, checking `--resume` has one to read.
-fn open_journal(config: &Config) -> Result<Option<Journal>, String> {
+fn open_journal(config: &Config) -> Result<Option<Journal>, Failure> {
     let Some(path) = &config.options.journal else {
         return if config.options.resume {
-            Err("--resume needs --journal PATH: the journal to resume from".to_owned())
+            Err(Failure::ResumeWithoutJournal)
         } else {
             Ok(None)
         };
     };
     let fingerprint = Arc::new(CommandFingerprint::new(config));
-    let journal = Journal::open(path, fingerprint)
-        .map_err(|e| format!("cannot open the journal {}: {e}", path.display()))?;
+    let journal = Journal::open(path, fingerprint).map_err(|source| Failure::Journal {
+        path: path.clone(),
+        source,
+    })?;
     if let Some(bytes) = journal.repaired_bytes() {
         eprintln!(
             "agent-33: note: the journal {} ended in a torn line ({bytes} bytes), dropped",
@@ -351,22 +348,19 @@ fn show_errors(errors: Vec<ReportError>) -> bool {
     let mut any = false;
     for e in errors {
         if !e.is_broken_pipe() {
-            eprintln!("agent-33: error: {}", describe(&e));
+            // The run's outcome decides the exit code: a report that could
+            // not be written makes it a failure (see `failed_reports`).
+            Failure::ReportWrite(e).print();
             any = true;
         }
     }
     any
 }
 
-/// A reporter's error with its cause (`… : Not a directory (os error 20)`).
-pub fn describe(e: &ReportError) -> String {
-    format!("{e}: {}", e.io_error())
-}
-
 /// Report paths that are folders, found before anything runs. The
 /// reporters and the journal refuse them too, but this message names the
 /// flag.
-fn check_outputs(options: &RunOptions) -> Result<(), String> {
+fn check_outputs(options: &RunOptions) -> Result<(), Failure> {
     let reports = [
         ("--report", &options.report),
         ("--junit", &options.junit),
@@ -376,10 +370,10 @@ fn check_outputs(options: &RunOptions) -> Result<(), String> {
     ];
     for (flag, path) in reports {
         if let Some(path) = path.as_deref().filter(|p| p.is_dir()) {
-            return Err(format!(
-                "{flag} {}: is a folder, not a file",
-                path.display()
-            ));
+            return Err(Failure::OutputIsFolder {
+                flag,
+                path: path.to_owned(),
+            });
         }
     }
     Ok(())
@@ -388,13 +382,11 @@ fn check_outputs(options: &RunOptions) -> Result<(), String> {
 /// Creates `--output-dir` once everything else was checked, so that a usage
 /// error leaves no folder behind. Without this, the first task that saves
 /// output would create it, and a failure would only be a note per task.
-fn create_output_dir(options: &RunOptions) -> Result<(), String> {
+fn create_output_dir(options: &RunOptions) -> Result<(), Failure> {
     match &options.output_dir {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "--output-dir {}: cannot create the folder: {e}",
-                dir.display()
-            )
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| Failure::OutputDir {
+            dir: dir.clone(),
+            source,
         }),
         None => Ok(()),
     }
