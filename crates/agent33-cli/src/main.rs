@@ -8,6 +8,7 @@ mod failure;
 mod plan_view;
 mod report_cmd;
 mod run;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -11,7 +11,7 @@ use agent33_cli::args::Format;
 use agent33_cli::config::{Config, TaskSource};
 use agent33_cli::template::{CommandTemplate, Place, Placeholder, display_argv};
 use agent33_parallel::{AgentTask, Event, Settings, plan};
-use agent33_report::{NoticeReporter, Reporter as _, TerminalInfo};
+use agent33_report::{NoticeReporter, Reporter as _};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -82,7 +82,8 @@ pub async fn show(mut config: Config) -> u8 {
     if ignored {
         // The plan shows the run as it would go: the same warning, and every
         // task ready at once.
-        let mut notice = NoticeReporter::new(Box::new(std::io::stderr()), &TerminalInfo::detect());
+        let mut notice =
+            NoticeReporter::new(Box::new(std::io::stderr()), &crate::terminal::detect());
         let _ = notice.on_event(&Event::DependenciesIgnored);
         levels = vec![(0..tasks.len()).collect()];
     }

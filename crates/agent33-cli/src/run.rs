@@ -18,8 +18,8 @@ use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor,
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use agent33_report::{
     InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
-    ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TerminalInfo,
-    TimingsReporter, TraceReporter,
+    ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TimingsReporter,
+    TraceReporter,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -407,7 +407,7 @@ fn output_mode(flag: OutputFlag) -> OutputMode {
 /// anything runs.
 fn reporters(config: &Config, input_total: &InputTotal) -> Result<Reporters, ReportError> {
     let options = &config.options;
-    let term = TerminalInfo::detect();
+    let term = crate::terminal::detect();
     let progress = if options.quiet {
         ProgressReporter::hidden()
     } else {

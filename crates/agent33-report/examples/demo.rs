@@ -6,7 +6,7 @@
 //! cargo run -p agent33-report --example demo -- [grouped|stream|none] [TASKS]
 //! ```
 
-use std::io;
+use std::io::{self, IsTerminal as _};
 use std::time::Duration;
 
 use agent33_parallel::{AgentError, AgentTask, Agents, ParallelExecutor, RunControl, TaskContext};
@@ -49,7 +49,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| AgentTask::new("demo", format!("item-{i}")))
         .collect();
 
-    let term = TerminalInfo::detect();
+    // The example is its own edge, so it looks at the console itself (the
+    // CLI also honours NO_COLOR and TERM=dumb).
+    let (out_tty, err_tty) = (io::stdout().is_terminal(), io::stderr().is_terminal());
+    let term = TerminalInfo {
+        stdout_is_terminal: out_tty,
+        stderr_is_terminal: err_tty,
+        stdout_color: out_tty,
+        stderr_color: err_tty,
+        stderr_redraws: err_tty,
+    };
     let progress = ProgressReporter::for_terminal(&term, Box::new(io::stderr()));
     let suspender = progress.suspender();
     let mut reporters = Reporters::new()

@@ -28,7 +28,7 @@
 //! # let report_path = dir.path().join("results.json");
 //! # let timings_path = dir.path().join("timings.html");
 //! # let trace_path = dir.path().join("trace.json");
-//! let term = TerminalInfo::plain(); // the CLI calls TerminalInfo::detect() once
+//! let term = TerminalInfo::plain(); // the CLI detects the real console once
 //! let mode = OutputMode::Grouped; // from --output; Stream also needs
 //!                                 // the executor's stream_output(true)
 //! // First: at the end it clears its bar before the others print.

@@ -237,8 +237,8 @@ impl ProgressReporter {
         Self::with_kind(Kind::Hidden)
     }
 
-    /// A progress bar drawn on stderr, coloured exactly when `color`; none
-    /// when stderr is not a terminal or `TERM` is `dumb`.
+    /// A progress bar drawn on stderr, coloured exactly when `color`. The
+    /// caller knows stderr can redraw it ([`TerminalInfo::stderr_redraws`]).
     ///
     /// indicatif paints through `console`, which has its own idea of colour
     /// (it takes an empty `NO_COLOR` as set, and reads `CLICOLOR`); the bar
@@ -251,12 +251,8 @@ impl ProgressReporter {
         console::set_colors_enabled_stderr(color);
         console::set_colors_enabled(color);
         let term = console::Term::buffered_stderr();
-        let target = if term.is_term() && !console::is_dumb() {
-            // indicatif's own refresh rate for stderr.
-            ProgressDrawTarget::term_like_with_hz(Box::new(EchoRoom(term)), 20)
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+        // indicatif's own refresh rate for stderr.
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(EchoRoom(term)), 20);
         Self::with_kind(Kind::Bar {
             bar: ProgressBar::with_draw_target(None, target),
             color,
@@ -303,11 +299,15 @@ impl ProgressReporter {
         })
     }
 
-    /// A bar when stderr is a terminal, plain lines to `stderr` otherwise.
+    /// A bar when stderr is a terminal that redraws, nothing on one that
+    /// cannot (`TERM=dumb`: a bar would print a line per redraw), plain
+    /// lines to `stderr` otherwise.
     #[must_use]
     pub fn for_terminal(term: &TerminalInfo, stderr: Output) -> Self {
-        if term.stderr_is_terminal {
+        if term.stderr_redraws {
             Self::bar(term.color_stderr())
+        } else if term.stderr_is_terminal {
+            Self::bar_with_target(ProgressDrawTarget::hidden(), term.color_stderr())
         } else {
             Self::lines(stderr)
         }

@@ -1,12 +1,10 @@
-//! What the console is: whether stdout and stderr are terminals, and whether
-//! colour is allowed.
+//! What the console is, as plain options the caller decides: whether
+//! stdout and stderr are terminals, whether each may carry colour, and
+//! whether stderr can redraw a progress bar in place.
 //!
-//! Detection is a plain value so tests (and the CLI's own flags, should it
-//! grow `--color`) can force either mode; [`TerminalInfo::detect`] is the one
-//! place that looks at the real process, and the CLI calls it once, at its
-//! edge.
-
-use std::io::IsTerminal;
+//! This crate never looks at the real process (no `isatty`, no `NO_COLOR`,
+//! no `TERM`): the CLI detects all of it once, at its edge, and tests force
+//! either mode with [`TerminalInfo::plain`] or [`TerminalInfo::terminal`].
 
 /// Facts about the console that decide how reporters draw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -15,48 +13,44 @@ pub struct TerminalInfo {
     pub stdout_is_terminal: bool,
     /// Standard error is a terminal.
     pub stderr_is_terminal: bool,
-    /// The `NO_COLOR` convention (<https://no-color.org>) is in force:
-    /// `NO_COLOR` is set to a non-empty value.
-    pub no_color: bool,
+    /// Text written to stdout may carry colour.
+    pub stdout_color: bool,
+    /// Text written to stderr may carry colour.
+    pub stderr_color: bool,
+    /// Standard error can redraw a line in place (a terminal that is not
+    /// `TERM=dumb`), so a progress bar can be drawn there.
+    pub stderr_redraws: bool,
 }
 
 impl TerminalInfo {
-    /// Looks at this process: `isatty` on stdout and stderr, and `NO_COLOR`.
-    #[must_use]
-    pub fn detect() -> Self {
-        Self {
-            stdout_is_terminal: std::io::stdout().is_terminal(),
-            stderr_is_terminal: std::io::stderr().is_terminal(),
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-        }
-    }
-
     /// Neither stream is a terminal: plain text everywhere (tests, CI logs).
     #[must_use]
     pub fn plain() -> Self {
         Self::default()
     }
 
-    /// Both streams are terminals, colour allowed.
+    /// Both streams are terminals that redraw, colour allowed.
     #[must_use]
     pub fn terminal() -> Self {
         Self {
             stdout_is_terminal: true,
             stderr_is_terminal: true,
-            no_color: false,
+            stdout_color: true,
+            stderr_color: true,
+            stderr_redraws: true,
         }
     }
 
     /// Whether text written to stdout may carry colour.
     #[must_use]
     pub fn color_stdout(&self) -> bool {
-        self.stdout_is_terminal && !self.no_color
+        self.stdout_color
     }
 
     /// Whether text written to stderr may carry colour.
     #[must_use]
     pub fn color_stderr(&self) -> bool {
-        self.stderr_is_terminal && !self.no_color
+        self.stderr_color
     }
 }
 
@@ -65,11 +59,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn colour_needs_a_terminal_and_no_no_color() {
+    fn colour_is_what_the_caller_decided() {
         assert!(TerminalInfo::terminal().color_stdout());
         assert!(!TerminalInfo::plain().color_stderr());
         let no_color = TerminalInfo {
-            no_color: true,
+            stdout_color: false,
+            stderr_color: false,
             ..TerminalInfo::terminal()
         };
         assert!(!no_color.color_stdout());

@@ -227,7 +227,8 @@ fn grouped_headers_are_coloured_only_on_a_terminal() {
         "{out:?}"
     );
     let no_color = TerminalInfo {
-        no_color: true,
+        stdout_color: false,
+        stderr_color: false,
         ..TerminalInfo::terminal()
     };
     let (out, _) = feed(OutputMode::Grouped, &events, &no_color);
