@@ -420,11 +420,11 @@ fn adhoc_artifacts(args: &RunArgs) -> Result<AdHocArtifacts> {
 /// `parallel`, which unlike the other settings can also be implied
 /// (PRODUCT.md, Settings). An explicit value decides, whatever its rank:
 /// someone who wrote `parallel: false` (or `mode: sequential`) in the
-/// manifest asked for one task at a time, and an `AGENT33_PARALLEL_LIMIT`
-/// exported for other runs must not overrule that. Only without one does
-/// a limit given anywhere imply `parallel` (`AGENT33_PARALLEL_LIMIT=8`
-/// means 8 at a time, as the seed's `ParallelExecutor(parallel_limit=8)`
-/// does), and so does `respect_dependencies: true` (dependency-aware mode
+/// manifest asked for one task at a time, and a limit's variable exported
+/// for other runs must not overrule that. Only without one does a limit
+/// given anywhere imply `parallel` (the variable set to 8 means 8 at a
+/// time, as the seed's `ParallelExecutor(parallel_limit=8)` does), and so
+/// does `respect_dependencies: true` (dependency-aware mode
 /// is parallel; sequential mode respects dependencies anyway, so the
 /// setting would otherwise change nothing). The implied value is credited
 /// to the setting that implied it.

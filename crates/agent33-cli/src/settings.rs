@@ -642,7 +642,7 @@ pub fn markdown_table() -> String {
         String::from("| setting | type | default | flag | environment |\n|---|---|---|---|---|\n");
     for (spec, (type_name, _, default)) in SETTINGS.iter().zip(shown()) {
         let flag = match spec.flag {
-            Flag::Switch(s) => format!("`{s}`"),
+            Flag::Switch(s) => format!("`{}`", s.replace('/', ", ")),
             Flag::Pair { on, off, .. } => format!("`{on}` / `{off}`"),
             Flag::Value(spelling, value_name) => {
                 format!("`{} {value_name}`", spelling.replace('/', ", "))
@@ -655,4 +655,98 @@ pub fn markdown_table() -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The workspace's root, from this crate's folder.
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("crates/agent33-cli sits two levels down")
+    }
+
+    #[test]
+    fn the_table_defaults_are_the_engines() {
+        let d = Settings::default();
+        let shown = shown();
+        let default_of = |key: &str| {
+            let i = SETTINGS.iter().position(|s| s.key == key).expect("a row");
+            shown[i].1.clone()
+        };
+        assert_eq!(default_of("parallel_limit"), d.parallel_limit.to_string());
+        assert_eq!(default_of("timeout_seconds"), "300");
+        assert_eq!(default_of("deadline_seconds"), "0");
+        assert_eq!(shown[SETTINGS.len() - 1].0, "bool");
+    }
+
+    #[test]
+    fn keys_flags_and_variables_are_unique() {
+        for (i, a) in SETTINGS.iter().enumerate() {
+            for b in &SETTINGS[i + 1..] {
+                assert_ne!(a.key, b.key);
+                assert!(a.env.is_none() || a.env != b.env, "{}", a.key);
+                assert_ne!(a.flag, b.flag, "{}", a.key);
+            }
+        }
+    }
+
+    /// Each variable is spelled once in the product's code: here. Tests
+    /// (the `mod tests` at a file's end) and doc comments may spell it.
+    #[test]
+    fn each_variable_is_written_once_in_the_product() {
+        let mut files = Vec::new();
+        for krate in std::fs::read_dir(root().join("crates")).expect("crates/") {
+            let src = krate.expect("an entry").path().join("src");
+            let mut stack = vec![src];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries {
+                    let path = e.expect("an entry").path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|x| x == "rs") {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        for var in SETTINGS.iter().filter_map(|s| s.env) {
+            let quoted = format!("\"{var}\"");
+            let mut found = Vec::new();
+            for path in &files {
+                let text = std::fs::read_to_string(path).expect("readable source");
+                let product = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+                let code = product
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .filter(|l| l.contains(&quoted))
+                    .count();
+                if code > 0 {
+                    found.push((path.display().to_string(), code));
+                }
+            }
+            assert_eq!(found.len(), 1, "{var}: {found:?}");
+            assert_eq!(found[0].1, 1, "{var}: {found:?}");
+            assert!(found[0].0.ends_with("settings.rs"), "{var}: {found:?}");
+        }
+    }
+
+    /// README's settings list is the table's (regenerate it with
+    /// [`markdown_table`] when a row changes).
+    #[test]
+    fn the_readme_lists_the_table() {
+        let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's settings table is not the table of settings.rs; it should read:\n{table}"
+        );
+    }
 }

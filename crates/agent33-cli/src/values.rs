@@ -13,7 +13,7 @@ use crate::error::UsageError;
 pub enum Source {
     /// A command-line flag, spelled as in `--help` (`-j/--parallel-limit`).
     Flag(&'static str),
-    /// An environment variable (`AGENT33_PARALLEL_LIMIT`).
+    /// An environment variable, as the settings table names it.
     Env(&'static str),
     /// The manifest, at this place.
     Manifest(Place),
@@ -115,8 +115,8 @@ impl Kind {
 }
 
 /// The error for a value that does not fit its setting. Flags and
-/// variables: `invalid value "abc" for parallel_limit (from environment
-/// variable AGENT33_PARALLEL_LIMIT): expected a whole number ≥ 1`; the
+/// variables: `invalid value "abc" for parallel_limit (from flag
+/// -j/--parallel-limit): expected a whole number ≥ 1`; the
 /// manifest, like every manifest error, starts with its place:
 /// `agent33.yaml:3:19: invalid value 0 for parallel_limit: expected …`.
 /// `shown` is the value as the user wrote it (quoted if it was text).
