@@ -1315,6 +1315,25 @@ mod tests {
     }
 
     #[test]
+    fn keep_order_is_a_setting_of_the_manifest_too() {
+        let manifest = "execution:\n  keep_order: true\n";
+        let c = load_with(&[], &[], manifest).expect("valid");
+        assert!(c.options.keep_order);
+        let src: HashMap<_, _> = c.sources.iter().map(|(k, s)| (*k, s.to_string())).collect();
+        assert!(src["keep_order"].starts_with("manifest "), "{src:?}");
+        let got = error(&[], &[], "execution:\n  keep_order: maybe\n");
+        assert!(
+            got.ends_with(":2:15: invalid value \"maybe\" for keep_order: expected true/false/1/0/yes/no/on/off"),
+            "{got}"
+        );
+        let got = error(&["--output", "stream"], &[], manifest);
+        assert!(
+            got.starts_with("-k/--keep-order cannot be used with --output stream"),
+            "{got}"
+        );
+    }
+
+    #[test]
     fn a_missing_artifact_list_is_a_usage_error() {
         let got = error(
             &["--command", "x", "--artifacts-from", "/nonexistent/list"],
