@@ -481,6 +481,56 @@ pub enum CommandTemplate {
     Shell(String),
 }
 
+/// Why a command template is refused. `Display` is the message, without
+/// the context the caller adds (`invalid --command: `, or the manifest's
+/// place and agent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// Unbalanced quoting or a trailing backslash.
+    #[error("cannot split command {0:?} into words: unmatched quote or trailing backslash")]
+    Unsplittable(String),
+    /// No words at all.
+    #[error("command is empty")]
+    Empty,
+    /// The first word is empty.
+    #[error("command's program is empty")]
+    EmptyProgram,
+    /// A `{name}` of letters and `_` that is no placeholder (a typo).
+    #[error("{}", unknown_message(.0))]
+    UnknownPlaceholder(String),
+    /// A placeholder inside the script word of `sh -c` and its kin.
+    #[error(
+        "{written} would be pasted into the script that `{runner}` runs, where an artifact such \
+         as `x; rm -rf ~` runs as commands: {remedy}"
+    )]
+    PastedIntoScript {
+        /// The placeholder as written.
+        written: String,
+        /// The shell and its options up to the script (`sh -c`).
+        runner: String,
+        /// What to write instead.
+        remedy: String,
+    },
+    /// An empty `--shell` or `shell: true` script.
+    #[error("shell script is empty")]
+    EmptyScript,
+    /// A placeholder in a script, which gets the artifact as `$1`.
+    #[error(
+        "{who} gets the artifact as \"$1\" (and $AGENT33_AGENT, $AGENT33_TASK_ID in its \
+         environment); {written} is not replaced in a script, {instead}{find}"
+    )]
+    PlaceholderInScript {
+        /// `a --shell script` or ``a `shell: true` script``.
+        who: &'static str,
+        /// The placeholder as written.
+        written: String,
+        /// What to do instead.
+        instead: String,
+        /// How to write find's literal `{}`, when that is what it was.
+        find: &'static str,
+    },
+}
+
 impl CommandTemplate {
     /// Splits a manifest's command string into words as a POSIX shell
     /// would (without expanding anything), then checks them as
@@ -490,7 +540,7 @@ impl CommandTemplate {
     ///
     /// A message when the quoting is unbalanced, there are no words, or the
     /// words are refused.
-    pub fn split(command: &str) -> Result<Self, String> {
+    pub fn split(command: &str) -> Result<Self, TemplateError> {
         Self::split_from(command, Origin::Manifest)
     }
 
@@ -508,7 +558,7 @@ impl CommandTemplate {
     ///
     /// A message when the list is empty, its program is empty, or a word is
     /// refused.
-    pub fn list(words: Vec<String>) -> Result<Self, String> {
+    pub fn list(words: Vec<String>) -> Result<Self, TemplateError> {
         Self::list_from(words, Origin::Manifest)
     }
 
@@ -525,7 +575,7 @@ impl CommandTemplate {
     ///
     /// A message when the script is empty or contains a placeholder or an
     /// unknown `{name}`.
-    pub fn shell(script: String) -> Result<Self, String> {
+    pub fn shell(script: String) -> Result<Self, TemplateError> {
         Self::shell_from(script, Origin::Manifest)
     }
 
@@ -536,7 +586,7 @@ impl CommandTemplate {
     /// # Errors
     ///
     /// As [`Self::split`] and [`Self::shell`].
-    pub fn from_flag(command: &str, shell: bool) -> Result<Self, String> {
+    pub fn from_flag(command: &str, shell: bool) -> Result<Self, TemplateError> {
         if shell {
             Self::shell_from(command.to_owned(), Origin::Flag)
         } else {
@@ -544,20 +594,17 @@ impl CommandTemplate {
         }
     }
 
-    fn split_from(command: &str, origin: Origin) -> Result<Self, String> {
-        let words = shell_words::split(command).map_err(|_| {
-            format!(
-                "cannot split command {command:?} into words: unmatched quote or trailing backslash"
-            )
-        })?;
+    fn split_from(command: &str, origin: Origin) -> Result<Self, TemplateError> {
+        let words = shell_words::split(command)
+            .map_err(|_| TemplateError::Unsplittable(command.to_owned()))?;
         Self::list_from(words, origin)
     }
 
-    fn list_from(words: Vec<String>, origin: Origin) -> Result<Self, String> {
+    fn list_from(words: Vec<String>, origin: Origin) -> Result<Self, TemplateError> {
         match words.first() {
-            None => return Err("command is empty".to_owned()),
+            None => return Err(TemplateError::Empty),
             Some(program) if program.is_empty() => {
-                return Err("command's program is empty".to_owned());
+                return Err(TemplateError::EmptyProgram);
             }
             Some(_) => {}
         }
@@ -565,7 +612,7 @@ impl CommandTemplate {
             if let Some((_, Piece::Unknown(name))) =
                 pieces(word).find(|(_, p)| matches!(p, Piece::Unknown(_)))
             {
-                return Err(unknown_message(name));
+                return Err(TemplateError::UnknownPlaceholder(name.to_owned()));
             }
         }
         for (shell, script) in shell_scripts(&words) {
@@ -578,12 +625,11 @@ impl CommandTemplate {
                 // `sh -c {}`: each artifact is a command line.
                 Some(_) if parts.len() == 1 => {}
                 Some(written) => {
-                    return Err(format!(
-                        "{written} would be pasted into the script that `{}` runs, where an \
-                         artifact such as `x; rm -rf ~` runs as commands: {}",
-                        words[shell..script].join(" "),
-                        remedy(&words, shell, script, origin)
-                    ));
+                    return Err(TemplateError::PastedIntoScript {
+                        written: written.to_owned(),
+                        runner: words[shell..script].join(" "),
+                        remedy: remedy(&words, shell, script, origin),
+                    });
                 }
                 None => {}
             }
@@ -591,9 +637,9 @@ impl CommandTemplate {
         Ok(Self::Argv(words))
     }
 
-    fn shell_from(script: String, origin: Origin) -> Result<Self, String> {
+    fn shell_from(script: String, origin: Origin) -> Result<Self, TemplateError> {
         if script.trim().is_empty() {
-            return Err("shell script is empty".to_owned());
+            return Err(TemplateError::EmptyScript);
         }
         let who = match origin {
             Origin::Manifest => "a `shell: true` script",
@@ -602,7 +648,9 @@ impl CommandTemplate {
         for (_, piece) in pieces(&script) {
             match piece {
                 Piece::Text(_) => {}
-                Piece::Unknown(name) => return Err(unknown_message(name)),
+                Piece::Unknown(name) => {
+                    return Err(TemplateError::UnknownPlaceholder(name.to_owned()));
+                }
                 Piece::Known(p, written) => {
                     let instead = match (p, script_form(p)) {
                         (_, Some(form)) => format!("write {form} instead"),
@@ -617,11 +665,12 @@ impl CommandTemplate {
                     } else {
                         ""
                     };
-                    return Err(format!(
-                        "{who} gets the artifact as \"$1\" (and $AGENT33_AGENT, \
-                         $AGENT33_TASK_ID in its environment); {written} is not replaced in a \
-                         script, {instead}{find}"
-                    ));
+                    return Err(TemplateError::PlaceholderInScript {
+                        who,
+                        written: written.to_owned(),
+                        instead,
+                        find,
+                    });
                 }
             }
         }
@@ -997,21 +1046,27 @@ mod tests {
             ("awk '{print}'", "{print}"),
             ("echo {_}", "{_}"),
         ] {
-            let err = CommandTemplate::split(template).unwrap_err();
+            let err = CommandTemplate::split(template).unwrap_err().to_string();
             assert!(
                 err.starts_with(&format!("unknown placeholder {name}: the placeholders are {{}}, {{artifact}}, {{.}}, {{/}}, {{//}}, {{/.}}, {{#}}, {{%}}, {{agent}} and {{id}}")),
                 "{err}"
             );
             assert!(err.contains("'{ print }'"), "{err}");
-            let err = CommandTemplate::from_flag(template, false).unwrap_err();
+            let err = CommandTemplate::from_flag(template, false)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.starts_with(&format!("unknown placeholder {name}:")),
                 "{err}"
             );
         }
-        let err = CommandTemplate::list(vec!["x".into(), "{nope}".into()]).unwrap_err();
+        let err = CommandTemplate::list(vec!["x".into(), "{nope}".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("unknown placeholder {nope}"), "{err}");
-        let err = CommandTemplate::shell("cat \"$1\" {nope}".into()).unwrap_err();
+        let err = CommandTemplate::shell("cat \"$1\" {nope}".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("unknown placeholder {nope}"), "{err}");
         assert!(CommandTemplate::shell("echo \"${HOME}\" ${#}".into()).is_ok());
     }
@@ -1077,19 +1132,25 @@ mod tests {
             ),
         ];
         for (script, tail) in cases {
-            let err = CommandTemplate::shell((*script).to_owned()).unwrap_err();
+            let err = CommandTemplate::shell((*script).to_owned())
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.starts_with("a `shell: true` script gets the artifact as \"$1\""),
                 "{err}"
             );
             assert!(err.ends_with(tail), "{err}");
-            let err = CommandTemplate::from_flag(script, true).unwrap_err();
+            let err = CommandTemplate::from_flag(script, true)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.starts_with("a --shell script gets the artifact as \"$1\""),
                 "{err}"
             );
         }
-        let err = CommandTemplate::from_flag("echo {#}", true).unwrap_err();
+        let err = CommandTemplate::from_flag("echo {#}", true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with("(a command without --shell can take it)"),
             "{err}"
@@ -1107,7 +1168,9 @@ mod tests {
         assert!(CommandTemplate::list(vec![String::new(), "x".into()]).is_err());
         assert!(CommandTemplate::shell(" ".into()).is_err());
         assert!(CommandTemplate::from_flag(" ", true).is_err());
-        let err = CommandTemplate::shell("cat {artifact}".into()).unwrap_err();
+        let err = CommandTemplate::shell("cat {artifact}".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"$1\""), "{err}");
     }
 
@@ -1141,8 +1204,10 @@ mod tests {
             "fish -c 'echo {}'",
         ] {
             for err in [
-                CommandTemplate::split(template).unwrap_err(),
-                CommandTemplate::from_flag(template, false).unwrap_err(),
+                CommandTemplate::split(template).unwrap_err().to_string(),
+                CommandTemplate::from_flag(template, false)
+                    .unwrap_err()
+                    .to_string(),
             ] {
                 assert!(
                     err.contains("would be pasted into the script that `"),
@@ -1199,15 +1264,19 @@ mod tests {
             ),
         ];
         for (template, flag, manifest) in cases {
-            let err = CommandTemplate::from_flag(template, false).unwrap_err();
+            let err = CommandTemplate::from_flag(template, false)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(flag), "{template}:\n{err}\nlacks\n{flag}");
-            let err = CommandTemplate::split(template).unwrap_err();
+            let err = CommandTemplate::split(template).unwrap_err().to_string();
             assert!(
                 err.contains(manifest),
                 "{template}:\n{err}\nlacks\n{manifest}"
             );
         }
-        let err = CommandTemplate::from_flag("sh -c 'echo {.}'", false).unwrap_err();
+        let err = CommandTemplate::from_flag("sh -c 'echo {.}'", false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with(
                 "use --shell, which runs sh -c with the artifact as \"$1\", and write \"$1\" in \

@@ -1125,7 +1125,7 @@ proptest! {
         task in any_task(),
         append in any::<bool>(),
     ) {
-        match CommandTemplate::split(&text) {
+        match CommandTemplate::split(&text).map_err(|e| e.to_string()) {
             Err(m) => {
                 prop_assert!(!m.trim().is_empty());
                 // Quoting that splits into a program is refused only for
@@ -1188,7 +1188,7 @@ proptest! {
         task in any_task(),
     ) {
         let refused = script.trim().is_empty() || !brace_spans(&script).is_empty();
-        match CommandTemplate::shell(script.clone()) {
+        match CommandTemplate::shell(script.clone()).map_err(|e| e.to_string()) {
             Err(m) => {
                 prop_assert!(refused, "{m}");
                 prop_assert!(
@@ -1213,7 +1213,7 @@ proptest! {
         words in prop::collection::vec(template(), 0..5),
         task in any_task(),
     ) {
-        match CommandTemplate::list(words.clone()) {
+        match CommandTemplate::list(words.clone()).map_err(|e| e.to_string()) {
             Err(m) => prop_assert!(
                 words.first().is_none_or(String::is_empty)
                     || words.iter().any(|w| has_unknown_name(w))

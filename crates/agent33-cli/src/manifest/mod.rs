@@ -239,13 +239,19 @@ impl Manifest {
                 (CommandValue::Text(s), false) => CommandTemplate::split(&s),
                 (CommandValue::Text(s), true) => CommandTemplate::shell(s),
                 (CommandValue::List(v), false) => CommandTemplate::list(v),
-                (CommandValue::List(_), true) => Err(
-                    "with `shell: true` the command must be one string (the script for sh -c)"
-                        .to_owned(),
-                ),
+                (CommandValue::List(_), true) => {
+                    return Err(self.error_at(
+                        &here("command"),
+                        false,
+                        format_args!(
+                            "agent `{name}`: with `shell: true` the command must be one string \
+                             (the script for sh -c)"
+                        ),
+                    ));
+                }
             }
-            .map_err(|m| {
-                self.error_at(&here("command"), false, format_args!("agent `{name}`: {m}"))
+            .map_err(|e| {
+                self.error_at(&here("command"), false, format_args!("agent `{name}`: {e}"))
             })?;
             let parallel_limit = a
                 .parallel_limit
