@@ -1,6 +1,6 @@
 //! The one table of settings (PRODUCT.md, Settings).
 //!
-//! Each row of [`settings!`](settings) names a setting's manifest key, its
+//! Each row of the `settings!` table below names a setting's manifest key, its
 //! flag, its environment variable, its type and minimum, its help line and
 //! the field it sets. Everything else is driven from the table: the flags of
 //! `agent-33 run` and their `--help` lines (defaults rendered from the
