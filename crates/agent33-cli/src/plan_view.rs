@@ -97,11 +97,7 @@ pub async fn show(mut config: Config) -> u8 {
             let def = config
                 .agent(task.agent.as_str())
                 .expect("tasks name known agents");
-            let timeout = match task.timeout.or(def.timeout) {
-                Some(t) if t.is_zero() => None,
-                Some(t) => Some(t),
-                None => s.timeout,
-            };
+            let timeout = s.task_timeout(task.timeout, def.timeout);
             Step {
                 task,
                 argv: def.command.argv_at(

@@ -98,6 +98,36 @@ impl Settings {
     pub fn respects_dependencies(&self) -> bool {
         !self.parallel || self.respect_dependencies
     }
+
+    /// A task's timeout: its own, else its agent's, else the global one.
+    /// A task's or agent's `Some(Duration::ZERO)` means "no timeout" and
+    /// beats the more general value (PRODUCT.md, Settings: more specific
+    /// beats more general).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use agent33_parallel::Settings;
+    ///
+    /// let s = Settings::default(); // 300 s
+    /// let secs = Duration::from_secs;
+    /// assert_eq!(s.task_timeout(None, Some(secs(60))), Some(secs(60)));
+    /// assert_eq!(s.task_timeout(Some(secs(5)), Some(secs(60))), Some(secs(5)));
+    /// assert_eq!(s.task_timeout(Some(Duration::ZERO), None), None);
+    /// assert_eq!(s.task_timeout(None, None), Some(secs(300)));
+    /// ```
+    #[must_use]
+    pub fn task_timeout(
+        &self,
+        task: Option<Duration>,
+        agent: Option<Duration>,
+    ) -> Option<Duration> {
+        match task.or(agent) {
+            Some(own) => none_if_zero(own),
+            None => self.timeout,
+        }
+    }
 }
 
 /// A setting that cannot be used.
