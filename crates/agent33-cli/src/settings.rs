@@ -738,6 +738,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn help_shows_every_rows_flag_default_and_variable() {
+        use clap::CommandFactory as _;
+        let mut cli = crate::args::Cli::command();
+        let run = cli.find_subcommand_mut("run").expect("run exists");
+        let help = run.render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (spec, (_, default, _)) in SETTINGS.iter().zip(shown()) {
+            let env = spec.env.map(|v| format!(" [env: {v}]")).unwrap_or_default();
+            let line = format!("{} [default: {default}]{env}", spec.help);
+            assert!(help.contains(&line), "--help lacks {line:?}:\n{help}");
+            let (_, long) = match spec.flag {
+                Flag::Switch(s) | Flag::Value(s, _) | Flag::Pair { on: s, .. } => short_and_long(s),
+            };
+            assert!(help.contains(&format!("--{long}")), "--help lacks --{long}");
+        }
+    }
+
     /// README's settings list is the table's (regenerate it with
     /// [`markdown_table`] when a row changes).
     #[test]
