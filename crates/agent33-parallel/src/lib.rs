@@ -101,6 +101,7 @@ mod capture;
 mod dispatch;
 mod event;
 mod executor;
+mod limit;
 mod metrics;
 pub mod plan;
 mod result;
@@ -112,6 +113,7 @@ pub use event::{Event, Interrupt, StopReason};
 pub use executor::{
     EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };
+pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
 pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};
 pub use task::{AgentName, AgentTask, TaskId};

@@ -16,6 +16,18 @@ pub(super) enum Ended {
     Cancelled(Option<std::thread::Result<AgentResult>>),
 }
 
+impl Ended {
+    /// What the agent said of the next try: whether this one was refused
+    /// before any work was done (deferred), and how long to wait first.
+    /// Only an attempt that ended on its own says anything.
+    pub(super) fn next_try(&self) -> (bool, Option<Duration>) {
+        match self {
+            Self::Returned(Ok(Err(e))) => (e.is_deferred(), e.retry_after_hint()),
+            _ => (false, None),
+        }
+    }
+}
+
 /// One attempt's outcome, classified.
 #[derive(Debug)]
 pub(super) struct Attempt {

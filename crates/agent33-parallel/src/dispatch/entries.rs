@@ -28,6 +28,8 @@ pub(super) struct Entry {
     pub(super) state: State,
     pub(super) deps_left: usize,
     pub(super) attempts: u32,
+    /// Times an attempt was refused before doing any work.
+    pub(super) deferrals: u32,
     /// When the task last became ready (for queue-wait figures).
     pub(super) ready_since: Option<Instant>,
     pub(super) first_start: Option<(Instant, Timestamp)>,

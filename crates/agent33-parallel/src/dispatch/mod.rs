@@ -50,7 +50,10 @@ pub(crate) use input::Input;
 use outbox::Outbox;
 use ready::Admission;
 use stats::Stats;
-use workers::{Report, SlotUse, Workers};
+use workers::{Report, Workers};
+
+/// Deferrals after which a task fails (`rate limited 20 times`).
+const MAX_DEFERRALS: u32 = 20;
 
 /// What woke the dispatcher.
 enum Woke {
@@ -59,6 +62,8 @@ enum Woke {
     Timeouts,
     Backoffs,
     Input(Option<AgentTask>),
+    /// A gate changed or its pause ended.
+    Gates,
     /// The consumer caught up with the events.
     Drained,
 }
@@ -206,15 +211,18 @@ impl Dispatcher {
         let deadline_sleep = sleep_until_opt(deadline);
         let backoff_sleep = tokio::time::sleep_until(start);
         let timeout_sleep = tokio::time::sleep_until(start);
+        let resume_sleep = tokio::time::sleep_until(start);
         tokio::pin!(
             interrupted,
             killed,
             deadline_sleep,
             backoff_sleep,
-            timeout_sleep
+            timeout_sleep,
+            resume_sleep
         );
         let mut armed_backoff: Option<Instant> = None;
         let mut armed_timeout: Option<Instant> = None;
+        let mut armed_resume: Option<Instant> = None;
         loop {
             // A cheap look first: under a stream of completions the branches
             // below may never be reached, and a stop must not wait for them.
@@ -257,11 +265,27 @@ impl Dispatcher {
                     armed_timeout = Some(at);
                 }
             }
+            // Ready tasks held by a gate: its change, or the end of its
+            // pause, may admit them.
+            let gated = self.stop.is_none() && self.admission.gated();
+            let next_resume = if gated {
+                let now = self.now().0;
+                self.admission.next_resume(now)
+            } else {
+                None
+            };
+            if let Some(at) = next_resume {
+                if armed_resume != Some(at) {
+                    resume_sleep.as_mut().reset(at);
+                    armed_resume = Some(at);
+                }
+            }
             let want_input = self.wants_input();
             let has_workers = self.admission.running() > 0;
             let input = &mut self.input;
             let reports = &mut self.workers.reports;
             let backlog = &self.out.backlog;
+            let admission = &self.admission;
             let woke = tokio::select! {
                 biased;
                 Some(report) = reports.recv(), if has_workers => Woke::Report(report),
@@ -273,6 +297,11 @@ impl Dispatcher {
                 }
                 () = &mut timeout_sleep, if next_timeout.is_some() => Woke::Timeouts,
                 () = &mut backoff_sleep, if next_backoff.is_some() => Woke::Backoffs,
+                () = admission.changed(), if gated => Woke::Gates,
+                () = &mut resume_sleep, if next_resume.is_some() => {
+                    armed_resume = None;
+                    Woke::Gates
+                }
                 item = input.next(), if want_input => Woke::Input(item),
                 () = backlog.drained(), if backlogged => Woke::Drained,
             };
@@ -311,7 +340,8 @@ impl Dispatcher {
                     self.on_backoff_due();
                 }
                 Woke::Input(item) => self.on_input(item),
-                Woke::Drained => {}
+                // The next turn admits what the gates now let through.
+                Woke::Gates | Woke::Drained => {}
             }
         }
         let now = Instant::now();
@@ -357,14 +387,17 @@ impl Dispatcher {
 
     /// Whether reading another task is useful now: a slot is free, nothing
     /// admissible is ready, and the look-ahead has room (or the run would
-    /// otherwise stall).
+    /// otherwise stall: nothing runs, and nothing waits for a timer or a
+    /// gate, only for dependencies that may come later in the input).
     fn wants_input(&self) -> bool {
         self.stop.is_none()
             && !self.out.backlogged()
             && self.input.is_open()
             && self.admission.has_room()
             && (self.waiting < self.lookahead
-                || (self.admission.running() == 0 && self.backoffs.is_empty()))
+                || (self.admission.running() == 0
+                    && self.backoffs.is_empty()
+                    && !self.admission.has_ready()))
     }
 
     /// Starts every admissible task, reading input synchronously as far as
@@ -376,8 +409,15 @@ impl Dispatcher {
                 && !self.out.turn_is_full()
                 && !self.out.backlogged()
             {
-                if let Some((seq, key)) = self.admission.pick() {
-                    self.start(seq, key);
+                // The time matters only to gates (their pauses); a turn
+                // that starts nothing reads no clock.
+                let now = if self.admission.has_gates() {
+                    self.now().0
+                } else {
+                    self.clock.instant
+                };
+                if let Some((seq, key, agent)) = self.admission.admit(now) {
+                    self.start(seq, key, agent);
                     continue;
                 }
                 if !self.wants_input() {
@@ -392,6 +432,7 @@ impl Dispatcher {
                 && !self.input.is_open()
                 && self.admission.running() == 0
                 && self.backoffs.is_empty()
+                && !self.admission.has_ready()
                 && !self.entries.is_empty()
             {
                 // Everything left is blocked on dependencies that can never
@@ -480,6 +521,7 @@ impl Dispatcher {
             state,
             deps_left,
             attempts: 0,
+            deferrals: 0,
             ready_since,
             first_start: None,
             last: None,
@@ -494,15 +536,14 @@ impl Dispatcher {
         }
     }
 
-    /// Starts the next attempt of a ready task that admission picked.
-    fn start(&mut self, seq: u64, key: usize) {
+    /// Starts the next attempt of a ready task that admission admitted.
+    fn start(&mut self, seq: u64, key: usize, agent_index: usize) {
         let (now, wall) = self.now();
         let entry = self
             .entries
             .get_mut(key, seq)
             .expect("ready tasks have entries");
-        let agent_index = entry.agent;
-        self.admission.admit(agent_index, seq, key);
+        debug_assert_eq!(entry.agent, agent_index);
         let agent: Arc<dyn Agent> = Arc::clone(
             &self
                 .admission
@@ -562,17 +603,10 @@ impl Dispatcher {
             // dispatcher said about the task so far must be there first.
             self.out.flush();
         }
-        let used = SlotUse {
-            seq,
-            key,
-            attempt,
-            shared,
-            worker: None,
-        };
         let inline = &mut self.admission.agent_mut(agent_index).inline;
-        if let Some(report) = self
-            .workers
-            .launch(slot, used, deadline, agent, ctx, inline)
+        if let Some(report) =
+            self.workers
+                .launch(slot, (seq, key, shared), deadline, agent, ctx, inline)
         {
             self.on_report(report);
         }
@@ -600,6 +634,16 @@ impl Dispatcher {
             Ended::Cancelled(late) if run.timed_out => Ended::TimedOut(late),
             other => other,
         };
+        let (deferred, retry_after) = ended.next_try();
+        if deferred {
+            entry.deferrals += 1;
+            if entry.deferrals < MAX_DEFERRALS || self.stop.is_some() {
+                // Not an attempt: the next start has this one's number.
+                entry.attempts -= 1;
+                self.defer(seq, key, slot, retry_after);
+                return;
+            }
+        }
         let mut attempt = classify(
             ended,
             &used.shared.capture,
@@ -608,7 +652,11 @@ impl Dispatcher {
             self.stop.as_ref(),
         );
 
-        let retries_left = attempt.status.is_failure() && entry.attempts <= entry.retries;
+        if deferred {
+            attempt.error = Some(format!("rate limited {MAX_DEFERRALS} times"));
+        }
+        let retries_left =
+            attempt.status.is_failure() && entry.attempts <= entry.retries && !deferred;
         let retry = retries_left && self.stop.is_none();
         if retries_left && !retry {
             // It ran on to its own end after the stop (fail_fast: false):
@@ -632,10 +680,12 @@ impl Dispatcher {
             }
         }
         if retry {
+            // Never sooner than the service asked.
             let delay = self
                 .s
                 .retry_backoff
-                .saturating_mul(1u32 << (entry.attempts - 1).min(31));
+                .saturating_mul(1u32 << (entry.attempts - 1).min(31))
+                .max(retry_after.unwrap_or_default());
             self.out.emit(Event::TaskRetrying {
                 seq,
                 id: entry.task.id.clone(),
@@ -655,6 +705,47 @@ impl Dispatcher {
         } else {
             let entry = self.entries.remove(key, seq).expect("checked above");
             self.finish_started(entry, attempt);
+        }
+    }
+
+    /// Puts a task whose attempt was refused before doing any work back
+    /// among the ready tasks, at its place in input order (after
+    /// `retry_after`, if given); its slot is already free. After a stop it
+    /// ends as the stop leaves a task between attempts.
+    fn defer(&mut self, seq: u64, key: usize, slot: usize, retry_after: Option<Duration>) {
+        let (now, wall) = self.now();
+        let entry = self
+            .entries
+            .get_mut(key, seq)
+            .expect("a deferred task is live");
+        self.out.emit(Event::TaskDeferred {
+            seq,
+            id: entry.task.id.clone(),
+            slot,
+            retry_after,
+            count: entry.deferrals,
+            at: wall,
+        });
+        self.waiting += 1;
+        if self.stop.is_some() {
+            let entry = self.entries.remove(key, seq).expect("checked above");
+            let text = stop_text(self.stop.as_ref());
+            self.abandon(entry, text);
+            return;
+        }
+        match retry_after {
+            Some(after) => {
+                entry.state = State::Backoff;
+                let due = now
+                    .checked_add(after)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365));
+                self.backoffs.push(Reverse((due, seq, key)));
+            }
+            None => {
+                entry.state = State::Ready;
+                entry.ready_since = Some(now);
+                self.admission.push_ready(entry.agent, seq, key);
+            }
         }
     }
 
@@ -913,20 +1004,10 @@ impl Dispatcher {
             .in_order(|e| !matches!(e.state, State::Running));
         for (seq, key) in pending {
             // Settling one task (an abandoned retry) may skip others listed here.
-            let Some(mut entry) = self.entries.remove(key, seq) else {
+            let Some(entry) = self.entries.remove(key, seq) else {
                 continue;
             };
-            self.waiting -= 1;
-            // A task between attempts (in backoff, or ready for its retry)
-            // ends with its last attempt's outcome.
-            match entry.last.take() {
-                Some(mut last) => {
-                    let error = last.error.take().unwrap_or_default();
-                    last.error = Some(format!("{error} (retry abandoned: {text})"));
-                    self.finish_started(entry, *last);
-                }
-                None => self.finish_unstarted(seq, entry.task, Unstarted::Stopped(text.clone())),
-            }
+            self.abandon(entry, text.clone());
         }
         self.admission.clear_ready();
         self.backoffs.clear();
@@ -935,6 +1016,21 @@ impl Dispatcher {
             self.drain_text = text;
         } else {
             self.input = Input::Done;
+        }
+    }
+
+    /// Ends a task that waits to start (ready, blocked, or between
+    /// attempts) because the run stopped (`text`): one between attempts
+    /// ends with its last attempt's outcome, any other is not started.
+    fn abandon(&mut self, mut entry: Entry, text: String) {
+        self.waiting -= 1;
+        match entry.last.take() {
+            Some(mut last) => {
+                let error = last.error.take().unwrap_or_default();
+                last.error = Some(format!("{error} (retry abandoned: {text})"));
+                self.finish_started(entry, *last);
+            }
+            None => self.finish_unstarted(entry.seq, entry.task, Unstarted::Stopped(text)),
         }
     }
 
