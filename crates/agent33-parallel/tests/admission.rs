@@ -525,3 +525,32 @@ async fn a_run_dropped_while_its_tasks_run_gives_their_room_back() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(provider.in_use(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_run_waits_out_a_pause_and_runs_other_agents_meanwhile() {
+    let t0 = Instant::now();
+    let starts = Starts::default();
+    let provider = SharedLimit::new(2);
+    provider.pause_until(t0 + Duration::from_millis(100));
+    let agents = Agents::new()
+        .add_spec("llm", sleeper(t0, &starts).shared_limit(provider))
+        .add_spec("cmd", sleeper(t0, &starts));
+    let tasks = vec![
+        AgentTask::new("llm", "l1@10"),
+        AgentTask::new("llm", "l2@10"),
+        AgentTask::new("cmd", "c3@10"),
+    ];
+    let results = parallel(4)
+        .run_stream(futures::stream::iter(tasks), &agents, RunControl::new())
+        .collect_results()
+        .await;
+    assert_eq!(results.succeeded.len(), 3);
+    assert_eq!(
+        starts.all(),
+        [
+            ("c3@10".to_owned(), 0),
+            ("l1@10".to_owned(), 100),
+            ("l2@10".to_owned(), 100),
+        ]
+    );
+}
