@@ -554,3 +554,38 @@ async fn a_streamed_run_waits_out_a_pause_and_runs_other_agents_meanwhile() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn room_another_run_gives_back_wakes_a_run_sharing_the_limit() {
+    let t0 = Instant::now();
+    let starts = Starts::default();
+    let provider = SharedLimit::new(1);
+    let agents = Agents::new().add_spec("llm", sleeper(t0, &starts).shared_limit(provider));
+    let first = parallel(4).run(
+        vec![AgentTask::new("llm", "a@100")],
+        &agents,
+        RunControl::new(),
+    );
+    // The second run starts once the first one's task holds the limit.
+    let mut first = Box::pin(first);
+    while !matches!(first.next().await, Some(Event::TaskStarted { .. })) {}
+    let second = parallel(4).run(
+        vec![AgentTask::new("llm", "b@100")],
+        &agents,
+        RunControl::new(),
+    );
+    // Without the wake the second run would wait forever: on the paused
+    // clock the bound fires at once instead.
+    let (a, b) = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join(first.collect::<Vec<_>>(), second.collect_results()),
+    )
+    .await
+    .expect("the second run is woken when the first gives the room back");
+    assert!(!a.is_empty());
+    assert_eq!(b.succeeded.len(), 1);
+    assert_eq!(
+        starts.all(),
+        [("a@100".to_owned(), 0), ("b@100".to_owned(), 100)]
+    );
+}
