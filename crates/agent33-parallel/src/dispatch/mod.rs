@@ -1,19 +1,20 @@
 //! The dispatcher: the one owner of a run's state.
 //!
 //! A single loop `select!`s over worker completions, backoff timers, the run
-//! deadline, the caller's interrupt and the input. Workers run one attempt
-//! each and report by value over a channel; they share nothing with it but
-//! the attempt's capture buffer and cancellation. The state is split into
-//! owned parts, and each decision has one home:
+//! deadline, the caller's interrupt, changes of shared limits and the input.
+//! Workers run one attempt each and report by value over a channel; they
+//! share nothing with it but the attempt's capture buffer and cancellation.
+//! The state is split into owned parts, and each decision has one home:
 //!
-//! - admit: [`ready::Admission::pick`] (the earliest ready task in input
-//!   order whose agent has room, under the global limit);
+//! - admit: [`ready::Admission::admit`] (the earliest ready task in input
+//!   order whose agent has room under its limits and gate, under the global
+//!   limit);
 //! - settle an attempt: [`attempt::classify`], then `on_report` (retry or
-//!   finish);
+//!   finish), or `defer` for an attempt refused before doing any work;
 //! - settle a task without running it: `finish_unstarted`;
 //! - skip dependents: `skip_dependents`, from `after_outcome`;
 //! - stop: `stop`, triggered by `after_outcome` (failures), the deadline
-//!   and the caller's control.
+//!   and the caller's control; what waits to start ends in `abandon`.
 //!
 //! The parts: [`input`] (reading tasks), [`entries`] (tasks read and not
 //! finished), [`ready`] (ready queues and limits), [`deps`] (the dependency
