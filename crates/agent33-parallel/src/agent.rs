@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering, fence};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capture;
+use crate::result::{Reason, Timestamp};
 use crate::task::{AgentName, AgentTask};
 
 /// What an agent hands back when it succeeds (or, inside [`AgentError`],
@@ -56,12 +57,18 @@ impl From<()> for AgentOutput {
 }
 
 /// Why an agent's attempt failed, with whatever it produced before.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AgentError {
     /// The reason, shown in the task's `error` (`exit code 3`).
     pub message: String,
     /// Output produced before the failure.
     pub output: AgentOutput,
+    /// The reason as a fact (`None`: [`Reason::AgentError`]). Two reasons
+    /// change what the engine does: [`Reason::Timeout`] makes the attempt
+    /// a `timeout`, worded as the engine's own (an agent that enforces the
+    /// limit elsewhere, on a remote worker say), and
+    /// [`Reason::ExecutionLost`] runs the task again without using a retry.
+    pub reason: Option<Reason>,
 }
 
 impl AgentError {
@@ -71,6 +78,7 @@ impl AgentError {
         Self {
             message: message.into(),
             output: AgentOutput::default(),
+            reason: None,
         }
     }
 
@@ -80,7 +88,15 @@ impl AgentError {
         Self {
             message: message.into(),
             output,
+            reason: None,
         }
+    }
+
+    /// The same error, with its reason as a fact.
+    #[must_use]
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 }
 
@@ -140,6 +156,22 @@ pub(crate) struct AttemptShared {
     /// Made when first asked for: an agent that never looks at its token
     /// (most that finish at once) costs no token at all.
     token: OnceLock<CancellationToken>,
+    /// What the agent reported of where and when the attempt really ran;
+    /// made at its first report, so local agents pay a pointer.
+    reported: OnceLock<Box<Mutex<Reported>>>,
+}
+
+/// Facts an agent reports about its attempt, beyond its outcome: what an
+/// agent that runs attempts elsewhere (on a remote worker) knows better
+/// than the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Reported {
+    /// Where it ran.
+    pub(crate) worker: Option<String>,
+    /// When it really started, on the engine's clock and the wall clock.
+    pub(crate) start: Option<(tokio::time::Instant, Timestamp)>,
+    /// Its output, which replaces what the engine captured.
+    pub(crate) output: Option<(String, String)>,
 }
 
 /// The engine cancelled the attempt because the run stopped.
@@ -156,7 +188,33 @@ impl AttemptShared {
             capture,
             state: AtomicU8::new(0),
             token: OnceLock::new(),
+            reported: OnceLock::new(),
         }
+    }
+
+    fn report(&self, change: impl FnOnce(&mut Reported)) {
+        let reported = self.reported.get_or_init(Box::default);
+        change(&mut reported.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// What the agent reported so far (`None` if nothing).
+    pub(crate) fn reported(&self) -> Option<Reported> {
+        let reported = self.reported.get()?;
+        Some(
+            reported
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// When the agent says the attempt really started, if it said.
+    pub(crate) fn reported_start(&self) -> Option<(tokio::time::Instant, Timestamp)> {
+        let reported = self.reported.get()?;
+        reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .start
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {
@@ -342,6 +400,34 @@ impl TaskContext {
         self.shared
             .capture
             .write(crate::capture::Stream::Stderr, bytes);
+    }
+
+    /// Reports the worker (a machine, a process) this attempt runs on: the
+    /// task's result names the worker of its last attempt, and reports
+    /// group attempts by worker. A later report replaces an earlier one.
+    pub fn report_worker(&self, worker: impl Into<String>) {
+        let worker = worker.into();
+        self.shared.report(|r| r.worker = Some(worker));
+    }
+
+    /// Reports when the attempt really started (a remote worker took it up
+    /// after it waited in a queue), on the engine's clock (`instant`, from
+    /// `tokio::time::Instant`) and the wall clock (`at`). The attempt's
+    /// timeout then counts from `instant`, and results and reports show
+    /// `at` as its start. A start before the engine handed the attempt
+    /// over counts as that moment.
+    pub fn report_start(&self, instant: tokio::time::Instant, at: Timestamp) {
+        self.shared.report(|r| r.start = Some((instant, at)));
+    }
+
+    /// Reports the attempt's output, already bounded by the run's output
+    /// limit, which then replaces whatever the engine captured from
+    /// [`Self::write_stdout`] and [`Self::write_stderr`] and what the agent
+    /// returns: for an agent whose process ran elsewhere and whose output
+    /// came back whole. A later report replaces an earlier one.
+    pub fn report_output(&self, stdout: impl Into<String>, stderr: impl Into<String>) {
+        let output = (stdout.into(), stderr.into());
+        self.shared.report(|r| r.output = Some(output));
     }
 }
 

@@ -113,7 +113,9 @@ pub use executor::{
     EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };
 pub use metrics::{Metrics, Timer, TimerSummary};
-pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};
+pub use result::{
+    ExecutionResults, Reason, ResultsCollector, RunTotals, TaskResult, TaskStatus, Timestamp,
+};
 pub use task::{AgentName, AgentTask, TaskId};
 
 /// The future an [`Agent`] returns.

@@ -240,7 +240,7 @@ impl Timeline {
         let mut counts = [0usize; 5];
         for t in &self.tasks {
             if let Some(s) = t.status {
-                counts[status_index(s)] += 1;
+                counts[s.index()] += 1;
             }
         }
         let wall_ms = self.wall_ms();
@@ -338,23 +338,53 @@ pub struct Figures {
     pub wait_ms: TimerSummary,
 }
 
-/// The statuses in the order reports list them.
-pub(crate) const STATUSES: [TaskStatus; 5] = [
-    TaskStatus::Success,
-    TaskStatus::Failed,
-    TaskStatus::Timeout,
-    TaskStatus::Cancelled,
-    TaskStatus::Skipped,
-];
+/// Folds a run's events into attempts: the one reading of which event
+/// begins and which ends an attempt, shared by the [`Timeline`] and the
+/// JSON report's `attempts`.
+///
+/// Keeps only the attempts now running, one per task.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptFold {
+    /// seq → the attempt now running.
+    open: HashMap<u64, AttemptRecord>,
+}
 
-/// Index of `s` in [`STATUSES`].
-pub(crate) fn status_index(s: TaskStatus) -> usize {
-    match s {
-        TaskStatus::Success => 0,
-        TaskStatus::Failed => 1,
-        TaskStatus::Timeout => 2,
-        TaskStatus::Cancelled => 3,
-        TaskStatus::Skipped => 4,
+impl AttemptFold {
+    /// Takes in one event; returns the attempt it ended, if any. A task's
+    /// `TaskStarted` while one of its attempts is still open (events that
+    /// never ended it) returns that one as it stood.
+    pub(crate) fn observe(&mut self, event: &Event) -> Option<AttemptRecord> {
+        match event {
+            Event::TaskStarted {
+                seq,
+                id,
+                attempt,
+                slot,
+                waited,
+                at,
+            } => {
+                let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
+                self.open.insert(*seq, record)
+            }
+            Event::TaskRetrying { seq, error, at, .. } => {
+                let mut a = self.open.remove(seq)?;
+                a.retried(error, *at);
+                Some(a)
+            }
+            // No attempt open: the task never started, or its retry was
+            // abandoned and its last attempt already ended at the retry.
+            Event::TaskFinished { seq, result, .. } => {
+                let mut a = self.open.remove(seq)?;
+                a.finished(result);
+                Some(a)
+            }
+            _ => None,
+        }
+    }
+
+    /// The attempts the events never ended, in no particular order.
+    pub(crate) fn unfinished(&mut self) -> impl Iterator<Item = AttemptRecord> + use<> {
+        std::mem::take(&mut self.open).into_values()
     }
 }
 
@@ -367,9 +397,9 @@ pub struct TimelineBuilder {
     started_at: Option<Timestamp>,
     parallel_limit: Option<usize>,
     tasks: BTreeMap<u64, TaskRecord>,
+    /// Attempts that ended.
     attempts: Vec<AttemptRecord>,
-    /// seq → index in `attempts` of the attempt now running.
-    open: HashMap<u64, usize>,
+    fold: AttemptFold,
     stopped: Option<StopReason>,
     stopped_at: Option<Timestamp>,
     duration_ms: Option<u64>,
@@ -385,6 +415,9 @@ impl TimelineBuilder {
 
     /// Takes in one event.
     pub fn observe(&mut self, event: &Event) {
+        if let Some(ended) = self.fold.observe(event) {
+            self.attempts.push(ended);
+        }
         match event {
             Event::RunStarted {
                 parallel_limit, at, ..
@@ -397,30 +430,7 @@ impl TimelineBuilder {
                     .entry(*seq)
                     .or_insert_with(|| TaskRecord::queued(*seq, Arc::clone(task)));
             }
-            Event::TaskStarted {
-                seq,
-                id,
-                attempt,
-                slot,
-                waited,
-                at,
-            } => {
-                self.open.insert(*seq, self.attempts.len());
-                self.attempts.push(AttemptRecord::started(
-                    *seq, id, *attempt, *slot, *waited, *at,
-                ));
-            }
-            Event::TaskRetrying { seq, error, at, .. } => {
-                if let Some(i) = self.open.remove(seq) {
-                    self.attempts[i].retried(error, *at);
-                }
-            }
             Event::TaskFinished { seq, result, .. } => {
-                // No attempt open: the task never started, or its retry was
-                // abandoned and its last attempt already ended at the retry.
-                if let Some(i) = self.open.remove(seq) {
-                    self.attempts[i].finished(result);
-                }
                 self.tasks
                     .entry(*seq)
                     .or_insert_with(|| TaskRecord::queued(*seq, Arc::clone(&result.task)))
@@ -452,7 +462,10 @@ impl TimelineBuilder {
                 }
                 self.metrics = Some(metrics.clone());
             }
-            Event::DependenciesIgnored | Event::TaskOutput { .. } => {}
+            Event::DependenciesIgnored
+            | Event::TaskOutput { .. }
+            | Event::TaskStarted { .. }
+            | Event::TaskRetrying { .. } => {}
         }
     }
 
@@ -477,8 +490,9 @@ impl TimelineBuilder {
 
     /// The timeline so far.
     #[must_use]
-    pub fn finish(self) -> Timeline {
+    pub fn finish(mut self) -> Timeline {
         let mut attempts = self.attempts;
+        attempts.extend(self.fold.unfinished());
         attempts.sort_by(|a, b| {
             (a.started_at, a.seq, a.attempt).cmp(&(b.started_at, b.seq, b.attempt))
         });

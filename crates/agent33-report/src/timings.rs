@@ -26,13 +26,13 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use agent33_parallel::{Event, TimerSummary, Timestamp};
+use agent33_parallel::{Event, TaskStatus, TimerSummary, Timestamp};
 use serde::Serialize;
 use serde::ser::Serializer;
 
 use crate::Reporter;
 use crate::error::ReportError;
-use crate::timeline::{STATUSES, Timeline, status_index};
+use crate::timeline::Timeline;
 use crate::timeline_file::TimelineFile;
 
 /// The page around the data: `/*AGENT33_DATA*/` marks where the blob goes.
@@ -282,7 +282,7 @@ impl<'a> Blob<'a> {
                     plain_id.is_none().then(|| r.task.id.as_str()),
                     ai,
                     r.task.artifact.as_str(),
-                    r.status.map_or(-1, |s| status_index(s) as i8),
+                    r.status.map_or(-1, |s| s.index() as i8),
                     r.duration_ms,
                     r.attempts,
                     r.started_at
@@ -324,7 +324,7 @@ impl<'a> Blob<'a> {
                     a.slot,
                     Ms(t.offset_ms(a.started_at)),
                     a.finished_at.map(|at| Ms(t.offset_ms(at))),
-                    status_index(a.status) as u8,
+                    a.status.index() as u8,
                     a.waited_ms,
                     error,
                     u8::from(last),
@@ -353,7 +353,7 @@ impl<'a> Blob<'a> {
                 task_ms: figures.task_ms.into(),
                 wait_ms: figures.wait_ms.into(),
             },
-            statuses: STATUSES.map(|s| s.as_str()),
+            statuses: TaskStatus::ALL.map(|s| s.as_str()),
             agents,
             tasks,
             attempts,
