@@ -159,6 +159,8 @@ pub(crate) struct AttemptShared {
     /// What the agent reported of where and when the attempt really ran;
     /// made at its first report, so local agents pay a pointer.
     reported: OnceLock<Box<Mutex<Reported>>>,
+    /// The attempt's time limit, for agents that enforce it elsewhere.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Facts an agent reports about its attempt, beyond its outcome: what an
@@ -183,9 +185,10 @@ const TIMED_OUT: u8 = 4;
 const TOLD_TO_STOP: u8 = STOPPED | TIMED_OUT;
 
 impl AttemptShared {
-    pub(crate) fn new(capture: Capture) -> Self {
+    pub(crate) fn new(capture: Capture, timeout: Option<Duration>) -> Self {
         Self {
             capture,
+            timeout,
             state: AtomicU8::new(0),
             token: OnceLock::new(),
             reported: OnceLock::new(),
@@ -342,6 +345,15 @@ impl TaskContext {
     #[must_use]
     pub fn token(&self) -> &CancellationToken {
         self.shared.token()
+    }
+
+    /// The attempt's time limit (`None`: none), counted from its start (see
+    /// [`Self::report_start`]). The engine enforces it; an agent that runs
+    /// the attempt elsewhere may enforce it there too, and then reports a
+    /// timeout with [`crate::Reason::Timeout`].
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.timeout
     }
 
     /// How long the agent may take to wind down after its token is cancelled.
@@ -591,7 +603,7 @@ mod tests {
 
     #[test]
     fn an_outcome_settles_after_a_stop_but_not_after_a_timeout() {
-        let stopped = AttemptShared::new(Capture::new(0, None));
+        let stopped = AttemptShared::new(Capture::new(0, None), None);
         stopped.cancel();
         assert!(
             stopped.settle(),
@@ -599,17 +611,17 @@ mod tests {
         );
         assert!(stopped.is_settled() && stopped.told_to_stop());
 
-        let timed_out = AttemptShared::new(Capture::new(0, None));
+        let timed_out = AttemptShared::new(Capture::new(0, None), None);
         assert!(timed_out.time_out());
         assert!(!timed_out.settle(), "ending late is timing out");
         assert!(!timed_out.is_settled() && timed_out.token().is_cancelled());
 
-        let stopped_first = AttemptShared::new(Capture::new(0, None));
+        let stopped_first = AttemptShared::new(Capture::new(0, None), None);
         stopped_first.cancel();
         assert!(!stopped_first.time_out(), "the stop came first");
         assert!(!stopped_first.timed_out());
 
-        let settled = AttemptShared::new(Capture::new(0, None));
+        let settled = AttemptShared::new(Capture::new(0, None), None);
         assert!(settled.settle());
         assert!(!settled.time_out(), "a settled attempt does not time out");
         assert!(!settled.token().is_cancelled());
@@ -619,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_token_made_after_the_cancel_is_cancelled() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         shared.cancel();
         assert!(shared.token().is_cancelled());
         assert!(shared.is_cancelled());
@@ -627,7 +639,7 @@ mod tests {
 
     #[test]
     fn a_cancel_reaches_a_token_made_before_it() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         let token = shared.token().clone();
         assert!(!shared.is_cancelled());
         shared.cancel();
@@ -636,7 +648,7 @@ mod tests {
 
     #[test]
     fn an_agent_cancelling_its_own_token_counts_as_cancelled() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         shared.token().cancel();
         assert!(shared.is_cancelled());
     }

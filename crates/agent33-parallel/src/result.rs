@@ -104,6 +104,8 @@ pub enum Reason {
         /// The dependency.
         dependency: TaskId,
     },
+    /// A dependency is unknown or on a cycle, so it could never start.
+    DependencyUnresolved,
     /// The run stopped before or while it ran (`None`: the agent cancelled
     /// its own token).
     Stopped {
@@ -126,20 +128,6 @@ pub enum Reason {
         /// How many executions were lost.
         times: u32,
     },
-}
-
-impl Reason {
-    /// The status an attempt that ended for this reason has: `timeout`,
-    /// `cancelled` or `skipped` where the reason says so, else `failed`.
-    #[must_use]
-    pub fn status(&self) -> TaskStatus {
-        match self {
-            Self::Timeout { .. } => TaskStatus::Timeout,
-            Self::Stopped { .. } => TaskStatus::Cancelled,
-            Self::DependencyNotSucceeded { .. } => TaskStatus::Skipped,
-            _ => TaskStatus::Failed,
-        }
-    }
 }
 
 /// A wall-clock instant, written as RFC 3339 UTC with milliseconds.
@@ -185,6 +173,14 @@ pub struct TaskResult {
     pub started_at: Option<Timestamp>,
     /// When it ended (`None` if it never started).
     pub finished_at: Option<Timestamp>,
+    /// The worker its last attempt ran on, when its agent reported one
+    /// (runs on remote workers); absent in local runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Why it did not succeed, as a fact beside `error`; `None` for a
+    /// success. Not written to reports: their fields are PRODUCT.md's.
+    #[serde(skip)]
+    pub reason: Option<Reason>,
     /// Remarks from the agent, such as escaped processes it killed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -225,9 +221,18 @@ impl TaskResult {
             attempts: 0,
             started_at: None,
             finished_at: None,
+            worker: None,
+            reason: None,
             notes: Vec::new(),
             resumed: false,
         }
+    }
+
+    /// The same result, with why it did not succeed as a fact.
+    #[must_use]
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 }
 

@@ -69,7 +69,7 @@ pub struct JsonReporter {
     done: Option<(u64, Metrics)>,
     /// When the run began (`RunStarted`).
     started_at: Option<Timestamp>,
-    /// Why the run stopped early (`RunStopping`, `RunFinished`).
+    /// Why the run stopped early (`RunStopTriggered`, `RunFinished`).
     stopped: Option<StopReason>,
     /// The attempts now running, until they end and are spilled.
     attempts: AttemptFold,
@@ -735,11 +735,12 @@ impl Reporter for JsonReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { at, .. } => self.started_at = Some(*at),
-            Event::RunStopping { reason } => self.stopped = Some(reason.clone()),
+            Event::RunStopTriggered { reason } => self.stopped = Some(reason.clone()),
             Event::RunFinished {
                 duration_ms,
                 metrics,
                 stopped,
+                ..
             } => {
                 self.done = Some((*duration_ms, metrics.clone()));
                 if stopped.is_some() {

@@ -254,7 +254,7 @@ impl Reporter for JunitReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { at, .. } => self.run_started = Some(*at),
-            Event::TaskRetrying { seq, error, .. } => {
+            Event::TaskRetryScheduled { seq, error, .. } => {
                 self.retries.entry(*seq).or_default().push(error.clone());
             }
             Event::TaskFinished { seq, result, .. } => self.record(*seq, result),
@@ -263,7 +263,7 @@ impl Reporter for JunitReporter {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskOutput { .. }
-            | Event::RunStopping { .. } => {}
+            | Event::RunStopTriggered { .. } => {}
         }
         Ok(())
     }

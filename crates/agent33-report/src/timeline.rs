@@ -47,6 +47,10 @@ pub struct AttemptRecord {
     /// How long the task was ready before this attempt started (waiting for
     /// a slot or its agent's limit), in milliseconds.
     pub waited_ms: u64,
+    /// The worker it ran on, when its agent reported one (runs on remote
+    /// workers); absent in local runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl AttemptRecord {
@@ -71,21 +75,27 @@ impl AttemptRecord {
             status: TaskStatus::Cancelled,
             error: None,
             waited_ms: millis(waited),
+            worker: None,
         }
     }
 
-    /// Ends it at a `TaskRetrying`: this attempt failed or timed out.
-    pub(crate) fn retried(&mut self, error: &str, at: Timestamp) {
-        self.finished_at = Some(at);
-        self.status = retried_status(error);
-        self.error = Some(error.to_owned());
-    }
-
-    /// Ends it with the task's result: the last attempt's outcome.
-    pub(crate) fn finished(&mut self, result: &TaskResult) {
-        self.finished_at = result.finished_at.or(Some(self.started_at));
-        self.status = result.status;
-        self.error.clone_from(&result.error);
+    /// Ends it: with how it ended, when, and what its agent reported of
+    /// its real start and its worker.
+    fn ended(
+        &mut self,
+        status: TaskStatus,
+        error: Option<&str>,
+        at: Timestamp,
+        started_at: Option<Timestamp>,
+        worker: Option<&str>,
+    ) {
+        if let Some(started) = started_at {
+            self.started_at = started;
+        }
+        self.finished_at = Some(at.max(self.started_at));
+        self.status = status;
+        self.error = error.map(str::to_owned);
+        self.worker = worker.map(str::to_owned);
     }
 
     /// When the task became ready for this attempt: `started_at − waited`.
@@ -124,6 +134,8 @@ pub struct TaskRecord {
     /// Not run in this run: a journal showed it had already succeeded (its
     /// times and attempts are the earlier run's).
     pub resumed: bool,
+    /// The worker its last attempt ran on, if its agent reported one.
+    pub worker: Option<String>,
 }
 
 impl TaskRecord {
@@ -139,6 +151,7 @@ impl TaskRecord {
             started_at: None,
             finished_at: None,
             resumed: false,
+            worker: None,
         }
     }
 
@@ -152,6 +165,7 @@ impl TaskRecord {
         self.started_at = r.started_at;
         self.finished_at = r.finished_at;
         self.resumed = r.resumed;
+        self.worker.clone_from(&r.worker);
     }
 }
 
@@ -170,7 +184,7 @@ pub struct Timeline {
     /// Why the run stopped early, if it did.
     pub stopped: Option<StopReason>,
     /// When it began to stop, where that is known: the finish of the task
-    /// that fired fail-fast, or the run deadline. (`RunStopping` carries no
+    /// that fired fail-fast, or the run deadline. (`RunStopTriggered` carries no
     /// time, and for an interrupt nothing in the events pins it down.)
     pub stopped_at: Option<Timestamp>,
     /// Wall time of the run (`RunFinished`), if it finished.
@@ -366,16 +380,36 @@ impl AttemptFold {
                 let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
                 self.open.insert(*seq, record)
             }
-            Event::TaskRetrying { seq, error, at, .. } => {
+            Event::TaskRetryScheduled {
+                seq,
+                status,
+                error,
+                at,
+                started_at,
+                worker,
+                ..
+            } => {
                 let mut a = self.open.remove(seq)?;
-                a.retried(error, *at);
+                a.ended(*status, Some(error), *at, *started_at, worker.as_deref());
                 Some(a)
             }
             // No attempt open: the task never started, or its retry was
             // abandoned and its last attempt already ended at the retry.
-            Event::TaskFinished { seq, result, .. } => {
+            Event::TaskFinished {
+                seq,
+                result,
+                attempt_started_at,
+                ..
+            } => {
                 let mut a = self.open.remove(seq)?;
-                a.finished(result);
+                let at = result.finished_at.unwrap_or(a.started_at);
+                a.ended(
+                    result.status,
+                    result.error.as_deref(),
+                    at,
+                    *attempt_started_at,
+                    result.worker.as_deref(),
+                );
                 Some(a)
             }
             _ => None,
@@ -437,7 +471,7 @@ impl TimelineBuilder {
                     .finish(result);
                 if self.stopped_at.is_none() {
                     // The finish that fires fail-fast comes just before
-                    // `RunStopping`; remember when it happened.
+                    // `RunStopTriggered`; remember when it happened.
                     if let Some(task) = self.stopped.as_ref().and_then(StopReason::failed_task) {
                         if *task == result.task.id {
                             self.stopped_at = result.finished_at;
@@ -445,7 +479,7 @@ impl TimelineBuilder {
                     }
                 }
             }
-            Event::RunStopping { reason } => {
+            Event::RunStopTriggered { reason } => {
                 if self.stopped.is_none() {
                     self.stopped_at = self.stop_time(reason);
                 }
@@ -455,6 +489,7 @@ impl TimelineBuilder {
                 duration_ms,
                 stopped,
                 metrics,
+                ..
             } => {
                 self.duration_ms = Some(*duration_ms);
                 if stopped.is_some() {
@@ -465,7 +500,7 @@ impl TimelineBuilder {
             Event::DependenciesIgnored
             | Event::TaskOutput { .. }
             | Event::TaskStarted { .. }
-            | Event::TaskRetrying { .. } => {}
+            | Event::TaskRetryScheduled { .. } => {}
         }
     }
 
@@ -534,17 +569,6 @@ impl TimelineBuilder {
             duration_ms: self.duration_ms,
             metrics: self.metrics,
         }
-    }
-}
-
-/// The status of an attempt that is being retried. `TaskRetrying` carries
-/// only the error; the engine words every timeout `timed out after …`
-/// (PRODUCT.md), and only failures and timeouts are retried.
-pub(crate) fn retried_status(error: &str) -> TaskStatus {
-    if error.contains("timed out after") {
-        TaskStatus::Timeout
-    } else {
-        TaskStatus::Failed
     }
 }
 

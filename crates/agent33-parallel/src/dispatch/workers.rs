@@ -187,6 +187,17 @@ impl Workers {
             else {
                 continue;
             };
+            // The limit counts from the attempt's real start, when its
+            // agent reported one later than the hand-over.
+            let real_due = running
+                .shared
+                .reported_start()
+                .zip(running.shared.timeout)
+                .and_then(|((start, _), limit)| start.checked_add(limit));
+            if let Some(due) = real_due.filter(|due| *due > now) {
+                self.timeouts.push(Reverse((due, seq, attempt, slot)));
+                continue;
+            }
             if running.shared.time_out() {
                 timed_out.push((seq, running.key));
             }
