@@ -172,8 +172,9 @@ struct Blob<'a> {
     /// times are not this run's, so start and end are null).
     tasks: Vec<TaskRow<'a>>,
     /// task index, attempt, slot, start, end (null if it never ended),
-    /// status index, waited, error (null when the task's own), last attempt.
-    attempts: Vec<AttemptRow>,
+    /// status index, waited, error (null when the task's own), last
+    /// attempt, lane, worker (null when none reported).
+    attempts: Vec<AttemptRow<'a>>,
 }
 
 type TaskRow<'a> = (
@@ -192,7 +193,7 @@ type TaskRow<'a> = (
     u8,
 );
 
-type AttemptRow = (
+type AttemptRow<'a> = (
     usize,
     u32,
     usize,
@@ -202,6 +203,8 @@ type AttemptRow = (
     u64,
     Option<String>,
     u8,
+    usize,
+    Option<&'a str>,
 );
 
 #[derive(Serialize)]
@@ -210,6 +213,9 @@ struct RunBlob {
     wall_ms: Ms,
     limit: usize,
     lanes: usize,
+    /// Each lane's label when the lanes are grouped by worker (else each
+    /// is `slot N`).
+    lane_labels: Option<Vec<String>>,
     stopped: Option<String>,
     stopped_at: Option<Ms>,
     finished: bool,
@@ -244,6 +250,65 @@ impl From<TimerSummary> for TimerBlob {
             p50: Ms(t.p50),
             p95: Ms(t.p95),
             max: Ms(t.max),
+        }
+    }
+}
+
+/// Where the timeline draws each attempt: in its slot's lane, or, when
+/// attempts ran on workers, in a group of lanes per worker (by name), each
+/// attempt in the lowest lane of its group free when it started.
+struct Lanes {
+    /// The lane of each of the timeline's attempts, in their order.
+    of_attempt: Vec<usize>,
+    count: usize,
+    labels: Option<Vec<String>>,
+}
+
+impl Lanes {
+    fn of(t: &Timeline) -> Self {
+        if t.attempts.iter().all(|a| a.worker.is_none()) {
+            return Self {
+                of_attempt: t.attempts.iter().map(|a| a.slot).collect(),
+                count: t.lanes(),
+                labels: None,
+            };
+        }
+        // Attempts are in start order: each takes the first lane of its
+        // worker's group that is free by then. A lane is free from its last
+        // attempt's end (`None`: one still running at the last event).
+        type Group = Vec<(Option<Timestamp>, Vec<usize>)>;
+        let mut groups: std::collections::BTreeMap<&str, Group> = std::collections::BTreeMap::new();
+        for (i, a) in t.attempts.iter().enumerate() {
+            let group = groups.entry(a.worker.as_deref().unwrap_or("")).or_default();
+            let free = group
+                .iter()
+                .position(|(free, _)| free.is_some_and(|f| f <= a.started_at));
+            let lane = free.unwrap_or_else(|| {
+                group.push((None, Vec::new()));
+                group.len() - 1
+            });
+            group[lane].0 = a.finished_at.map(|end| end.max(a.started_at));
+            group[lane].1.push(i);
+        }
+        let mut of_attempt = vec![0; t.attempts.len()];
+        let mut labels = Vec::new();
+        for (worker, lanes) in groups {
+            for (k, (_, members)) in lanes.iter().enumerate() {
+                for &i in members {
+                    of_attempt[i] = labels.len();
+                }
+                let name = if worker.is_empty() { "local" } else { worker };
+                labels.push(if k == 0 {
+                    name.to_owned()
+                } else {
+                    String::new()
+                });
+            }
+        }
+        Self {
+            of_attempt,
+            count: labels.len(),
+            labels: Some(labels),
         }
     }
 }
@@ -306,10 +371,12 @@ impl<'a> Blob<'a> {
                     *n = (*n).max(a.attempt);
                     m
                 });
+        let lanes = Lanes::of(t);
         let attempts = t
             .attempts
             .iter()
-            .filter_map(|a| {
+            .zip(&lanes.of_attempt)
+            .filter_map(|(a, &lane)| {
                 let ti = *task_index.get(&a.seq)?;
                 let last = last_attempt.get(&a.seq) == Some(&a.attempt);
                 let task_error = t.tasks[ti].error.as_deref();
@@ -328,6 +395,8 @@ impl<'a> Blob<'a> {
                     a.waited_ms,
                     error,
                     u8::from(last),
+                    lane,
+                    a.worker.as_deref(),
                 ))
             })
             .collect();
@@ -338,7 +407,8 @@ impl<'a> Blob<'a> {
                 started_at: t.origin(),
                 wall_ms: Ms(figures.wall_ms),
                 limit: figures.limit,
-                lanes: t.lanes(),
+                lanes: lanes.count,
+                lane_labels: lanes.labels,
                 stopped: t.stopped.as_ref().map(ToString::to_string),
                 stopped_at: t.stopped_at.map(|at| Ms(t.offset_ms(at))),
                 finished: t.duration_ms.is_some(),
