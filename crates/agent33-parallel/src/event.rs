@@ -356,6 +356,24 @@ pub enum Event {
         #[serde(default)]
         worker: Option<String>,
     },
+    /// An attempt was refused before any work was done (a provider's rate
+    /// limit): it is not an attempt, uses no retry and counts no failure.
+    /// The task is ready again, in its input order, after `retry_after`
+    /// if the agent gave one; its slot is free meanwhile.
+    TaskDeferred {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// The slot it was refused in.
+        slot: usize,
+        /// How long it waits before it is ready again, if the agent said.
+        retry_after: Option<Duration>,
+        /// The task's deferrals so far, this one included.
+        count: u32,
+        /// When it was refused.
+        at: Timestamp,
+    },
     /// The run will stop early: the stop was triggered (a failure, the
     /// deadline, an interrupt) and nothing new starts.
     #[serde(rename = "run_stopping")]

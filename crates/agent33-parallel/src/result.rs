@@ -110,7 +110,7 @@ pub enum Reason {
     /// its own token).
     Stopped {
         /// Why the run stopped.
-        by: Option<StopReason>,
+        by: Option<Box<StopReason>>,
     },
     /// The service behind the agent refused it for now.
     RateLimited,

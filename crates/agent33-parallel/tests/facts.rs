@@ -129,16 +129,11 @@ async fn every_result_has_a_typed_reason_beside_its_error() {
         task: "fail:f".into(),
         how: "failed".to_owned(),
     };
-    assert_eq!(
-        reason("slow:s"),
-        Some(Reason::Stopped {
-            by: Some(stop.clone())
-        })
-    );
-    assert_eq!(
-        reason("slow:later"),
-        Some(Reason::Stopped { by: Some(stop) })
-    );
+    let stopped = Some(Reason::Stopped {
+        by: Some(Box::new(stop)),
+    });
+    assert_eq!(reason("slow:s"), stopped);
+    assert_eq!(reason("slow:later"), stopped);
 }
 
 #[tokio::test(start_paused = true)]
@@ -466,4 +461,18 @@ async fn an_execution_lost_after_the_run_stopped_is_not_run_again() {
     );
     assert_eq!(t.notes, ["attempt 1: worker w1 lost after 0.1s"]);
     assert!(matches!(t.reason, Some(Reason::Stopped { by: Some(_) })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_deferred_too_often_fails_as_rate_limited() {
+    let agents = Agents::new().add("api", |_ctx: TaskContext| async {
+        Err::<(), _>(AgentError::deferred(Some(ms(10))))
+    });
+    let (_, r) = run(
+        ParallelExecutor::builder(),
+        vec![AgentTask::new("api", "x")],
+        &agents,
+    )
+    .await;
+    assert_eq!(r.failed[0].reason, Some(Reason::RateLimited));
 }

@@ -195,7 +195,7 @@ impl Summary {
                 self.running.insert(*seq);
                 self.peak = self.peak.max(self.running.len());
             }
-            Event::TaskRetryScheduled { seq, .. } => {
+            Event::TaskRetryScheduled { seq, .. } | Event::TaskDeferred { seq, .. } => {
                 self.running.remove(seq);
             }
             Event::TaskFinished { seq, result, .. } => {

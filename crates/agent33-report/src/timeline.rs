@@ -98,6 +98,13 @@ impl AttemptRecord {
         self.worker = worker.map(str::to_owned);
     }
 
+    /// Ends it at a `TaskDeferred`: refused before doing any work. Drawn as
+    /// cut short for now; a mark of its own comes with the LLM agents.
+    fn deferred(&mut self, at: Timestamp) {
+        self.finished_at = Some(at);
+        self.error = Some("deferred".to_owned());
+    }
+
     /// When the task became ready for this attempt: `started_at − waited`.
     #[must_use]
     pub fn ready_at(&self) -> Timestamp {
@@ -393,6 +400,11 @@ impl AttemptFold {
                 a.ended(*status, Some(error), *at, *started_at, worker.as_deref());
                 Some(a)
             }
+            Event::TaskDeferred { seq, at, .. } => {
+                let mut a = self.open.remove(seq)?;
+                a.deferred(*at);
+                Some(a)
+            }
             // No attempt open: the task never started, or its retry was
             // abandoned and its last attempt already ended at the retry.
             Event::TaskFinished {
@@ -500,7 +512,8 @@ impl TimelineBuilder {
             Event::DependenciesIgnored
             | Event::TaskOutput { .. }
             | Event::TaskStarted { .. }
-            | Event::TaskRetryScheduled { .. } => {}
+            | Event::TaskRetryScheduled { .. }
+            | Event::TaskDeferred { .. } => {}
         }
     }
 

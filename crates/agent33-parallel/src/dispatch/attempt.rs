@@ -17,6 +17,18 @@ pub(super) enum Ended {
     Cancelled(Option<std::thread::Result<AgentResult>>),
 }
 
+impl Ended {
+    /// What the agent said of the next try: whether this one was refused
+    /// before any work was done (deferred), and how long to wait first.
+    /// Only an attempt that ended on its own says anything.
+    pub(super) fn next_try(&self) -> (bool, Option<Duration>) {
+        match self {
+            Self::Returned(Ok(Err(e))) => (e.is_deferred(), e.retry_after_hint()),
+            _ => (false, None),
+        }
+    }
+}
+
 /// One attempt's outcome, classified.
 #[derive(Debug)]
 pub(super) struct Attempt {
@@ -101,7 +113,9 @@ pub(super) fn classify(
             late,
             Some((
                 format!("cancelled: {}", stop_text(stop)),
-                Reason::Stopped { by: stop.cloned() },
+                Reason::Stopped {
+                    by: stop.cloned().map(Box::new),
+                },
             )),
         ),
     };
@@ -111,7 +125,7 @@ pub(super) fn classify(
     let (mut out, agent_error) = match returned {
         Some(Ok(Ok(out))) => (out, None),
         Some(Ok(Err(e))) => {
-            let reason = e.reason.unwrap_or(Reason::AgentError);
+            let reason = e.reason.map_or(Reason::AgentError, |r| *r);
             // A timeout the agent enforced, and a lost execution, are told
             // in the engine's words whatever the agent's message was.
             let message = match &reason {

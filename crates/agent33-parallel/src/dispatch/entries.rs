@@ -33,6 +33,8 @@ pub(super) struct Entry {
     pub(super) lost_in_row: u32,
     /// Lost executions that were run again without using a retry.
     pub(super) reruns: u32,
+    /// Times an attempt was refused before doing any work.
+    pub(super) deferrals: u32,
     /// When the task last became ready (for queue-wait figures).
     pub(super) ready_since: Option<Instant>,
     pub(super) first_start: Option<(Instant, Timestamp)>,

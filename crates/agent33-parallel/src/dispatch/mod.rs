@@ -1,19 +1,21 @@
 //! The dispatcher: the one owner of a run's state.
 //!
 //! A single loop `select!`s over worker completions, backoff timers, the run
-//! deadline, the caller's interrupt and the input. Workers run one attempt
-//! each and report by value over a channel; they share nothing with it but
-//! the attempt's capture buffer and cancellation. The state is split into
-//! owned parts, and each decision has one home:
+//! deadline, the caller's interrupt, changes of shared limits and the input.
+//! Workers run one attempt each and report by value over a channel; they
+//! share nothing with it but the attempt's capture buffer and cancellation.
+//! The state is split into owned parts, and each decision has one home:
 //!
-//! - admit: [`ready::Admission::pick`] (the earliest ready task in input
-//!   order whose agent has room, under the global limit);
+//! - admit: [`ready::Admission::admit`] (the earliest ready task in input
+//!   order whose agent has room under its limits and gate, under the global
+//!   limit);
 //! - settle an attempt: [`attempt::classify`], then `on_report` (retry,
-//!   run a lost execution again without using a retry, or finish);
+//!   run a lost execution again without using a retry, or finish), or
+//!   `defer` for an attempt refused before doing any work;
 //! - settle a task without running it: `finish_unstarted`;
 //! - skip dependents: `skip_dependents`, from `after_outcome`;
 //! - stop: `stop`, triggered by `after_outcome` (failures), the deadline
-//!   and the caller's control.
+//!   and the caller's control; what waits to start ends in `abandon`.
 //!
 //! The parts: [`input`] (reading tasks), [`entries`] (tasks read and not
 //! finished), [`ready`] (ready queues and limits), [`deps`] (the dependency
@@ -50,7 +52,10 @@ pub(crate) use input::Input;
 use outbox::Outbox;
 use ready::Admission;
 use stats::Stats;
-use workers::{Report, SlotUse, Workers};
+use workers::{Report, Workers};
+
+/// Deferrals after which a task fails (`rate limited 20 times`).
+const MAX_DEFERRALS: u32 = 20;
 
 /// What woke the dispatcher.
 enum Woke {
@@ -59,6 +64,8 @@ enum Woke {
     Timeouts,
     Backoffs,
     Input(Option<AgentTask>),
+    /// A gate changed or its pause ended.
+    Gates,
     /// The consumer caught up with the events.
     Drained,
 }
@@ -210,15 +217,18 @@ impl Dispatcher {
         let deadline_sleep = sleep_until_opt(deadline);
         let backoff_sleep = tokio::time::sleep_until(start);
         let timeout_sleep = tokio::time::sleep_until(start);
+        let resume_sleep = tokio::time::sleep_until(start);
         tokio::pin!(
             interrupted,
             killed,
             deadline_sleep,
             backoff_sleep,
-            timeout_sleep
+            timeout_sleep,
+            resume_sleep
         );
         let mut armed_backoff: Option<Instant> = None;
         let mut armed_timeout: Option<Instant> = None;
+        let mut armed_resume: Option<Instant> = None;
         loop {
             // A cheap look first: under a stream of completions the branches
             // below may never be reached, and a stop must not wait for them.
@@ -261,11 +271,27 @@ impl Dispatcher {
                     armed_timeout = Some(at);
                 }
             }
+            // Ready tasks held by a gate: its change, or the end of its
+            // pause, may admit them.
+            let gated = self.stop.is_none() && self.admission.gated();
+            let next_resume = if gated {
+                let now = self.now().0;
+                self.admission.next_resume(now)
+            } else {
+                None
+            };
+            if let Some(at) = next_resume {
+                if armed_resume != Some(at) {
+                    resume_sleep.as_mut().reset(at);
+                    armed_resume = Some(at);
+                }
+            }
             let want_input = self.wants_input();
             let has_workers = self.admission.running() > 0;
             let input = &mut self.input;
             let reports = &mut self.workers.reports;
             let backlog = &self.out.backlog;
+            let admission = &self.admission;
             let woke = tokio::select! {
                 biased;
                 Some(report) = reports.recv(), if has_workers => Woke::Report(report),
@@ -277,6 +303,11 @@ impl Dispatcher {
                 }
                 () = &mut timeout_sleep, if next_timeout.is_some() => Woke::Timeouts,
                 () = &mut backoff_sleep, if next_backoff.is_some() => Woke::Backoffs,
+                () = admission.changed(), if gated => Woke::Gates,
+                () = &mut resume_sleep, if next_resume.is_some() => {
+                    armed_resume = None;
+                    Woke::Gates
+                }
                 item = input.next(), if want_input => Woke::Input(item),
                 () = backlog.drained(), if backlogged => Woke::Drained,
             };
@@ -315,7 +346,8 @@ impl Dispatcher {
                     self.on_backoff_due();
                 }
                 Woke::Input(item) => self.on_input(item),
-                Woke::Drained => {}
+                // The next turn admits what the gates now let through.
+                Woke::Gates | Woke::Drained => {}
             }
         }
         let now = Instant::now();
@@ -362,14 +394,17 @@ impl Dispatcher {
 
     /// Whether reading another task is useful now: a slot is free, nothing
     /// admissible is ready, and the look-ahead has room (or the run would
-    /// otherwise stall).
+    /// otherwise stall: nothing runs, and nothing waits for a timer or a
+    /// gate, only for dependencies that may come later in the input).
     fn wants_input(&self) -> bool {
         self.stop.is_none()
             && !self.out.backlogged()
             && self.input.is_open()
             && self.admission.has_room()
             && (self.waiting < self.lookahead
-                || (self.admission.running() == 0 && self.backoffs.is_empty()))
+                || (self.admission.running() == 0
+                    && self.backoffs.is_empty()
+                    && !self.admission.has_ready()))
     }
 
     /// Starts every admissible task, reading input synchronously as far as
@@ -381,8 +416,15 @@ impl Dispatcher {
                 && !self.out.turn_is_full()
                 && !self.out.backlogged()
             {
-                if let Some((seq, key)) = self.admission.pick() {
-                    self.start(seq, key);
+                // The time matters only to gates (their pauses); a turn
+                // that starts nothing reads no clock.
+                let now = if self.admission.has_gates() {
+                    self.now().0
+                } else {
+                    self.clock.instant
+                };
+                if let Some((seq, key, agent)) = self.admission.admit(now) {
+                    self.start(seq, key, agent);
                     continue;
                 }
                 if !self.wants_input() {
@@ -397,6 +439,7 @@ impl Dispatcher {
                 && !self.input.is_open()
                 && self.admission.running() == 0
                 && self.backoffs.is_empty()
+                && !self.admission.has_ready()
                 && !self.entries.is_empty()
             {
                 // Everything left is blocked on dependencies that can never
@@ -487,6 +530,7 @@ impl Dispatcher {
             attempts: 0,
             lost_in_row: 0,
             reruns: 0,
+            deferrals: 0,
             ready_since,
             first_start: None,
             last: None,
@@ -501,15 +545,14 @@ impl Dispatcher {
         }
     }
 
-    /// Starts the next attempt of a ready task that admission picked.
-    fn start(&mut self, seq: u64, key: usize) {
+    /// Starts the next attempt of a ready task that admission admitted.
+    fn start(&mut self, seq: u64, key: usize, agent_index: usize) {
         let (now, wall) = self.now();
         let entry = self
             .entries
             .get_mut(key, seq)
             .expect("ready tasks have entries");
-        let agent_index = entry.agent;
-        self.admission.admit(agent_index, seq, key);
+        debug_assert_eq!(entry.agent, agent_index);
         let agent: Arc<dyn Agent> = Arc::clone(
             &self
                 .admission
@@ -570,17 +613,10 @@ impl Dispatcher {
             // dispatcher said about the task so far must be there first.
             self.out.flush();
         }
-        let used = SlotUse {
-            seq,
-            key,
-            attempt,
-            shared,
-            worker: None,
-        };
         let inline = &mut self.admission.agent_mut(agent_index).inline;
-        if let Some(report) = self
-            .workers
-            .launch(slot, used, deadline, agent, ctx, inline)
+        if let Some(report) =
+            self.workers
+                .launch(slot, (seq, key, shared), deadline, agent, ctx, inline)
         {
             self.on_report(report);
         }
@@ -608,7 +644,21 @@ impl Dispatcher {
             Ended::Cancelled(late) if run.timed_out => Ended::TimedOut(late),
             other => other,
         };
+        let (deferred, retry_after) = ended.next_try();
+        if deferred {
+            entry.deferrals += 1;
+            if entry.deferrals < MAX_DEFERRALS || self.stop.is_some() {
+                // Not an attempt: the next start has this one's number.
+                entry.attempts -= 1;
+                self.defer(seq, key, slot, retry_after);
+                return;
+            }
+        }
         let mut attempt = classify(ended, &used.shared, slot, self.stop.as_ref());
+        if deferred {
+            attempt.error = Some(format!("rate limited {MAX_DEFERRALS} times"));
+            attempt.reason = Some(Reason::RateLimited);
+        }
         if attempt.started.is_some_and(|(real, _)| real < run.started) {
             // A start reported before the attempt was handed over is that
             // moment: the slot was not held any earlier.
@@ -636,7 +686,7 @@ impl Dispatcher {
                 attempt.status = TaskStatus::Cancelled;
                 attempt.error = Some(format!("cancelled: {stop}"));
                 attempt.reason = Some(Reason::Stopped {
-                    by: Some(stop.clone()),
+                    by: Some(Box::new(stop.clone())),
                 });
             } else if entry.lost_in_row < MAX_LOST {
                 rerun = true;
@@ -649,7 +699,7 @@ impl Dispatcher {
             entry.lost_in_row = 0;
         }
         let counted = entry.attempts - entry.reruns - u32::from(rerun);
-        let retries_left = attempt.status.is_failure() && counted <= entry.retries;
+        let retries_left = attempt.status.is_failure() && counted <= entry.retries && !deferred;
         let retry = rerun || (retries_left && self.stop.is_none());
         if retries_left && !retry {
             // It ran on to its own end after the stop (fail_fast: false):
@@ -678,9 +728,11 @@ impl Dispatcher {
                 entry.reruns += 1;
                 Duration::ZERO
             } else {
+                // Never sooner than the service asked.
                 self.s
                     .retry_backoff
                     .saturating_mul(1u32 << (counted - 1).min(31))
+                    .max(retry_after.unwrap_or_default())
             };
             self.out.emit(Event::TaskRetryScheduled {
                 seq,
@@ -711,6 +763,47 @@ impl Dispatcher {
         } else {
             let entry = self.entries.remove(key, seq).expect("checked above");
             self.finish_started(entry, attempt);
+        }
+    }
+
+    /// Puts a task whose attempt was refused before doing any work back
+    /// among the ready tasks, at its place in input order (after
+    /// `retry_after`, if given); its slot is already free. After a stop it
+    /// ends as the stop leaves a task between attempts.
+    fn defer(&mut self, seq: u64, key: usize, slot: usize, retry_after: Option<Duration>) {
+        let (now, wall) = self.now();
+        let entry = self
+            .entries
+            .get_mut(key, seq)
+            .expect("a deferred task is live");
+        self.out.emit(Event::TaskDeferred {
+            seq,
+            id: entry.task.id.clone(),
+            slot,
+            retry_after,
+            count: entry.deferrals,
+            at: wall,
+        });
+        self.waiting += 1;
+        if self.stop.is_some() {
+            let entry = self.entries.remove(key, seq).expect("checked above");
+            let text = stop_text(self.stop.as_ref());
+            self.abandon(entry, text);
+            return;
+        }
+        match retry_after {
+            Some(after) => {
+                entry.state = State::Backoff;
+                let due = now
+                    .checked_add(after)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365));
+                self.backoffs.push(Reverse((due, seq, key)));
+            }
+            None => {
+                entry.state = State::Ready;
+                entry.ready_since = Some(now);
+                self.admission.push_ready(entry.agent, seq, key);
+            }
         }
     }
 
@@ -781,7 +874,7 @@ impl Dispatcher {
                 TaskStatus::Cancelled,
                 format!("not started: {text}"),
                 Reason::Stopped {
-                    by: self.stop.clone(),
+                    by: self.stop.clone().map(Box::new),
                 },
             ),
             Unstarted::DependencyFailed(dep) => (
@@ -993,20 +1086,10 @@ impl Dispatcher {
             .in_order(|e| !matches!(e.state, State::Running));
         for (seq, key) in pending {
             // Settling one task (an abandoned retry) may skip others listed here.
-            let Some(mut entry) = self.entries.remove(key, seq) else {
+            let Some(entry) = self.entries.remove(key, seq) else {
                 continue;
             };
-            self.waiting -= 1;
-            // A task between attempts (in backoff, or ready for its retry)
-            // ends with its last attempt's outcome.
-            match entry.last.take() {
-                Some(mut last) => {
-                    let error = last.error.take().unwrap_or_default();
-                    last.error = Some(format!("{error} (retry abandoned: {text})"));
-                    self.finish_started(entry, *last);
-                }
-                None => self.finish_unstarted(seq, entry.task, Unstarted::Stopped(text.clone())),
-            }
+            self.abandon(entry, text.clone());
         }
         self.admission.clear_ready();
         self.backoffs.clear();
@@ -1015,6 +1098,21 @@ impl Dispatcher {
             self.drain_text = text;
         } else {
             self.input = Input::Done;
+        }
+    }
+
+    /// Ends a task that waits to start (ready, blocked, or between
+    /// attempts) because the run stopped (`text`): one between attempts
+    /// ends with its last attempt's outcome, any other is not started.
+    fn abandon(&mut self, mut entry: Entry, text: String) {
+        self.waiting -= 1;
+        match entry.last.take() {
+            Some(mut last) => {
+                let error = last.error.take().unwrap_or_default();
+                last.error = Some(format!("{error} (retry abandoned: {text})"));
+                self.finish_started(entry, *last);
+            }
+            None => self.finish_unstarted(entry.seq, entry.task, Unstarted::Stopped(text)),
         }
     }
 

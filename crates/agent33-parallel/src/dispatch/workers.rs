@@ -84,7 +84,9 @@ pub(super) struct Report {
 pub(super) struct SlotUse {
     pub(super) seq: u64,
     pub(super) key: usize,
-    pub(super) attempt: u32,
+    /// Which start of the run this is: a deferred task starts again with
+    /// the same attempt number, and its old deadline must not match.
+    start: u64,
     pub(super) shared: Arc<AttemptShared>,
     /// To drop the worker when the run is dropped (its report comes by
     /// channel); `None` while the dispatcher polls the agent itself.
@@ -95,9 +97,11 @@ pub(super) struct SlotUse {
 pub(super) struct Workers {
     slots: Vec<Option<SlotUse>>,
     free: BinaryHeap<Reverse<usize>>,
-    /// Deadlines of running attempts: (when, seq, attempt, slot). Entries
-    /// of attempts that ended are dropped lazily when they come due.
-    timeouts: BinaryHeap<Reverse<(Instant, u64, u32, usize)>>,
+    /// Deadlines of running attempts: (when, start, slot). Entries of
+    /// attempts that ended are dropped lazily when they come due.
+    timeouts: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Attempts started so far.
+    starts: u64,
     /// Reports of workers. Through a channel rather than a `JoinSet`:
     /// no lock and no extra allocation per worker, and nothing to copy out
     /// of the task's allocation.
@@ -115,6 +119,7 @@ impl Workers {
             slots: Vec::new(),
             free: BinaryHeap::new(),
             timeouts: BinaryHeap::new(),
+            starts: 0,
             reports,
             env: Arc::new(WorkerEnv {
                 grace,
@@ -139,10 +144,11 @@ impl Workers {
     /// Puts an attempt in the slot it took; its deadline, if any, is kept
     /// here rather than in its worker: one timer for the run instead of one
     /// per task, and smaller worker futures.
-    pub(super) fn occupy(&mut self, slot: usize, used: SlotUse, deadline: Option<Instant>) {
+    fn occupy(&mut self, slot: usize, mut used: SlotUse, deadline: Option<Instant>) {
+        self.starts += 1;
+        used.start = self.starts;
         if let Some(due) = deadline {
-            self.timeouts
-                .push(Reverse((due, used.seq, used.attempt, slot)));
+            self.timeouts.push(Reverse((due, used.start, slot)));
         }
         self.slots[slot] = Some(used);
     }
@@ -157,10 +163,8 @@ impl Workers {
             // Deadlines of ended attempts would otherwise pile up for as long
             // as the timeout: keep memory proportional to what is running.
             let slots = &self.slots;
-            self.timeouts.retain(|Reverse((_, s, a, slot))| {
-                slots[*slot]
-                    .as_ref()
-                    .is_some_and(|u| u.seq == *s && u.attempt == *a)
+            self.timeouts.retain(|Reverse((_, start, slot))| {
+                slots[*slot].as_ref().is_some_and(|u| u.start == *start)
             });
         }
         used
@@ -176,15 +180,12 @@ impl Workers {
     /// and only winds down; one already told to stop keeps that reason).
     pub(super) fn time_out_due(&mut self, now: Instant) -> Vec<(u64, usize)> {
         let mut timed_out = Vec::new();
-        while let Some(&Reverse((at, seq, attempt, slot))) = self.timeouts.peek() {
+        while let Some(&Reverse((at, start, slot))) = self.timeouts.peek() {
             if at > now {
                 break;
             }
             self.timeouts.pop();
-            let Some(running) = self.slots[slot]
-                .as_ref()
-                .filter(|u| u.seq == seq && u.attempt == attempt)
-            else {
+            let Some(running) = self.slots[slot].as_ref().filter(|u| u.start == start) else {
                 continue;
             };
             // The limit counts from the attempt's real start, when its
@@ -193,13 +194,13 @@ impl Workers {
                 .shared
                 .reported_start()
                 .zip(running.shared.timeout)
-                .and_then(|((start, _), limit)| start.checked_add(limit));
+                .and_then(|((real, _), limit)| real.checked_add(limit));
             if let Some(due) = real_due.filter(|due| *due > now) {
-                self.timeouts.push(Reverse((due, seq, attempt, slot)));
+                self.timeouts.push(Reverse((due, start, slot)));
                 continue;
             }
             if running.shared.time_out() {
-                timed_out.push((seq, running.key));
+                timed_out.push((running.seq, running.key));
             }
         }
         timed_out
@@ -213,14 +214,19 @@ impl Workers {
     pub(super) fn launch(
         &mut self,
         slot: usize,
-        used: SlotUse,
+        (seq, key, shared): (u64, usize, Arc<AttemptShared>),
         deadline: Option<Instant>,
         agent: Arc<dyn Agent>,
         ctx: TaskContext,
         inline: &mut Inline,
     ) -> Option<Report> {
-        let key = used.key;
-        let shared = Arc::clone(&used.shared);
+        let used = SlotUse {
+            seq,
+            key,
+            start: 0,
+            shared: Arc::clone(&shared),
+            worker: None,
+        };
         self.occupy(slot, used, deadline);
         let phase = if inline.on {
             let began = inline.times_next().then(std::time::Instant::now);
