@@ -216,6 +216,8 @@ pub(crate) struct AttemptShared {
 pub(crate) struct Reported {
     /// Where it ran.
     pub(crate) worker: Option<String>,
+    /// It was handed on and waits to start: its timeout waits too.
+    pub(crate) queued: bool,
     /// When it really started, on the engine's clock and the wall clock.
     pub(crate) start: Option<(tokio::time::Instant, Timestamp)>,
     /// Its output, which replaces what the engine captured.
@@ -257,13 +259,15 @@ impl AttemptShared {
         )
     }
 
-    /// When the agent says the attempt really started, if it said.
-    pub(crate) fn reported_start(&self) -> Option<(tokio::time::Instant, Timestamp)> {
+    /// Whether the agent said the attempt waits to start (`Some(None)`),
+    /// or when it said it really started (`Some(Some(..))`).
+    pub(crate) fn reported_start(&self) -> Option<Option<(tokio::time::Instant, Timestamp)>> {
         let reported = self.reported.get()?;
-        reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .start
+        let reported = reported.lock().unwrap_or_else(PoisonError::into_inner);
+        match reported.start {
+            Some(start) => Some(Some(start)),
+            None => reported.queued.then_some(None),
+        }
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {
@@ -466,6 +470,13 @@ impl TaskContext {
     pub fn report_worker(&self, worker: impl Into<String>) {
         let worker = worker.into();
         self.shared.report(|r| r.worker = Some(worker));
+    }
+
+    /// Reports that the attempt was handed on (to a remote queue, say) and
+    /// has not started yet: its timeout does not run until
+    /// [`Self::report_start`]. The run deadline and stops still apply.
+    pub fn report_queued(&self) {
+        self.shared.report(|r| r.queued = true);
     }
 
     /// Reports when the attempt really started (a remote worker took it up

@@ -476,3 +476,23 @@ async fn a_task_deferred_too_often_fails_as_rate_limited() {
     .await;
     assert_eq!(r.failed[0].reason, Some(Reason::RateLimited));
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_queued_elsewhere_does_not_count_toward_the_timeout() {
+    let agents = Agents::new().add("remote", |ctx: TaskContext| async move {
+        ctx.report_queued();
+        // Three limits in a remote queue, then a short run.
+        sleep(ms(3_000)).await;
+        ctx.report_start(Instant::now(), Timestamp(SystemTime::now()));
+        sleep(ms(800)).await;
+        Ok::<_, AgentError>(())
+    });
+    let (_, r) = run(
+        ParallelExecutor::builder().timeout(Duration::from_secs(1)),
+        vec![AgentTask::new("remote", "x")],
+        &agents,
+    )
+    .await;
+    assert_eq!(r.succeeded.len(), 1, "{:?}", r.failed);
+    assert_eq!(r.succeeded[0].duration_ms, 800);
+}

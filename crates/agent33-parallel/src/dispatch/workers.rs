@@ -189,12 +189,13 @@ impl Workers {
                 continue;
             };
             // The limit counts from the attempt's real start, when its
-            // agent reported one later than the hand-over.
-            let real_due = running
-                .shared
-                .reported_start()
-                .zip(running.shared.timeout)
-                .and_then(|((real, _), limit)| real.checked_add(limit));
+            // agent reported one later than the hand-over; one still
+            // queued elsewhere is looked at again a whole limit later.
+            let real_due = match (running.shared.reported_start(), running.shared.timeout) {
+                (Some(Some((real, _))), Some(limit)) => real.checked_add(limit),
+                (Some(None), Some(limit)) => now.checked_add(limit),
+                _ => None,
+            };
             if let Some(due) = real_due.filter(|due| *due > now) {
                 self.timeouts.push(Reverse((due, start, slot)));
                 continue;
