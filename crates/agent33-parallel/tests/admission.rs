@@ -589,3 +589,44 @@ async fn room_another_run_gives_back_wakes_a_run_sharing_the_limit() {
         [("a@100".to_owned(), 0), ("b@100".to_owned(), 100)]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_attempts_deadline_does_not_cut_the_next_start_short() {
+    let t0 = Instant::now();
+    let starts = Starts::default();
+    let refused = Arc::new(Mutex::new(false));
+    let spec = {
+        let starts = starts.clone();
+        AgentSpec::new(move |ctx: TaskContext| {
+            let (starts, refused) = (starts.clone(), Arc::clone(&refused));
+            async move {
+                starts.record(t0, &ctx.task().artifact);
+                let first = !std::mem::replace(&mut *refused.lock().expect("not poisoned"), true);
+                if first {
+                    // Refused late in the first start, 10 ms before its
+                    // deadline.
+                    tokio::time::sleep(Duration::from_millis(90)).await;
+                    return Err(AgentError::deferred(None));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            }
+        })
+    };
+    let agents = Agents::new().add_spec("llm", spec);
+    let executor = ParallelExecutor::builder()
+        .parallel_limit(1)
+        .timeout(Duration::from_millis(100))
+        .build()
+        .expect("valid settings");
+    let (_, results) = run(executor, vec![AgentTask::new("llm", "d")], &agents).await;
+    // Same slot, same attempt number: still a new start with a deadline of
+    // its own (190 ms), not the first one's (100 ms).
+    assert_eq!(starts.of("d"), [0, 90]);
+    assert_eq!(
+        results[0].status,
+        TaskStatus::Success,
+        "{:?}",
+        results[0].error
+    );
+}
