@@ -11,7 +11,7 @@
 //!   stopped early, or null);
 //! - top-level `attempts`: one [`AttemptRecord`] per attempt, ordered by
 //!   start — seq, id, attempt, slot, started_at, finished_at, status, error,
-//!   waited_ms;
+//!   waited_ms, and `worker` when the attempt ran on one;
 //! - top-level `input_order`: every task id in input order (the four lists
 //!   keep input order each, but not how they interleave).
 //!
