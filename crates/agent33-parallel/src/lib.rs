@@ -91,6 +91,19 @@
 //! `run_stream` takes any [`stream::Stream`] of tasks (see [`stream`] for
 //! ways to make one, no `futures` dependency needed) and reads it only as
 //! slots free up.
+//!
+//! # Agents that run attempts elsewhere
+//!
+//! An agent that hands its attempts to another machine (a queue of remote
+//! workers) tells the engine what it learns there, and the engine's
+//! decisions stay the same: [`TaskContext::report_queued`] and
+//! [`TaskContext::report_start`] (the timeout counts from the real start,
+//! which results and reports show), [`TaskContext::report_worker`] (the
+//! result's `worker`), [`TaskContext::report_output`] (the output that came
+//! back replaces what was captured here), and the reasons
+//! [`Reason::Timeout`] (a timeout enforced there, worded as the engine's)
+//! and [`Reason::ExecutionLost`] (run again without using a retry; a third
+//! loss in a row fails the attempt) given with [`AgentError::because`].
 
 /// The README's library example is compiled and run with the doctests.
 #[cfg(doctest)]
@@ -116,7 +129,9 @@ pub use executor::{
 };
 pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
-pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};
+pub use result::{
+    ExecutionResults, Reason, ResultsCollector, RunTotals, TaskResult, TaskStatus, Timestamp,
+};
 pub use task::{AgentName, AgentTask, TaskId};
 
 /// The future an [`Agent`] returns.

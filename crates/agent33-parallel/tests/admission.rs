@@ -457,7 +457,7 @@ async fn a_retry_waits_at_least_the_retry_after_of_its_failure() {
     let delays: Vec<Duration> = events
         .iter()
         .filter_map(|e| match e {
-            Event::TaskRetrying { delay, .. } => Some(*delay),
+            Event::TaskRetryScheduled { delay, .. } => Some(*delay),
             _ => None,
         })
         .collect();

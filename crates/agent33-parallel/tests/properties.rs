@@ -170,7 +170,7 @@ fn execute(case: &Case) -> Outcome {
         let mut collector = ResultsCollector::new();
         let mut stop_at = None;
         while let Some(e) = events.next().await {
-            if matches!(e, Event::RunStopping { .. }) && stop_at.is_none() {
+            if matches!(e, Event::RunStopTriggered { .. }) && stop_at.is_none() {
                 stop_at = Some(origin.elapsed());
             }
             collector.observe(&e);

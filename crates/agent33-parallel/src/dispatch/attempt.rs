@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::agent::{AgentOutput, AgentResult};
-use crate::capture::Capture;
+use tokio::time::Instant;
+
+use crate::agent::{AgentOutput, AgentResult, AttemptShared};
 use crate::event::StopReason;
-use crate::result::TaskStatus;
+use crate::result::{Reason, TaskStatus, Timestamp};
 
 /// How one attempt ended, as the worker saw it.
 pub(super) enum Ended {
@@ -33,11 +34,39 @@ impl Ended {
 pub(super) struct Attempt {
     pub(super) status: TaskStatus,
     pub(super) error: Option<String>,
+    /// Why, as a fact; `None` for a success.
+    pub(super) reason: Option<Reason>,
     pub(super) exit_code: Option<i32>,
     pub(super) output: String,
     pub(super) stderr: String,
     pub(super) notes: Vec<String>,
     pub(super) slot: usize,
+    /// The worker its agent reported.
+    pub(super) worker: Option<String>,
+    /// When its agent said it really started.
+    pub(super) started: Option<(Instant, Timestamp)>,
+}
+
+impl Attempt {
+    /// Whether its execution was lost rather than its task failing.
+    pub(super) fn was_lost(&self) -> bool {
+        matches!(self.reason, Some(Reason::ExecutionLost { .. }))
+    }
+}
+
+/// How a lost execution is told: `worker w1 lost after 12.3s`.
+fn lost_text(worker: Option<&str>, after: Duration) -> String {
+    let after = after.as_secs_f64();
+    match worker {
+        Some(worker) => format!("worker {worker} lost after {after:.1}s"),
+        None => format!("execution lost after {after:.1}s"),
+    }
+}
+
+/// How a timeout is told, the engine's or one an agent enforced.
+fn timeout_text(limit: Option<Duration>) -> String {
+    let limit = limit.map_or_else(|| "its limit".to_owned(), format_secs);
+    format!("timed out after {limit}")
 }
 
 /// Why the run stopped, as errors quote it.
@@ -61,11 +90,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 pub(super) fn classify(
     ended: Ended,
-    capture: &Capture,
-    timeout: Option<Duration>,
+    shared: &AttemptShared,
     slot: usize,
     stop: Option<&StopReason>,
 ) -> Attempt {
+    let timeout = shared.timeout;
     let (status, returned, base) = match ended {
         Ended::Returned(r) => {
             let status = match &r {
@@ -74,31 +103,56 @@ pub(super) fn classify(
             };
             (status, Some(r), None)
         }
-        Ended::TimedOut(late) => {
-            let limit = timeout.map_or_else(|| "its limit".to_owned(), format_secs);
-            (
-                TaskStatus::Timeout,
-                late,
-                Some(format!("timed out after {limit}")),
-            )
-        }
-        Ended::Cancelled(late) => {
-            let why = stop_text(stop);
-            (
-                TaskStatus::Cancelled,
-                late,
-                Some(format!("cancelled: {why}")),
-            )
-        }
+        Ended::TimedOut(late) => (
+            TaskStatus::Timeout,
+            late,
+            Some((timeout_text(timeout), Reason::Timeout { limit: timeout })),
+        ),
+        Ended::Cancelled(late) => (
+            TaskStatus::Cancelled,
+            late,
+            Some((
+                format!("cancelled: {}", stop_text(stop)),
+                Reason::Stopped {
+                    by: stop.cloned().map(Box::new),
+                },
+            )),
+        ),
     };
+    let reported = shared.reported().unwrap_or_default();
+    let mut worker = reported.worker;
     let mut panicked = None;
     let (mut out, agent_error) = match returned {
         Some(Ok(Ok(out))) => (out, None),
-        Some(Ok(Err(e))) => (e.output, Some(e.message)),
+        Some(Ok(Err(e))) => {
+            let reason = e.reason.map_or(Reason::AgentError, |r| *r);
+            // A timeout the agent enforced, and a lost execution, are told
+            // in the engine's words whatever the agent's message was.
+            let message = match &reason {
+                Reason::Timeout { limit } => timeout_text(limit.or(timeout)),
+                Reason::ExecutionLost {
+                    worker: lost_on,
+                    after,
+                } => {
+                    if worker.is_none() {
+                        worker.clone_from(lost_on);
+                    }
+                    lost_text(lost_on.as_deref().or(worker.as_deref()), *after)
+                }
+                _ => e.message,
+            };
+            let reason = match reason {
+                Reason::Timeout { limit } => Reason::Timeout {
+                    limit: limit.or(timeout),
+                },
+                other => other,
+            };
+            (e.output, Some((message, reason)))
+        }
         Some(Err(panic)) => {
             let message = format!("agent panicked: {}", panic_message(&*panic));
             panicked = Some(message.clone());
-            (AgentOutput::default(), Some(message))
+            (AgentOutput::default(), Some((message, Reason::Panicked)))
         }
         None => (AgentOutput::default(), None),
     };
@@ -109,15 +163,25 @@ pub(super) fn classify(
     if let (Some(_), Some(panic)) = (&base, panicked) {
         out.notes.push(panic);
     }
-    let error = base.or(agent_error);
-    let (output, stderr) = capture.finish(&out.stdout, &out.stderr);
+    let status = match (&base, &agent_error) {
+        (None, Some((_, Reason::Timeout { .. }))) => TaskStatus::Timeout,
+        _ => status,
+    };
+    let (error, reason) = base.or(agent_error).unzip();
+    let (output, stderr) = match reported.output {
+        Some(reported) => reported,
+        None => shared.capture.finish(&out.stdout, &out.stderr),
+    };
     Attempt {
         status,
         error,
+        reason,
         exit_code: out.exit_code,
         output,
         stderr,
         notes: out.notes,
         slot,
+        worker,
+        started: reported.start,
     }
 }

@@ -27,7 +27,12 @@ pub(super) struct Entry {
     pub(super) agent: usize,
     pub(super) state: State,
     pub(super) deps_left: usize,
+    /// Executions started, lost ones included.
     pub(super) attempts: u32,
+    /// Executions lost in a row since the last one that counted.
+    pub(super) lost_in_row: u32,
+    /// Lost executions that were run again without using a retry.
+    pub(super) reruns: u32,
     /// Times an attempt was refused before doing any work.
     pub(super) deferrals: u32,
     /// When the task last became ready (for queue-wait figures).

@@ -9,8 +9,9 @@
 //! - admit: [`ready::Admission::admit`] (the earliest ready task in input
 //!   order whose agent has room under its limits and gate, under the global
 //!   limit);
-//! - settle an attempt: [`attempt::classify`], then `on_report` (retry or
-//!   finish), or `defer` for an attempt refused before doing any work;
+//! - settle an attempt: [`attempt::classify`], then `on_report` (retry,
+//!   run a lost execution again without using a retry, or finish), or
+//!   `defer` for an attempt refused before doing any work;
 //! - settle a task without running it: `finish_unstarted`;
 //! - skip dependents: `skip_dependents`, from `after_outcome`;
 //! - stop: `stop`, triggered by `after_outcome` (failures), the deadline
@@ -42,7 +43,7 @@ use crate::agent::{Agent, Agents, AttemptShared, TaskContext};
 use crate::capture::{Capture, LiveBudget};
 use crate::event::{Backlog, Batch, Event, SpentBatches, StopReason};
 use crate::executor::{Resume, RunControl, Settings};
-use crate::result::{TaskResult, TaskStatus, Timestamp};
+use crate::result::{Reason, TaskResult, TaskStatus, Timestamp};
 use crate::task::{AgentTask, TaskId};
 use attempt::{Attempt, Ended, classify, stop_text};
 use deps::{Deps, Registered, Waiters, dependency_failed};
@@ -68,6 +69,10 @@ enum Woke {
     /// The consumer caught up with the events.
     Drained,
 }
+
+/// Executions of a task lost in a row before the next loss is a failure
+/// (`worker lost 3 times`) rather than a free re-run.
+const MAX_LOST: u32 = 3;
 
 /// Why a task ends without running.
 enum Unstarted {
@@ -352,6 +357,7 @@ impl Dispatcher {
         self.emit(Event::RunFinished {
             duration_ms: wall.as_millis() as u64,
             stopped,
+            totals: self.stats.totals(),
             metrics,
         });
         self.out.flush();
@@ -479,7 +485,7 @@ impl Dispatcher {
                 resumed: true,
                 ..previous
             };
-            self.publish(seq, None, result);
+            self.publish(seq, None, None, result);
             self.after_outcome(&task, TaskStatus::Success);
             return;
         }
@@ -518,6 +524,8 @@ impl Dispatcher {
             state,
             deps_left,
             attempts: 0,
+            lost_in_row: 0,
+            reruns: 0,
             deferrals: 0,
             ready_since,
             first_start: None,
@@ -564,6 +572,7 @@ impl Dispatcher {
         self.stats
             .started(self.admission.running(), first.then_some(waited));
         let attempt = entry.attempts;
+        let entry_timeout = entry.timeout;
         let deadline = entry.timeout.and_then(|t| now.checked_add(t));
         let task = Arc::clone(&entry.task);
         entry.run = Some(InFlight {
@@ -575,10 +584,10 @@ impl Dispatcher {
             .s
             .stream_output
             .then(|| self.out.live_sink(seq, task.id.clone()));
-        let shared = Arc::new(AttemptShared::new(Capture::new(
-            self.s.output_limit_bytes,
-            live,
-        )));
+        let shared = Arc::new(AttemptShared::new(
+            Capture::new(self.s.output_limit_bytes, live),
+            entry_timeout,
+        ));
         self.emit(Event::TaskStarted {
             seq,
             id: task.id.clone(),
@@ -641,20 +650,53 @@ impl Dispatcher {
                 return;
             }
         }
-        let mut attempt = classify(
-            ended,
-            &used.shared.capture,
-            entry.timeout,
-            slot,
-            self.stop.as_ref(),
-        );
-
+        let mut attempt = classify(ended, &used.shared, slot, self.stop.as_ref());
         if deferred {
             attempt.error = Some(format!("rate limited {MAX_DEFERRALS} times"));
+            attempt.reason = Some(Reason::RateLimited);
         }
-        let retries_left =
-            attempt.status.is_failure() && entry.attempts <= entry.retries && !deferred;
-        let retry = retries_left && self.stop.is_none();
+        if attempt.started.is_some_and(|(real, _)| real < run.started) {
+            // A start reported before the attempt was handed over is that
+            // moment: the slot was not held any earlier.
+            attempt.started = Some((run.started, self.clock.wall(run.started)));
+        }
+        if entry.attempts == 1 {
+            if let Some(start) = attempt.started {
+                entry.first_start = Some(start);
+            }
+        }
+
+        let mut rerun = false;
+        let lost = attempt.was_lost();
+        if lost {
+            // Lost to its worker rather than failed: counted in `attempts`,
+            // said in a note, and run again without using a retry, up to
+            // `MAX_LOST` in a row; then a failure like any other.
+            attempt
+                .notes
+                .push(attempt.error.clone().unwrap_or_default());
+            entry.lost_in_row += 1;
+            if let Some(stop) = &self.stop {
+                // Not run again once the run stops: it ends as a task the
+                // stop reached.
+                attempt.status = TaskStatus::Cancelled;
+                attempt.error = Some(format!("cancelled: {stop}"));
+                attempt.reason = Some(Reason::Stopped {
+                    by: Some(Box::new(stop.clone())),
+                });
+            } else if entry.lost_in_row < MAX_LOST {
+                rerun = true;
+            } else {
+                let times = std::mem::take(&mut entry.lost_in_row);
+                attempt.error = Some(format!("worker lost {times} times"));
+                attempt.reason = Some(Reason::WorkerLost { times });
+            }
+        } else {
+            entry.lost_in_row = 0;
+        }
+        let counted = entry.attempts - entry.reruns - u32::from(rerun);
+        let retries_left = attempt.status.is_failure() && counted <= entry.retries && !deferred;
+        let retry = rerun || (retries_left && self.stop.is_none());
         if retries_left && !retry {
             // It ran on to its own end after the stop (fail_fast: false):
             // say why it was not retried, as for a task in its backoff.
@@ -662,9 +704,10 @@ impl Dispatcher {
             let why = stop_text(self.stop.as_ref());
             attempt.error = Some(format!("{error} (retry abandoned: {why})"));
         }
-        // Earlier attempts' notes (their output files, escaped processes)
-        // stay in the result, each saying which attempt it is about.
-        if retry {
+        // Earlier attempts' notes (their output files, escaped processes,
+        // lost executions) stay in the result, each saying which attempt it
+        // is about.
+        if retry || lost {
             let n = entry.attempts;
             for note in &mut attempt.notes {
                 *note = format!("attempt {n}: {note}");
@@ -677,28 +720,42 @@ impl Dispatcher {
             }
         }
         if retry {
-            // Never sooner than the service asked.
-            let delay = self
-                .s
-                .retry_backoff
-                .saturating_mul(1u32 << (entry.attempts - 1).min(31))
-                .max(retry_after.unwrap_or_default());
-            self.out.emit(Event::TaskRetrying {
+            let delay = if rerun {
+                entry.reruns += 1;
+                Duration::ZERO
+            } else {
+                // Never sooner than the service asked.
+                self.s
+                    .retry_backoff
+                    .saturating_mul(1u32 << (counted - 1).min(31))
+                    .max(retry_after.unwrap_or_default())
+            };
+            self.out.emit(Event::TaskRetryScheduled {
                 seq,
                 id: entry.task.id.clone(),
                 attempt: entry.attempts,
+                status: attempt.status,
+                reason: attempt.reason.clone(),
                 error: attempt.error.clone().unwrap_or_default(),
                 slot,
                 delay,
                 at: wall,
+                started_at: attempt.started.map(|(_, at)| at),
+                worker: attempt.worker.clone(),
             });
-            entry.state = State::Backoff;
             entry.last = Some(Box::new(attempt));
             self.waiting += 1;
-            let due = now
-                .checked_add(delay)
-                .unwrap_or(now + Duration::from_secs(86_400 * 365));
-            self.backoffs.push(Reverse((due, seq, key)));
+            if delay.is_zero() {
+                entry.state = State::Ready;
+                entry.ready_since = Some(now);
+                self.admission.push_ready(entry.agent, seq, key);
+            } else {
+                entry.state = State::Backoff;
+                let due = now
+                    .checked_add(delay)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365));
+                self.backoffs.push(Reverse((due, seq, key)));
+            }
         } else {
             let entry = self.entries.remove(key, seq).expect("checked above");
             self.finish_started(entry, attempt);
@@ -781,8 +838,10 @@ impl Dispatcher {
         let seq = entry.seq;
         let (first, first_wall) = entry.first_start.unwrap_or((now, wall));
         let duration = now.saturating_duration_since(first);
-        self.stats.finished_started(entry.attempts, duration);
+        let retries = entry.attempts.saturating_sub(1 + entry.reruns);
+        self.stats.finished_started(retries, duration);
         let status = attempt.status;
+        let attempt_started_at = attempt.started.map(|(_, at)| at);
         let result = TaskResult {
             task: Arc::clone(&entry.task),
             status,
@@ -794,27 +853,40 @@ impl Dispatcher {
             attempts: entry.attempts,
             started_at: Some(first_wall),
             finished_at: Some(wall),
+            worker: attempt.worker,
+            reason: attempt.reason,
             notes: attempt.notes,
             resumed: false,
         };
-        self.publish(seq, Some(attempt.slot), result);
+        self.publish(seq, Some(attempt.slot), attempt_started_at, result);
         self.after_outcome(&entry.task, status);
     }
 
     /// Settles a task that never ran: the one place that words why and
     /// applies what follows from it.
     fn finish_unstarted(&mut self, seq: u64, task: Arc<AgentTask>, why: Unstarted) {
-        let (status, error) = match why {
-            Unstarted::Stopped(text) => (TaskStatus::Cancelled, format!("not started: {text}")),
-            Unstarted::DependencyFailed(dep) => (TaskStatus::Skipped, dependency_failed(&dep)),
-            Unstarted::Stuck(error) => (TaskStatus::Skipped, error),
+        let (status, error, reason) = match why {
+            Unstarted::Stopped(text) => (
+                TaskStatus::Cancelled,
+                format!("not started: {text}"),
+                Reason::Stopped {
+                    by: self.stop.clone().map(Box::new),
+                },
+            ),
+            Unstarted::DependencyFailed(dep) => (
+                TaskStatus::Skipped,
+                dependency_failed(&dep),
+                Reason::DependencyNotSucceeded { dependency: dep },
+            ),
+            Unstarted::Stuck(error) => (TaskStatus::Skipped, error, Reason::DependencyUnresolved),
             Unstarted::NoAgent => (
                 TaskStatus::Failed,
                 format!("no agent named `{}`", task.agent),
+                Reason::UnknownAgent,
             ),
         };
-        let result = TaskResult::not_started(Arc::clone(&task), status, error);
-        self.publish(seq, None, result);
+        let result = TaskResult::not_started(Arc::clone(&task), status, error).because(reason);
+        self.publish(seq, None, None, result);
         if status == TaskStatus::Cancelled {
             // A stop, which ends every other task too: nothing follows.
             self.deps.forget(&task.id);
@@ -823,11 +895,20 @@ impl Dispatcher {
         }
     }
 
-    fn publish(&mut self, seq: u64, slot: Option<usize>, result: TaskResult) {
+    /// Announces a task's result; `attempt_started_at` is when its last
+    /// attempt really started, if its agent said.
+    fn publish(
+        &mut self,
+        seq: u64,
+        slot: Option<usize>,
+        attempt_started_at: Option<Timestamp>,
+        result: TaskResult,
+    ) {
         self.stats.finished(result.status);
         self.emit(Event::TaskFinished {
             seq,
             slot,
+            attempt_started_at,
             result: Box::new(result),
         });
     }
@@ -986,7 +1067,7 @@ impl Dispatcher {
         let first = self.stop.is_none();
         let cancel_in_flight = reason.cancels_in_flight(self.s.fail_fast);
         self.stop = Some(reason.clone());
-        self.emit(Event::RunStopping {
+        self.emit(Event::RunStopTriggered {
             reason: reason.clone(),
         });
         if cancel_in_flight {

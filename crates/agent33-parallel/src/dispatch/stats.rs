@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use crate::metrics::{Metrics, Timer};
-use crate::result::TaskStatus;
+use crate::result::{RunTotals, TaskStatus};
 
 #[derive(Default)]
 pub(super) struct Stats {
-    /// Finished tasks by status, in `status_index` order.
-    counts: [u64; 5],
-    retry_count: u64,
+    /// Finished tasks by status, and the retries they took.
+    totals: RunTotals,
     peak: usize,
     busy: Duration,
     task_ms: Timer,
@@ -19,16 +18,6 @@ pub(super) struct Stats {
 
 pub(super) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn status_index(status: TaskStatus) -> usize {
-    match status {
-        TaskStatus::Success => 0,
-        TaskStatus::Failed => 1,
-        TaskStatus::Timeout => 2,
-        TaskStatus::Cancelled => 3,
-        TaskStatus::Skipped => 4,
-    }
 }
 
 impl Stats {
@@ -46,28 +35,33 @@ impl Stats {
         self.busy += busy;
     }
 
-    /// A task that started finished after `attempts`, `took` after its
-    /// first start.
-    pub(super) fn finished_started(&mut self, attempts: u32, took: Duration) {
+    /// A task that started finished after `retries` retries, `took` after
+    /// its first start.
+    pub(super) fn finished_started(&mut self, retries: u32, took: Duration) {
         self.task_ms.record(millis(took));
-        self.retry_count += u64::from(attempts.saturating_sub(1));
+        self.totals.retries += u64::from(retries);
     }
 
     pub(super) fn finished(&mut self, status: TaskStatus) {
-        self.counts[status_index(status)] += 1;
+        self.totals.add(status);
+    }
+
+    /// The run's totals so far.
+    pub(super) fn totals(&self) -> RunTotals {
+        self.totals
     }
 
     pub(super) fn metrics(&self, limit: usize, wall: Duration) -> Metrics {
         let mut m = Metrics::default();
-        let [succeeded, failed, timeout, cancelled, skipped] = self.counts;
+        let [succeeded, failed, timeout, cancelled, skipped] = self.totals.by_status;
         for (name, value) in [
-            ("tasks_total", self.counts.iter().sum()),
+            ("tasks_total", self.totals.total()),
             ("tasks_succeeded", succeeded),
             ("tasks_failed", failed),
             ("tasks_timeout", timeout),
             ("tasks_cancelled", cancelled),
             ("tasks_skipped", skipped),
-            ("task_retry_count", self.retry_count),
+            ("task_retry_count", self.totals.retries),
         ] {
             m.counters.insert(name.to_owned(), value);
         }

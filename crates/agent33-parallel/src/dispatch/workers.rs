@@ -188,6 +188,18 @@ impl Workers {
             let Some(running) = self.slots[slot].as_ref().filter(|u| u.start == start) else {
                 continue;
             };
+            // The limit counts from the attempt's real start, when its
+            // agent reported one later than the hand-over; one still
+            // queued elsewhere is looked at again a whole limit later.
+            let real_due = match (running.shared.reported_start(), running.shared.timeout) {
+                (Some(Some((real, _))), Some(limit)) => real.checked_add(limit),
+                (Some(None), Some(limit)) => now.checked_add(limit),
+                _ => None,
+            };
+            if let Some(due) = real_due.filter(|due| *due > now) {
+                self.timeouts.push(Reverse((due, start, slot)));
+                continue;
+            }
             if running.shared.time_out() {
                 timed_out.push((running.seq, running.key));
             }
