@@ -256,7 +256,6 @@ def test_sequential_by_default_and_agent_limits():
     async def main(executor, n):
         running = 0
         peak = 0
-        gate = asyncio.Event()
 
         async def count(task):
             nonlocal running, peak
@@ -268,7 +267,6 @@ def test_sequential_by_default_and_agent_limits():
             running -= 1
 
         await executor.run_all([AgentTask("c", str(i)) for i in range(n)], agents={"c": count})
-        del gate
         return peak
 
     assert run(main(ParallelExecutor(), 6)) == 1
