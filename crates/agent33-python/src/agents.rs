@@ -79,23 +79,29 @@ impl Agent for CoroutineAgent {
             let wants_ctx = self.wants_ctx;
             let slot = Arc::clone(&slot);
             move |py: Python<'_>| {
-                let task = call_agent(py, &run, &func, wants_ctx, seq, attempt)
-                    .and_then(|coro| run.create_task.bind(py).call1((coro,)));
+                let done = Done {
+                    tx: Mutex::new(Some(tx)),
+                    slot: Arc::clone(&slot),
+                };
+                let coro = match call_agent(py, &run, &func, wants_ctx, seq, attempt) {
+                    Ok(coro) => coro,
+                    // It raised before returning a coroutine.
+                    Err(e) => return done.send(Outcome::from_error(py, &e)),
+                };
+                let done = match Py::new(py, done) {
+                    Ok(done) => done,
+                    Err(e) => return e.print(py),
+                };
+                let task = run
+                    .driver
+                    .bind(py)
+                    .call1((coro, done.clone_ref(py)))
+                    .and_then(|driven| run.create_task.bind(py).call1((driven,)));
                 match task {
                     Ok(task) => {
-                        let done = Done {
-                            tx: Mutex::new(Some(tx)),
-                            slot: Arc::clone(&slot),
-                        };
-                        *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(task.clone().unbind());
-                        if let Err(e) = task.call_method1("add_done_callback", (done,)) {
-                            e.print(py);
-                        }
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.unbind());
                     }
-                    Err(e) => {
-                        let _ = tx.send(Outcome::from_error(py, &e));
-                    }
+                    Err(e) => done.get().send(Outcome::from_error(py, &e)),
                 }
             }
         };
@@ -152,21 +158,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The done-callback of an attempt's asyncio task: hands its outcome to the
-/// engine's side of the attempt.
+/// Where an attempt's coroutine reports how it ended: the package's driver
+/// coroutine (`_drive`) awaits the agent's coroutine and calls `ok` or
+/// `error`, which hand the outcome to the engine's side of the attempt.
 #[pyclass(frozen, module = "agent33_parallel._native")]
 pub struct Done {
     tx: Mutex<Option<oneshot::Sender<Outcome>>>,
     slot: TaskSlot,
 }
 
-#[pymethods]
 impl Done {
-    fn __call__(&self, py: Python<'_>, fut: &Bound<'_, PyAny>) {
-        let outcome = match fut.call_method0("result") {
-            Ok(value) => Outcome::from_value(py, &value),
-            Err(e) => Outcome::from_error(py, &e),
-        };
+    fn send(&self, outcome: Outcome) {
         drop(
             self.slot
                 .lock()
@@ -183,6 +185,19 @@ impl Done {
             // grace): its outcome is discarded then.
             let _ = tx.send(outcome);
         }
+    }
+}
+
+#[pymethods]
+impl Done {
+    /// The coroutine returned `value`.
+    fn ok(&self, py: Python<'_>, value: &Bound<'_, PyAny>) {
+        self.send(Outcome::from_value(py, value));
+    }
+
+    /// The coroutine raised `exc` (`CancelledError` included).
+    fn error(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) {
+        self.send(Outcome::from_error(py, &PyErr::from_value(exc.clone())));
     }
 }
 

@@ -54,6 +54,9 @@ pub struct RunShared {
     pub tasks: Vec<Py<PyAgentTask>>,
     /// The loop's `create_task`.
     pub create_task: Py<PyAny>,
+    /// `_drive(coro, done)`: awaits an agent's coroutine and reports to
+    /// `done` (cheaper than a done-callback, which costs the loop a turn).
+    pub driver: Py<PyAny>,
     pub run_id: String,
     /// Agents whose output is a Python object (not a command's stdout).
     pub python_agents: Vec<String>,
@@ -417,6 +420,7 @@ impl PyExecutor {
         tasks: Vec<Py<PyAgentTask>>,
         agents: Vec<(String, String, Py<PyAny>, bool)>,
         event_loop: &Bound<'_, PyAny>,
+        driver: Py<PyAny>,
         events: bool,
     ) -> PyResult<PyRun> {
         let bridge = Arc::new(Bridge::new().map_err(|e| PyOSError::new_err(e.to_string()))?);
@@ -430,6 +434,7 @@ impl PyExecutor {
             bridge: Arc::clone(&bridge),
             tasks,
             create_task: event_loop.getattr("create_task")?.unbind(),
+            driver,
             run_id: format!(
                 "{}-{}",
                 agent33_process::run_id(),

@@ -105,7 +105,7 @@ def make_results():
             raise ValueError("missing title")
         return 42
 
-    return run(ParallelExecutor(parallel_limit=2, continue_on_error=True).run_all(
+    return run(ParallelExecutor(respect_dependencies=True, continue_on_error=True).run_all(
         [AgentTask("a", "ok"), AgentTask("a", "bad"), AgentTask("a", "skip", depends_on=["a:bad"])],
         agents={"a": agent}))
 
@@ -117,7 +117,7 @@ def test_to_json_has_exactly_the_cli_report_schema(tmp_path):
     report = tmp_path / "cli.json"
     subprocess.run(
         [cli, "run", "--parallel", "--continue-on-error", "--report", str(report),
-         "--command", "sh -c 'test {} = ok'", ":::", "ok", "bad"],
+         "--shell", "--command", 'test "$1" = ok', ":::", "ok", "bad"],
         capture_output=True, timeout=60)
     expected = json.loads(report.read_text())
     assert set(doc) == set(expected)

@@ -152,6 +152,19 @@ def _agent_specs(
     return specs
 
 
+async def _drive(coro: Awaitable[Any], done: Any) -> None:
+    """Runs one attempt of a coroutine agent as an asyncio task and tells
+    the engine how it ended (CancelledError included)."""
+    try:
+        value = await coro
+    except BaseException as e:
+        done.error(e)
+        if not isinstance(e, (Exception, asyncio.CancelledError)):
+            raise  # KeyboardInterrupt, SystemExit: not the agent's to keep
+    else:
+        done.ok(value)
+
+
 class _Sigint:
     """Ctrl-C while runs are going on stops them as SIGINT stops the CLI's
     run (a second Ctrl-C kills), instead of asyncio's default of cancelling
@@ -261,7 +274,7 @@ class ParallelExecutor:
     ) -> Tuple[_Run, asyncio.AbstractEventLoop]:
         loop = asyncio.get_running_loop()
         specs = _agent_specs(tasks, _REGISTRY, self._agents, agents)
-        return self._native.start(tasks, specs, loop, events), loop
+        return self._native.start(tasks, specs, loop, _drive, events), loop
 
     async def run_all(
         self,

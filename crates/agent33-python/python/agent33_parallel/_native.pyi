@@ -145,5 +145,6 @@ class Executor:
         tasks: List[AgentTask],
         agents: List[Tuple[str, str, Any, bool]],
         event_loop: asyncio.AbstractEventLoop,
+        driver: Any,
         events: bool,
     ) -> Run: ...
