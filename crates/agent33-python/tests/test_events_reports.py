@@ -82,7 +82,10 @@ def test_breaking_out_of_the_events_stops_the_run():
     cleaned = []
 
     async def main():
+        running = asyncio.Event()
+
         async def forever(task):
+            running.set()
             try:
                 await asyncio.Event().wait()
             finally:
@@ -93,6 +96,9 @@ def test_breaking_out_of_the_events_stops_the_run():
         async for e in it:
             if e.kind == "started":
                 break
+        # A task cancelled before its coroutine first ran has no finally to
+        # run: wait until one runs.
+        await running.wait()
         await it.aclose()
 
     run(main())
