@@ -2,23 +2,23 @@
 //!
 //! Result objects are thin views over the engine's `TaskResult` and
 //! `ExecutionResults`; the lists are built on first use. The reports are
-//! written by agent33-report's reporters from the run's events, exactly as
-//! the CLI writes them.
+//! agent33-report's: the JSON one written live during the run, the others
+//! rendered from it as `agent-33 report` renders them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::UNIX_EPOCH;
 
 use agent33_parallel::{Event, TaskResult, TaskStatus, Timestamp};
 use agent33_report::{
-    JsonReporter, JunitReporter, ReportError, Reporter, TimingsReporter, TraceReporter,
+    JunitReporter, ReportError, Reporter, Reporters, SavedReport, TimingsReporter, TraceReporter,
 };
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
-use crate::run::{Finished, RunShared};
+use crate::run::{Finished, RunShared, report_message};
 use crate::task::PyAgentTask;
 
 /// One task's final outcome.
@@ -198,20 +198,34 @@ impl PyExecutionResults {
         Ok(cell.get_or_init(|| list).clone_ref(py))
     }
 
-    fn write(&self, py: Python<'_>, mut reporter: impl Reporter) -> PyResult<()> {
-        let log = &self.finished.log;
+    /// The run's JSON report, written while it ran.
+    fn report(&self) -> PyResult<&Path> {
+        match &self.finished.report {
+            Ok(live) => Ok(&live.path),
+            Err(e) => Err(PyOSError::new_err(e.clone())),
+        }
+    }
+
+    /// Renders a report from the JSON one, as `agent-33 report` does.
+    fn render(&self, py: Python<'_>, reporter: PyResult<impl Reporter + 'static>) -> PyResult<()> {
+        let reporter = reporter?;
+        let saved = self.report()?;
         py.detach(move || {
-            for event in log {
-                reporter.on_event(event)?;
+            let saved = SavedReport::from_path(saved).map_err(|e| e.to_string())?;
+            let mut reporters = Reporters::new().with(reporter);
+            let mut errors = saved.replay(&mut reporters);
+            errors.extend(reporters.finish());
+            match errors.first() {
+                Some(e) => Err(report_message(e)),
+                None => Ok(()),
             }
-            reporter.finish()
         })
-        .map_err(report_error)
+        .map_err(PyOSError::new_err)
     }
 }
 
-fn report_error(e: ReportError) -> PyErr {
-    PyOSError::new_err(format!("{e}: {}", e.io_error()))
+fn created<R>(r: Result<R, ReportError>) -> PyResult<R> {
+    r.map_err(|e| PyOSError::new_err(report_message(&e)))
 }
 
 #[pymethods]
@@ -262,30 +276,31 @@ impl PyExecutionResults {
 
     /// The CLI's `--report` document.
     fn to_json(&self, py: Python<'_>) -> PyResult<String> {
-        let dir = tempfile::tempdir().map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let path = dir.path().join("report.json");
-        self.write(py, JsonReporter::create(&path).map_err(report_error)?)?;
-        std::fs::read_to_string(&path).map_err(|e| PyOSError::new_err(e.to_string()))
+        let path = self.report()?;
+        py.detach(|| std::fs::read_to_string(path))
+            .map_err(|e| PyOSError::new_err(format!("cannot read the run's report: {e}")))
     }
 
     /// Writes the CLI's `--report` file.
     fn write_report(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.write(py, JsonReporter::create(path).map_err(report_error)?)
+        let from = self.report()?;
+        py.detach(|| std::fs::copy(from, &path).map(drop))
+            .map_err(|e| PyOSError::new_err(format!("cannot write the JSON report `{}`: {e}", path.display())))
     }
 
     /// Writes the CLI's `--junit` file.
     fn write_junit(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.write(py, JunitReporter::create(path).map_err(report_error)?)
+        self.render(py, created(JunitReporter::create(path)))
     }
 
     /// Writes the CLI's `--timings` file (the HTML timeline).
     fn write_timings(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.write(py, TimingsReporter::create(path).map_err(report_error)?)
+        self.render(py, created(TimingsReporter::create(path)))
     }
 
     /// Writes the CLI's `--trace` file.
     fn write_trace(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.write(py, TraceReporter::create(path).map_err(report_error)?)
+        self.render(py, created(TraceReporter::create(path)))
     }
 
     fn __repr__(&self) -> String {

@@ -4,12 +4,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use agent33_parallel::{
     AgentError, AgentOutput, AgentResult, AgentSpec, AgentTask, Agents, Event, ExecutionResults,
     Interrupt, ParallelExecutor, ResultsCollector, RunControl, plan,
 };
+use agent33_report::{JsonReporter, ReportError, Reporter as _};
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -120,10 +122,36 @@ impl RunShared {
     }
 }
 
-/// A finished run: its results, and its events for the report writers.
+/// A finished run: its results, and its JSON report (the CLI's `--report`)
+/// from which every other report is rendered.
 pub struct Finished {
     pub results: ExecutionResults,
-    pub log: Vec<Event>,
+    pub report: Result<LiveReport, String>,
+}
+
+/// The JSON report written while the run went on, in a folder of its own
+/// that goes away with the results. Written live, by the report crate's
+/// reporter, it keeps memory flat: the run's events are not kept.
+pub struct LiveReport {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl LiveReport {
+    fn create() -> Result<(Self, JsonReporter), String> {
+        let dir = tempfile::Builder::new()
+            .prefix("agent33-run-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a folder for the run's report: {e}"))?;
+        let path = dir.path().join("report.json");
+        let reporter = JsonReporter::create(&path).map_err(|e| report_message(&e))?;
+        Ok((Self { _dir: dir, path }, reporter))
+    }
+}
+
+/// A report error with its cause.
+pub fn report_message(e: &ReportError) -> String {
+    format!("{e}: {}", e.io_error())
 }
 
 #[derive(Default)]
@@ -204,19 +232,27 @@ async fn drive(
     let mut stream = executor.run(tasks, &agents, control);
     drop(agents);
     let mut collector = ResultsCollector::new();
-    let mut log = Vec::new();
+    let mut report = LiveReport::create();
     while let Some(batch) = stream.next_batch().await {
         for event in &batch {
             collector.observe(event);
         }
+        if let Ok((_, json)) = &mut report {
+            if let Err(e) = batch.iter().try_for_each(|event| json.on_event(event)) {
+                report = Err(report_message(&e));
+            }
+        }
         if events {
-            let shown: Vec<Event> = batch.iter().filter(|e| shown(e)).cloned().collect();
+            let shown: Vec<Event> = batch.into_iter().filter(shown).collect();
             state.push(shown.into_iter(), &bridge).await;
         }
-        log.extend(batch);
     }
     let results = collector.finish();
-    state.finish(Finished { results, log }, &bridge);
+    let report = report.and_then(|(live, mut json)| {
+        json.finish().map_err(|e| report_message(&e))?;
+        Ok(live)
+    });
+    state.finish(Finished { results, report }, &bridge);
 }
 
 /// The engine's executor with validated settings: what
