@@ -285,7 +285,12 @@ impl PyExecutionResults {
     fn write_report(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let from = self.report()?;
         py.detach(|| std::fs::copy(from, &path).map(drop))
-            .map_err(|e| PyOSError::new_err(format!("cannot write the JSON report `{}`: {e}", path.display())))
+            .map_err(|e| {
+                PyOSError::new_err(format!(
+                    "cannot write the JSON report `{}`: {e}",
+                    path.display()
+                ))
+            })
     }
 
     /// Writes the CLI's `--junit` file.

@@ -3,8 +3,8 @@
 //! handle Python awaits and reads events from.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use agent33_parallel::{
@@ -234,17 +234,17 @@ async fn drive(
     let mut collector = ResultsCollector::new();
     let mut report = LiveReport::create();
     while let Some(batch) = stream.next_batch().await {
-        for event in &batch {
-            collector.observe(event);
-        }
         if let Ok((_, json)) = &mut report {
             if let Err(e) = batch.iter().try_for_each(|event| json.on_event(event)) {
                 report = Err(report_message(&e));
             }
         }
         if events {
-            let shown: Vec<Event> = batch.into_iter().filter(shown).collect();
+            let shown: Vec<Event> = batch.iter().filter(|e| shown(e)).cloned().collect();
             state.push(shown.into_iter(), &bridge).await;
+        }
+        for event in batch {
+            collector.observe_owned(event);
         }
     }
     let results = collector.finish();
