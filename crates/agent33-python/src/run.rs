@@ -232,26 +232,47 @@ async fn drive(
     let mut stream = executor.run(tasks, &agents, control);
     drop(agents);
     let mut collector = ResultsCollector::new();
-    let mut report = LiveReport::create();
-    while let Some(batch) = stream.next_batch().await {
-        if let Ok((_, json)) = &mut report {
-            if let Err(e) = batch.iter().try_for_each(|event| json.on_event(event)) {
-                report = Err(report_message(&e));
+    // The JSON report is written on a blocking thread of its own, off the
+    // path from one task's end to the next one's start; a bounded channel
+    // keeps it at most a few batches behind.
+    let (report_tx, mut report_rx) = tokio::sync::mpsc::channel::<Vec<Event>>(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        let (live, mut json) = LiveReport::create()?;
+        let mut failed = None;
+        while let Some(batch) = report_rx.blocking_recv() {
+            if failed.is_none() {
+                if let Err(e) = batch.iter().try_for_each(|event| json.on_event(event)) {
+                    failed = Some(report_message(&e));
+                }
             }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        json.finish().map_err(|e| report_message(&e))?;
+        Ok(live)
+    });
+    let mut report_tx = Some(report_tx);
+    while let Some(batch) = stream.next_batch().await {
         if events {
             let shown: Vec<Event> = batch.iter().filter(|e| shown(e)).cloned().collect();
             state.push(shown.into_iter(), &bridge).await;
         }
-        for event in batch {
-            collector.observe_owned(event);
+        for event in &batch {
+            collector.observe(event);
+        }
+        if let Some(tx) = &report_tx {
+            if tx.send(batch).await.is_err() {
+                // The writer stopped (it could not create the report).
+                report_tx = None;
+            }
         }
     }
+    drop(report_tx);
     let results = collector.finish();
-    let report = report.and_then(|(live, mut json)| {
-        json.finish().map_err(|e| report_message(&e))?;
-        Ok(live)
-    });
+    let report = writer
+        .await
+        .unwrap_or_else(|e| Err(format!("the report writer failed: {e}")));
     state.finish(Finished { results, report }, &bridge);
 }
 
