@@ -154,8 +154,12 @@ def test_settings_defaults_match_the_contract():
         "kill_grace_seconds": 5.0, "deadline_seconds": None,
         "output_limit_bytes": 1048576, "agent_limits": {},
     }
-    names = set(inspect.signature(ParallelExecutor).parameters)
-    assert set(s) <= names
+    params = inspect.signature(ParallelExecutor).parameters
+    assert set(s) <= set(params)
+    for name, value in s.items():
+        if name not in ("parallel", "agent_limits"):
+            default = params[name].default
+            assert default == value or (default == 0 and value is None), name
 
 
 def test_parallel_limit_means_parallel_unless_parallel_is_given():

@@ -213,6 +213,21 @@ class _Sigint:
         return self.count > 0
 
 
+class _Default(int):
+    """A default that shows as its number in the signature but can be told
+    apart from the same number given explicitly: giving ``parallel_limit``
+    means parallel, and ``max_failures`` conflicts with
+    ``continue_on_error=True``, whatever value is given."""
+
+
+_LIMIT = _Default(4)
+_MAX_FAILURES = _Default(1)
+
+
+def _given(value: Any) -> Any:
+    return None if isinstance(value, _Default) else value
+
+
 class ParallelExecutor:
     """Runs agent tasks with the engine's guarantees.
 
@@ -233,11 +248,11 @@ class ParallelExecutor:
         self,
         *,
         parallel: Optional[bool] = None,
-        parallel_limit: Optional[int] = None,
+        parallel_limit: int = _LIMIT,
         respect_dependencies: bool = False,
         timeout_seconds: Optional[float] = 300,
         continue_on_error: bool = False,
-        max_failures: Optional[int] = None,
+        max_failures: int = _MAX_FAILURES,
         fail_fast: bool = True,
         retries: int = 0,
         retry_backoff_seconds: float = 1,
@@ -249,11 +264,11 @@ class ParallelExecutor:
     ) -> None:
         self._native = _Executor(
             parallel=parallel,
-            parallel_limit=parallel_limit,
+            parallel_limit=_given(parallel_limit),
             respect_dependencies=respect_dependencies,
             timeout_seconds=0 if timeout_seconds is None else timeout_seconds,
             continue_on_error=continue_on_error,
-            max_failures=max_failures,
+            max_failures=_given(max_failures),
             fail_fast=fail_fast,
             retries=retries,
             retry_backoff_seconds=retry_backoff_seconds,
