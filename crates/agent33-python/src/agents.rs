@@ -25,8 +25,14 @@ use tokio::sync::oneshot;
 use crate::run::{Outcome, RunShared};
 use crate::task::{PyTaskContext, string, type_name};
 
-/// The asyncio task running one attempt, once the loop has created it.
-type TaskSlot = Arc<Mutex<Option<Py<PyAny>>>>;
+/// The asyncio task running one attempt and the agent's coroutine inside
+/// it, once the loop has created them; emptied when the attempt ends.
+type TaskSlot = Arc<Mutex<Option<Running>>>;
+
+struct Running {
+    task: Py<PyAny>,
+    coro: Py<PyAny>,
+}
 
 /// An `async def` agent.
 pub struct CoroutineAgent {
@@ -95,11 +101,14 @@ impl Agent for CoroutineAgent {
                 let task = run
                     .driver
                     .bind(py)
-                    .call1((coro, done.clone_ref(py)))
+                    .call1((&coro, done.clone_ref(py)))
                     .and_then(|driven| run.create_task.bind(py).call1((driven,)));
                 match task {
                     Ok(task) => {
-                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.unbind());
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
+                            task: task.unbind(),
+                            coro: coro.unbind(),
+                        });
                     }
                     Err(e) => done.get().send(Outcome::from_error(py, &e)),
                 }
@@ -126,35 +135,48 @@ impl Agent for CoroutineAgent {
     }
 }
 
-/// Cancels an attempt's asyncio task: when the engine stops the attempt,
-/// and again if it drops the attempt (after the grace, or at a kill) while
-/// the task is still running, so an abandoned coroutine is told once more.
+/// Stops an attempt's coroutine. When the engine stops the attempt, its
+/// task is cancelled: `CancelledError` at the next await. When the engine
+/// drops the attempt while it still runs (after the grace, or at a kill),
+/// the coroutine is abandoned: closed (`GeneratorExit` at its await, so
+/// `finally` blocks run and a coroutine that swallows cancellations cannot
+/// keep the loop, and `asyncio.run`'s shutdown, waiting forever) and its
+/// task cancelled, which ends the driver around it.
 struct CancelOnDrop {
     slot: Option<TaskSlot>,
     run: Arc<RunShared>,
 }
 
 impl CancelOnDrop {
-    fn cancel(&self) {
+    fn stop(&self, abandon: bool) {
         let Some(slot) = self.slot.clone() else {
             return;
         };
         self.run.bridge.submit(Box::new(move |py: Python<'_>| {
-            let task = slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map(|t| t.clone_ref(py));
-            if let Some(task) = task {
-                let _ = task.bind(py).call_method0("cancel");
+            let running = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let Some(running) = running else {
+                return;
+            };
+            if abandon {
+                // A coroutine that awaits in its `finally` while closed
+                // raises RuntimeError here; it is abandoned all the same.
+                let _ = running.coro.bind(py).call_method0("close");
+                let _ = running.task.bind(py).call_method0("cancel");
+            } else {
+                let _ = running.task.bind(py).call_method0("cancel");
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
             }
         }));
+    }
+
+    fn cancel(&self) {
+        self.stop(false);
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.cancel();
+        self.stop(true);
     }
 }
 

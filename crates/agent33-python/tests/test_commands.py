@@ -110,3 +110,41 @@ def test_ctrl_c_stops_like_sigint_then_raises_keyboard_interrupt(tmp_path):
     assert child.returncode != 0
     pid = int(pidfile.read_text())
     wait_until(lambda: process_gone(pid), f"command process {pid} to be gone")
+
+
+SECOND_CTRL_C_SCRIPT = textwrap.dedent("""
+    import asyncio
+    from agent33_parallel import AgentTask, ParallelExecutor
+
+    async def stubborn(task):
+        print("ready", flush=True)
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                print("told", flush=True)
+
+    async def main():
+        await ParallelExecutor(timeout_seconds=0, kill_grace_seconds=600).run_all(
+            [AgentTask("s", "x")], agents={"s": stubborn})
+
+    asyncio.run(main())
+""")
+
+
+def test_a_second_ctrl_c_kills_what_the_first_could_not_stop(tmp_path):
+    script = tmp_path / "main.py"
+    script.write_text(SECOND_CTRL_C_SCRIPT)
+    child = subprocess.Popen([sys.executable, str(script)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGINT)
+        # The coroutine swallows the first stop; the grace is 10 minutes.
+        assert child.stdout.readline() == "told\n"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=HANG)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "KeyboardInterrupt" in err

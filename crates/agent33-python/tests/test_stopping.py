@@ -154,3 +154,41 @@ def test_retries_give_the_slot_back_and_count_attempts():
     assert attempts == [1, 2, 3]
     assert r.succeeded[0].attempts == 3
     assert r.metrics["counters"]["task_retry_count"] == 2
+
+
+def test_a_coroutine_that_never_stops_is_closed_after_the_grace(tmp_path):
+    """Abandoned after kill_grace_seconds: closed (its finally runs), so
+    neither the run nor asyncio.run's shutdown waits for it forever."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import HANG
+
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio
+        from agent33_parallel import AgentTask, ParallelExecutor
+
+        async def stubborn(task):
+            try:
+                while True:
+                    try:
+                        await asyncio.Event().wait()
+                    except asyncio.CancelledError:
+                        print("swallowed", flush=True)
+            finally:
+                print("finally", flush=True)
+
+        async def main():
+            r = await ParallelExecutor(timeout_seconds=0.1, kill_grace_seconds=0.1).run_all(
+                [AgentTask("s", "x")], agents={"s": stubborn})
+            print(r.failed[0].status, len(r.succeeded), flush=True)
+
+        asyncio.run(main())
+        print("exited", flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=HANG).stdout.split("\n")
+    assert out[0] == "swallowed"
+    assert "finally" in out and "timeout 0" in out and out[-2] == "exited"
