@@ -5,7 +5,6 @@ Bounds here are hang detectors only: every wait is for a condition.
 
 import os
 import pathlib
-import shutil
 import time
 
 import pytest
@@ -47,11 +46,6 @@ def wait_until(condition, what):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-@pytest.fixture
-def has_sh():
-    assert shutil.which("sh"), "sh is needed for command agents"
 
 
 @pytest.hookimpl(hookwrapper=True)
