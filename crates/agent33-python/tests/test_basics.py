@@ -276,3 +276,16 @@ def test_sequential_by_default_and_agent_limits():
     assert run(main(ParallelExecutor(), 6)) == 1
     assert run(main(ParallelExecutor(parallel_limit=8, agent_limits={"c": 2}), 6)) <= 2
     assert run(main(ParallelExecutor(parallel_limit=3), 12)) <= 3
+
+
+def test_the_package_and_the_example_type_check_strictly(tmp_path):
+    """The stub and the annotations agree: mypy --strict finds nothing."""
+    pytest.importorskip("mypy")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-p", "agent33_parallel"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", str(REPO / "examples" / "refine.py")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -140,7 +140,7 @@ def _agent_specs(
     found: Dict[str, AgentLike] = {}
     for mapping in mappings:
         found.update(mapping)
-    specs = []
+    specs: List[Tuple[str, str, Any, bool]] = []
     for name in {t.agent for t in tasks}:
         fn = found.get(name)
         if fn is None:

@@ -3,7 +3,7 @@
 import asyncio
 import os
 import datetime
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 class AgentTask:
     """One agent on one artifact; the default id is ``agent:artifact``."""
@@ -135,7 +135,7 @@ class Executor:
         kill_grace_seconds: Optional[float] = None,
         deadline_seconds: Optional[float] = None,
         output_limit_bytes: Optional[int] = None,
-        agent_limits: Optional[Dict[str, int]] = None,
+        agent_limits: Optional[Mapping[str, int]] = None,
     ) -> None: ...
     def settings(self) -> Dict[str, Any]: ...
     @staticmethod
