@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::agents::{CoroutineAgent, PyCommandAgent, SyncAgent};
 use crate::bridge::{Bridge, Drainer, resolve};
 use crate::results::{PyEvent, PyExecutionResults};
-use crate::task::{PyAgentTask, boolean, seconds, type_name, whole};
+use crate::task::{PyAgentTask, boolean, number, type_name, whole};
 
 /// Events the loop may leave unread before the run waits for it.
 const EVENT_BUFFER: usize = 1024;
@@ -334,22 +334,15 @@ impl PyExecutor {
             b = b.parallel_limit(to_usize("parallel_limit", whole("parallel_limit", v, 1)?)?);
         }
         if let Some(v) = given(respect_dependencies) {
-            let yes = boolean("respect_dependencies", v)?;
-            b = b.respect_dependencies(yes);
-            if yes {
-                b = b.parallel(true);
-            }
+            b = b.respect_dependencies(boolean("respect_dependencies", v)?);
         }
         if let Some(v) = given(parallel) {
             b = b.parallel(boolean("parallel", v)?);
         }
+        // Seconds are checked for type here, for range by the builder (its
+        // message names the setting), and 0 means none where it does.
         if let Some(v) = given(timeout_seconds) {
-            let d = seconds("timeout_seconds", v)?;
-            b = if d.is_zero() {
-                b.timeout_seconds(0.0)
-            } else {
-                b.timeout(d)
-            };
+            b = b.timeout_seconds(number("timeout_seconds", v)?);
         }
         let continue_on_error = given(continue_on_error)
             .map(|v| boolean("continue_on_error", v))
@@ -374,16 +367,13 @@ impl PyExecutor {
             b = b.retries(to_u32("retries", whole("retries", v, 0)?)?);
         }
         if let Some(v) = given(retry_backoff_seconds) {
-            b = b.retry_backoff(seconds("retry_backoff_seconds", v)?);
+            b = b.retry_backoff_seconds(number("retry_backoff_seconds", v)?);
         }
         if let Some(v) = given(kill_grace_seconds) {
-            b = b.kill_grace(seconds("kill_grace_seconds", v)?);
+            b = b.kill_grace_seconds(number("kill_grace_seconds", v)?);
         }
         if let Some(v) = given(deadline_seconds) {
-            let d = seconds("deadline_seconds", v)?;
-            if !d.is_zero() {
-                b = b.deadline(d);
-            }
+            b = b.deadline_seconds(number("deadline_seconds", v)?);
         }
         if let Some(v) = given(output_limit_bytes) {
             b = b.output_limit_bytes(to_usize(

@@ -14,19 +14,25 @@ pub struct PyAgentTask {
     pub task: engine::AgentTask,
 }
 
-/// Seconds from Python: a number ≥ 0 (a bool is not a number here).
-pub fn seconds(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+/// A number of seconds from Python, of any sign (a bool is not a number
+/// here); the executor's builder checks the range.
+pub fn number(name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
     if value.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be a number of seconds, got a bool"
         )));
     }
-    let secs: f64 = value.extract().map_err(|_| {
+    value.extract().map_err(|_| {
         PyTypeError::new_err(format!(
             "{name} must be a number of seconds, got {}",
             type_name(value)
         ))
-    })?;
+    })
+}
+
+/// Seconds from Python: a number ≥ 0.
+pub fn seconds(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    let secs = number(name, value)?;
     if !(secs.is_finite() && secs >= 0.0) {
         return Err(PyValueError::new_err(format!(
             "{name} must be a number of seconds ≥ 0, got {secs}"
