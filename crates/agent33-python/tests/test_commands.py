@@ -80,11 +80,16 @@ CTRL_C_SCRIPT = textwrap.dedent("""
             print("finally ran", flush=True)
 
     async def main():
+        executor = ParallelExecutor(parallel_limit=2, timeout_seconds=0, agents={
+            "cmd": CommandAgent(f"echo $$ > {pidfile}; exec sleep 1000", shell=True),
+            "py": waiter})
+        tasks = [AgentTask("cmd", "x"), AgentTask("py", "y")]
         try:
-            await ParallelExecutor(parallel_limit=2, timeout_seconds=0).run_all(
-                [AgentTask("cmd", "x"), AgentTask("py", "y")],
-                agents={"cmd": CommandAgent(f"echo $$ > {pidfile}; exec sleep 1000", shell=True),
-                        "py": waiter})
+            if sys.argv[2] == "events":
+                async for event in executor.run(tasks):
+                    pass
+            else:
+                await executor.run_all(tasks)
         finally:
             print("main finally", flush=True)
 
@@ -92,11 +97,12 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_stops_like_sigint_then_raises_keyboard_interrupt(tmp_path):
+@pytest.mark.parametrize("way", ["run_all", "events"])
+def test_ctrl_c_stops_like_sigint_then_raises_keyboard_interrupt(tmp_path, way):
     script = tmp_path / "main.py"
     script.write_text(CTRL_C_SCRIPT)
     pidfile = tmp_path / "pid"
-    child = subprocess.Popen([sys.executable, str(script), str(pidfile)],
+    child = subprocess.Popen([sys.executable, str(script), str(pidfile), way],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline() == "ready\n"
