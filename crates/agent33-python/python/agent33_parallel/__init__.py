@@ -1,0 +1,434 @@
+"""Parallel execution control for AGENT-33's agents, on the agent-33 engine.
+
+The seed's example keeps its shape::
+
+    @agent("refinement")
+    async def refine(task):
+        return f"refined {task.artifact}"
+
+    results = await ParallelExecutor(parallel_limit=4).run_all(
+        [AgentTask("refinement", artifact="core/prompts/SYSTEM.md")])
+
+The engine (the Rust crate agent33-parallel) decides admission, limits,
+timeouts, fail-fast, retries, dependencies and the results; this module
+only finds each task's agent, runs coroutine agents on the caller's running
+event loop, and turns Ctrl-C into the CLI's SIGINT stop. See the package's
+contract, PRODUCT-python.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import threading
+from collections import deque
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from ._native import (
+    AgentTask,
+    CommandAgent,
+    Event,
+    ExecutionResults,
+    TaskContext,
+    TaskResult,
+)
+from ._native import Executor as _Executor
+from ._native import Run as _Run
+
+__all__ = [
+    "AgentTask",
+    "CommandAgent",
+    "Event",
+    "ExecutionResults",
+    "ParallelExecutor",
+    "TaskContext",
+    "TaskResult",
+    "agent",
+    "registered_agents",
+]
+
+AgentFunction = Callable[..., Any]
+"""An agent: ``async def f(task)`` or ``async def f(task, ctx)``, or a plain
+``def`` (run in a worker thread)."""
+
+AgentLike = Union[AgentFunction, CommandAgent]
+
+F = TypeVar("F", bound=AgentFunction)
+
+_REGISTRY: Dict[str, AgentLike] = {}
+
+
+def agent(name: str) -> Callable[[F], F]:
+    """Registers the decorated function process-wide as the agent ``name``.
+
+    An ``agents={name: fn}`` mapping given to ``ParallelExecutor`` or
+    ``run_all`` wins over the registry.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"agent name must be a str, got {type(name).__name__}")
+
+    def register(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@agent({name!r}) must decorate a function, got {type(fn).__name__}")
+        _REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def registered_agents() -> Dict[str, AgentLike]:
+    """A copy of the process-wide registry filled by ``@agent``."""
+    return dict(_REGISTRY)
+
+
+def _check_agents(agents: Optional[Mapping[str, AgentLike]]) -> Dict[str, AgentLike]:
+    if agents is None:
+        return {}
+    if not isinstance(agents, Mapping):
+        raise TypeError(f"agents must be a mapping of name to agent, got {type(agents).__name__}")
+    for name, fn in agents.items():
+        if not isinstance(name, str):
+            raise TypeError(f"agents: names must be str, got {type(name).__name__}")
+        if not (isinstance(fn, CommandAgent) or callable(fn)):
+            raise TypeError(f"agents[{name!r}] must be a function or a CommandAgent, got {type(fn).__name__}")
+    return dict(agents)
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)
+    )
+
+
+def _wants_context(fn: Any) -> bool:
+    """Whether the agent declares a second positional parameter."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = 0
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+def _agent_specs(
+    tasks: List[AgentTask], *mappings: Dict[str, AgentLike]
+) -> List[Tuple[str, str, Any, bool]]:
+    """(name, kind, agent, wants_context) for each agent the tasks name and
+    some mapping has; later mappings win. A name nobody has is left out: the
+    engine fails its tasks with ``no agent named `x` ``."""
+    found: Dict[str, AgentLike] = {}
+    for mapping in mappings:
+        found.update(mapping)
+    specs: List[Tuple[str, str, Any, bool]] = []
+    for name in {t.agent for t in tasks}:
+        fn = found.get(name)
+        if fn is None:
+            continue
+        if isinstance(fn, CommandAgent):
+            specs.append((name, "command", fn, False))
+        else:
+            specs.append((name, "async" if _is_async(fn) else "sync", fn, _wants_context(fn)))
+    return specs
+
+
+async def _drive(coro: Awaitable[Any], done: Any) -> None:
+    """Runs one attempt of a coroutine agent as an asyncio task and tells
+    the engine how it ended (CancelledError included)."""
+    try:
+        value = await coro
+    except BaseException as e:
+        done.error(e)
+        if not isinstance(e, (Exception, asyncio.CancelledError)):
+            raise  # KeyboardInterrupt, SystemExit: not the agent's to keep
+    else:
+        done.ok(value)
+
+
+class _Sigint:
+    """Ctrl-C while runs are going on stops them as SIGINT stops the CLI's
+    run (a second Ctrl-C kills), instead of asyncio's default of cancelling
+    the main task at whatever it awaits. Installed while at least one run of
+    this thread's loop is active, in the main thread only."""
+
+    active: Set["_Sigint"] = set()
+    saved: Any = None
+    installed = False
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.count = 0
+
+    @classmethod
+    def _handler(cls, signum: int, frame: Any) -> None:
+        for guard in list(cls.active):
+            guard.count += 1
+            if guard.count == 1:
+                guard.run.interrupt(True)
+            else:
+                guard.run.kill(True)
+
+    def __enter__(self) -> "_Sigint":
+        cls = _Sigint
+        if not cls.active and threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                try:
+                    signal.signal(signal.SIGINT, cls._handler)
+                    cls.saved, cls.installed = previous, True
+                except ValueError:
+                    cls.installed = False
+        cls.active.add(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        cls = _Sigint
+        cls.active.discard(self)
+        if not cls.active and cls.installed:
+            signal.signal(signal.SIGINT, cls.saved)
+            cls.saved, cls.installed = None, False
+
+    @property
+    def interrupted(self) -> bool:
+        return self.count > 0
+
+
+class _Default(int):
+    """A default that shows as its number in the signature but can be told
+    apart from the same number given explicitly: giving ``parallel_limit``
+    means parallel, and ``max_failures`` conflicts with
+    ``continue_on_error=True``, whatever value is given."""
+
+
+_LIMIT = _Default(4)
+_MAX_FAILURES = _Default(1)
+
+
+def _given(value: Any) -> Any:
+    return None if isinstance(value, _Default) else value
+
+
+class ParallelExecutor:
+    """Runs agent tasks with the engine's guarantees.
+
+    Every setting of PRODUCT.md is a keyword with the same name and
+    default: ``parallel`` (False; giving ``parallel_limit`` or
+    ``respect_dependencies=True`` means parallel unless ``parallel`` is
+    given), ``parallel_limit`` (4), ``respect_dependencies`` (False),
+    ``timeout_seconds`` (300; 0 or None: none), ``continue_on_error``
+    (False), ``max_failures`` (1; not together with
+    ``continue_on_error=True``), ``fail_fast`` (True), ``retries`` (0),
+    ``retry_backoff_seconds`` (1), ``kill_grace_seconds`` (5),
+    ``deadline_seconds`` (0: none), ``output_limit_bytes`` (1048576), plus
+    ``agent_limits`` ({agent: limit}) and ``agents`` ({name: agent}, which
+    wins over the ``@agent`` registry).
+    """
+
+    def __init__(
+        self,
+        *,
+        parallel: Optional[bool] = None,
+        parallel_limit: int = _LIMIT,
+        respect_dependencies: bool = False,
+        timeout_seconds: Optional[float] = 300,
+        continue_on_error: bool = False,
+        max_failures: int = _MAX_FAILURES,
+        fail_fast: bool = True,
+        retries: int = 0,
+        retry_backoff_seconds: float = 1,
+        kill_grace_seconds: float = 5,
+        deadline_seconds: Optional[float] = 0,
+        output_limit_bytes: int = 1024 * 1024,
+        agent_limits: Optional[Mapping[str, int]] = None,
+        agents: Optional[Mapping[str, AgentLike]] = None,
+    ) -> None:
+        self._native = _Executor(
+            parallel=parallel,
+            parallel_limit=_given(parallel_limit),
+            respect_dependencies=respect_dependencies,
+            timeout_seconds=0 if timeout_seconds is None else timeout_seconds,
+            continue_on_error=continue_on_error,
+            max_failures=_given(max_failures),
+            fail_fast=fail_fast,
+            retries=retries,
+            retry_backoff_seconds=retry_backoff_seconds,
+            kill_grace_seconds=kill_grace_seconds,
+            deadline_seconds=0 if deadline_seconds is None else deadline_seconds,
+            output_limit_bytes=output_limit_bytes,
+            agent_limits=agent_limits,
+        )
+        self._agents = _check_agents(agents)
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The effective settings, by name."""
+        return self._native.settings()
+
+    def _start(
+        self, tasks: List[AgentTask], agents: Dict[str, AgentLike], events: bool
+    ) -> Tuple[_Run, asyncio.AbstractEventLoop]:
+        loop = asyncio.get_running_loop()
+        specs = _agent_specs(tasks, _REGISTRY, self._agents, agents)
+        return self._native.start(tasks, specs, loop, _drive, events), loop
+
+    async def run_all(
+        self,
+        tasks: Iterable[AgentTask],
+        *,
+        agents: Optional[Mapping[str, AgentLike]] = None,
+    ) -> ExecutionResults:
+        """Runs every task and returns the results.
+
+        Raises ValueError before anything runs for duplicate ids, unknown
+        dependencies and cycles. Ctrl-C stops the run like SIGINT stops the
+        CLI's, then raises KeyboardInterrupt; cancelling the awaiting task
+        stops it the same way, then raises CancelledError.
+        """
+        checked = _Executor.check(tasks)
+        extra = _check_agents(agents)
+        run, loop = self._start(checked, extra, events=False)
+        cancelled = False
+        try:
+            with _Sigint(run) as sigint:
+                while not run.finished():
+                    fut = loop.create_future()
+                    run.wait(fut)
+                    try:
+                        await fut
+                    except asyncio.CancelledError:
+                        # Stop, and still wait for the agents' cleanup; a
+                        # second cancellation kills.
+                        if cancelled:
+                            run.kill(False)
+                        else:
+                            run.interrupt(False)
+                        cancelled = True
+        finally:
+            run.close(loop)
+        if sigint.interrupted:
+            raise KeyboardInterrupt
+        if cancelled:
+            raise asyncio.CancelledError
+        return run.results()
+
+    def run(
+        self,
+        tasks: Iterable[AgentTask],
+        *,
+        agents: Optional[Mapping[str, AgentLike]] = None,
+    ) -> "EventIterator":
+        """The run's events, for ``async for``: ``queued``, ``started``,
+        ``retrying``, ``finished`` per task, then ``run_finished`` with the
+        results. A slow consumer slows the run. Tasks are checked now."""
+        return EventIterator(self, _Executor.check(tasks), _check_agents(agents))
+
+
+class EventIterator:
+    """The events of one run (``ParallelExecutor.run``); the run starts at
+    the first ``__anext__``."""
+
+    def __init__(
+        self, executor: ParallelExecutor, tasks: List[AgentTask], agents: Dict[str, AgentLike]
+    ) -> None:
+        self._executor = executor
+        self._tasks = tasks
+        self._agents = agents
+        self._run: Optional[_Run] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._sigint: Optional[_Sigint] = None
+        self._buffer: Deque[Event] = deque()
+        self._closed = False
+
+    def __aiter__(self) -> "EventIterator":
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._buffer:
+            return self._buffer.popleft()
+        if self._closed:
+            raise StopAsyncIteration
+        if self._run is None:
+            self._run, self._loop = self._executor._start(self._tasks, self._agents, events=True)
+            self._sigint = _Sigint(self._run).__enter__()
+        run, loop = self._run, self._loop
+        assert loop is not None
+        while True:
+            events = run.take_events()
+            if events is None:
+                interrupted = self._finish()
+                if interrupted:
+                    raise KeyboardInterrupt
+                raise StopAsyncIteration
+            if events:
+                self._buffer.extend(events)
+                return self._buffer.popleft()
+            fut = loop.create_future()
+            run.wait(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                await self._stop()
+                raise
+
+    def _finish(self) -> bool:
+        self._closed = True
+        interrupted = False
+        if self._sigint is not None:
+            self._sigint.__exit__(None, None, None)
+            interrupted = self._sigint.interrupted
+            self._sigint = None
+        if self._run is not None and self._loop is not None:
+            self._run.close(self._loop)
+        return interrupted
+
+    async def _stop(self) -> None:
+        """Stops the run and waits for it, reading no more events."""
+        run, loop = self._run, self._loop
+        if run is None or loop is None or self._closed:
+            self._closed = True
+            return
+        run.interrupt(False)
+        killed = False
+        while not run.finished():
+            run.take_events()
+            fut = loop.create_future()
+            run.wait(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if not killed:
+                    run.kill(False)
+                    killed = True
+        self._finish()
+
+    async def aclose(self) -> None:
+        """Stops the run if it is still going, and waits for its agents."""
+        await self._stop()
+
+    def __del__(self) -> None:
+        if self._run is not None and not self._closed:
+            self._run.kill(False)
+            try:
+                self._finish()
+            except Exception:
+                pass

@@ -1,0 +1,58 @@
+"""Shared helpers for the package's tests.
+
+Bounds here are hang detectors only: every wait is for a condition.
+"""
+
+import os
+import pathlib
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+# A generous upper bound for anything that should end quickly.
+HANG = 60.0
+
+
+def cli_binary():
+    """The `agent-33` binary: $AGENT33_BIN, else the workspace's build. Under
+    CI=true a missing binary fails the test instead of skipping it."""
+    candidates = [os.environ.get("AGENT33_BIN")]
+    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
+    candidates += [os.path.join(target, p, "agent-33") for p in ("debug", "release")]
+    found = [c for c in candidates if c and os.access(c, os.X_OK)]
+    if found:
+        return max(found, key=os.path.getmtime)
+    if os.environ.get("CI") == "true":
+        pytest.fail("agent-33 binary not built (run `cargo build -p agent33-cli`)")
+    pytest.skip("agent-33 binary not built")
+
+
+def process_gone(pid):
+    """Whether `pid` no longer runs (absent, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_until(condition, what):
+    """Polls `condition` until it holds; fails after HANG seconds."""
+    deadline = time.monotonic() + HANG
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true nothing may be skipped: a skip is reported as a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true: {report.longrepr}"

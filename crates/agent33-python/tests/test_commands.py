@@ -1,0 +1,156 @@
+"""CommandAgent: the CLI's command agents with their process control, and
+Ctrl-C during asyncio.run stopping everything as SIGINT stops the CLI."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agent33_parallel import AgentTask, CommandAgent, ParallelExecutor
+
+from conftest import HANG, process_gone, wait_until
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_argv_with_placeholders_and_exit_codes():
+    agents = {
+        "echo": CommandAgent(["sh", "-c", 'printf "%s|%s" "$0" "$1"; echo err >&2; exit $2',
+                              "{artifact}", "{id}", "3"]),
+        "ok": CommandAgent(["echo", "{artifact}"]),
+    }
+    r = run(ParallelExecutor(continue_on_error=True, parallel_limit=2).run_all(
+        [AgentTask("echo", "a b; $(x)", id="t1"), AgentTask("ok", "hello")], agents=agents))
+    f = r.failed[0]
+    assert (f.status, f.exit_code, f.output, f.stderr) == ("failed", 3, "a b; $(x)|t1", "err\n")
+    s = r.succeeded[0]
+    assert (s.output, s.exit_code, s.traceback) == ("hello\n", 0, None)
+
+
+def test_shell_true_passes_the_artifact_as_dollar_one(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("TODO one\nTODO two\ndone\n")
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("grep", str(f))], agents={"grep": CommandAgent('grep -c TODO "$1"', shell=True)}))
+    assert r.succeeded[0].output == "2\n"
+
+
+def test_bad_command_arguments():
+    with pytest.raises(TypeError, match="command"):
+        CommandAgent(42)
+    with pytest.raises(TypeError, match="command"):
+        CommandAgent(["echo", 1])
+    with pytest.raises(ValueError, match="command"):
+        CommandAgent([])
+    with pytest.raises(TypeError, match="shell"):
+        CommandAgent(["true"], shell="yes")
+
+
+def test_timeout_kills_the_process_group_nothing_left(tmp_path):
+    pids = tmp_path / "pids"
+    script = f'sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; wait'
+    r = run(ParallelExecutor(timeout_seconds=0.5, kill_grace_seconds=1).run_all(
+        [AgentTask("sh", "x")], agents={"sh": CommandAgent(script, shell=True)}))
+    assert r.failed[0].status == "timeout"
+    found = [int(p) for p in pids.read_text().split()]
+    assert len(found) == 2
+    for pid in found:
+        wait_until(lambda: process_gone(pid), f"process {pid} to be gone")
+
+
+CTRL_C_SCRIPT = textwrap.dedent("""
+    import asyncio, os, sys
+    from agent33_parallel import AgentTask, CommandAgent, ParallelExecutor
+
+    pidfile = sys.argv[1]
+
+    async def waiter(task):
+        try:
+            # Ready once the command has written its pid.
+            while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\\n")):
+                await asyncio.sleep(0.01)
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            print("finally ran", flush=True)
+
+    async def main():
+        executor = ParallelExecutor(parallel_limit=2, timeout_seconds=0, agents={
+            "cmd": CommandAgent(f"echo $$ > {pidfile}; exec sleep 1000", shell=True),
+            "py": waiter})
+        tasks = [AgentTask("cmd", "x"), AgentTask("py", "y")]
+        try:
+            if sys.argv[2] == "events":
+                async for event in executor.run(tasks):
+                    pass
+            else:
+                await executor.run_all(tasks)
+        finally:
+            print("main finally", flush=True)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize("way", ["run_all", "events"])
+def test_ctrl_c_stops_like_sigint_then_raises_keyboard_interrupt(tmp_path, way):
+    script = tmp_path / "main.py"
+    script.write_text(CTRL_C_SCRIPT)
+    pidfile = tmp_path / "pid"
+    child = subprocess.Popen([sys.executable, str(script), str(pidfile), way],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=HANG)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "finally ran" in out and "main finally" in out
+    assert "KeyboardInterrupt" in err
+    assert child.returncode != 0
+    pid = int(pidfile.read_text())
+    wait_until(lambda: process_gone(pid), f"command process {pid} to be gone")
+
+
+SECOND_CTRL_C_SCRIPT = textwrap.dedent("""
+    import asyncio
+    from agent33_parallel import AgentTask, ParallelExecutor
+
+    async def stubborn(task):
+        print("ready", flush=True)
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                print("told", flush=True)
+
+    async def main():
+        await ParallelExecutor(timeout_seconds=0, kill_grace_seconds=600).run_all(
+            [AgentTask("s", "x")], agents={"s": stubborn})
+
+    asyncio.run(main())
+""")
+
+
+def test_a_second_ctrl_c_kills_what_the_first_could_not_stop(tmp_path):
+    script = tmp_path / "main.py"
+    script.write_text(SECOND_CTRL_C_SCRIPT)
+    child = subprocess.Popen([sys.executable, str(script)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGINT)
+        # The coroutine swallows the first stop; the grace is 10 minutes.
+        assert child.stdout.readline() == "told\n"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=HANG)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "KeyboardInterrupt" in err
