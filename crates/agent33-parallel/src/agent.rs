@@ -64,9 +64,16 @@ pub struct AgentError {
     pub message: String,
     /// Output produced before the failure.
     pub output: AgentOutput,
-    /// The reason as a fact (see [`Self::because`]); boxed, as an agent's
+    /// What the engine acts on beyond the message; boxed, as an agent's
     /// result is moved for every task and is mostly a success.
-    pub(crate) reason: Option<Box<Reason>>,
+    facts: Option<Box<ErrorFacts>>,
+}
+
+/// The facts an [`AgentError`] may carry for the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ErrorFacts {
+    /// The reason as a fact (see [`AgentError::because`]).
+    reason: Option<Reason>,
     /// The attempt was refused before any work was done (see
     /// [`AgentError::deferred`]).
     deferred: bool,
@@ -87,9 +94,7 @@ impl AgentError {
         Self {
             message: message.into(),
             output,
-            reason: None,
-            deferred: false,
-            retry_after: None,
+            facts: None,
         }
     }
 
@@ -100,31 +105,31 @@ impl AgentError {
     /// After 20 deferrals the task fails with `rate limited 20 times`.
     #[must_use]
     pub fn deferred(retry_after: Option<Duration>) -> Self {
-        Self {
-            deferred: true,
-            retry_after,
-            ..Self::new("deferred")
-        }
+        let mut error = Self::new("deferred");
+        let facts = error.facts_mut();
+        facts.deferred = true;
+        facts.retry_after = retry_after;
+        error
     }
 
     /// How long the service asked to wait before the next try: a retry's
     /// backoff is never shorter (and a deferral waits that long).
     #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.facts_mut().retry_after = Some(after);
         self
     }
 
     /// Whether the attempt was refused before any work was done.
     #[must_use]
     pub fn is_deferred(&self) -> bool {
-        self.deferred
+        self.facts.as_ref().is_some_and(|f| f.deferred)
     }
 
     /// How long the service asked to wait before the next try, if it said.
     #[must_use]
     pub fn retry_after_hint(&self) -> Option<Duration> {
-        self.retry_after
+        self.facts.as_ref().and_then(|f| f.retry_after)
     }
 
     /// The same error, with its reason as a fact (without one, it is
@@ -135,14 +140,23 @@ impl AgentError {
     /// again without using a retry.
     #[must_use]
     pub fn because(mut self, reason: Reason) -> Self {
-        self.reason = Some(Box::new(reason));
+        self.facts_mut().reason = Some(reason);
         self
     }
 
     /// The reason as a fact, if the agent gave one.
     #[must_use]
     pub fn reason(&self) -> Option<&Reason> {
-        self.reason.as_deref()
+        self.facts.as_ref().and_then(|f| f.reason.as_ref())
+    }
+
+    /// Takes the reason out, for the engine's record of the attempt.
+    pub(crate) fn take_reason(&mut self) -> Option<Reason> {
+        self.facts.as_mut().and_then(|f| f.reason.take())
+    }
+
+    fn facts_mut(&mut self) -> &mut ErrorFacts {
+        self.facts.get_or_insert_with(Box::default)
     }
 }
 
@@ -454,14 +468,14 @@ impl TaskContext {
     pub fn write_stdout(&self, bytes: &[u8]) {
         self.shared
             .capture
-            .write(crate::capture::Stream::Stdout, bytes);
+            .write(crate::event::Stream::Stdout, bytes);
     }
 
     /// Like [`Self::write_stdout`], for standard error.
     pub fn write_stderr(&self, bytes: &[u8]) {
         self.shared
             .capture
-            .write(crate::capture::Stream::Stderr, bytes);
+            .write(crate::event::Stream::Stderr, bytes);
     }
 
     /// Reports the worker (a machine, a process) this attempt runs on: the

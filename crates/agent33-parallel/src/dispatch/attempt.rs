@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::agent::{AgentOutput, AgentResult, AttemptShared};
-use crate::event::StopReason;
 use crate::result::{Reason, TaskStatus, Timestamp};
+use crate::stop::StopReason;
 
 /// How one attempt ended, as the worker saw it.
 pub(super) enum Ended {
@@ -124,8 +124,8 @@ pub(super) fn classify(
     let mut panicked = None;
     let (mut out, agent_error) = match returned {
         Some(Ok(Ok(out))) => (out, None),
-        Some(Ok(Err(e))) => {
-            let reason = e.reason.map_or(Reason::AgentError, |r| *r);
+        Some(Ok(Err(mut e))) => {
+            let reason = e.take_reason().unwrap_or(Reason::AgentError);
             // A timeout the agent enforced, and a lost execution, are told
             // in the engine's words whatever the agent's message was.
             let message = match &reason {
