@@ -1,153 +1,27 @@
-//! The executor: validated settings, and the entry points that run tasks.
+//! The executor: its builder, and the entry points that run tasks.
 //!
 //! Each run is driven by one dispatcher task (see [`crate::dispatch`]) that
 //! owns all run state; callers watch it through an ordered [`EventStream`]
 //! or wait for the aggregated [`ExecutionResults`].
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agents;
 use crate::capture::LiveBudget;
+use crate::collect::ResultsCollector;
+use crate::control::{Resume, RunControl};
 use crate::dispatch::{Dispatcher, Input};
-use crate::event::{Backlog, Batch, Event, Interrupt, SpentBatches, StopReason};
-use crate::result::{ExecutionResults, ResultsCollector, TaskResult};
+use crate::event::{Backlog, Batch, Event, SpentBatches};
+use crate::result::ExecutionResults;
+use crate::settings::{Settings, SettingsError, none_if_zero};
 use crate::task::AgentTask;
-
-/// The settings of a run, validated. See PRODUCT.md's Settings table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    /// Run tasks in parallel (otherwise one at a time, in dependency order).
-    pub parallel: bool,
-    /// Most tasks running at once in parallel mode.
-    pub parallel_limit: usize,
-    /// In parallel mode, honour `depends_on`.
-    pub respect_dependencies: bool,
-    /// Per-task timeout; `None` = none.
-    pub timeout: Option<Duration>,
-    /// Never stop for failures.
-    pub continue_on_error: bool,
-    /// Failures that fire the stop trigger.
-    pub max_failures: u32,
-    /// At the stop trigger, cancel in-flight tasks (otherwise let them finish).
-    pub fail_fast: bool,
-    /// Extra attempts for a failed or timed-out task.
-    pub retries: u32,
-    /// Wait before the first retry; doubles each time.
-    pub retry_backoff: Duration,
-    /// After cancelling a task, how long it may take before it is dropped.
-    pub kill_grace: Duration,
-    /// Whole-run deadline; `None` = none.
-    pub deadline: Option<Duration>,
-    /// Bytes of each output stream kept per task (the tail).
-    pub output_limit_bytes: usize,
-    /// Forward output live as [`Event::TaskOutput`] events.
-    pub stream_output: bool,
-    /// Never drop live output: when the consumer is 16 MiB behind, agents
-    /// that await [`crate::TaskContext::live_room`] (the command agent
-    /// does, before it reads a task's pipes) wait, and so the task's writes
-    /// do. Otherwise output beyond that is counted and announced, not sent.
-    pub lossless_live_output: bool,
-    /// For streamed input: how many tasks may wait (read, not running) at
-    /// once. Bounds memory; iterator input is read as far as needed.
-    pub lookahead: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            parallel: false,
-            parallel_limit: 4,
-            respect_dependencies: false,
-            timeout: Some(Duration::from_secs(300)),
-            continue_on_error: false,
-            max_failures: 1,
-            fail_fast: true,
-            retries: 0,
-            retry_backoff: Duration::from_secs(1),
-            kill_grace: Duration::from_secs(5),
-            deadline: None,
-            output_limit_bytes: 1024 * 1024,
-            stream_output: false,
-            lossless_live_output: false,
-            lookahead: 1024,
-        }
-    }
-}
-
-impl Settings {
-    /// The effective global limit: 1 unless parallel.
-    #[must_use]
-    pub fn effective_limit(&self) -> usize {
-        if self.parallel {
-            self.parallel_limit
-        } else {
-            1
-        }
-    }
-
-    /// Whether `depends_on` is honoured: always in sequential mode.
-    #[must_use]
-    pub fn respects_dependencies(&self) -> bool {
-        !self.parallel || self.respect_dependencies
-    }
-
-    /// A task's timeout: its own, else its agent's, else the global one.
-    /// A task's or agent's `Some(Duration::ZERO)` means "no timeout" and
-    /// beats the more general value (PRODUCT.md, Settings: more specific
-    /// beats more general).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use agent33_parallel::Settings;
-    ///
-    /// let s = Settings::default(); // 300 s
-    /// let secs = Duration::from_secs;
-    /// assert_eq!(s.task_timeout(None, Some(secs(60))), Some(secs(60)));
-    /// assert_eq!(s.task_timeout(Some(secs(5)), Some(secs(60))), Some(secs(5)));
-    /// assert_eq!(s.task_timeout(Some(Duration::ZERO), None), None);
-    /// assert_eq!(s.task_timeout(None, None), Some(secs(300)));
-    /// ```
-    #[must_use]
-    pub fn task_timeout(
-        &self,
-        task: Option<Duration>,
-        agent: Option<Duration>,
-    ) -> Option<Duration> {
-        match task.or(agent) {
-            Some(own) => none_if_zero(own),
-            None => self.timeout,
-        }
-    }
-}
-
-/// A setting that cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SettingsError {
-    /// `parallel_limit` must be at least 1.
-    #[error("parallel_limit must be at least 1, got {0}")]
-    ParallelLimit(usize),
-    /// `max_failures` must be at least 1.
-    #[error("max_failures must be at least 1, got {0}")]
-    MaxFailures(u32),
-    /// A number of seconds that is negative, NaN or infinite.
-    #[error("{setting} must be a number of seconds ≥ 0, got {value}")]
-    Seconds {
-        /// The setting's name.
-        setting: &'static str,
-        /// The rejected value.
-        value: f64,
-    },
-}
 
 /// Builds a [`ParallelExecutor`], validating every setting.
 #[derive(Clone, Debug, Default)]
@@ -164,11 +38,6 @@ fn seconds(setting: &'static str, value: f64) -> Result<Duration, SettingsError>
     } else {
         Err(SettingsError::Seconds { setting, value })
     }
-}
-
-/// `timeout_seconds` and `deadline_seconds` take 0 to mean "none".
-fn none_if_zero(d: Duration) -> Option<Duration> {
-    (!d.is_zero()).then_some(d)
 }
 
 impl ExecutorBuilder {
@@ -346,86 +215,6 @@ impl ExecutorBuilder {
             settings: s,
             resume: None,
         })
-    }
-}
-
-/// Knows which tasks already succeeded in an earlier run (a journal, say),
-/// so a resumed run does not do them again.
-pub trait Resume: Send + Sync + 'static {
-    /// The earlier success of exactly this task, if there is one. The engine
-    /// reports it as succeeded and `resumed`, without running it; it counts
-    /// as a success for the tasks that depend on it.
-    fn previous_success(&self, task: &AgentTask) -> Option<TaskResult>;
-}
-
-/// Lets the caller stop a run from outside: [`Self::interrupt`] cancels it
-/// like fail-fast (in-flight tasks get their grace), [`Self::kill`] drops
-/// every task at once. The `_by` forms say what stopped it, for the stop
-/// reason (`terminated (SIGTERM)`).
-#[derive(Clone, Debug, Default)]
-pub struct RunControl {
-    pub(crate) interrupt: CancellationToken,
-    pub(crate) kill: CancellationToken,
-    causes: Arc<Mutex<Causes>>,
-}
-
-/// What interrupted and what killed the run, each the first one given.
-#[derive(Debug, Default)]
-struct Causes {
-    interrupt: Option<Interrupt>,
-    kill: Option<Interrupt>,
-}
-
-impl RunControl {
-    /// A fresh control.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stops the run with reason "interrupted".
-    pub fn interrupt(&self) {
-        self.interrupt_by(Interrupt::default());
-    }
-
-    /// Stops the run; the stop reason names `cause` (the first cause given
-    /// is the one named).
-    pub fn interrupt_by(&self, cause: Interrupt) {
-        self.causes().interrupt.get_or_insert(cause);
-        self.interrupt.cancel();
-    }
-
-    /// Stops the run and drops every running task without grace.
-    pub fn kill(&self) {
-        self.kill_by(Interrupt::default());
-    }
-
-    /// Like [`Self::kill`]; the stop reason names `cause`.
-    pub fn kill_by(&self, cause: Interrupt) {
-        self.causes().kill.get_or_insert(cause);
-        // The kill first: whoever sees the interrupt then sees the kill too.
-        self.kill.cancel();
-        self.interrupt.cancel();
-    }
-
-    /// The reason a stop by this control has, now.
-    pub(crate) fn reason(&self) -> StopReason {
-        let causes = self.causes();
-        if self.kill.is_cancelled() {
-            StopReason::Killed {
-                by: causes.kill.clone().unwrap_or_default(),
-                after: causes.interrupt.clone(),
-            }
-        } else {
-            StopReason::Interrupted {
-                by: causes.interrupt.clone().unwrap_or_default(),
-            }
-        }
-    }
-
-    fn causes(&self) -> std::sync::MutexGuard<'_, Causes> {
-        // Only ever holds plain values: a panic elsewhere cannot break them.
-        self.causes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -112,6 +112,8 @@ mod readme {}
 
 mod agent;
 mod capture;
+mod collect;
+mod control;
 mod dispatch;
 mod event;
 mod executor;
@@ -119,19 +121,21 @@ mod limit;
 mod metrics;
 pub mod plan;
 mod result;
+mod settings;
+mod stop;
 mod task;
 
 pub use agent::{Agent, AgentError, AgentOutput, AgentResult, AgentSpec, Agents, TaskContext};
-pub use capture::{Stream, TailBuffer};
-pub use event::{Event, Interrupt, StopReason};
-pub use executor::{
-    EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
-};
+pub use capture::TailBuffer;
+pub use collect::ResultsCollector;
+pub use control::{Resume, RunControl};
+pub use event::{Event, Stream};
+pub use executor::{EventStream, ExecutorBuilder, ParallelExecutor};
 pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
-pub use result::{
-    ExecutionResults, Reason, ResultsCollector, RunTotals, TaskResult, TaskStatus, Timestamp,
-};
+pub use result::{ExecutionResults, Reason, RunTotals, TaskResult, TaskStatus, Timestamp};
+pub use settings::{Settings, SettingsError};
+pub use stop::{Interrupt, StopReason};
 pub use task::{AgentName, AgentTask, TaskId};
 
 /// The future an [`Agent`] returns.

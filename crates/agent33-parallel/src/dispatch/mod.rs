@@ -41,9 +41,11 @@ use tokio::time::Instant;
 
 use crate::agent::{Agent, Agents, AttemptShared, TaskContext};
 use crate::capture::{Capture, LiveBudget};
-use crate::event::{Backlog, Batch, Event, SpentBatches, StopReason};
-use crate::executor::{Resume, RunControl, Settings};
+use crate::control::{Resume, RunControl};
+use crate::event::{Backlog, Batch, Event, SpentBatches};
 use crate::result::{Reason, TaskResult, TaskStatus, Timestamp};
+use crate::settings::Settings;
+use crate::stop::StopReason;
 use crate::task::{AgentTask, TaskId};
 use attempt::{Attempt, Ended, classify, stop_text};
 use deps::{Deps, Registered, Waiters, dependency_failed};
