@@ -15,7 +15,7 @@ use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
 use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
-use agent33_process::{CommandAgent, ProcessOptions, Reaper};
+use agent33_process::{AGENT_VAR, ARTIFACT_VAR, CommandAgent, ProcessOptions, Reaper, TASK_ID_VAR};
 use agent33_report::{
     InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
     ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TimingsReporter,
@@ -328,9 +328,9 @@ impl Fingerprint for CommandFingerprint {
             // The variables the command agent adds, as journals written
             // before it added them (rather than the spec) recorded them.
             let added: [(&[u8], &[u8]); 3] = [
-                (b"AGENT33_TASK_ID", task.id.as_str().as_bytes()),
-                (b"AGENT33_AGENT", task.agent.as_str().as_bytes()),
-                (b"AGENT33_ARTIFACT", task.artifact_bytes()),
+                (TASK_ID_VAR.as_bytes(), task.id.as_str().as_bytes()),
+                (AGENT_VAR.as_bytes(), task.agent.as_str().as_bytes()),
+                (ARTIFACT_VAR.as_bytes(), task.artifact_bytes()),
             ];
             let env = spec.env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
             for (k, v) in env.chain(added) {

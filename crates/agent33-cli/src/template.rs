@@ -28,7 +28,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use agent33_parallel::{AgentTask, TaskContext};
-use agent33_process::{CommandBuilder, CommandSpec};
+use agent33_process::{AGENT_VAR, CommandBuilder, CommandSpec, TASK_ID_VAR};
 
 /// Every placeholder, as written in a template.
 pub const PLACEHOLDERS: [&str; 10] = [
@@ -319,13 +319,13 @@ fn shell_scripts(words: &[String]) -> Vec<(usize, usize)> {
 }
 
 /// How a shell script refers to what a placeholder stands for, if it can.
-fn script_form(p: Placeholder) -> Option<&'static str> {
+fn script_form(p: Placeholder) -> Option<String> {
     match p {
-        Placeholder::Artifact => Some("\"$1\""),
-        Placeholder::Agent => Some("\"$AGENT33_AGENT\""),
-        Placeholder::Id => Some("\"$AGENT33_TASK_ID\""),
-        Placeholder::Basename => Some("\"${1##*/}\""),
-        Placeholder::Dirname => Some("\"$(dirname -- \"$1\")\""),
+        Placeholder::Artifact => Some("\"$1\"".to_owned()),
+        Placeholder::Agent => Some(format!("\"${AGENT_VAR}\"")),
+        Placeholder::Id => Some(format!("\"${TASK_ID_VAR}\"")),
+        Placeholder::Basename => Some("\"${1##*/}\"".to_owned()),
+        Placeholder::Dirname => Some("\"$(dirname -- \"$1\")\"".to_owned()),
         _ => None,
     }
 }
@@ -364,8 +364,8 @@ fn fix_script(script: &str) -> Option<String> {
             spots.next();
             let var = match p {
                 Placeholder::Artifact => "1",
-                Placeholder::Agent => "AGENT33_AGENT",
-                _ => "AGENT33_TASK_ID",
+                Placeholder::Agent => AGENT_VAR,
+                _ => TASK_ID_VAR,
             };
             let next = bytes.get(at + len).copied().unwrap_or(b' ');
             let form = match quote {
@@ -516,8 +516,10 @@ pub enum TemplateError {
     EmptyScript,
     /// A placeholder in a script, which gets the artifact as `$1`.
     #[error(
-        "{who} gets the artifact as \"$1\" (and $AGENT33_AGENT, $AGENT33_TASK_ID in its \
-         environment); {written} is not replaced in a script, {instead}{find}"
+        "{who} gets the artifact as \"$1\" (and ${AGENT_VAR}, ${TASK_ID_VAR} in its \
+         environment); {written} is not replaced in a script, {instead}{find}",
+        AGENT_VAR = AGENT_VAR,
+        TASK_ID_VAR = TASK_ID_VAR
     )]
     PlaceholderInScript {
         /// `a --shell script` or ``a `shell: true` script``.

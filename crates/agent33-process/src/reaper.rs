@@ -489,7 +489,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
     if nothing_left(me, pgid) {
         return 0;
     }
-    let entry = format!("AGENT33_TASK_ID={task}").into_bytes();
+    let entry = format!("{}={task}", crate::spawn::TASK_ID_VAR).into_bytes();
     let start = tokio::time::Instant::now();
     let deadline = start + budget;
     let mut escaped: HashSet<i32> = HashSet::new();

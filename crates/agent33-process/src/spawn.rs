@@ -27,12 +27,21 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::{SigSet, Signal};
 
+/// The variable holding the task's id.
+pub const TASK_ID_VAR: &str = "AGENT33_TASK_ID";
+/// The variable holding the task's agent name.
+pub const AGENT_VAR: &str = "AGENT33_AGENT";
+/// The variable holding the task's artifact.
+pub const ARTIFACT_VAR: &str = "AGENT33_ARTIFACT";
+/// The variable holding the attempt's number, from 1.
+pub const ATTEMPT_VAR: &str = "AGENT33_ATTEMPT";
+
 /// The `AGENT33_*` variables of one attempt, set last so they win.
 pub(crate) const TASK_VARS: [&str; 5] = [
-    "AGENT33_TASK_ID",
-    "AGENT33_AGENT",
-    "AGENT33_ARTIFACT",
-    "AGENT33_ATTEMPT",
+    TASK_ID_VAR,
+    AGENT_VAR,
+    ARTIFACT_VAR,
+    ATTEMPT_VAR,
     crate::guard::RUN_VAR,
 ];
 
