@@ -7,5 +7,14 @@
 //! retry loop, and a rate-limit refusal goes back to the engine as well.
 //! It keeps the API key out of everything it prints, logs or returns.
 
+pub mod agent;
+pub mod api;
+pub mod classify;
 pub mod headers;
 pub mod limiter;
+pub mod provider;
+pub mod template;
+
+pub use agent::{LlmAgent, LlmRequestSpec, MAX_DEFERRALS, Price};
+pub use limiter::{LimiterSettings, LimiterState};
+pub use provider::{ApiKey, Endpoint, ProviderLimiter, StatsSnapshot};
