@@ -67,16 +67,22 @@ impl Mirror {
         }
     }
 
-    /// Spends `cost` and says when that may be sent: now while the window
-    /// has it, later (one after the other) once it runs dry.
-    fn reserve(&mut self, now: Instant, cost: f64) -> Instant {
-        self.refill(now);
-        self.level -= cost;
-        if self.level >= 0.0 || self.per_second <= 0.0 {
+    /// When `cost` is there (now, if it is): a request larger than the
+    /// whole window waits for a full one.
+    fn ready_at(&self, now: Instant, cost: f64) -> Instant {
+        let mut at_now = *self;
+        at_now.refill(now);
+        let need = cost.min(at_now.capacity);
+        if at_now.level >= need || at_now.per_second <= 0.0 {
             now
         } else {
-            now + Duration::from_secs_f64(-self.level / self.per_second)
+            now + Duration::from_secs_f64((need - at_now.level) / at_now.per_second)
         }
+    }
+
+    fn spend(&mut self, now: Instant, cost: f64) {
+        self.refill(now);
+        self.level -= cost;
     }
 
     /// Resets the model from a response's headers. `spent_since` is what
@@ -95,25 +101,28 @@ impl Mirror {
     }
 }
 
-/// A request's place in the limiter, from [`LimiterState::start`] to its
+/// What a request that may not start waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A pause, or the paced windows' room, until then.
+    Until(Instant),
+    /// A request in flight to end.
+    Slot,
+    /// Nothing: the provider's quota ran out.
+    Tripped,
+}
+
+/// A request's place in the limiter, from [`LimiterState::try_start`] to its
 /// outcome.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[must_use = "a started request must be ended with one of the on_* calls"]
 pub struct Ticket {
     sent_at: Instant,
-    /// Requests and tokens reserved before this one, to tell later
+    /// Requests and tokens sent before this one, to tell later
     /// headers what the server had not counted yet.
     requests_before: f64,
     tokens_before: f64,
     tokens: f64,
-}
-
-impl Ticket {
-    /// When the request may be sent (at or after its start).
-    #[must_use]
-    pub fn send_at(&self) -> Instant {
-        self.sent_at
-    }
 }
 
 /// One provider's limit. See the module docs for the policy.
@@ -207,23 +216,37 @@ impl LimiterState {
         self.tripped.as_deref()
     }
 
-    /// Whether a request may start at `now`: not tripped, not paused, below
-    /// the limit.
-    #[must_use]
-    pub fn may_start(&self, now: Instant) -> bool {
-        self.tripped.is_none() && self.paused_until(now).is_none() && self.in_flight < self.limit()
-    }
-
     /// Starts a request that will spend `tokens` of the token window (its
-    /// prompt and `max_tokens`): counts it in flight and reserves its place
-    /// in the paced windows. The ticket says when it may be sent.
-    pub fn start(&mut self, now: Instant, tokens: f64) -> Ticket {
-        self.in_flight += 1;
-        let requests_before = self.requests_reserved;
-        let tokens_before = self.tokens_reserved;
-        self.requests_reserved += 1.0;
-        self.tokens_reserved += tokens;
-        let mut send_at = now;
+    /// prompt and `max_tokens`) if it may go now: not tripped, not paused,
+    /// below the limit, and the paced windows have room. Otherwise says
+    /// what to wait for.
+    ///
+    /// # Errors
+    ///
+    /// The [`Wait`] when the request may not start now.
+    pub fn try_start(&mut self, now: Instant, tokens: f64) -> Result<Ticket, Wait> {
+        if self.tripped.is_some() {
+            return Err(Wait::Tripped);
+        }
+        if let Some(until) = self.paused_until(now) {
+            return Err(Wait::Until(until));
+        }
+        if self.in_flight >= self.limit() {
+            return Err(Wait::Slot);
+        }
+        let paced = [
+            (&self.requests, 1.0),
+            (&self.static_requests, 1.0),
+            (&self.tokens, tokens),
+            (&self.static_tokens, tokens),
+        ]
+        .into_iter()
+        .filter_map(|(mirror, cost)| mirror.as_ref().map(|m| m.ready_at(now, cost)))
+        .max()
+        .filter(|at| *at > now);
+        if let Some(at) = paced {
+            return Err(Wait::Until(at));
+        }
         for (mirror, cost) in [
             (&mut self.requests, 1.0),
             (&mut self.static_requests, 1.0),
@@ -231,15 +254,19 @@ impl LimiterState {
             (&mut self.static_tokens, tokens),
         ] {
             if let Some(mirror) = mirror {
-                send_at = send_at.max(mirror.reserve(now, cost));
+                mirror.spend(now, cost);
             }
         }
-        Ticket {
-            sent_at: send_at,
-            requests_before,
-            tokens_before,
+        self.in_flight += 1;
+        let ticket = Ticket {
+            sent_at: now,
+            requests_before: self.requests_reserved,
+            tokens_before: self.tokens_reserved,
             tokens,
-        }
+        };
+        self.requests_reserved += 1.0;
+        self.tokens_reserved += tokens;
+        Ok(ticket)
     }
 
     fn end(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
@@ -342,8 +369,10 @@ mod tests {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(16), t0);
         assert_eq!(l.limit(), 16);
-        let tickets: Vec<_> = (0..16).map(|_| l.start(t0, 0.0)).collect();
-        assert!(!l.may_start(t0));
+        let tickets: Vec<_> = (0..16)
+            .map(|_| l.try_start(t0, 0.0).expect("may start"))
+            .collect();
+        assert_eq!(l.try_start(t0, 0.0), Err(Wait::Slot));
         let at = t0 + secs(0.1);
         // The whole burst is refused; only the first refusal halves.
         for t in &tickets[..8] {
@@ -352,13 +381,16 @@ mod tests {
         assert_eq!(l.limit(), 8);
         assert_eq!(l.in_flight(), 8);
         assert_eq!(l.paused_until(at), Some(at + secs(2.0)));
-        assert!(!l.may_start(at + secs(1.999)));
+        assert_eq!(
+            l.try_start(at + secs(1.999), 0.0),
+            Err(Wait::Until(at + secs(2.0)))
+        );
         // A request sent after the decrease is a new burst.
         let later = t0 + secs(3.0);
         for t in &tickets[8..] {
             l.on_other(t, &RateLimitInfo::default(), later);
         }
-        let fresh = l.start(later, 0.0);
+        let fresh = l.try_start(later, 0.0).expect("may start");
         l.on_rate_limited(&fresh, &hint(1.0), later + secs(0.1), 0.0);
         assert_eq!(l.limit(), 4);
     }
@@ -368,7 +400,7 @@ mod tests {
         let t0 = Instant::now();
         for (jitter, want) in [(0.0, 10.0), (0.5, 11.0), (0.999_999, 12.0)] {
             let mut l = LimiterState::new(settings(4), t0);
-            let t = l.start(t0, 0.0);
+            let t = l.try_start(t0, 0.0).expect("may start");
             let wait = l.on_rate_limited(&t, &hint(10.0), t0, jitter);
             assert!(
                 wait.abs_diff(secs(want)) < secs(0.001),
@@ -377,7 +409,10 @@ mod tests {
         }
         // A shorter hint later does not cut a longer pause.
         let mut l = LimiterState::new(settings(4), t0);
-        let (a, b) = (l.start(t0, 0.0), l.start(t0, 0.0));
+        let (a, b) = (
+            l.try_start(t0, 0.0).expect("may start"),
+            l.try_start(t0, 0.0).expect("may start"),
+        );
         l.on_rate_limited(&a, &hint(10.0), t0, 0.0);
         l.on_rate_limited(&b, &hint(1.0), t0, 0.0);
         assert_eq!(l.paused_until(t0), Some(t0 + secs(10.0)));
@@ -395,13 +430,13 @@ mod tests {
             },
             ..RateLimitInfo::default()
         };
-        let t = l.start(t0, 0.0);
+        let t = l.try_start(t0, 0.0).expect("may start");
         assert_eq!(l.on_rate_limited(&t, &exhausted, t0, 0.0), secs(6.0));
         let mut l = LimiterState::new(settings(4), t0);
         let waits: Vec<_> = (0..3)
             .map(|i| {
                 let now = t0 + secs(100.0 * f64::from(i));
-                let t = l.start(now, 0.0);
+                let t = l.try_start(now, 0.0).expect("may start");
                 l.on_rate_limited(&t, &RateLimitInfo::default(), now, 0.0)
             })
             .collect();
@@ -412,7 +447,7 @@ mod tests {
     fn grows_about_one_per_limit_of_successes_only_when_in_use() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(8), t0);
-        let t = l.start(t0, 0.0);
+        let t = l.try_start(t0, 0.0).expect("may start");
         l.on_rate_limited(&t, &hint(0.0), t0, 0.0);
         assert_eq!(l.limit(), 4);
         // Used: 2 of 4 in flight at each success.
@@ -420,8 +455,8 @@ mod tests {
         let mut successes = 0;
         while l.limit() < 5 {
             now += secs(0.01);
-            let keep = l.start(now, 0.0);
-            let t = l.start(now, 0.0);
+            let keep = l.try_start(now, 0.0).expect("may start");
+            let t = l.try_start(now, 0.0).expect("may start");
             l.on_success(&t, &RateLimitInfo::default(), now);
             l.on_other(&keep, &RateLimitInfo::default(), now);
             successes += 1;
@@ -429,18 +464,40 @@ mod tests {
         assert_eq!(successes, 5);
         // Idle: one at a time against a limit of 5 does not grow it.
         for _ in 0..100 {
-            let t = l.start(now, 0.0);
+            let t = l.try_start(now, 0.0).expect("may start");
             l.on_success(&t, &RateLimitInfo::default(), now);
         }
         assert_eq!(l.limit(), 5);
+    }
+
+    /// Starts `n` requests as soon as each may go, ending none; their
+    /// start times from `t0`.
+    fn starts(l: &mut LimiterState, t0: Instant, n: usize) -> Vec<Duration> {
+        let mut now = t0;
+        let mut at = Vec::new();
+        while at.len() < n {
+            match l.try_start(now, 0.0) {
+                Ok(_) => at.push(now - t0),
+                Err(Wait::Until(later)) => now = later,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        at
+    }
+
+    fn near(got: &[Duration], want: &[f64]) -> bool {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.abs_diff(secs(*w)) < secs(0.000_1))
     }
 
     #[test]
     fn paces_once_the_window_runs_low() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(64), t0);
-        let first = l.start(t0, 0.0);
-        assert_eq!(first.send_at(), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
         // The server had 2 requests left of 10, refilling 10 a second.
         let low = RateLimitInfo {
             requests: Window {
@@ -451,11 +508,8 @@ mod tests {
             ..RateLimitInfo::default()
         };
         l.on_success(&first, &low, t0);
-        let sends: Vec<_> = (0..4).map(|_| l.start(t0, 0.0).send_at() - t0).collect();
-        let want = [0.0, 0.0, 0.1, 0.2];
-        for (got, want) in sends.iter().zip(want) {
-            assert!(got.abs_diff(secs(want)) < secs(0.000_1), "{sends:?}");
-        }
+        let got = starts(&mut l, t0, 4);
+        assert!(near(&got, &[0.0, 0.0, 0.1, 0.2]), "{got:?}");
     }
 
     #[test]
@@ -469,18 +523,18 @@ mod tests {
             },
             t0,
         );
-        let sends: Vec<_> = (0..4).map(|_| l.start(t0, 0.0).send_at() - t0).collect();
-        assert_eq!(sends, [secs(0.0), secs(0.0), secs(0.5), secs(1.0)]);
+        let got = starts(&mut l, t0, 4);
+        assert!(near(&got, &[0.0, 0.0, 0.5, 1.0]), "{got:?}");
     }
 
     #[test]
     fn quota_trips_the_provider() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(4), t0);
-        let t = l.start(t0, 0.0);
+        let t = l.try_start(t0, 0.0).expect("may start");
         l.on_quota_exhausted(&t, t0, "insufficient_quota");
         assert_eq!(l.tripped(), Some("insufficient_quota"));
-        assert!(!l.may_start(t0));
+        assert_eq!(l.try_start(t0, 0.0), Err(Wait::Tripped));
         assert_eq!(l.in_flight(), 0);
     }
 
@@ -514,7 +568,11 @@ mod tests {
             for step in steps {
                 let before = l.limit();
                 match step {
-                    Step::Start => open.push(l.start(now, 1.0)),
+                    Step::Start => {
+                        if let Ok(t) = l.try_start(now, 1.0) {
+                            open.push(t);
+                        }
+                    }
                     Step::Success(i) if !open.is_empty() => {
                         let t = open.remove(i % open.len());
                         l.on_success(&t, &RateLimitInfo::default(), now);
@@ -547,7 +605,7 @@ mod tests {
         fn one_burst_halves_once(max in 2usize..100, n in 1usize..100) {
             let t0 = Instant::now();
             let mut l = LimiterState::new(settings(max), t0);
-            let tickets: Vec<_> = (0..n).map(|_| l.start(t0, 0.0)).collect();
+            let tickets: Vec<_> = (0..n.min(max)).map(|_| l.try_start(t0, 0.0).expect("may start")).collect();
             for (i, t) in tickets.iter().enumerate() {
                 l.on_rate_limited(t, &hint(1.0), t0 + Duration::from_millis(i as u64), 0.5);
             }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ChatRequest, ChatResponse, Usage};
 use crate::classify::Refusal;
 use crate::headers::RateLimitInfo;
-use crate::limiter::{LimiterSettings, LimiterState, Ticket};
+use crate::limiter::{LimiterSettings, LimiterState, Ticket, Wait};
 
 /// An API key. It is never printed: its `Debug` shows `ApiKey(***)`, it has
 /// no `Display`, and the header that carries it is marked sensitive.
@@ -338,8 +338,8 @@ impl ProviderLimiter {
     }
 
     /// Waits until a request may be sent, then starts it: until the
-    /// provider is not paused, below its limit, and the request's place in
-    /// the paced windows has come. `tokens` is what the request may spend
+    /// provider is not paused, below its limit, and the paced windows have
+    /// room. `tokens` is what the request may spend
     /// of the token window.
     ///
     /// # Errors
@@ -355,43 +355,30 @@ impl ProviderLimiter {
         token: &CancellationToken,
     ) -> Result<Ticket, AcquireError> {
         let waited_from = Instant::now();
-        let ticket = loop {
+        loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             // Registered before the state is read, so a change between the
             // read and the wait is not missed.
             changed.as_mut().enable();
             let now = Instant::now();
-            let pause = {
-                let mut state = self.lock();
-                if state.tripped().is_some() {
-                    return Err(AcquireError::QuotaExhausted);
+            let attempt = self.lock().try_start(now, tokens);
+            let until = match attempt {
+                Ok(ticket) => {
+                    self.stats.waited(now - waited_from);
+                    self.stats.sent();
+                    return Ok(ticket);
                 }
-                match state.paused_until(now) {
-                    Some(until) => Some(until),
-                    None if state.in_flight() < state.limit() => break state.start(now, tokens),
-                    None => None,
-                }
+                Err(Wait::Tripped) => return Err(AcquireError::QuotaExhausted),
+                Err(Wait::Until(until)) => Some(until),
+                Err(Wait::Slot) => None,
             };
-            let sleep =
-                tokio::time::sleep_until(pause.unwrap_or_else(|| now + Duration::from_secs(3600)));
+            let sleep = tokio::time::sleep_until(until.unwrap_or(now));
             tokio::select! {
                 () = token.cancelled() => return Err(AcquireError::Stopped),
                 () = &mut changed => {}
-                () = sleep, if pause.is_some() => {}
+                () = sleep, if until.is_some() => {}
             }
-        };
-        let ready = tokio::select! {
-            () = token.cancelled() => false,
-            () = tokio::time::sleep_until(ticket.send_at()) => true,
-        };
-        self.stats.waited(Instant::now() - waited_from);
-        if ready {
-            self.stats.sent();
-            Ok(ticket)
-        } else {
-            self.other(&ticket, &RateLimitInfo::default());
-            Err(AcquireError::Stopped)
         }
     }
 

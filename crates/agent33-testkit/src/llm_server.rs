@@ -66,6 +66,11 @@ pub struct FakeLlmConfig {
     /// Whether responses carry `x-ratelimit-*` headers (some servers send
     /// none).
     pub rate_headers: bool,
+    /// Whether a refused request still takes its request from the request
+    /// bucket while the bucket has one, as OpenAI documents ("unsuccessful
+    /// requests contribute to your per-minute limit"). A client that
+    /// storms then spends the budget it waits for.
+    pub charge_refused: bool,
 }
 
 impl Default for FakeLlmConfig {
@@ -78,6 +83,7 @@ impl Default for FakeLlmConfig {
             latency: Duration::ZERO,
             completion_tokens: 16,
             rate_headers: true,
+            charge_refused: false,
         }
     }
 }
