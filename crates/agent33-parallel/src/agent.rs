@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capture;
+use crate::limit::SharedLimit;
 use crate::task::{AgentName, AgentTask};
 
 /// What an agent hands back when it succeeds (or, inside [`AgentError`],
@@ -62,16 +63,18 @@ pub struct AgentError {
     pub message: String,
     /// Output produced before the failure.
     pub output: AgentOutput,
+    /// The attempt was refused before any work was done (see
+    /// [`AgentError::deferred`]).
+    deferred: bool,
+    /// How long the service asked to wait before the next try.
+    retry_after: Option<Duration>,
 }
 
 impl AgentError {
     /// An error with a message and no output.
     #[must_use]
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            output: AgentOutput::default(),
-        }
+        Self::with_output(message, AgentOutput::default())
     }
 
     /// An error carrying the output produced before it.
@@ -80,7 +83,43 @@ impl AgentError {
         Self {
             message: message.into(),
             output,
+            deferred: false,
+            retry_after: None,
         }
+    }
+
+    /// The attempt was refused before any work was done (a provider's
+    /// 429): the task goes back to the ready tasks in its input order and
+    /// is tried again, after `retry_after` if given. A deferral is not an
+    /// attempt: it uses none of the task's retries and counts no failure.
+    /// After 20 deferrals the task fails with `rate limited 20 times`.
+    #[must_use]
+    pub fn deferred(retry_after: Option<Duration>) -> Self {
+        Self {
+            deferred: true,
+            retry_after,
+            ..Self::new("deferred")
+        }
+    }
+
+    /// How long the service asked to wait before the next try: a retry's
+    /// backoff is never shorter (and a deferral waits that long).
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Whether the attempt was refused before any work was done.
+    #[must_use]
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// How long the service asked to wait before the next try, if it said.
+    #[must_use]
+    pub fn retry_after_hint(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -391,6 +430,7 @@ pub struct AgentSpec {
     pub(crate) parallel_limit: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: Option<u32>,
+    pub(crate) shared_limit: Option<SharedLimit>,
 }
 
 impl AgentSpec {
@@ -407,6 +447,7 @@ impl AgentSpec {
             parallel_limit: None,
             timeout: None,
             retries: None,
+            shared_limit: None,
         }
     }
 
@@ -431,6 +472,15 @@ impl AgentSpec {
         self.retries = Some(retries);
         self
     }
+
+    /// Binds this agent to a limit it shares with other agents, which can
+    /// change while the run goes on (see [`SharedLimit`]). A task waiting
+    /// for it holds no slot and keeps no other agent's task waiting.
+    #[must_use]
+    pub fn shared_limit(mut self, limit: SharedLimit) -> Self {
+        self.shared_limit = Some(limit);
+        self
+    }
 }
 
 impl fmt::Debug for AgentSpec {
@@ -439,6 +489,7 @@ impl fmt::Debug for AgentSpec {
             .field("parallel_limit", &self.parallel_limit)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("shared_limit", &self.shared_limit)
             .finish_non_exhaustive()
     }
 }

@@ -340,6 +340,24 @@ pub enum Event {
         /// When the attempt ended.
         at: Timestamp,
     },
+    /// An attempt was refused before any work was done (a provider's rate
+    /// limit): it is not an attempt, uses no retry and counts no failure.
+    /// The task is ready again, in its input order, after `retry_after`
+    /// if the agent gave one; its slot is free meanwhile.
+    TaskDeferred {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// The slot it was refused in.
+        slot: usize,
+        /// How long it waits before it is ready again, if the agent said.
+        retry_after: Option<Duration>,
+        /// The task's deferrals so far, this one included.
+        count: u32,
+        /// When it was refused.
+        at: Timestamp,
+    },
     /// The run will stop early.
     RunStopping {
         /// Why.

@@ -2,8 +2,9 @@
 //!
 //! Runs agent tasks (one agent on one artifact) behind a semaphore gate with
 //! per-task timeouts, fail-fast cancellation or continue-on-error, retries
-//! with backoff, dependency order and per-agent limits, and aggregates the
-//! results with the AGENT-33 metrics catalog.
+//! with backoff, dependency order, per-agent limits and limits shared by
+//! several agents that change while the run goes on ([`SharedLimit`]), and
+//! aggregates the results with the AGENT-33 metrics catalog.
 //!
 //! The engine knows nothing about terminals, files, argv, environment
 //! variables or processes: it takes tasks, agents, [`Settings`] and a
@@ -101,6 +102,7 @@ mod capture;
 mod dispatch;
 mod event;
 mod executor;
+mod limit;
 mod metrics;
 pub mod plan;
 mod result;
@@ -112,6 +114,7 @@ pub use event::{Event, Interrupt, StopReason};
 pub use executor::{
     EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };
+pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
 pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};
 pub use task::{AgentName, AgentTask, TaskId};

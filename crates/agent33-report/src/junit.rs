@@ -263,6 +263,7 @@ impl Reporter for JunitReporter {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskOutput { .. }
+            | Event::TaskDeferred { .. }
             | Event::RunStopping { .. } => {}
         }
         Ok(())

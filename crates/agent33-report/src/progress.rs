@@ -566,7 +566,7 @@ impl Reporter for ProgressReporter {
                 self.running.insert(*seq);
                 self.counts.running = self.running.len();
             }
-            Event::TaskRetrying { seq, .. } => {
+            Event::TaskRetrying { seq, .. } | Event::TaskDeferred { seq, .. } => {
                 self.running.remove(seq);
                 self.counts.running = self.running.len();
             }

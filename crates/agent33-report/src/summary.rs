@@ -195,7 +195,7 @@ impl Summary {
                 self.running.insert(*seq);
                 self.peak = self.peak.max(self.running.len());
             }
-            Event::TaskRetrying { seq, .. } => {
+            Event::TaskRetrying { seq, .. } | Event::TaskDeferred { seq, .. } => {
                 self.running.remove(seq);
             }
             Event::TaskFinished { seq, result, .. } => {

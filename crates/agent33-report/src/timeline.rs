@@ -81,6 +81,13 @@ impl AttemptRecord {
         self.error = Some(error.to_owned());
     }
 
+    /// Ends it at a `TaskDeferred`: refused before doing any work. Drawn as
+    /// cut short for now; a mark of its own comes with the LLM agents.
+    pub(crate) fn deferred(&mut self, at: Timestamp) {
+        self.finished_at = Some(at);
+        self.error = Some("deferred".to_owned());
+    }
+
     /// Ends it with the task's result: the last attempt's outcome.
     pub(crate) fn finished(&mut self, result: &TaskResult) {
         self.finished_at = result.finished_at.or(Some(self.started_at));
@@ -433,6 +440,11 @@ impl TimelineBuilder {
                             self.stopped_at = result.finished_at;
                         }
                     }
+                }
+            }
+            Event::TaskDeferred { seq, at, .. } => {
+                if let Some(i) = self.open.remove(seq) {
+                    self.attempts[i].deferred(*at);
                 }
             }
             Event::RunStopping { reason } => {
