@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent33_llm::{Endpoint, LimiterSettings, LlmAgent, LlmRequestSpec, ProviderLimiter};
-use agent33_parallel::{AgentSpec, AgentTask, Agents, ParallelExecutor};
+use agent33_parallel::{AgentTask, Agents, ParallelExecutor};
 use agent33_testkit::llm_server::{BucketConfig, FakeLlmConfig, FakeLlmServer, RequestRecord};
 use tokio::sync::Semaphore;
 
@@ -149,7 +149,7 @@ async fn agent33(o: &Options) -> Outcome {
             }
         })
     };
-    let agents = Agents::new().add_spec("refine", AgentSpec::new(agent));
+    let agents = Agents::new().add_spec("refine", agent.spec());
     let executor = ParallelExecutor::builder()
         .parallel_limit(o.limit)
         .continue_on_error(true)

@@ -1,24 +1,27 @@
 //! The LLM agent: renders a task's prompt, sends it through the provider's
 //! limiter, and turns the answer into the task's output, usage and notes.
 //!
-//! A rate-limit refusal is not a failure: the request was not served, so it
-//! waits for the limiter and goes again, at most [`MAX_DEFERRALS`] times,
-//! and none of this uses the task's `retries`. Every other failure is
-//! returned to the engine, whose retry policy is the only retry loop.
+//! A rate-limit refusal is not a failure: the request was not served, so
+//! the attempt is a deferral ([`AgentError::deferred`]): the task goes back
+//! to the engine's ready tasks, holds no slot while the provider's limit is
+//! paused, uses none of its `retries`, and fails after 20 deferrals with
+//! `rate limited 20 times`. Every other failure is returned to the engine,
+//! whose retry policy is the only retry loop; a server's `Retry-After`
+//! travels with it. Bind the agent to its provider's limit with
+//! [`LlmAgent::spec`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agent33_parallel::{Agent, AgentError, AgentOutput, AgentResult, BoxFuture, TaskContext};
+use agent33_parallel::{
+    Agent, AgentError, AgentOutput, AgentResult, AgentSpec, BoxFuture, TaskContext,
+};
 
 use crate::api::{ChatRequest, Message, Usage};
 use crate::classify::Refusal;
+use crate::headers::RateLimitInfo;
 use crate::provider::{AcquireError, Answer, Endpoint, ProviderLimiter};
 use crate::template::{Fields, render};
-
-/// How often one task's request may be refused for rate before the task
-/// fails with `rate limited 20 times`.
-pub const MAX_DEFERRALS: u32 = 20;
 
 /// The note of a stopped request.
 pub const STOPPED_NOTE: &str = "usage unknown: the request was stopped";
@@ -108,6 +111,13 @@ impl LlmAgent {
         self
     }
 
+    /// The agent for the engine, bound to its provider's shared limit.
+    #[must_use]
+    pub fn spec(self) -> AgentSpec {
+        let limit = self.limiter.shared_limit();
+        AgentSpec::new(self).shared_limit(limit)
+    }
+
     /// The limiter this agent's tasks share.
     #[must_use]
     pub fn limiter(&self) -> &Arc<ProviderLimiter> {
@@ -168,59 +178,61 @@ impl LlmAgent {
             max_tokens: self.spec.max_tokens,
         };
         let token = ctx.token().clone();
-        let mut refused = 0;
-        loop {
-            let ticket = match self.limiter.acquire(tokens, &token).await {
-                Ok(ticket) => ticket,
-                Err(AcquireError::QuotaExhausted) => {
-                    return Err(AgentError::new("provider quota exhausted"));
-                }
-                Err(AcquireError::Stopped) => {
-                    return Err(AgentError::new("stopped before the request was sent"));
-                }
-            };
-            let answer = tokio::select! {
-                answer = self.endpoint.send(&request) => answer,
-                () = token.cancelled() => {
-                    // Dropping the request closed its connection; what the
-                    // provider billed for it is unknown.
-                    self.limiter.other(&ticket, &crate::headers::RateLimitInfo::default());
-                    return Err(AgentError::with_output(
-                        "stopped during the request",
-                        AgentOutput { notes: vec![STOPPED_NOTE.to_owned()], ..AgentOutput::default() },
-                    ));
-                }
-            };
-            match answer {
-                Answer::Completed(response, info) => {
-                    self.limiter.success(&ticket, &info);
-                    return self.finish(&response, &artifact, &agent, &id).await;
-                }
-                Answer::Refused(Refusal::RateLimited { message }, info) => {
-                    self.limiter.rate_limited(&ticket, &info);
-                    refused += 1;
-                    if refused >= MAX_DEFERRALS {
-                        return Err(AgentError::new(format!(
-                            "rate limited {MAX_DEFERRALS} times ({message})"
-                        )));
-                    }
-                }
-                Answer::Refused(Refusal::QuotaExhausted { message }, _) => {
-                    self.limiter.quota_exhausted(&ticket, &message);
-                    return Err(AgentError::new(message));
-                }
-                Answer::Refused(
-                    Refusal::Transient { message, .. } | Refusal::Permanent { message },
-                    info,
-                ) => {
-                    self.limiter.other(&ticket, &info);
-                    return Err(AgentError::new(message));
-                }
-                Answer::Failed(message) => {
-                    self.limiter
-                        .other(&ticket, &crate::headers::RateLimitInfo::default());
-                    return Err(AgentError::new(message));
-                }
+        let ticket = match self.limiter.acquire(tokens, &token).await {
+            Ok(ticket) => ticket,
+            Err(AcquireError::QuotaExhausted) => {
+                return Err(AgentError::new("provider quota exhausted"));
+            }
+            Err(AcquireError::Stopped) => {
+                return Err(AgentError::new("stopped before the request was sent"));
+            }
+        };
+        let answer = tokio::select! {
+            answer = self.endpoint.send(&request) => answer,
+            () = token.cancelled() => {
+                // Dropping the request closed its connection; what the
+                // provider billed for it is unknown.
+                self.limiter.other(&ticket, &RateLimitInfo::default());
+                return Err(AgentError::with_output(
+                    "stopped during the request",
+                    AgentOutput { notes: vec![STOPPED_NOTE.to_owned()], ..AgentOutput::default() },
+                ));
+            }
+        };
+        match answer {
+            Answer::Completed(response, info) => {
+                self.limiter.success(&ticket, &info);
+                self.finish(&response, &artifact, &agent, &id).await
+            }
+            Answer::Refused(Refusal::RateLimited { .. }, info) => {
+                let pause = self.limiter.rate_limited(&ticket, &info);
+                Err(AgentError::deferred(Some(pause)))
+            }
+            Answer::Refused(Refusal::QuotaExhausted { message }, _) => {
+                self.limiter.quota_exhausted(&ticket, &message);
+                Err(AgentError::new(message))
+            }
+            Answer::Refused(
+                Refusal::Transient {
+                    message,
+                    retry_after,
+                },
+                info,
+            ) => {
+                self.limiter.other(&ticket, &info);
+                let error = AgentError::new(message);
+                Err(match retry_after {
+                    Some(after) => error.retry_after(after),
+                    None => error,
+                })
+            }
+            Answer::Refused(Refusal::Permanent { message }, info) => {
+                self.limiter.other(&ticket, &info);
+                Err(AgentError::new(message))
+            }
+            Answer::Failed(message) => {
+                self.limiter.other(&ticket, &RateLimitInfo::default());
+                Err(AgentError::new(message))
             }
         }
     }

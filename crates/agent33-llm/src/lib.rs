@@ -15,6 +15,6 @@ pub mod limiter;
 pub mod provider;
 pub mod template;
 
-pub use agent::{LlmAgent, LlmRequestSpec, MAX_DEFERRALS, Price};
+pub use agent::{LlmAgent, LlmRequestSpec, Price};
 pub use limiter::{LimiterSettings, LimiterState};
 pub use provider::{ApiKey, Endpoint, ProviderLimiter, StatsSnapshot};

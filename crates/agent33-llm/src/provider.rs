@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
+use agent33_parallel::SharedLimit;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -288,6 +289,9 @@ pub enum AcquireError {
 #[derive(Debug)]
 pub struct ProviderLimiter {
     name: String,
+    /// What the engine's admission sees: the limit and the pause, copied
+    /// from `state` at every change.
+    shared: SharedLimit,
     state: Mutex<LimiterState>,
     changed: Notify,
     stats: ProviderStats,
@@ -297,9 +301,11 @@ impl ProviderLimiter {
     /// A limiter named `name` (for messages and the progress bar).
     #[must_use]
     pub fn new(name: impl Into<String>, settings: LimiterSettings) -> Arc<Self> {
+        let state = LimiterState::new(settings, Instant::now());
         Arc::new(Self {
             name: name.into(),
-            state: Mutex::new(LimiterState::new(settings, Instant::now())),
+            shared: SharedLimit::new(state.limit()),
+            state: Mutex::new(state),
             changed: Notify::new(),
             stats: ProviderStats::default(),
         })
@@ -309,6 +315,15 @@ impl ProviderLimiter {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The engine's side of this limit: bind every agent that calls the
+    /// provider to it ([`agent33_parallel::AgentSpec::shared_limit`]), so
+    /// that a task waiting for the provider is not admitted and holds no
+    /// slot.
+    #[must_use]
+    pub fn shared_limit(&self) -> SharedLimit {
+        self.shared.clone()
     }
 
     /// Its counters.
@@ -382,31 +397,44 @@ impl ProviderLimiter {
         }
     }
 
+    /// Applies `change` to the state, then tells the engine's side and the
+    /// waiting requests.
+    fn update<T>(&self, change: impl FnOnce(&mut LimiterState, Instant) -> T) -> T {
+        let now = Instant::now();
+        let (out, limit, paused) = {
+            let mut state = self.lock();
+            let out = change(&mut state, now);
+            // A tripped provider admits no more tasks: they fail at once
+            // when admitted, so the limit stays open for them.
+            (out, state.limit(), state.paused_until(now))
+        };
+        self.shared.set_limit(limit);
+        if let Some(until) = paused {
+            self.shared.pause_until(until);
+        }
+        self.changed.notify_waiters();
+        out
+    }
+
     /// The request was answered.
     pub fn success(&self, ticket: &Ticket, info: &RateLimitInfo) {
-        self.lock().on_success(ticket, info, Instant::now());
-        self.changed.notify_waiters();
+        self.update(|s, now| s.on_success(ticket, info, now));
     }
 
     /// The request was refused for rate; returns the pause it caused.
     pub fn rate_limited(&self, ticket: &Ticket, info: &RateLimitInfo) -> Duration {
         self.stats.rate_limited();
-        let pause = self
-            .lock()
-            .on_rate_limited(ticket, info, Instant::now(), fastrand::f64());
-        self.changed.notify_waiters();
-        pause
+        let jitter = fastrand::f64();
+        self.update(|s, now| s.on_rate_limited(ticket, info, now, jitter))
     }
 
     /// The request ended some other way.
     pub fn other(&self, ticket: &Ticket, info: &RateLimitInfo) {
-        self.lock().on_other(ticket, info, Instant::now());
-        self.changed.notify_waiters();
+        self.update(|s, now| s.on_other(ticket, info, now));
     }
 
     /// The provider's quota ran out.
     pub fn quota_exhausted(&self, ticket: &Ticket, why: &str) {
-        self.lock().on_quota_exhausted(ticket, Instant::now(), why);
-        self.changed.notify_waiters();
+        self.update(|s, now| s.on_quota_exhausted(ticket, now, why));
     }
 }

@@ -350,3 +350,24 @@ async fn the_api_key_appears_in_no_result_error_or_debug_output() {
     assert!(!everything.contains(KEY));
     assert!(!everything.contains("SECRET"));
 }
+
+#[tokio::test]
+async fn a_rate_limited_request_is_deferred_without_using_retries_and_fails_after_20() {
+    let setup = setup(FakeLlmConfig::default(), 4, spec("{content}")).await;
+    let tasks = write_artifacts(
+        &setup,
+        &[
+            "<!-- fake: status=429 retry_after=0 times=3 -->".into(),
+            "<!-- fake: status=429 retry_after=0 -->".into(),
+        ],
+    );
+    let results = run(&setup, tasks, 4, 0, Duration::from_secs(30)).await;
+    let patient = &results.succeeded[0];
+    assert_eq!(patient.task.artifact, "doc0.md");
+    assert_eq!(patient.attempts, 1, "deferrals are not attempts");
+    let refused = &results.failed[0];
+    assert_eq!(refused.error.as_deref(), Some("rate limited 20 times"));
+    let log = setup.server.log();
+    assert_eq!(log.len(), 4 + 20);
+    assert_eq!(setup.limiter.stats().snapshot().rate_limited, 3 + 20);
+}
