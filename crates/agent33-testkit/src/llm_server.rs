@@ -66,10 +66,10 @@ pub struct FakeLlmConfig {
     /// Whether responses carry `x-ratelimit-*` headers (some servers send
     /// none).
     pub rate_headers: bool,
-    /// Whether a refused request still takes its request from the request
-    /// bucket while the bucket has one, as OpenAI documents ("unsuccessful
-    /// requests contribute to your per-minute limit"). A client that
-    /// storms then spends the budget it waits for.
+    /// Whether a refused request still counts against the request bucket,
+    /// as OpenAI documents ("unsuccessful requests contribute to your
+    /// per-minute limit"): the bucket may then owe up to one full bucket,
+    /// so a client that storms spends the budget it waits for.
     pub charge_refused: bool,
 }
 
@@ -599,7 +599,14 @@ async fn completions(shared: &Arc<Shared>, body: &Value, ending: &mut Ending) ->
         ending,
     ) {
         Ok(admitted) => admitted,
-        Err(refusal) => return refusal,
+        Err(refusal) => {
+            let mut state = shared.lock();
+            let charge = state.config.charge_refused;
+            if let Some(bucket) = state.requests.as_mut().filter(|_| charge) {
+                bucket.level = (bucket.level - 1.0).max(-bucket.config.burst);
+            }
+            return refusal;
+        }
     };
     let Admitted {
         fault,

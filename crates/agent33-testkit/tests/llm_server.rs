@@ -283,3 +283,33 @@ async fn models_are_listed_and_bad_requests_refused() {
         404
     );
 }
+
+#[tokio::test]
+async fn refused_requests_can_count_against_the_budget() {
+    let server = FakeLlmServer::start(FakeLlmConfig {
+        requests: Some(BucketConfig {
+            per_second: 0.001,
+            burst: 1.0,
+        }),
+        charge_refused: true,
+        ..FakeLlmConfig::default()
+    })
+    .await
+    .expect("start");
+    assert_eq!(post(&server, None, &chat("a")).await.status, 200);
+    let first: u64 = post(&server, None, &chat("b"))
+        .await
+        .header("retry-after-ms")
+        .expect("ms")
+        .parse()
+        .expect("ms");
+    let second: u64 = post(&server, None, &chat("c"))
+        .await
+        .header("retry-after-ms")
+        .expect("ms")
+        .parse()
+        .expect("ms");
+    // The first refusal put the bucket one request in debt: the wait grew
+    // by a request's worth (1000 s at 0.001/s).
+    assert!(second >= first + 999_000, "{first} then {second}");
+}
