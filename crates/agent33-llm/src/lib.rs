@@ -12,6 +12,7 @@ pub mod api;
 pub mod classify;
 pub mod headers;
 pub mod limiter;
+pub mod manifest;
 pub mod provider;
 pub mod template;
 
