@@ -68,6 +68,8 @@ pub struct AgentError {
     deferred: bool,
     /// How long the service asked to wait before the next try.
     retry_after: Option<Duration>,
+    /// Trying again cannot help (see [`AgentError::no_retry`]).
+    no_retry: bool,
 }
 
 impl AgentError {
@@ -85,6 +87,7 @@ impl AgentError {
             output,
             deferred: false,
             retry_after: None,
+            no_retry: false,
         }
     }
 
@@ -108,6 +111,20 @@ impl AgentError {
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
+    }
+
+    /// Trying again cannot help (a provider's 401, an exhausted quota): the
+    /// task fails now, whatever retries it has left.
+    #[must_use]
+    pub fn no_retry(mut self) -> Self {
+        self.no_retry = true;
+        self
+    }
+
+    /// Whether the agent said trying again cannot help.
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        self.no_retry
     }
 
     /// Whether the attempt was refused before any work was done.

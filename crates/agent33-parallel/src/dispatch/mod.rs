@@ -636,6 +636,7 @@ impl Dispatcher {
             other => other,
         };
         let (deferred, retry_after) = ended.next_try();
+        let retryable = ended.retryable();
         if deferred {
             entry.deferrals += 1;
             if entry.deferrals < MAX_DEFERRALS || self.stop.is_some() {
@@ -656,8 +657,10 @@ impl Dispatcher {
         if deferred {
             attempt.error = Some(format!("rate limited {MAX_DEFERRALS} times"));
         }
-        let retries_left =
-            attempt.status.is_failure() && entry.attempts <= entry.retries && !deferred;
+        let retries_left = attempt.status.is_failure()
+            && entry.attempts <= entry.retries
+            && !deferred
+            && retryable;
         let retry = retries_left && self.stop.is_none();
         if retries_left && !retry {
             // It ran on to its own end after the stop (fail_fast: false):
