@@ -7,7 +7,8 @@
 //! paused, uses none of its `retries`, and fails after 20 deferrals with
 //! `rate limited 20 times`. Every other failure is returned to the engine,
 //! whose retry policy is the only retry loop; a server's `Retry-After`
-//! travels with it. Bind the agent to its provider's limit with
+//! travels with it, and a client error or an exhausted quota is final
+//! ([`AgentError::no_retry`]). Bind the agent to its provider's limit with
 //! [`LlmAgent::spec`].
 
 use std::path::{Path, PathBuf};
@@ -181,7 +182,7 @@ impl LlmAgent {
         let ticket = match self.limiter.acquire(tokens, &token).await {
             Ok(ticket) => ticket,
             Err(AcquireError::QuotaExhausted) => {
-                return Err(AgentError::new("provider quota exhausted"));
+                return Err(AgentError::new("provider quota exhausted").no_retry());
             }
             Err(AcquireError::Stopped) => {
                 return Err(AgentError::new("stopped before the request was sent"));
@@ -210,7 +211,7 @@ impl LlmAgent {
             }
             Answer::Refused(Refusal::QuotaExhausted { message }, _) => {
                 self.limiter.quota_exhausted(&ticket, &message);
-                Err(AgentError::new(message))
+                Err(AgentError::new(message).no_retry())
             }
             Answer::Refused(
                 Refusal::Transient {
@@ -228,7 +229,7 @@ impl LlmAgent {
             }
             Answer::Refused(Refusal::Permanent { message }, info) => {
                 self.limiter.other(&ticket, &info);
-                Err(AgentError::new(message))
+                Err(AgentError::new(message).no_retry())
             }
             Answer::Failed(message) => {
                 self.limiter.other(&ticket, &RateLimitInfo::default());

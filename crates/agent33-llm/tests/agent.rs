@@ -211,8 +211,12 @@ async fn quota_exhaustion_fails_the_rest_without_sending() {
     let mut texts = vec!["<!-- fake: quota -->".to_owned()];
     texts.extend((0..4).map(|i| format!("doc {i}")));
     let tasks = write_artifacts(&setup, &texts);
-    let results = run(&setup, tasks, 1, 0, Duration::from_secs(30)).await;
+    let results = run(&setup, tasks, 1, 2, Duration::from_secs(30)).await;
     assert_eq!(results.failed.len(), 5);
+    assert!(
+        results.failed.iter().all(|r| r.attempts == 1),
+        "quota errors are not retried"
+    );
     assert_eq!(setup.server.log().len(), 1);
     let errors: Vec<_> = results
         .failed
@@ -243,8 +247,9 @@ async fn server_errors_go_through_the_engines_retries_and_client_errors_fail_wit
     );
 
     let tasks = write_artifacts(&setup, &["<!-- fake: status=400 -->".into()]);
-    let results = run(&setup, tasks, 4, 0, Duration::from_secs(30)).await;
+    let results = run(&setup, tasks, 4, 2, Duration::from_secs(30)).await;
     let bad = &results.failed[0];
+    assert_eq!(bad.attempts, 1, "a client error is not retried");
     assert_eq!(
         bad.error.as_deref(),
         Some("HTTP 400: The server had an error while processing your request. Sorry about that!")
