@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
-use agent33_parallel::SharedLimit;
+use agent33_parallel::{Metrics, SharedLimit, Timer};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -209,6 +209,9 @@ pub struct ProviderStats {
     /// Micro-dollars, to add without a lock.
     cost_micro_usd: AtomicU64,
     wait_ms: AtomicU64,
+    /// Each sent request's wait for the limiter, in milliseconds; a run's
+    /// timer is made from all its limiters' samples.
+    waits: Mutex<Vec<f32>>,
 }
 
 /// A copy of [`ProviderStats`].
@@ -256,6 +259,10 @@ impl ProviderStats {
     fn waited(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.wait_ms.fetch_add(ms, Ordering::Relaxed);
+        self.waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(d.as_secs_f32() * 1000.0);
     }
 
     /// The counters now.
@@ -395,6 +402,47 @@ impl ProviderLimiter {
                 () = sleep, if until.is_some() => {}
             }
         }
+    }
+
+    /// Adds the counters of `limiters` to a run's metrics: the counters
+    /// `llm_requests`, `llm_rate_limited`, `llm_prompt_tokens`,
+    /// `llm_completion_tokens`, the gauge `llm_cost_usd` (dollars are not
+    /// whole) and the timer `rate_limit_wait_ms` (each request's wait for
+    /// its limiter).
+    pub fn add_to_metrics<'a>(
+        limiters: impl IntoIterator<Item = &'a ProviderLimiter>,
+        metrics: &mut Metrics,
+    ) {
+        let mut waits = Timer::default();
+        let mut total = StatsSnapshot::default();
+        for limiter in limiters {
+            let s = limiter.stats.snapshot();
+            total.requests += s.requests;
+            total.rate_limited += s.rate_limited;
+            total.prompt_tokens += s.prompt_tokens;
+            total.completion_tokens += s.completion_tokens;
+            total.cost_usd += s.cost_usd;
+            let own = limiter
+                .stats
+                .waits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for ms in own.iter() {
+                waits.record(f64::from(*ms));
+            }
+        }
+        for (name, value) in [
+            ("llm_requests", total.requests),
+            ("llm_rate_limited", total.rate_limited),
+            ("llm_prompt_tokens", total.prompt_tokens),
+            ("llm_completion_tokens", total.completion_tokens),
+        ] {
+            *metrics.counters.entry(name.to_owned()).or_default() += value;
+        }
+        *metrics.gauges.entry("llm_cost_usd".to_owned()).or_default() += total.cost_usd;
+        metrics
+            .timers
+            .insert("rate_limit_wait_ms".to_owned(), waits.summary());
     }
 
     /// Applies `change` to the state, then tells the engine's side and the

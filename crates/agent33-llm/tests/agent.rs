@@ -154,6 +154,12 @@ async fn many_tasks_against_a_limited_server_all_succeed_and_the_limit_is_learnt
         "limit {:?}",
         setup.limiter.status()
     );
+    let mut metrics = results.metrics.clone();
+    ProviderLimiter::add_to_metrics([&*setup.limiter], &mut metrics);
+    assert_eq!(metrics.counter("llm_requests"), stats.requests);
+    assert_eq!(metrics.counter("llm_rate_limited"), refused);
+    assert_eq!(metrics.counter("llm_prompt_tokens"), stats.prompt_tokens);
+    assert_eq!(metrics.timer("rate_limit_wait_ms").count, stats.requests);
     // Usage adds up to what the server reported.
     let prompt: u64 = log.iter().map(|r| r.prompt_tokens).sum();
     let completion: u64 = log.iter().map(|r| r.completion_tokens).sum();
