@@ -79,6 +79,8 @@ struct ErrorFacts {
     deferred: bool,
     /// How long the service asked to wait before the next try.
     retry_after: Option<Duration>,
+    /// Trying again cannot help (see [`AgentError::no_retry`]).
+    no_retry: bool,
 }
 
 impl AgentError {
@@ -118,6 +120,20 @@ impl AgentError {
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.facts_mut().retry_after = Some(after);
         self
+    }
+
+    /// Trying again cannot help (a provider's 401, an exhausted quota): the
+    /// task fails now, whatever retries it has left.
+    #[must_use]
+    pub fn no_retry(mut self) -> Self {
+        self.facts_mut().no_retry = true;
+        self
+    }
+
+    /// Whether the agent said trying again cannot help.
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        self.facts.as_ref().is_some_and(|f| f.no_retry)
     }
 
     /// Whether the attempt was refused before any work was done.

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::Pid;
+
+pub mod llm_server;
 /// Signals, for [`send_signal`].
 pub use rustix::process::Signal;
 

@@ -27,6 +27,11 @@ impl Ended {
             _ => (false, None),
         }
     }
+
+    /// Whether a retry may help: not when the agent said it cannot.
+    pub(super) fn retryable(&self) -> bool {
+        !matches!(self, Self::Returned(Ok(Err(e))) if e.is_final())
+    }
 }
 
 /// One attempt's outcome, classified.

@@ -643,6 +643,7 @@ impl Dispatcher {
             other => other,
         };
         let (deferred, retry_after) = ended.next_try();
+        let retryable = ended.retryable();
         if deferred {
             entry.deferrals += 1;
             if entry.deferrals < MAX_DEFERRALS || self.stop.is_some() {
@@ -697,7 +698,8 @@ impl Dispatcher {
             entry.lost_in_row = 0;
         }
         let counted = entry.attempts - entry.reruns - u32::from(rerun);
-        let retries_left = attempt.status.is_failure() && counted <= entry.retries && !deferred;
+        let retries_left =
+            attempt.status.is_failure() && counted <= entry.retries && !deferred && retryable;
         let retry = rerun || (retries_left && self.stop.is_none());
         if retries_left && !retry {
             // It ran on to its own end after the stop (fail_fast: false):

@@ -1,0 +1,615 @@
+//! One provider's adaptive limit, as a pure state machine: the caller gives
+//! it the time and what the provider said, and it answers how many requests
+//! may be in flight, until when new requests wait, and when the next one
+//! may be sent.
+//!
+//! The policy (see `PRODUCT-llm.md`):
+//! - **Concurrency by AIMD.** It starts at `max_concurrency`. A rate-limit
+//!   429 halves it, at most once per burst: a 429 for a request sent before
+//!   the last decrease belongs to the burst that caused it and changes
+//!   nothing. Successes grow it by about one per limit's worth (`+1/L`
+//!   each), and only while the limit is in use (`in_flight·2 ≥ L`), so an
+//!   idle limit is not inflated.
+//! - **Pauses.** A 429 pauses new requests until the time the server gave
+//!   (`retry-after-ms`, `retry-after`, else the reset of an exhausted
+//!   window, else 1 s·2ⁿ for n unhinted 429s in a row), plus 0–20% jitter so
+//!   that clients sharing the provider do not all come back at once, never
+//!   earlier.
+//! - **Pacing before a 429.** A mirror of each of the provider's windows,
+//!   corrected by every response's `x-ratelimit-*` headers, spaces requests
+//!   out once the window runs low instead of waiting for the refusal. The
+//!   manifest's `rpm`/`tpm` pace providers that send no headers.
+//! - **Quota.** After `insufficient_quota` the provider is tripped: nothing
+//!   more is sent to it.
+//!
+//! It does no I/O and keeps no clock: time comes in as [`Instant`]s, the
+//! jitter as a number, so that tests are exact.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::headers::{RateLimitInfo, Window};
+
+/// The longest pause a 429 without any hint can cause.
+const MAX_UNHINTED_PAUSE: Duration = Duration::from_secs(60);
+
+/// The most of a pause the jitter adds, as a fraction of it.
+pub const MAX_JITTER: f64 = 0.2;
+
+/// A provider's settings that the limiter uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimiterSettings {
+    /// The ceiling and starting point of the concurrency limit (at least 1).
+    pub max_concurrency: usize,
+    /// Requests per minute to pace to when the provider says nothing.
+    pub rpm: Option<f64>,
+    /// Tokens per minute to pace to when the provider says nothing.
+    pub tpm: Option<f64>,
+}
+
+/// A client-side model of one of the provider's windows: a bucket that
+/// refills evenly, spent by every request sent, corrected by the headers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Mirror {
+    capacity: f64,
+    per_second: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Mirror {
+    fn refill(&mut self, now: Instant) {
+        if now > self.at {
+            let gained = (now - self.at).as_secs_f64() * self.per_second;
+            self.level = (self.level + gained).min(self.capacity);
+            self.at = now;
+        }
+    }
+
+    /// When `cost` is there (now, if it is): a request larger than the
+    /// whole window waits for a full one.
+    fn ready_at(&self, now: Instant, cost: f64) -> Instant {
+        let mut at_now = *self;
+        at_now.refill(now);
+        let need = cost.min(at_now.capacity);
+        if at_now.level >= need || at_now.per_second <= 0.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64((need - at_now.level) / at_now.per_second)
+        }
+    }
+
+    fn spend(&mut self, now: Instant, cost: f64) {
+        self.refill(now);
+        self.level -= cost;
+    }
+
+    /// Resets the model from a response's headers. `spent_since` is what
+    /// was sent after the request the response answers (the server had not
+    /// counted it yet), `since` how long ago that request was sent.
+    fn correct(window: &Window, spent_since: f64, since: Duration, now: Instant) -> Option<Self> {
+        let per_second = window.rate()?;
+        let capacity = window.limit? as f64;
+        let level = window.remaining? as f64 - spent_since + since.as_secs_f64() * per_second;
+        Some(Self {
+            capacity,
+            per_second,
+            level: level.min(capacity),
+            at: now,
+        })
+    }
+}
+
+/// What a request that may not start waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A pause, or the paced windows' room, until then.
+    Until(Instant),
+    /// A request in flight to end.
+    Slot,
+    /// Nothing: the provider's quota ran out.
+    Tripped,
+}
+
+/// A request's place in the limiter, from [`LimiterState::try_start`] to its
+/// outcome.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use = "a started request must be ended with one of the on_* calls"]
+pub struct Ticket {
+    sent_at: Instant,
+    /// Requests and tokens sent before this one, to tell later
+    /// headers what the server had not counted yet.
+    requests_before: f64,
+    tokens_before: f64,
+    tokens: f64,
+}
+
+/// One provider's limit. See the module docs for the policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimiterState {
+    settings: LimiterSettings,
+    limit: f64,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+    last_decrease: Option<Instant>,
+    unhinted_in_a_row: u32,
+    requests_reserved: f64,
+    tokens_reserved: f64,
+    requests: Option<Mirror>,
+    tokens: Option<Mirror>,
+    static_requests: Option<Mirror>,
+    static_tokens: Option<Mirror>,
+    tripped: Option<String>,
+}
+
+impl LimiterState {
+    /// A limiter at its ceiling, with nothing learnt yet.
+    #[must_use]
+    pub fn new(settings: LimiterSettings, now: Instant) -> Self {
+        let max = settings.max_concurrency.max(1);
+        let settings = LimiterSettings {
+            max_concurrency: max,
+            ..settings
+        };
+        // A static pace holds one second's worth, so that a run starts
+        // without waiting and never bursts past a minute's budget.
+        let pace = |per_minute: Option<f64>| {
+            per_minute.filter(|p| *p > 0.0).map(|p| Mirror {
+                capacity: (p / 60.0).max(1.0),
+                per_second: p / 60.0,
+                level: (p / 60.0).max(1.0),
+                at: now,
+            })
+        };
+        Self {
+            limit: max as f64,
+            in_flight: 0,
+            paused_until: None,
+            last_decrease: None,
+            unhinted_in_a_row: 0,
+            requests_reserved: 0.0,
+            tokens_reserved: 0.0,
+            requests: None,
+            tokens: None,
+            static_requests: pace(settings.rpm),
+            static_tokens: pace(settings.tpm),
+            tripped: None,
+            settings,
+        }
+    }
+
+    /// How many requests may be in flight now (at least 1).
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        // Truncation is the point: the limit grows by whole requests.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "1 ≤ limit ≤ max_concurrency"
+        )]
+        let limit = self.limit.floor() as usize;
+        limit.clamp(1, self.settings.max_concurrency)
+    }
+
+    /// The ceiling.
+    #[must_use]
+    pub fn max_concurrency(&self) -> usize {
+        self.settings.max_concurrency
+    }
+
+    /// Requests started and not yet ended.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Until when new requests wait, if a pause is on at `now`.
+    #[must_use]
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|until| *until > now)
+    }
+
+    /// Why nothing more is sent, once the provider's quota ran out.
+    #[must_use]
+    pub fn tripped(&self) -> Option<&str> {
+        self.tripped.as_deref()
+    }
+
+    /// Starts a request that will spend `tokens` of the token window (its
+    /// prompt and `max_tokens`) if it may go now: not tripped, not paused,
+    /// below the limit, and the paced windows have room. Otherwise says
+    /// what to wait for.
+    ///
+    /// # Errors
+    ///
+    /// The [`Wait`] when the request may not start now.
+    pub fn try_start(&mut self, now: Instant, tokens: f64) -> Result<Ticket, Wait> {
+        if self.tripped.is_some() {
+            return Err(Wait::Tripped);
+        }
+        if let Some(until) = self.paused_until(now) {
+            return Err(Wait::Until(until));
+        }
+        if self.in_flight >= self.limit() {
+            return Err(Wait::Slot);
+        }
+        let paced = [
+            (&self.requests, 1.0),
+            (&self.static_requests, 1.0),
+            (&self.tokens, tokens),
+            (&self.static_tokens, tokens),
+        ]
+        .into_iter()
+        .filter_map(|(mirror, cost)| mirror.as_ref().map(|m| m.ready_at(now, cost)))
+        .max()
+        .filter(|at| *at > now);
+        if let Some(at) = paced {
+            return Err(Wait::Until(at));
+        }
+        for (mirror, cost) in [
+            (&mut self.requests, 1.0),
+            (&mut self.static_requests, 1.0),
+            (&mut self.tokens, tokens),
+            (&mut self.static_tokens, tokens),
+        ] {
+            if let Some(mirror) = mirror {
+                mirror.spend(now, cost);
+            }
+        }
+        self.in_flight += 1;
+        let ticket = Ticket {
+            sent_at: now,
+            requests_before: self.requests_reserved,
+            tokens_before: self.tokens_reserved,
+            tokens,
+        };
+        self.requests_reserved += 1.0;
+        self.tokens_reserved += tokens;
+        Ok(ticket)
+    }
+
+    fn end(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let since = now.saturating_duration_since(ticket.sent_at);
+        let requests_since = self.requests_reserved - ticket.requests_before - 1.0;
+        let tokens_since = self.tokens_reserved - ticket.tokens_before - ticket.tokens;
+        if let Some(mirror) = Mirror::correct(&info.requests, requests_since, since, now) {
+            self.requests = Some(mirror);
+        }
+        if let Some(mirror) = Mirror::correct(&info.tokens, tokens_since, since, now) {
+            self.tokens = Some(mirror);
+        }
+    }
+
+    /// The provider answered: grows the limit when it is in use.
+    pub fn on_success(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
+        let in_use = self.in_flight;
+        self.end(ticket, info, now);
+        self.unhinted_in_a_row = 0;
+        let max = self.settings.max_concurrency as f64;
+        if (in_use as f64) * 2.0 >= self.limit.floor() {
+            self.limit = (self.limit + 1.0 / self.limit.max(1.0)).min(max);
+        }
+    }
+
+    /// The provider refused for rate (a 429, or a 503 with `Retry-After`):
+    /// halves the limit once per burst and pauses. `jitter` is a number in
+    /// `[0, 1)`; the pause is lengthened by that fraction of
+    /// [`MAX_JITTER`]. Returns how long new requests now wait.
+    pub fn on_rate_limited(
+        &mut self,
+        ticket: &Ticket,
+        info: &RateLimitInfo,
+        now: Instant,
+        jitter: f64,
+    ) -> Duration {
+        self.end(ticket, info, now);
+        if self.last_decrease.is_none_or(|at| ticket.sent_at > at) {
+            self.limit = (self.limit.floor() / 2.0).floor().max(1.0);
+            self.last_decrease = Some(now);
+        }
+        let exhausted_reset = |w: &Window| w.reset.filter(|_| w.remaining == Some(0));
+        let hinted = info.retry_after.or_else(|| {
+            exhausted_reset(&info.requests)
+                .into_iter()
+                .chain(exhausted_reset(&info.tokens))
+                .max()
+        });
+        let wait = hinted.unwrap_or_else(|| {
+            let wait = Duration::from_secs(1).saturating_mul(1 << self.unhinted_in_a_row.min(6));
+            self.unhinted_in_a_row += 1;
+            wait.min(MAX_UNHINTED_PAUSE)
+        });
+        let jittered = wait.mul_f64(1.0 + MAX_JITTER * jitter.clamp(0.0, 1.0));
+        let until = now + jittered;
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        self.paused_until(now).map_or(Duration::ZERO, |p| p - now)
+    }
+
+    /// The request ended without saying anything about rate (another error,
+    /// a stop): only frees its place, and keeps what headers it had.
+    pub fn on_other(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
+        self.end(ticket, info, now);
+    }
+
+    /// The provider's quota ran out: nothing more is sent to it.
+    pub fn on_quota_exhausted(&mut self, ticket: &Ticket, now: Instant, why: &str) {
+        self.end(ticket, &RateLimitInfo::default(), now);
+        self.tripped.get_or_insert_with(|| why.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn settings(max: usize) -> LimiterSettings {
+        LimiterSettings {
+            max_concurrency: max,
+            rpm: None,
+            tpm: None,
+        }
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn hint(s: f64) -> RateLimitInfo {
+        RateLimitInfo {
+            retry_after: Some(secs(s)),
+            ..RateLimitInfo::default()
+        }
+    }
+
+    #[test]
+    fn starts_at_the_ceiling_and_halves_once_per_burst() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(16), t0);
+        assert_eq!(l.limit(), 16);
+        let tickets: Vec<_> = (0..16)
+            .map(|_| l.try_start(t0, 0.0).expect("may start"))
+            .collect();
+        assert_eq!(l.try_start(t0, 0.0), Err(Wait::Slot));
+        let at = t0 + secs(0.1);
+        // The whole burst is refused; only the first refusal halves.
+        for t in &tickets[..8] {
+            l.on_rate_limited(t, &hint(2.0), at, 0.0);
+        }
+        assert_eq!(l.limit(), 8);
+        assert_eq!(l.in_flight(), 8);
+        assert_eq!(l.paused_until(at), Some(at + secs(2.0)));
+        assert_eq!(
+            l.try_start(at + secs(1.999), 0.0),
+            Err(Wait::Until(at + secs(2.0)))
+        );
+        // A request sent after the decrease is a new burst.
+        let later = t0 + secs(3.0);
+        for t in &tickets[8..] {
+            l.on_other(t, &RateLimitInfo::default(), later);
+        }
+        let fresh = l.try_start(later, 0.0).expect("may start");
+        l.on_rate_limited(&fresh, &hint(1.0), later + secs(0.1), 0.0);
+        assert_eq!(l.limit(), 4);
+    }
+
+    #[test]
+    fn pauses_are_never_shorter_than_asked_and_jitter_only_adds() {
+        let t0 = Instant::now();
+        for (jitter, want) in [(0.0, 10.0), (0.5, 11.0), (0.999_999, 12.0)] {
+            let mut l = LimiterState::new(settings(4), t0);
+            let t = l.try_start(t0, 0.0).expect("may start");
+            let wait = l.on_rate_limited(&t, &hint(10.0), t0, jitter);
+            assert!(
+                wait.abs_diff(secs(want)) < secs(0.001),
+                "{jitter}: {wait:?}"
+            );
+        }
+        // A shorter hint later does not cut a longer pause.
+        let mut l = LimiterState::new(settings(4), t0);
+        let (a, b) = (
+            l.try_start(t0, 0.0).expect("may start"),
+            l.try_start(t0, 0.0).expect("may start"),
+        );
+        l.on_rate_limited(&a, &hint(10.0), t0, 0.0);
+        l.on_rate_limited(&b, &hint(1.0), t0, 0.0);
+        assert_eq!(l.paused_until(t0), Some(t0 + secs(10.0)));
+    }
+
+    #[test]
+    fn without_a_retry_hint_the_exhausted_window_or_a_doubling_default_says_how_long() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(4), t0);
+        let exhausted = RateLimitInfo {
+            tokens: Window {
+                limit: Some(1000),
+                remaining: Some(0),
+                reset: Some(secs(6.0)),
+            },
+            ..RateLimitInfo::default()
+        };
+        let t = l.try_start(t0, 0.0).expect("may start");
+        assert_eq!(l.on_rate_limited(&t, &exhausted, t0, 0.0), secs(6.0));
+        let mut l = LimiterState::new(settings(4), t0);
+        let waits: Vec<_> = (0..3)
+            .map(|i| {
+                let now = t0 + secs(100.0 * f64::from(i));
+                let t = l.try_start(now, 0.0).expect("may start");
+                l.on_rate_limited(&t, &RateLimitInfo::default(), now, 0.0)
+            })
+            .collect();
+        assert_eq!(waits, [secs(1.0), secs(2.0), secs(4.0)]);
+    }
+
+    #[test]
+    fn grows_about_one_per_limit_of_successes_only_when_in_use() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(8), t0);
+        let t = l.try_start(t0, 0.0).expect("may start");
+        l.on_rate_limited(&t, &hint(0.0), t0, 0.0);
+        assert_eq!(l.limit(), 4);
+        // Used: 2 of 4 in flight at each success.
+        let mut now = t0;
+        let mut successes = 0;
+        while l.limit() < 5 {
+            now += secs(0.01);
+            let keep = l.try_start(now, 0.0).expect("may start");
+            let t = l.try_start(now, 0.0).expect("may start");
+            l.on_success(&t, &RateLimitInfo::default(), now);
+            l.on_other(&keep, &RateLimitInfo::default(), now);
+            successes += 1;
+        }
+        assert_eq!(successes, 5);
+        // Idle: one at a time against a limit of 5 does not grow it.
+        for _ in 0..100 {
+            let t = l.try_start(now, 0.0).expect("may start");
+            l.on_success(&t, &RateLimitInfo::default(), now);
+        }
+        assert_eq!(l.limit(), 5);
+    }
+
+    /// Starts `n` requests as soon as each may go, ending none; their
+    /// start times from `t0`.
+    fn starts(l: &mut LimiterState, t0: Instant, n: usize) -> Vec<Duration> {
+        let mut now = t0;
+        let mut at = Vec::new();
+        while at.len() < n {
+            match l.try_start(now, 0.0) {
+                Ok(_) => at.push(now - t0),
+                Err(Wait::Until(later)) => now = later,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        at
+    }
+
+    fn near(got: &[Duration], want: &[f64]) -> bool {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.abs_diff(secs(*w)) < secs(0.000_1))
+    }
+
+    #[test]
+    fn paces_once_the_window_runs_low() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
+        // The server had 2 requests left of 10, refilling 10 a second.
+        let low = RateLimitInfo {
+            requests: Window {
+                limit: Some(10),
+                remaining: Some(2),
+                reset: Some(secs(0.8)),
+            },
+            ..RateLimitInfo::default()
+        };
+        l.on_success(&first, &low, t0);
+        let got = starts(&mut l, t0, 4);
+        assert!(near(&got, &[0.0, 0.0, 0.1, 0.2]), "{got:?}");
+    }
+
+    #[test]
+    fn static_rpm_paces_a_silent_provider() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(
+            LimiterSettings {
+                max_concurrency: 64,
+                rpm: Some(120.0),
+                tpm: None,
+            },
+            t0,
+        );
+        let got = starts(&mut l, t0, 4);
+        assert!(near(&got, &[0.0, 0.0, 0.5, 1.0]), "{got:?}");
+    }
+
+    #[test]
+    fn quota_trips_the_provider() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(4), t0);
+        let t = l.try_start(t0, 0.0).expect("may start");
+        l.on_quota_exhausted(&t, t0, "insufficient_quota");
+        assert_eq!(l.tripped(), Some("insufficient_quota"));
+        assert_eq!(l.try_start(t0, 0.0), Err(Wait::Tripped));
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Start,
+        Success(usize),
+        RateLimited(usize, u16),
+        Other(usize),
+        Wait(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Start),
+            any::<usize>().prop_map(Step::Success),
+            (any::<usize>(), 0u16..5000).prop_map(|(i, ms)| Step::RateLimited(i, ms)),
+            any::<usize>().prop_map(Step::Other),
+            (0u16..2000).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_whatever_happens(max in 1usize..100, steps in prop::collection::vec(step(), 0..200), jitter in 0.0f64..1.0) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut l = LimiterState::new(settings(max), t0);
+            let mut open: Vec<Ticket> = Vec::new();
+            let mut last_pause_end = None;
+            for step in steps {
+                let before = l.limit();
+                match step {
+                    Step::Start => {
+                        if let Ok(t) = l.try_start(now, 1.0) {
+                            open.push(t);
+                        }
+                    }
+                    Step::Success(i) if !open.is_empty() => {
+                        let t = open.remove(i % open.len());
+                        l.on_success(&t, &RateLimitInfo::default(), now);
+                        prop_assert!(l.limit() <= before + 1);
+                    }
+                    Step::RateLimited(i, ms) if !open.is_empty() => {
+                        let t = open.remove(i % open.len());
+                        let wait = l.on_rate_limited(&t, &hint(f64::from(ms) / 1000.0), now, jitter);
+                        prop_assert!(wait >= Duration::from_millis(u64::from(ms)));
+                        prop_assert!(l.limit() == before || l.limit() == (before / 2).max(1));
+                        let end = now + wait;
+                        // A pause never ends earlier than one already given.
+                        prop_assert!(last_pause_end.is_none_or(|e| end >= e || l.paused_until(now) >= Some(e)));
+                        last_pause_end = Some(end);
+                    }
+                    Step::Other(i) if !open.is_empty() => {
+                        let t = open.remove(i % open.len());
+                        l.on_other(&t, &RateLimitInfo::default(), now);
+                        prop_assert_eq!(l.limit(), before);
+                    }
+                    Step::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
+                    _ => {}
+                }
+                prop_assert!((1..=max).contains(&l.limit()));
+                prop_assert_eq!(l.in_flight(), open.len());
+            }
+        }
+
+        #[test]
+        fn one_burst_halves_once(max in 2usize..100, n in 1usize..100) {
+            let t0 = Instant::now();
+            let mut l = LimiterState::new(settings(max), t0);
+            let tickets: Vec<_> = (0..n.min(max)).map(|_| l.try_start(t0, 0.0).expect("may start")).collect();
+            for (i, t) in tickets.iter().enumerate() {
+                l.on_rate_limited(t, &hint(1.0), t0 + Duration::from_millis(i as u64), 0.5);
+            }
+            prop_assert_eq!(l.limit(), max / 2);
+        }
+    }
+}
