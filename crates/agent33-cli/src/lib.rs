@@ -27,6 +27,7 @@ pub mod args;
 pub mod config;
 mod error;
 pub mod manifest;
+pub mod nats_args;
 pub mod template;
 pub mod values;
 mod yaml;

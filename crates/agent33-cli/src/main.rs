@@ -5,8 +5,10 @@
 
 mod exit;
 mod plan_view;
+mod remote;
 mod report_cmd;
 mod run;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run::main(&args),
         Command::Report(args) => report_cmd::main(&args),
+        Command::Worker(args) => worker::main(&args),
     };
     ExitCode::from(code)
 }

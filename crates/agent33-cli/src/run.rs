@@ -42,7 +42,7 @@ pub fn main(args: &RunArgs) -> u8 {
     // On a worker, not the thread blocking on the runtime: waking that
     // thread for every batch of events costs a futex round trip.
     let code = runtime.block_on(async {
-        tokio::spawn(run(config))
+        tokio::spawn(run(config, args.clone()))
             .await
             .expect("the run does not panic")
     });
@@ -56,10 +56,14 @@ fn usage_error(e: &dyn std::fmt::Display) -> u8 {
     exit::USAGE
 }
 
-async fn run(config: Config) -> u8 {
+async fn run(mut config: Config, args: RunArgs) -> u8 {
     if config.options.dry_run {
         return plan_view::show(config).await;
     }
+    let remote = match crate::remote::Remote::start(&args, &mut config).await {
+        Ok(remote) => remote,
+        Err(code) => return code,
+    };
     let mut executor = match ParallelExecutor::builder()
         .settings(config.settings.clone())
         .build()
@@ -104,8 +108,14 @@ async fn run(config: Config) -> u8 {
         output_dir: config.options.output_dir.clone(),
         ..ProcessOptions::default()
     };
-    let agents = config.agents(|def| CommandAgent::new(def.command.clone(), options.clone()));
+    let agents = match &remote {
+        Some(remote) => remote.agents(&config),
+        None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
+    };
     let control = RunControl::new();
+    if let Some(remote) = &remote {
+        remote.stop_if_unaccepted(control.clone());
+    }
     let signalled = Arc::new(AtomicU8::new(0));
     let run_over = Arc::new(AtomicBool::new(false));
     if let Err(e) = watch_signals(
@@ -221,6 +231,9 @@ async fn run(config: Config) -> u8 {
     // A stream a stop cut short may have held more: no note.
     if let Some(note) = nothing_read.filter(|_| !streamed || input_total.get() == Some(0)) {
         eprintln!("agent-33: no artifacts: {note}");
+    }
+    if let Some(remote) = remote {
+        remote.finish().await;
     }
     // Nothing we started outlives us, whatever happened above.
     agent33_process::disarm_guard();

@@ -1,0 +1,135 @@
+//! `run --nats URL`: the run's tasks go to workers (PRODUCT-distributed.md).
+//! Only the agents change: each is the NATS crate's remote agent, so the
+//! engine, reporters and journal work as in a local run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent33_cli::args::RunArgs;
+use agent33_cli::config::{Config, TaskSource};
+use agent33_journal::StableHasher;
+use agent33_nats::{ConnectOptions, Coordinator, CoordinatorOptions};
+use agent33_parallel::{Agents, Interrupt, RunControl};
+
+use crate::exit;
+
+/// The lease when neither side gives one.
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// How long a run waits for a worker that accepts it.
+const ACCEPT_WAIT: Duration = Duration::from_secs(30);
+/// Connecting gives up within this, so that no server means exit 2 within 5 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A run whose tasks go to workers.
+pub struct Remote {
+    coordinator: Arc<Coordinator>,
+}
+
+impl Remote {
+    /// Connects and announces the run, when `--nats` is given; takes the
+    /// tasks' own timeouts from the engine (the workers apply them, from
+    /// each task's real start). `Err` is the exit code, the error said.
+    pub async fn start(args: &RunArgs, config: &mut Config) -> Result<Option<Self>, u8> {
+        let nats = &args.nats;
+        let Some(url) = &nats.nats else {
+            return Ok(None);
+        };
+        let options = ConnectOptions {
+            url: url.clone(),
+            creds: nats.nats_creds.clone(),
+            name: format!("agent-33 run {}", std::process::id()),
+            timeout: CONNECT_TIMEOUT,
+        };
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, agent33_nats::connect(&options)).await;
+        let conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(usage(&e)),
+            Err(_) => {
+                return Err(usage(&format!(
+                    "cannot reach the NATS server at {url}: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let mut task_timeouts = HashMap::new();
+        if let TaskSource::Manifest(tasks) = &mut config.tasks {
+            for task in tasks {
+                if let Some(timeout) = task.timeout.take() {
+                    task_timeouts.insert(task.id.as_str().to_owned(), timeout);
+                }
+            }
+        }
+        let (manifest_digest, adhoc) = match config.tasks {
+            TaskSource::AdHoc(_) => (None, args.command.clone()),
+            TaskSource::Manifest(_) => (manifest_digest(config), None),
+        };
+        let options = CoordinatorOptions {
+            lease: nats.lease.unwrap_or(DEFAULT_LEASE),
+            manifest_digest,
+            adhoc,
+            adhoc_shell: args.shell,
+            task_timeouts,
+            parallel_limit: config.settings.effective_limit(),
+            kill_grace: config.settings.kill_grace,
+            output_limit_bytes: config.settings.output_limit_bytes,
+        };
+        match Coordinator::start(conn, options).await {
+            Ok(coordinator) => Ok(Some(Self {
+                coordinator: Arc::new(coordinator),
+            })),
+            Err(e) => Err(usage(&e)),
+        }
+    }
+
+    /// The run's agents: each a remote agent with the agent's own limits
+    /// and retries; its timeout travels with each task instead.
+    pub fn agents(&self, config: &Config) -> Agents {
+        let mut agents = Agents::new();
+        for def in &config.agents {
+            let timeout = def
+                .timeout
+                .or(config.settings.timeout)
+                .filter(|t| !t.is_zero());
+            let spec = def
+                .spec(self.coordinator.agent(timeout))
+                .timeout(Duration::ZERO);
+            agents.insert(def.name.clone(), spec);
+        }
+        agents
+    }
+
+    /// Stops the run when no worker accepts it in time.
+    pub fn stop_if_unaccepted(&self, control: RunControl) {
+        let coordinator = Arc::clone(&self.coordinator);
+        tokio::spawn(async move {
+            let reason = coordinator.unaccepted_after(ACCEPT_WAIT).await;
+            eprintln!("agent-33: {reason}");
+            control.interrupt_by(Interrupt::new(reason));
+        });
+    }
+
+    /// Tells the workers the run is over.
+    pub async fn finish(self) {
+        self.coordinator.finish().await;
+    }
+}
+
+/// The digest workers compare with their own manifest's: its bytes.
+pub fn manifest_digest(config: &Config) -> Option<String> {
+    let bytes = std::fs::read(config.manifest_path.as_ref()?).ok()?;
+    Some(digest(&bytes))
+}
+
+/// A manifest's digest.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut hasher = StableHasher::new();
+    hasher.field(bytes);
+    hasher.finish_hex()
+}
+
+fn usage(e: &dyn std::fmt::Display) -> u8 {
+    eprintln!("agent-33: error: {e}");
+    exit::USAGE
+}
