@@ -434,7 +434,7 @@ mod tests {
         full.extend_from_slice(args);
         match parse_from(full).expect("valid command line").command {
             Command::Run(r) => r,
-            Command::Report(_) => unreachable!("a run command line"),
+            Command::Report(_) | Command::Worker(_) => unreachable!("a run command line"),
         }
     }
 
