@@ -568,3 +568,84 @@ tasks:
         assert_eq!(task(&report, id)["status"], "cancelled");
     }
 }
+
+/// The most intervals `(start, end)` that overlap at any instant.
+fn peak_overlap(intervals: &[(u128, u128)]) -> usize {
+    let mut edges: Vec<(u128, i32)> = intervals
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    // An end and a start at the same nanosecond do not overlap.
+    edges.sort_unstable();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        peak = peak.max(now);
+    }
+    usize::try_from(peak).expect("never negative")
+}
+
+#[test]
+fn one_limit_holds_across_all_workers() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    let mut manifest = String::from(
+        r#"
+execution:
+  parallel_limit: 3
+agents:
+  any:
+    shell: true
+    command: 'echo "start any $1 $(date +%s%N)" >> ledger; sleep 0.2; echo "end any $1 $(date +%s%N)" >> ledger'
+  one:
+    shell: true
+    parallel_limit: 1
+    command: 'echo "start one $1 $(date +%s%N)" >> ledger; sleep 0.2; echo "end one $1 $(date +%s%N)" >> ledger'
+tasks:
+"#,
+    );
+    for i in 0..9 {
+        manifest.push_str(&format!("  - {{ agent: any, artifact: a{i} }}\n"));
+    }
+    for i in 0..3 {
+        manifest.push_str(&format!("  - {{ agent: one, artifact: o{i} }}\n"));
+    }
+    dir.write("agent33.yaml", manifest);
+    let url = server.url();
+    let _workers: Vec<Worker> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|id| Worker::start(&dir.path(), &url, id, &["--slots", "2"]))
+        .collect();
+    let output = run(&dir.path(), &["run", "--nats", &url, "--report", "r.json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let ledger = dir.read("ledger");
+    let intervals = |agent: &str| -> Vec<(u128, u128)> {
+        let stamp = |line: &String| -> (String, u128) {
+            let mut words = line.split(' ').skip(2);
+            let artifact = words.next().expect("an artifact").to_owned();
+            let at = words.next().and_then(|n| n.parse().ok()).expect("a stamp");
+            (artifact, at)
+        };
+        let ends: Vec<(String, u128)> = lines_with(&ledger, &format!("end {agent} "))
+            .iter()
+            .map(stamp)
+            .collect();
+        lines_with(&ledger, &format!("start {agent} "))
+            .iter()
+            .map(stamp)
+            .map(|(artifact, start)| {
+                let end = ends
+                    .iter()
+                    .find(|(a, _)| *a == artifact)
+                    .map(|(_, at)| *at)
+                    .expect("every task ended");
+                (start, end)
+            })
+            .collect()
+    };
+    let (any, one) = (intervals("any"), intervals("one"));
+    assert_eq!((any.len(), one.len()), (9, 3), "each ran once:\n{ledger}");
+    let all: Vec<_> = any.iter().chain(&one).copied().collect();
+    assert!(peak_overlap(&all) <= 3, "the run's limit:\n{ledger}");
+    assert_eq!(peak_overlap(&one), 1, "the agent's own limit:\n{ledger}");
+}
