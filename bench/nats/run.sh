@@ -44,7 +44,7 @@ agents:
     command: 'trap ''echo "term $(date +%s%N)" >> ledger; exit 143'' TERM; echo "start $1" >> ledger; while true; do sleep 0.01; done'
   boom:
     shell: true
-    command: 'while [ "$(grep -c ^start ledger 2>/dev/null)" -lt 4 ]; do sleep 0.01; done; echo "fail $(date +%s%N)" >> ledger; exit 1'
+    command: 'while [ "$(cat ledger 2>/dev/null | grep -c ^start)" -lt 4 ]; do sleep 0.01; done; echo "fail $(date +%s%N)" >> ledger; exit 1'
 tasks:
   - { agent: hold, artifact: a }
   - { agent: hold, artifact: b }

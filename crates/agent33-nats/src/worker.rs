@@ -465,17 +465,21 @@ impl RunSide {
             delivered,
             worker: self.worker.clone(),
         };
-        match self.ask("claim", &claim).await {
-            Some(Answer::Go { .. }) => {}
-            Some(Answer::Fenced { over: true }) => {
-                let _ = message.double_ack().await;
-                return;
-            }
-            Some(Answer::Fenced { over: false }) | None => return,
-        }
+        // Registered before the claim: a cancel that comes as the claim is
+        // answered must find it.
         let control = RunControl::new();
         self.running()
             .insert((task.seq, task.attempt), control.clone());
+        match self.ask("claim", &claim).await {
+            Some(Answer::Go { .. }) => {}
+            answer => {
+                self.running().remove(&(task.seq, task.attempt));
+                if answer == Some(Answer::Fenced { over: true }) {
+                    let _ = message.double_ack().await;
+                }
+                return;
+            }
+        }
         let settings = Settings {
             timeout: task.timeout_ms.map(Duration::from_millis),
             kill_grace: Duration::from_millis(task.kill_grace_ms),

@@ -533,7 +533,7 @@ agents:
     command: 'trap ''echo "term $(date +%s%N)" >> ledger; exit 143'' TERM; echo "start $1" >> ledger; while true; do sleep 0.02; done'
   boom:
     shell: true
-    command: 'while [ "$(grep -c ^start ledger 2>/dev/null)" -lt 3 ]; do sleep 0.02; done; echo "fail $(date +%s%N)" >> ledger; exit 1'
+    command: 'while [ "$(cat ledger 2>/dev/null | grep -c ^start)" -lt 3 ]; do sleep 0.02; done; echo "fail $(date +%s%N)" >> ledger; exit 1'
 tasks:
   - { agent: hold, artifact: a }
   - { agent: hold, artifact: b }
@@ -555,7 +555,13 @@ tasks:
     };
     let failed = stamp(&lines_with(&ledger, "fail ")[0]);
     let terms = lines_with(&ledger, "term ");
-    assert_eq!(terms.len(), 3, "{ledger}");
+    assert_eq!(
+        terms.len(),
+        3,
+        "{ledger}\n{}\n{}",
+        dir.read("r.json"),
+        stderr(&output)
+    );
     for term in &terms {
         let after = stamp(term).saturating_sub(failed);
         assert!(
@@ -648,4 +654,24 @@ tasks:
     let all: Vec<_> = any.iter().chain(&one).copied().collect();
     assert!(peak_overlap(&all) <= 3, "the run's limit:\n{ledger}");
     assert_eq!(peak_overlap(&one), 1, "the agent's own limit:\n{ledger}");
+}
+
+#[test]
+fn a_worker_started_before_the_server_waits_for_it() {
+    let _lock = serial();
+    let dir = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let worker = Worker::spawn(&dir.path(), &url, "early", &[]);
+    wait_for("the worker to say it retries", HANG, || {
+        let said = worker.stderr();
+        (said.contains("retrying") && said.contains(&url)).then_some(())
+    });
+    let Some(_server) = Server::start_on(Some(port)) else {
+        return;
+    };
+    worker.wait_ready("early");
 }

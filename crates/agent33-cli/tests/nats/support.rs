@@ -172,6 +172,11 @@ impl Server {
     /// Starts one, or says why the test is skipped: a missing server fails
     /// the test in CI (`CI=true`), and elsewhere skips it visibly.
     pub fn start() -> Option<Self> {
+        Self::start_on(None)
+    }
+
+    /// Like [`Self::start`], on a given port.
+    pub fn start_on(port: Option<u16>) -> Option<Self> {
         let Some(binary) = server_binary() else {
             assert!(
                 std::env::var("CI").map_or(true, |v| v != "true"),
@@ -184,7 +189,7 @@ impl Server {
             .prefix("agent33-nats-server")
             .tempdir()
             .expect("a temporary folder");
-        let child = spawn_server(&binary, dir.path(), None);
+        let child = spawn_server(&binary, dir.path(), port);
         let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
         let port = wait_for("the server's ports file", Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&ports).ok()?;
@@ -256,6 +261,21 @@ impl Worker {
     /// Starts `agent-33 worker --nats URL --id ID ARGS…` in `dir` and
     /// waits for its `ready` line.
     pub fn start(dir: &Path, url: &str, id: &str, args: &[&str]) -> Self {
+        let worker = Self::spawn(dir, url, id, args);
+        worker.wait_ready(id);
+        worker
+    }
+
+    /// Waits for the `ready` line of worker `id`.
+    pub fn wait_ready(&self, id: &str) {
+        let ready = format!("ready: worker {id}, ");
+        wait_for(&format!("worker {id} ready"), HANG, || {
+            self.stderr().contains(&ready).then_some(())
+        });
+    }
+
+    /// Starts a worker without waiting for it.
+    pub fn spawn(dir: &Path, url: &str, id: &str, args: &[&str]) -> Self {
         let stderr = dir.join(format!("worker-{id}.err"));
         let child = agent33(dir)
             .args(["worker", "--nats", url, "--id", id])
@@ -266,15 +286,10 @@ impl Worker {
             .stderr(std::fs::File::create(&stderr).expect("a stderr file"))
             .spawn()
             .expect("the worker starts");
-        let worker = Self {
+        Self {
             child: Some(child),
             stderr,
-        };
-        let ready = format!("ready: worker {id}, ");
-        wait_for(&format!("worker {id} ready"), HANG, || {
-            worker.stderr().contains(&ready).then_some(())
-        });
-        worker
+        }
     }
 
     pub fn pid(&self) -> u32 {
