@@ -82,6 +82,9 @@ struct State {
 
 struct Waiting {
     current: Option<Current>,
+    /// The engine cancelled the attempt: a delivery not yet claimed must
+    /// not start (its worker may have missed the cancel).
+    cancelled: bool,
     lost: u32,
     notes: Vec<String>,
     reply: Option<oneshot::Sender<Settled>>,
@@ -312,6 +315,9 @@ impl Hub {
         let Some(entry) = waiting.get_mut(&(claim.seq, claim.attempt)) else {
             return Answer::Fenced { over: true };
         };
+        if entry.cancelled {
+            return Answer::Fenced { over: true };
+        }
         if let Some(current) = &entry.current {
             if current.delivered >= claim.delivered {
                 // A stale delivery claiming late: the newer one owns it.
@@ -510,6 +516,7 @@ async fn attempt(hub: Arc<Hub>, timeout: Option<Duration>, ctx: TaskContext) -> 
         key,
         Waiting {
             current: None,
+            cancelled: false,
             lost: 0,
             notes: Vec::new(),
             reply: Some(reply),
@@ -542,12 +549,22 @@ async fn attempt(hub: Arc<Hub>, timeout: Option<Duration>, ctx: TaskContext) -> 
         () = token.cancelled() => {
             // The worker stops the process group (SIGTERM, the grace,
             // SIGKILL) and reports; the engine drops us after the grace.
+            // A worker that claims after this never starts it; one that
+            // claimed before has registered for the cancel.
+            let claimed = hub.state().waiting.get_mut(&key).is_some_and(|entry| {
+                entry.cancelled = true;
+                entry.current.is_some()
+            });
             let _ = hub.control(&Control::Cancel { seq: key.0, attempt: key.1 }).await;
             forget.settled = true;
             let stream = hub.conn.js.get_stream(wire::TASKS_STREAM).await;
             if let Ok(stream) = stream {
                 // Not yet delivered: removed before anyone takes it.
                 let _ = stream.purge().filter(wire::task_subject(&hub.run, key.0)).await;
+            }
+            if !claimed {
+                // Nothing runs it, and nothing will: no report to wait for.
+                return Err(AgentError::new("cancelled"));
             }
             return match settled_rx.await {
                 Ok(settled) => into_result(settled),
