@@ -588,3 +588,50 @@ fn report(execution: Execution, worker: &str, result: TaskResult) -> Report {
         duration_ms: result.duration_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(digest: Option<&str>, adhoc: bool) -> WorkerOptions {
+        let make: AdhocAgents = Arc::new(|template: &str, _shell: bool| {
+            if template.is_empty() {
+                Err("empty".to_owned())
+            } else {
+                Ok(Agents::new())
+            }
+        });
+        WorkerOptions {
+            id: "w1".to_owned(),
+            slots: 1,
+            lease: None,
+            manifest_digest: digest.map(str::to_owned),
+            agents: Agents::new(),
+            adhoc: adhoc.then_some(make),
+        }
+    }
+
+    fn run(digest: Option<&str>, adhoc: Option<&str>) -> RunInfo {
+        RunInfo {
+            run: "r".to_owned(),
+            done: false,
+            manifest_digest: digest.map(str::to_owned),
+            adhoc: adhoc.map(str::to_owned),
+            adhoc_shell: false,
+            lease_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn a_worker_takes_only_runs_of_its_manifest_and_allowed_ad_hoc_runs() {
+        assert!(accept(&options(Some("d1"), false), &run(Some("d1"), None)).is_ok());
+        let differs = accept(&options(Some("d1"), false), &run(Some("d2"), None));
+        assert!(differs.is_err_and(|e| e.contains("manifest differs")));
+        let none = accept(&options(None, false), &run(Some("d1"), None));
+        assert!(none.is_err_and(|e| e.contains("no manifest")));
+        let adhoc = accept(&options(Some("d1"), false), &run(None, Some("echo")));
+        assert!(adhoc.is_err_and(|e| e.contains("--allow-adhoc")));
+        assert!(accept(&options(None, true), &run(None, Some("echo"))).is_ok());
+        assert!(accept(&options(None, true), &run(None, Some(""))).is_err());
+    }
+}
