@@ -369,8 +369,16 @@ impl RunSide {
                     continue;
                 }
             };
-            while let Some(message) = batch.next().await {
-                let Ok(message) = message else { break };
+            loop {
+                // A pull on a consumer deleted meanwhile (its run ended)
+                // may never be answered: the run's end or a drain stops
+                // the wait, and so does a bound past the pull's own expiry.
+                let next = tokio::select! {
+                    next = tokio::time::timeout(PULL_WAIT * 2, batch.next()) => next,
+                    () = self.stop.drain.cancelled() => break,
+                    () = self.over.cancelled() => break,
+                };
+                let Ok(Some(Ok(message))) = next else { break };
                 if self.stop.draining() || self.over.is_cancelled() {
                     // Taken as the stop came: back at once, never run.
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -554,8 +562,10 @@ impl RunSide {
                 None => return,
             }
         }
-        // The result is in: only now is the message removed.
-        let _ = message.double_ack().await;
+        // The result is in: only now is the message removed. Not waiting
+        // for the server's word: should this ack be lost, the redelivery's
+        // claim is answered "over" and acknowledged then.
+        let _ = message.ack().await;
     }
 }
 

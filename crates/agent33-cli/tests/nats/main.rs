@@ -676,3 +676,32 @@ fn a_worker_started_before_the_server_waits_for_it() {
     };
     worker.wait_ready("early");
 }
+
+#[test]
+fn a_worker_exits_0_on_sigterm_after_its_runs_ended() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    let url = server.url();
+    let mut w1 = Worker::start(&dir.path(), &url, "w1", &["--allow-adhoc"]);
+    for _ in 0..3 {
+        let output = run(
+            &dir.path(),
+            &[
+                "run",
+                "--nats",
+                &url,
+                "-j",
+                "4",
+                "--command",
+                "true",
+                ":::",
+                "a",
+                "b",
+                "c",
+            ],
+        );
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+    w1.signal(Signal::TERM);
+    assert_eq!(w1.wait().code(), Some(0), "{}", w1.stderr());
+}
