@@ -277,8 +277,8 @@ fn commit_and_report(
         }
     }
     for event in pending.drain(..) {
-        if let Event::RunFinished { metrics, .. } = &event {
-            *all_succeeded = metrics.counter("tasks_succeeded") == metrics.counter("tasks_total");
+        if let Event::RunFinished { totals, .. } = &event {
+            *all_succeeded = totals.all_succeeded();
         }
         failed |= show_errors(reporters.on_event(&event));
     }

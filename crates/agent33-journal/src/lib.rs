@@ -496,6 +496,7 @@ mod tests {
         let event = Event::TaskFinished {
             seq: 0,
             slot: Some(0),
+            attempt_started_at: None,
             result: Box::new(result(a.clone(), TaskStatus::Success)),
         };
         j.write_all([&event]).unwrap();

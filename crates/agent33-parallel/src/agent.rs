@@ -10,13 +10,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering, fence};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capture;
+use crate::limit::SharedLimit;
+use crate::result::{Reason, Timestamp};
 use crate::task::{AgentName, AgentTask};
 
 /// What an agent hands back when it succeeds (or, inside [`AgentError`],
@@ -56,22 +58,27 @@ impl From<()> for AgentOutput {
 }
 
 /// Why an agent's attempt failed, with whatever it produced before.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AgentError {
     /// The reason, shown in the task's `error` (`exit code 3`).
     pub message: String,
     /// Output produced before the failure.
     pub output: AgentOutput,
+    /// The reason as a fact (see [`Self::because`]); boxed, as an agent's
+    /// result is moved for every task and is mostly a success.
+    pub(crate) reason: Option<Box<Reason>>,
+    /// The attempt was refused before any work was done (see
+    /// [`AgentError::deferred`]).
+    deferred: bool,
+    /// How long the service asked to wait before the next try.
+    retry_after: Option<Duration>,
 }
 
 impl AgentError {
     /// An error with a message and no output.
     #[must_use]
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            output: AgentOutput::default(),
-        }
+        Self::with_output(message, AgentOutput::default())
     }
 
     /// An error carrying the output produced before it.
@@ -80,7 +87,62 @@ impl AgentError {
         Self {
             message: message.into(),
             output,
+            reason: None,
+            deferred: false,
+            retry_after: None,
         }
+    }
+
+    /// The attempt was refused before any work was done (a provider's
+    /// 429): the task goes back to the ready tasks in its input order and
+    /// is tried again, after `retry_after` if given. A deferral is not an
+    /// attempt: it uses none of the task's retries and counts no failure.
+    /// After 20 deferrals the task fails with `rate limited 20 times`.
+    #[must_use]
+    pub fn deferred(retry_after: Option<Duration>) -> Self {
+        Self {
+            deferred: true,
+            retry_after,
+            ..Self::new("deferred")
+        }
+    }
+
+    /// How long the service asked to wait before the next try: a retry's
+    /// backoff is never shorter (and a deferral waits that long).
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Whether the attempt was refused before any work was done.
+    #[must_use]
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// How long the service asked to wait before the next try, if it said.
+    #[must_use]
+    pub fn retry_after_hint(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The same error, with its reason as a fact (without one, it is
+    /// [`Reason::AgentError`]). Two reasons change what the engine does:
+    /// [`Reason::Timeout`] makes the attempt a `timeout`, worded as the
+    /// engine's own (an agent that enforces the limit elsewhere, on a
+    /// remote worker say), and [`Reason::ExecutionLost`] runs the task
+    /// again without using a retry.
+    #[must_use]
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.reason = Some(Box::new(reason));
+        self
+    }
+
+    /// The reason as a fact, if the agent gave one.
+    #[must_use]
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reason.as_deref()
     }
 }
 
@@ -140,6 +202,26 @@ pub(crate) struct AttemptShared {
     /// Made when first asked for: an agent that never looks at its token
     /// (most that finish at once) costs no token at all.
     token: OnceLock<CancellationToken>,
+    /// What the agent reported of where and when the attempt really ran;
+    /// made at its first report, so local agents pay a pointer.
+    reported: OnceLock<Box<Mutex<Reported>>>,
+    /// The attempt's time limit, for agents that enforce it elsewhere.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Facts an agent reports about its attempt, beyond its outcome: what an
+/// agent that runs attempts elsewhere (on a remote worker) knows better
+/// than the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Reported {
+    /// Where it ran.
+    pub(crate) worker: Option<String>,
+    /// It was handed on and waits to start: its timeout waits too.
+    pub(crate) queued: bool,
+    /// When it really started, on the engine's clock and the wall clock.
+    pub(crate) start: Option<(tokio::time::Instant, Timestamp)>,
+    /// Its output, which replaces what the engine captured.
+    pub(crate) output: Option<(String, String)>,
 }
 
 /// The engine cancelled the attempt because the run stopped.
@@ -151,11 +233,40 @@ const TIMED_OUT: u8 = 4;
 const TOLD_TO_STOP: u8 = STOPPED | TIMED_OUT;
 
 impl AttemptShared {
-    pub(crate) fn new(capture: Capture) -> Self {
+    pub(crate) fn new(capture: Capture, timeout: Option<Duration>) -> Self {
         Self {
             capture,
+            timeout,
             state: AtomicU8::new(0),
             token: OnceLock::new(),
+            reported: OnceLock::new(),
+        }
+    }
+
+    fn report(&self, change: impl FnOnce(&mut Reported)) {
+        let reported = self.reported.get_or_init(Box::default);
+        change(&mut reported.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// What the agent reported so far (`None` if nothing).
+    pub(crate) fn reported(&self) -> Option<Reported> {
+        let reported = self.reported.get()?;
+        Some(
+            reported
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// Whether the agent said the attempt waits to start (`Some(None)`),
+    /// or when it said it really started (`Some(Some(..))`).
+    pub(crate) fn reported_start(&self) -> Option<Option<(tokio::time::Instant, Timestamp)>> {
+        let reported = self.reported.get()?;
+        let reported = reported.lock().unwrap_or_else(PoisonError::into_inner);
+        match reported.start {
+            Some(start) => Some(Some(start)),
+            None => reported.queued.then_some(None),
         }
     }
 
@@ -286,6 +397,15 @@ impl TaskContext {
         self.shared.token()
     }
 
+    /// The attempt's time limit (`None`: none), counted from its start (see
+    /// [`Self::report_start`]). The engine enforces it; an agent that runs
+    /// the attempt elsewhere may enforce it there too, and then reports a
+    /// timeout with [`crate::Reason::Timeout`].
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.timeout
+    }
+
     /// How long the agent may take to wind down after its token is cancelled.
     #[must_use]
     pub fn grace(&self) -> Duration {
@@ -343,6 +463,41 @@ impl TaskContext {
             .capture
             .write(crate::capture::Stream::Stderr, bytes);
     }
+
+    /// Reports the worker (a machine, a process) this attempt runs on: the
+    /// task's result names the worker of its last attempt, and reports
+    /// group attempts by worker. A later report replaces an earlier one.
+    pub fn report_worker(&self, worker: impl Into<String>) {
+        let worker = worker.into();
+        self.shared.report(|r| r.worker = Some(worker));
+    }
+
+    /// Reports that the attempt was handed on (to a remote queue, say) and
+    /// has not started yet: its timeout does not run until
+    /// [`Self::report_start`]. The run deadline and stops still apply.
+    pub fn report_queued(&self) {
+        self.shared.report(|r| r.queued = true);
+    }
+
+    /// Reports when the attempt really started (a remote worker took it up
+    /// after it waited in a queue), on the engine's clock (`instant`, from
+    /// `tokio::time::Instant`) and the wall clock (`at`). The attempt's
+    /// timeout then counts from `instant`, and results and reports show
+    /// `at` as its start. A start before the engine handed the attempt
+    /// over counts as that moment.
+    pub fn report_start(&self, instant: tokio::time::Instant, at: Timestamp) {
+        self.shared.report(|r| r.start = Some((instant, at)));
+    }
+
+    /// Reports the attempt's output, already bounded by the run's output
+    /// limit, which then replaces whatever the engine captured from
+    /// [`Self::write_stdout`] and [`Self::write_stderr`] and what the agent
+    /// returns: for an agent whose process ran elsewhere and whose output
+    /// came back whole. A later report replaces an earlier one.
+    pub fn report_output(&self, stdout: impl Into<String>, stderr: impl Into<String>) {
+        let output = (stdout.into(), stderr.into());
+        self.shared.report(|r| r.output = Some(output));
+    }
 }
 
 impl fmt::Debug for TaskContext {
@@ -391,6 +546,7 @@ pub struct AgentSpec {
     pub(crate) parallel_limit: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: Option<u32>,
+    pub(crate) shared_limit: Option<SharedLimit>,
 }
 
 impl AgentSpec {
@@ -407,6 +563,7 @@ impl AgentSpec {
             parallel_limit: None,
             timeout: None,
             retries: None,
+            shared_limit: None,
         }
     }
 
@@ -431,6 +588,15 @@ impl AgentSpec {
         self.retries = Some(retries);
         self
     }
+
+    /// Binds this agent to a limit it shares with other agents, which can
+    /// change while the run goes on (see [`SharedLimit`]). A task waiting
+    /// for it holds no slot and keeps no other agent's task waiting.
+    #[must_use]
+    pub fn shared_limit(mut self, limit: SharedLimit) -> Self {
+        self.shared_limit = Some(limit);
+        self
+    }
 }
 
 impl fmt::Debug for AgentSpec {
@@ -439,6 +605,7 @@ impl fmt::Debug for AgentSpec {
             .field("parallel_limit", &self.parallel_limit)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("shared_limit", &self.shared_limit)
             .finish_non_exhaustive()
     }
 }
@@ -505,7 +672,7 @@ mod tests {
 
     #[test]
     fn an_outcome_settles_after_a_stop_but_not_after_a_timeout() {
-        let stopped = AttemptShared::new(Capture::new(0, None));
+        let stopped = AttemptShared::new(Capture::new(0, None), None);
         stopped.cancel();
         assert!(
             stopped.settle(),
@@ -513,17 +680,17 @@ mod tests {
         );
         assert!(stopped.is_settled() && stopped.told_to_stop());
 
-        let timed_out = AttemptShared::new(Capture::new(0, None));
+        let timed_out = AttemptShared::new(Capture::new(0, None), None);
         assert!(timed_out.time_out());
         assert!(!timed_out.settle(), "ending late is timing out");
         assert!(!timed_out.is_settled() && timed_out.token().is_cancelled());
 
-        let stopped_first = AttemptShared::new(Capture::new(0, None));
+        let stopped_first = AttemptShared::new(Capture::new(0, None), None);
         stopped_first.cancel();
         assert!(!stopped_first.time_out(), "the stop came first");
         assert!(!stopped_first.timed_out());
 
-        let settled = AttemptShared::new(Capture::new(0, None));
+        let settled = AttemptShared::new(Capture::new(0, None), None);
         assert!(settled.settle());
         assert!(!settled.time_out(), "a settled attempt does not time out");
         assert!(!settled.token().is_cancelled());
@@ -533,7 +700,7 @@ mod tests {
 
     #[test]
     fn a_token_made_after_the_cancel_is_cancelled() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         shared.cancel();
         assert!(shared.token().is_cancelled());
         assert!(shared.is_cancelled());
@@ -541,7 +708,7 @@ mod tests {
 
     #[test]
     fn a_cancel_reaches_a_token_made_before_it() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         let token = shared.token().clone();
         assert!(!shared.is_cancelled());
         shared.cancel();
@@ -550,7 +717,7 @@ mod tests {
 
     #[test]
     fn an_agent_cancelling_its_own_token_counts_as_cancelled() {
-        let shared = AttemptShared::new(Capture::new(0, None));
+        let shared = AttemptShared::new(Capture::new(0, None), None);
         shared.token().cancel();
         assert!(shared.is_cancelled());
     }

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::capture::Stream;
 use crate::metrics::Metrics;
-use crate::result::{TaskResult, Timestamp};
+use crate::result::{Reason, RunTotals, TaskResult, TaskStatus, Timestamp};
 use crate::task::{AgentTask, TaskId};
 
 /// Events of one turn of the dispatcher, sent as one message.
@@ -322,16 +322,25 @@ pub enum Event {
         /// The bytes, as written.
         bytes: Vec<u8>,
     },
-    /// An attempt failed and the task will be retried after `delay`; its
-    /// slot is free meanwhile.
-    TaskRetrying {
+    /// An attempt did not succeed and the task will run again after
+    /// `delay`; its slot is free meanwhile. Also an execution that was lost
+    /// ([`Reason::ExecutionLost`]): it runs again at once, without using a
+    /// retry.
+    #[serde(rename = "task_retrying")]
+    TaskRetryScheduled {
         /// Position in input order.
         seq: u64,
         /// The task's id.
         id: TaskId,
-        /// The attempt that failed.
+        /// The attempt that ended.
         attempt: u32,
-        /// Why it failed.
+        /// How it ended: `failed` or `timeout`.
+        status: TaskStatus,
+        /// Why, as a fact (`None` only in events rebuilt from a saved
+        /// report).
+        #[serde(default)]
+        reason: Option<Reason>,
+        /// Why, in words.
         error: String,
         /// The slot it ran in.
         slot: usize,
@@ -339,9 +348,36 @@ pub enum Event {
         delay: Duration,
         /// When the attempt ended.
         at: Timestamp,
+        /// When it really started, if its agent reported it (else its
+        /// `TaskStarted`'s `at`).
+        #[serde(default)]
+        started_at: Option<Timestamp>,
+        /// The worker it ran on, if its agent reported one.
+        #[serde(default)]
+        worker: Option<String>,
     },
-    /// The run will stop early.
-    RunStopping {
+    /// An attempt was refused before any work was done (a provider's rate
+    /// limit): it is not an attempt, uses no retry and counts no failure.
+    /// The task is ready again, in its input order, after `retry_after`
+    /// if the agent gave one; its slot is free meanwhile.
+    TaskDeferred {
+        /// Position in input order.
+        seq: u64,
+        /// The task's id.
+        id: TaskId,
+        /// The slot it was refused in.
+        slot: usize,
+        /// How long it waits before it is ready again, if the agent said.
+        retry_after: Option<Duration>,
+        /// The task's deferrals so far, this one included.
+        count: u32,
+        /// When it was refused.
+        at: Timestamp,
+    },
+    /// The run will stop early: the stop was triggered (a failure, the
+    /// deadline, an interrupt) and nothing new starts.
+    #[serde(rename = "run_stopping")]
+    RunStopTriggered {
         /// Why.
         reason: StopReason,
     },
@@ -351,6 +387,10 @@ pub enum Event {
         seq: u64,
         /// The slot its last attempt ran in, if it started.
         slot: Option<usize>,
+        /// When its last attempt really started, if its agent reported it
+        /// (else that attempt's `TaskStarted`'s `at`).
+        #[serde(default)]
+        attempt_started_at: Option<Timestamp>,
         /// The result.
         result: Box<TaskResult>,
     },
@@ -360,6 +400,9 @@ pub enum Event {
         duration_ms: u64,
         /// Why it stopped early, if it did.
         stopped: Option<StopReason>,
+        /// How many tasks ended how.
+        #[serde(default)]
+        totals: RunTotals,
         /// The run's metrics.
         metrics: Metrics,
     },

@@ -2,8 +2,9 @@
 //!
 //! Runs agent tasks (one agent on one artifact) behind a semaphore gate with
 //! per-task timeouts, fail-fast cancellation or continue-on-error, retries
-//! with backoff, dependency order and per-agent limits, and aggregates the
-//! results with the AGENT-33 metrics catalog.
+//! with backoff, dependency order, per-agent limits and limits shared by
+//! several agents that change while the run goes on ([`SharedLimit`]), and
+//! aggregates the results with the AGENT-33 metrics catalog.
 //!
 //! The engine knows nothing about terminals, files, argv, environment
 //! variables or processes: it takes tasks, agents, [`Settings`] and a
@@ -90,6 +91,19 @@
 //! `run_stream` takes any [`stream::Stream`] of tasks (see [`stream`] for
 //! ways to make one, no `futures` dependency needed) and reads it only as
 //! slots free up.
+//!
+//! # Agents that run attempts elsewhere
+//!
+//! An agent that hands its attempts to another machine (a queue of remote
+//! workers) tells the engine what it learns there, and the engine's
+//! decisions stay the same: [`TaskContext::report_queued`] and
+//! [`TaskContext::report_start`] (the timeout counts from the real start,
+//! which results and reports show), [`TaskContext::report_worker`] (the
+//! result's `worker`), [`TaskContext::report_output`] (the output that came
+//! back replaces what was captured here), and the reasons
+//! [`Reason::Timeout`] (a timeout enforced there, worded as the engine's)
+//! and [`Reason::ExecutionLost`] (run again without using a retry; a third
+//! loss in a row fails the attempt) given with [`AgentError::because`].
 
 /// The README's library example is compiled and run with the doctests.
 #[cfg(doctest)]
@@ -101,6 +115,7 @@ mod capture;
 mod dispatch;
 mod event;
 mod executor;
+mod limit;
 mod metrics;
 pub mod plan;
 mod result;
@@ -112,8 +127,11 @@ pub use event::{Event, Interrupt, StopReason};
 pub use executor::{
     EventStream, ExecutorBuilder, ParallelExecutor, Resume, RunControl, Settings, SettingsError,
 };
+pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
-pub use result::{ExecutionResults, ResultsCollector, TaskResult, TaskStatus, Timestamp};
+pub use result::{
+    ExecutionResults, Reason, ResultsCollector, RunTotals, TaskResult, TaskStatus, Timestamp,
+};
 pub use task::{AgentName, AgentTask, TaskId};
 
 /// The future an [`Agent`] returns.

@@ -2,20 +2,21 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use crate::event::{Event, StopReason};
 use crate::metrics::Metrics;
-use crate::task::AgentTask;
+use crate::task::{AgentTask, TaskId};
 
 /// How a task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
+    // The discriminants are the places in `ALL`.
     /// The agent returned success.
-    Success,
+    Success = 0,
     /// The agent returned an error, panicked, or could not start.
     Failed,
     /// The task ran past its timeout and was stopped.
@@ -27,6 +28,22 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in the order reports list them; [`Self::index`] is a
+    /// status's place here.
+    pub const ALL: [Self; 5] = [
+        Self::Success,
+        Self::Failed,
+        Self::Timeout,
+        Self::Cancelled,
+        Self::Skipped,
+    ];
+
+    /// The status's place in [`Self::ALL`]: an index for per-status counts.
+    #[must_use]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The status as written in reports.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -50,6 +67,67 @@ impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Why a task (or one attempt of it) did not succeed, as a fact beside its
+/// `error` message, which stays the words PRODUCT.md pins. Reporters and
+/// callers decide on this, never on the message's text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// It ran past its timeout: the engine's, or one its agent enforced.
+    Timeout {
+        /// The limit, when known.
+        limit: Option<Duration>,
+    },
+    /// Its process exited with a code other than 0.
+    ExitCode {
+        /// The code.
+        code: i32,
+    },
+    /// Its process was killed by a signal.
+    Signal {
+        /// The signal's name: `SIGSEGV`.
+        signal: String,
+    },
+    /// Its command could not be started.
+    StartFailed,
+    /// The agent returned an error of its own.
+    AgentError,
+    /// The agent panicked.
+    Panicked,
+    /// No agent of that name is registered.
+    UnknownAgent,
+    /// A dependency did not succeed, so it never started.
+    DependencyNotSucceeded {
+        /// The dependency.
+        dependency: TaskId,
+    },
+    /// A dependency is unknown or on a cycle, so it could never start.
+    DependencyUnresolved,
+    /// The run stopped before or while it ran (`None`: the agent cancelled
+    /// its own token).
+    Stopped {
+        /// Why the run stopped.
+        by: Option<Box<StopReason>>,
+    },
+    /// The service behind the agent refused it for now.
+    RateLimited,
+    /// One execution was lost (to a worker that died, say) and the task
+    /// runs again without using a retry.
+    ExecutionLost {
+        /// The worker it was lost on, when the agent knows it.
+        worker: Option<String>,
+        /// How long the execution had run when it was lost.
+        after: Duration,
+    },
+    /// The task's executions were lost too many times in a row: a failure
+    /// like any other from then on, retried as the policy says.
+    WorkerLost {
+        /// How many executions were lost.
+        times: u32,
+    },
 }
 
 /// A wall-clock instant, written as RFC 3339 UTC with milliseconds.
@@ -95,6 +173,14 @@ pub struct TaskResult {
     pub started_at: Option<Timestamp>,
     /// When it ended (`None` if it never started).
     pub finished_at: Option<Timestamp>,
+    /// The worker its last attempt ran on, when its agent reported one
+    /// (runs on remote workers); absent in local runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Why it did not succeed, as a fact beside `error`; `None` for a
+    /// success. Not written to reports: their fields are PRODUCT.md's.
+    #[serde(skip)]
+    pub reason: Option<Reason>,
     /// Remarks from the agent, such as escaped processes it killed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -135,9 +221,18 @@ impl TaskResult {
             attempts: 0,
             started_at: None,
             finished_at: None,
+            worker: None,
+            reason: None,
             notes: Vec::new(),
             resumed: false,
         }
+    }
+
+    /// The same result, with why it did not succeed as a fact.
+    #[must_use]
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 }
 
@@ -167,6 +262,41 @@ impl ExecutionResults {
     #[must_use]
     pub fn all_succeeded(&self) -> bool {
         self.succeeded.len() == self.total
+    }
+}
+
+/// How many tasks of a run ended how, and how many retries it took: the
+/// run's outcome as `RunFinished` states it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTotals {
+    /// Tasks by status, in [`TaskStatus::ALL`]'s order.
+    pub by_status: [u64; 5],
+    /// Attempts beyond the first, summed (lost executions not counted).
+    pub retries: u64,
+}
+
+impl RunTotals {
+    /// Counts one finished task.
+    pub fn add(&mut self, status: TaskStatus) {
+        self.by_status[status.index()] += 1;
+    }
+
+    /// How many tasks ended with `status`.
+    #[must_use]
+    pub fn of(&self, status: TaskStatus) -> u64 {
+        self.by_status[status.index()]
+    }
+
+    /// How many tasks the run had.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.by_status.iter().sum()
+    }
+
+    /// Whether every task succeeded (also true for an empty run).
+    #[must_use]
+    pub fn all_succeeded(&self) -> bool {
+        self.of(TaskStatus::Success) == self.total()
     }
 }
 

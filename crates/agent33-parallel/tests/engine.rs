@@ -590,7 +590,7 @@ async fn an_interrupt_cancels_like_fail_fast() {
     let mut collector = agent33_parallel::ResultsCollector::new();
     let mut stopping = Vec::new();
     while let Some(event) = events.next().await {
-        if let Event::RunStopping { reason } = &event {
+        if let Event::RunStopTriggered { reason } = &event {
             stopping.push(reason.clone());
         }
         collector.observe(&event);
@@ -658,7 +658,7 @@ async fn events_arrive_in_order_for_each_task() {
             Event::TaskStarted {
                 seq, attempt, slot, ..
             } => format!("started {seq}/{attempt} slot {slot}"),
-            Event::TaskRetrying { seq, .. } => format!("retrying {seq}"),
+            Event::TaskRetryScheduled { seq, .. } => format!("retrying {seq}"),
             Event::TaskFinished { seq, .. } => format!("finished {seq}"),
             Event::RunFinished { .. } => "run_finished".into(),
             other => format!("{other:?}"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent33_parallel::{
     AgentTask, Agents, Event, ExecutionResults, ParallelExecutor, ResultsCollector, RunControl,
-    TaskStatus,
+    SharedLimit, TaskStatus,
 };
 use common::{Log, Span, scripted};
 use futures::StreamExt;
@@ -23,6 +23,8 @@ struct Case {
     limit: usize,
     respect: bool,
     agent_limits: [Option<usize>; 2],
+    /// A `SharedLimit` both agents are bound to.
+    shared: Option<usize>,
     continue_on_error: bool,
     fail_fast: bool,
     max_failures: u32,
@@ -61,9 +63,22 @@ fn case() -> impl Strategy<Value = Case> {
         1u32..3,
         0u32..2,
         prop::option::of(50u64..300),
+        prop::option::of(1usize..4),
     )
         .prop_map(
-            |(raw, parallel, limit, respect, agent_limits, coe, ff, mf, retries, timeout_ms)| {
+            |(
+                raw,
+                parallel,
+                limit,
+                respect,
+                agent_limits,
+                coe,
+                ff,
+                mf,
+                retries,
+                timeout_ms,
+                shared,
+            )| {
                 let n = raw.len();
                 let tasks = raw
                     .into_iter()
@@ -88,6 +103,7 @@ fn case() -> impl Strategy<Value = Case> {
                     limit,
                     respect,
                     agent_limits,
+                    shared,
                     continue_on_error: coe,
                     fail_fast: ff,
                     max_failures: mf,
@@ -114,10 +130,14 @@ fn execute(case: &Case) -> Outcome {
         let log = Log::new();
         let origin = Instant::now();
         let mut agents = Agents::new();
+        let shared = case.shared.map(SharedLimit::new);
         for (i, limit) in case.agent_limits.iter().enumerate() {
             let mut spec = scripted(&log);
             if let Some(l) = limit {
                 spec = spec.parallel_limit(*l);
+            }
+            if let Some(shared) = &shared {
+                spec = spec.shared_limit(shared.clone());
             }
             agents.insert(format!("g{i}"), spec);
         }
@@ -150,7 +170,7 @@ fn execute(case: &Case) -> Outcome {
         let mut collector = ResultsCollector::new();
         let mut stop_at = None;
         while let Some(e) = events.next().await {
-            if matches!(e, Event::RunStopping { .. }) && stop_at.is_none() {
+            if matches!(e, Event::RunStopTriggered { .. }) && stop_at.is_none() {
                 stop_at = Some(origin.elapsed());
             }
             collector.observe(&e);
@@ -187,6 +207,8 @@ proptest! {
         let n = case.tasks.len();
         let parallel = case.parallel || case.respect;
         let limit = if parallel { case.limit } else { 1 };
+        // Both agents share one limit, if any: it caps the whole run too.
+        let limit = limit.min(case.shared.unwrap_or(usize::MAX));
         let respects = !parallel || case.respect;
 
         // Every task exactly once; total is the sum of the lists.

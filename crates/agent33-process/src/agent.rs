@@ -27,14 +27,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent33_parallel::{Agent, AgentError, AgentOutput, AgentResult, Stream, TaskContext};
+use agent33_parallel::{Agent, AgentError, AgentOutput, AgentResult, Reason, Stream, TaskContext};
 use futures::future::BoxFuture;
 use rustix::process::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::CommandBuilder;
-use crate::group::{TaskProcess, Terminated, describe};
+use crate::group::{TaskProcess, Terminated, describe, failure_reason};
 use crate::output::OutputFiles;
 use crate::program::ProgramCache;
 use crate::reaper;
@@ -270,12 +270,13 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     let task = ctx.task();
-    let spec = inner
-        .builder
-        .build_for(&ctx)
-        .map_err(|e| AgentError::new(format!("cannot build command: {e}")))?;
+    let spec = inner.builder.build_for(&ctx).map_err(|e| {
+        AgentError::new(format!("cannot build command: {e}")).because(Reason::StartFailed)
+    })?;
     let Some(program) = spec.argv.first() else {
-        return Err(AgentError::new("cannot start: the command is empty"));
+        return Err(
+            AgentError::new("cannot start: the command is empty").because(Reason::StartFailed)
+        );
     };
     if ctx.token().is_cancelled() {
         return Err(AgentError::new("not started: cancelled"));
@@ -318,8 +319,9 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
             spawned = spawn(None);
         }
     }
-    let (mut process, stdout, stderr) =
-        spawned.map_err(|e| AgentError::new(start_error(program, spec.cwd.as_deref(), &e)))?;
+    let (mut process, stdout, stderr) = spawned.map_err(|e| {
+        AgentError::new(start_error(program, spec.cwd.as_deref(), &e)).because(Reason::StartFailed)
+    })?;
     let mut out = Pump::new(stdout, Stream::Stdout);
     let mut err = Pump::new(stderr, Stream::Stderr);
     let mut files = match &inner.options.output_dir {
@@ -447,7 +449,9 @@ async fn run_attempt(inner: &Inner, ctx: TaskContext) -> AgentResult {
     };
     match failure {
         None => Ok(output),
-        Some(message) => Err(AgentError::with_output(message, output)),
+        Some(message) => {
+            Err(AgentError::with_output(message, output).because(failure_reason(status)))
+        }
     }
 }
 

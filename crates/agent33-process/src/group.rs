@@ -20,7 +20,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use agent33_parallel::TaskId;
+use agent33_parallel::{Reason, TaskId};
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::net::unix::pipe::Receiver;
 
@@ -367,6 +367,18 @@ pub(crate) fn describe(status: ExitStatus) -> (Option<i32>, Option<String>) {
     }
 }
 
+/// Why a process that did not exit 0 failed, as a fact beside
+/// [`describe`]'s message.
+pub(crate) fn failure_reason(status: ExitStatus) -> Reason {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Reason::ExitCode { code },
+        (None, Some(sig)) => Reason::Signal {
+            signal: signal_name(sig),
+        },
+        (None, None) => Reason::AgentError,
+    }
+}
+
 /// The conventional name of a signal (`SIGSEGV`), or `signal N`.
 pub(crate) fn signal_name(raw: i32) -> String {
     let named: &[(Signal, &str)] = &[
@@ -432,6 +444,16 @@ mod tests {
         assert_eq!(
             describe(ExitStatus::from_raw(Signal::SEGV.as_raw())),
             (None, Some("killed by SIGSEGV".to_owned()))
+        );
+        assert_eq!(
+            failure_reason(ExitStatus::from_raw(3 << 8)),
+            Reason::ExitCode { code: 3 }
+        );
+        assert_eq!(
+            failure_reason(ExitStatus::from_raw(Signal::SEGV.as_raw())),
+            Reason::Signal {
+                signal: "SIGSEGV".to_owned()
+            }
         );
         // A core dump flag does not change the name.
         assert_eq!(

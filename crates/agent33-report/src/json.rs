@@ -11,7 +11,7 @@
 //!   stopped early, or null);
 //! - top-level `attempts`: one [`AttemptRecord`] per attempt, ordered by
 //!   start — seq, id, attempt, slot, started_at, finished_at, status, error,
-//!   waited_ms;
+//!   waited_ms, and `worker` when the attempt ran on one;
 //! - top-level `input_order`: every task id in input order (the four lists
 //!   keep input order each, but not how they interleave).
 //!
@@ -43,7 +43,6 @@
 //! additions come out exactly as
 //! [`TimelineBuilder`](crate::TimelineBuilder) would give them.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead as _, BufReader, BufWriter, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -55,7 +54,7 @@ use crate::Reporter;
 use crate::error::{Context as _, ReportError};
 use crate::ordered::{self, Ordered, Record};
 use crate::report_file::ReportFile;
-use crate::timeline::AttemptRecord;
+use crate::timeline::{AttemptFold, AttemptRecord};
 
 /// Writes [`ExecutionResults`](agent33_parallel::ExecutionResults) as JSON
 /// to a path, with each attempt's slot and times (see the module
@@ -70,10 +69,10 @@ pub struct JsonReporter {
     done: Option<(u64, Metrics)>,
     /// When the run began (`RunStarted`).
     started_at: Option<Timestamp>,
-    /// Why the run stopped early (`RunStopping`, `RunFinished`).
+    /// Why the run stopped early (`RunStopTriggered`, `RunFinished`).
     stopped: Option<StopReason>,
-    /// seq → the attempt now running, until it ends and is spilled.
-    open: HashMap<u64, AttemptRecord>,
+    /// The attempts now running, until they end and are spilled.
+    attempts: AttemptFold,
 }
 
 impl JsonReporter {
@@ -100,7 +99,7 @@ impl JsonReporter {
             done: None,
             started_at: None,
             stopped: None,
-            open: HashMap::new(),
+            attempts: AttemptFold::default(),
         })
     }
 }
@@ -716,34 +715,17 @@ impl JsonReporter {
                 seq,
                 id,
                 attempt,
-                slot,
-                waited,
                 at,
-            } => {
-                spill.started(*seq, id.as_str(), *attempt, *at)?;
-                let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
-                // One still open for this task will never be ended.
-                if let Some(earlier) = self.open.insert(*seq, record) {
-                    spill.push_attempt(&earlier)?;
-                }
-            }
-            Event::TaskRetrying { seq, error, at, .. } => {
-                if let Some(mut a) = self.open.remove(seq) {
-                    a.retried(error, *at);
-                    spill.push_attempt(&a)?;
-                }
-            }
-            Event::TaskFinished { seq, result, .. } => {
-                spill.push(*seq, result)?;
-                // No attempt open: the task never started, or its retry was
-                // abandoned and its last attempt already ended at the retry.
-                if let Some(mut a) = self.open.remove(seq) {
-                    a.finished(result);
-                    spill.push_attempt(&a)?;
-                }
-                spill.finished(*seq, result.task.id.as_str())?;
-            }
+                ..
+            } => spill.started(*seq, id.as_str(), *attempt, *at)?,
+            Event::TaskFinished { seq, result, .. } => spill.push(*seq, result)?,
             _ => {}
+        }
+        if let Some(ended) = self.attempts.observe(event) {
+            spill.push_attempt(&ended)?;
+        }
+        if let Event::TaskFinished { seq, result, .. } = event {
+            spill.finished(*seq, result.task.id.as_str())?;
         }
         Ok(())
     }
@@ -753,11 +735,12 @@ impl Reporter for JsonReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { at, .. } => self.started_at = Some(*at),
-            Event::RunStopping { reason } => self.stopped = Some(reason.clone()),
+            Event::RunStopTriggered { reason } => self.stopped = Some(reason.clone()),
             Event::RunFinished {
                 duration_ms,
                 metrics,
                 stopped,
+                ..
             } => {
                 self.done = Some((*duration_ms, metrics.clone()));
                 if stopped.is_some() {
@@ -768,7 +751,7 @@ impl Reporter for JsonReporter {
         }
         if let Err(e) = self.spill_event(event) {
             self.spill = None;
-            self.open.clear();
+            self.attempts = AttemptFold::default();
             return Err(ReportError::new(target(&self.path), e));
         }
         Ok(())
@@ -787,10 +770,9 @@ impl Reporter for JsonReporter {
             ));
         };
         // Attempts the events never ended.
-        let unfinished = std::mem::take(&mut self.open);
-        unfinished
-            .values()
-            .try_for_each(|a| spill.push_attempt(a))
+        self.attempts
+            .unfinished()
+            .try_for_each(|a| spill.push_attempt(&a))
             .and_then(|()| {
                 write_report(
                     spill,

@@ -11,7 +11,8 @@
 //! message=…>`, `cancelled` and `skipped` → `<skipped message="reason"/>`.
 //! Times are seconds. Attempts that failed before a retry become
 //! `<rerunFailure>` (or `<flakyFailure>` when the task finally succeeded),
-//! as nextest writes them.
+//! as nextest writes them, typed `timeout` when the attempt timed out. A
+//! task that ran on a worker (a distributed run) has a `worker` property.
 //!
 //! Output goes into `<system-out>`/`<system-err>` only for tasks that did not
 //! succeed (successes' output is noise in CI and can be large), each cut to
@@ -24,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent33_parallel::{AgentName, Event, TaskResult, TaskStatus, Timestamp};
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
 use crate::Reporter;
 use crate::error::{Context as _, ReportError};
@@ -45,8 +48,10 @@ struct Case {
     finished_at: Option<Timestamp>,
     stdout: Option<String>,
     stderr: Option<String>,
-    /// Errors of earlier attempts, oldest first.
-    reruns: Vec<String>,
+    /// Earlier attempts' statuses and errors, oldest first.
+    reruns: Vec<(TaskStatus, String)>,
+    /// The worker its last attempt ran on, if one was reported.
+    worker: Option<String>,
 }
 
 #[derive(Debug)]
@@ -65,7 +70,7 @@ pub struct JunitReporter {
     success_output: bool,
     suites: Vec<Suite>,
     suite_of: HashMap<AgentName, usize>,
-    retries: HashMap<u64, Vec<String>>,
+    retries: HashMap<u64, Vec<(TaskStatus, String)>>,
     run_started: Option<Timestamp>,
     duration_ms: Option<u64>,
 }
@@ -138,6 +143,7 @@ impl JunitReporter {
             stdout: bounded(&r.output),
             stderr: bounded(&r.stderr),
             reruns: self.retries.remove(&seq).unwrap_or_default(),
+            worker: r.worker.clone(),
         };
         let index = match self.suite_of.get(&r.task.agent) {
             Some(&i) => i,
@@ -199,8 +205,8 @@ fn build_case(agent: &AgentName, case: Case) -> TestCase {
     let status = match case.status {
         TaskStatus::Success => {
             let mut status = TestCaseStatus::success();
-            for e in &case.reruns {
-                status.add_rerun(rerun(e));
+            for (s, e) in &case.reruns {
+                status.add_rerun(rerun(*s, e));
             }
             status
         }
@@ -210,8 +216,8 @@ fn build_case(agent: &AgentName, case: Case) -> TestCase {
             if case.status == TaskStatus::Timeout {
                 status.set_type("timeout");
             }
-            for e in &case.reruns {
-                status.add_rerun(rerun(e));
+            for (s, e) in &case.reruns {
+                status.add_rerun(rerun(*s, e));
             }
             status
         }
@@ -233,12 +239,20 @@ fn build_case(agent: &AgentName, case: Case) -> TestCase {
     if let Some(err) = case.stderr {
         tc.set_system_err(err);
     }
+    if let Some(worker) = case.worker {
+        tc.add_property(Property::new("worker", worker));
+    }
     tc
 }
 
-fn rerun(error: &str) -> TestRerun {
+/// An earlier attempt: a `<failure>`-like rerun, typed `timeout` as the
+/// final failure is.
+fn rerun(status: TaskStatus, error: &str) -> TestRerun {
     let mut r = TestRerun::new(NonSuccessKind::Failure);
     r.set_message(error);
+    if status == TaskStatus::Timeout {
+        r.set_type("timeout");
+    }
     r
 }
 
@@ -254,8 +268,13 @@ impl Reporter for JunitReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { at, .. } => self.run_started = Some(*at),
-            Event::TaskRetrying { seq, error, .. } => {
-                self.retries.entry(*seq).or_default().push(error.clone());
+            Event::TaskRetryScheduled {
+                seq, status, error, ..
+            } => {
+                self.retries
+                    .entry(*seq)
+                    .or_default()
+                    .push((*status, error.clone()));
             }
             Event::TaskFinished { seq, result, .. } => self.record(*seq, result),
             Event::RunFinished { duration_ms, .. } => self.duration_ms = Some(*duration_ms),
@@ -263,7 +282,8 @@ impl Reporter for JunitReporter {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskOutput { .. }
-            | Event::RunStopping { .. } => {}
+            | Event::TaskDeferred { .. }
+            | Event::RunStopTriggered { .. } => {}
         }
         Ok(())
     }

@@ -60,7 +60,7 @@ impl NoticeReporter {
                  (respect_dependencies or --respect-dependencies honours it)"
                     .to_owned(),
             ),
-            Event::RunStopping { reason } => ("stopping:", Style::Bold, reason.to_string()),
+            Event::RunStopTriggered { reason } => ("stopping:", Style::Bold, reason.to_string()),
             Event::TaskFinished { result, .. } => {
                 let killed = escapees_killed(&result.notes);
                 if killed == 0 {
@@ -73,7 +73,7 @@ impl NoticeReporter {
                     format!("{killed} escaped process{plural} of {}", result.task.id),
                 )
             }
-            Event::TaskRetrying {
+            Event::TaskRetryScheduled {
                 id,
                 attempt,
                 error,

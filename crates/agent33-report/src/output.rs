@@ -544,7 +544,7 @@ impl Reporter for BarePrinter {
                 self.release.held.append(*seq, bytes);
                 Ok(())
             }
-            Event::TaskRetrying { seq, .. } => {
+            Event::TaskRetryScheduled { seq, .. } => {
                 self.streamed.remove(seq);
                 self.release.held.discard(*seq);
                 Ok(())
@@ -709,7 +709,7 @@ impl Reporter for StreamPrinter {
                 self.streamed.insert(*seq);
                 self.take_in(&mut buf, *seq, id, bytes);
             }
-            Event::TaskRetrying { seq, .. } => self.end_line(&mut buf, *seq),
+            Event::TaskRetryScheduled { seq, .. } => self.end_line(&mut buf, *seq),
             Event::TaskFinished { seq, result, .. } => {
                 self.end_line(&mut buf, *seq);
                 let shown = !self.failures_only || result.status != TaskStatus::Success;

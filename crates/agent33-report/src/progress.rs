@@ -21,7 +21,7 @@
 //! [`InputTotal`]; from then on progress shows done/total and an ETA, as
 //! for a known task set.
 //!
-//! Once the run is stopping (`RunStopping`), done/total and the ETA no
+//! Once the run is stopping (`RunStopTriggered`), done/total and the ETA no
 //! longer mean anything — tasks never started count as done by the
 //! hundred — so the bar says what happens instead: `stopping… (Ctrl-C
 //! again to kill)` after an interrupt, `stopping: <reason>` otherwise, and
@@ -566,7 +566,7 @@ impl Reporter for ProgressReporter {
                 self.running.insert(*seq);
                 self.counts.running = self.running.len();
             }
-            Event::TaskRetrying { seq, .. } => {
+            Event::TaskRetryScheduled { seq, .. } | Event::TaskDeferred { seq, .. } => {
                 self.running.remove(seq);
                 self.counts.running = self.running.len();
             }
@@ -582,7 +582,7 @@ impl Reporter for ProgressReporter {
                 self.end();
                 return Ok(());
             }
-            Event::RunStopping { reason } => {
+            Event::RunStopTriggered { reason } => {
                 self.stop(reason);
                 return self.maybe_line();
             }
@@ -655,6 +655,7 @@ mod tests {
         Event::TaskFinished {
             seq,
             slot: Some(0),
+            attempt_started_at: None,
             result: Box::new(TaskResult::not_started(task, status, "x".to_owned())),
         }
     }

@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agent33_parallel::{Event, ExecutionResults, Metrics, StopReason, TaskResult, Timestamp};
+use agent33_parallel::{
+    Event, ExecutionResults, Metrics, RunTotals, StopReason, TaskResult, Timestamp,
+};
 use serde::Deserialize;
 
 use crate::timeline::{AttemptRecord, Timeline};
@@ -244,9 +246,9 @@ impl SavedReport {
     }
 
     /// The run's events, rebuilt: `RunStarted`; `TaskQueued` for every task
-    /// in input order; `TaskStarted`, `TaskRetrying` and the `TaskFinished`
+    /// in input order; `TaskStarted`, `TaskRetryScheduled` and the `TaskFinished`
     /// of started tasks in time order (ends before starts at the same
-    /// instant, as a slot is handed over); `RunStopping` when the run
+    /// instant, as a slot is handed over); `RunStopTriggered` when the run
     /// stopped early; the `TaskFinished` of tasks that never started; and
     /// `RunFinished`.
     #[must_use]
@@ -343,14 +345,20 @@ impl SavedReport {
                     end_class(a.started_at, end),
                     *seq,
                     a.attempt,
-                    Event::TaskRetrying {
+                    Event::TaskRetryScheduled {
                         seq: *seq,
                         id: a.id.clone(),
                         attempt: a.attempt,
+                        status: a.status,
+                        // The file keeps the status, not the typed reason.
+                        reason: None,
                         error: a.error.clone().unwrap_or_default(),
                         slot: a.slot,
                         delay,
                         at: end,
+                        // The record's start is already the real one.
+                        started_at: None,
+                        worker: a.worker.clone(),
                     },
                 ));
             }
@@ -366,6 +374,7 @@ impl SavedReport {
             let event = Event::TaskFinished {
                 seq: *seq,
                 slot,
+                attempt_started_at: None,
                 result: Box::new((*r).clone()),
             };
             match (slot, r.finished_at.or(r.started_at)) {
@@ -386,7 +395,7 @@ impl SavedReport {
                 1,
                 seq,
                 0,
-                Event::RunStopping {
+                Event::RunStopTriggered {
                     reason: reason.clone(),
                 },
             ));
@@ -394,14 +403,22 @@ impl SavedReport {
         timed.sort_by_key(|a| (a.0, a.1, a.2, a.3));
         events.extend(timed.into_iter().map(|t| t.4));
         if let (Some(reason), None) = (&self.stopped, stop_at) {
-            events.push(Event::RunStopping {
+            events.push(Event::RunStopTriggered {
                 reason: reason.clone(),
             });
         }
         events.extend(not_started);
+        let mut totals = RunTotals {
+            retries: self.results.metrics.counter("task_retry_count"),
+            ..RunTotals::default()
+        };
+        for (_, r) in &tasks {
+            totals.add(r.status);
+        }
         events.push(Event::RunFinished {
             duration_ms: self.results.duration_ms,
             stopped: self.stopped.clone(),
+            totals,
             metrics: self.results.metrics.clone(),
         });
         events
@@ -508,6 +525,7 @@ fn greedy_attempts(tasks: &[(u64, &TaskResult)]) -> Vec<AttemptRecord> {
             status: r.status,
             error: r.error.clone(),
             waited_ms: 0,
+            worker: r.worker.clone(),
         });
     }
     out

@@ -195,7 +195,7 @@ impl Summary {
                 self.running.insert(*seq);
                 self.peak = self.peak.max(self.running.len());
             }
-            Event::TaskRetrying { seq, .. } => {
+            Event::TaskRetryScheduled { seq, .. } | Event::TaskDeferred { seq, .. } => {
                 self.running.remove(seq);
             }
             Event::TaskFinished { seq, result, .. } => {
@@ -206,11 +206,12 @@ impl Summary {
                 duration_ms,
                 stopped,
                 metrics,
+                ..
             } => self.finished = Some((*duration_ms, stopped.clone(), metrics.clone())),
             Event::DependenciesIgnored
             | Event::TaskQueued { .. }
             | Event::TaskOutput { .. }
-            | Event::RunStopping { .. } => {}
+            | Event::RunStopTriggered { .. } => {}
         }
     }
 

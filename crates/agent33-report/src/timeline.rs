@@ -47,6 +47,10 @@ pub struct AttemptRecord {
     /// How long the task was ready before this attempt started (waiting for
     /// a slot or its agent's limit), in milliseconds.
     pub waited_ms: u64,
+    /// The worker it ran on, when its agent reported one (runs on remote
+    /// workers); absent in local runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl AttemptRecord {
@@ -71,21 +75,34 @@ impl AttemptRecord {
             status: TaskStatus::Cancelled,
             error: None,
             waited_ms: millis(waited),
+            worker: None,
         }
     }
 
-    /// Ends it at a `TaskRetrying`: this attempt failed or timed out.
-    pub(crate) fn retried(&mut self, error: &str, at: Timestamp) {
-        self.finished_at = Some(at);
-        self.status = retried_status(error);
-        self.error = Some(error.to_owned());
+    /// Ends it: with how it ended, when, and what its agent reported of
+    /// its real start and its worker.
+    fn ended(
+        &mut self,
+        status: TaskStatus,
+        error: Option<&str>,
+        at: Timestamp,
+        started_at: Option<Timestamp>,
+        worker: Option<&str>,
+    ) {
+        if let Some(started) = started_at {
+            self.started_at = started;
+        }
+        self.finished_at = Some(at.max(self.started_at));
+        self.status = status;
+        self.error = error.map(str::to_owned);
+        self.worker = worker.map(str::to_owned);
     }
 
-    /// Ends it with the task's result: the last attempt's outcome.
-    pub(crate) fn finished(&mut self, result: &TaskResult) {
-        self.finished_at = result.finished_at.or(Some(self.started_at));
-        self.status = result.status;
-        self.error.clone_from(&result.error);
+    /// Ends it at a `TaskDeferred`: refused before doing any work. Drawn as
+    /// cut short for now; a mark of its own comes with the LLM agents.
+    fn deferred(&mut self, at: Timestamp) {
+        self.finished_at = Some(at);
+        self.error = Some("deferred".to_owned());
     }
 
     /// When the task became ready for this attempt: `started_at − waited`.
@@ -124,6 +141,8 @@ pub struct TaskRecord {
     /// Not run in this run: a journal showed it had already succeeded (its
     /// times and attempts are the earlier run's).
     pub resumed: bool,
+    /// The worker its last attempt ran on, if its agent reported one.
+    pub worker: Option<String>,
 }
 
 impl TaskRecord {
@@ -139,6 +158,7 @@ impl TaskRecord {
             started_at: None,
             finished_at: None,
             resumed: false,
+            worker: None,
         }
     }
 
@@ -152,6 +172,7 @@ impl TaskRecord {
         self.started_at = r.started_at;
         self.finished_at = r.finished_at;
         self.resumed = r.resumed;
+        self.worker.clone_from(&r.worker);
     }
 }
 
@@ -170,7 +191,7 @@ pub struct Timeline {
     /// Why the run stopped early, if it did.
     pub stopped: Option<StopReason>,
     /// When it began to stop, where that is known: the finish of the task
-    /// that fired fail-fast, or the run deadline. (`RunStopping` carries no
+    /// that fired fail-fast, or the run deadline. (`RunStopTriggered` carries no
     /// time, and for an interrupt nothing in the events pins it down.)
     pub stopped_at: Option<Timestamp>,
     /// Wall time of the run (`RunFinished`), if it finished.
@@ -240,7 +261,7 @@ impl Timeline {
         let mut counts = [0usize; 5];
         for t in &self.tasks {
             if let Some(s) = t.status {
-                counts[status_index(s)] += 1;
+                counts[s.index()] += 1;
             }
         }
         let wall_ms = self.wall_ms();
@@ -338,23 +359,78 @@ pub struct Figures {
     pub wait_ms: TimerSummary,
 }
 
-/// The statuses in the order reports list them.
-pub(crate) const STATUSES: [TaskStatus; 5] = [
-    TaskStatus::Success,
-    TaskStatus::Failed,
-    TaskStatus::Timeout,
-    TaskStatus::Cancelled,
-    TaskStatus::Skipped,
-];
+/// Folds a run's events into attempts: the one reading of which event
+/// begins and which ends an attempt, shared by the [`Timeline`] and the
+/// JSON report's `attempts`.
+///
+/// Keeps only the attempts now running, one per task.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptFold {
+    /// seq → the attempt now running.
+    open: HashMap<u64, AttemptRecord>,
+}
 
-/// Index of `s` in [`STATUSES`].
-pub(crate) fn status_index(s: TaskStatus) -> usize {
-    match s {
-        TaskStatus::Success => 0,
-        TaskStatus::Failed => 1,
-        TaskStatus::Timeout => 2,
-        TaskStatus::Cancelled => 3,
-        TaskStatus::Skipped => 4,
+impl AttemptFold {
+    /// Takes in one event; returns the attempt it ended, if any. A task's
+    /// `TaskStarted` while one of its attempts is still open (events that
+    /// never ended it) returns that one as it stood.
+    pub(crate) fn observe(&mut self, event: &Event) -> Option<AttemptRecord> {
+        match event {
+            Event::TaskStarted {
+                seq,
+                id,
+                attempt,
+                slot,
+                waited,
+                at,
+            } => {
+                let record = AttemptRecord::started(*seq, id, *attempt, *slot, *waited, *at);
+                self.open.insert(*seq, record)
+            }
+            Event::TaskRetryScheduled {
+                seq,
+                status,
+                error,
+                at,
+                started_at,
+                worker,
+                ..
+            } => {
+                let mut a = self.open.remove(seq)?;
+                a.ended(*status, Some(error), *at, *started_at, worker.as_deref());
+                Some(a)
+            }
+            Event::TaskDeferred { seq, at, .. } => {
+                let mut a = self.open.remove(seq)?;
+                a.deferred(*at);
+                Some(a)
+            }
+            // No attempt open: the task never started, or its retry was
+            // abandoned and its last attempt already ended at the retry.
+            Event::TaskFinished {
+                seq,
+                result,
+                attempt_started_at,
+                ..
+            } => {
+                let mut a = self.open.remove(seq)?;
+                let at = result.finished_at.unwrap_or(a.started_at);
+                a.ended(
+                    result.status,
+                    result.error.as_deref(),
+                    at,
+                    *attempt_started_at,
+                    result.worker.as_deref(),
+                );
+                Some(a)
+            }
+            _ => None,
+        }
+    }
+
+    /// The attempts the events never ended, in no particular order.
+    pub(crate) fn unfinished(&mut self) -> impl Iterator<Item = AttemptRecord> + use<> {
+        std::mem::take(&mut self.open).into_values()
     }
 }
 
@@ -367,9 +443,9 @@ pub struct TimelineBuilder {
     started_at: Option<Timestamp>,
     parallel_limit: Option<usize>,
     tasks: BTreeMap<u64, TaskRecord>,
+    /// Attempts that ended.
     attempts: Vec<AttemptRecord>,
-    /// seq → index in `attempts` of the attempt now running.
-    open: HashMap<u64, usize>,
+    fold: AttemptFold,
     stopped: Option<StopReason>,
     stopped_at: Option<Timestamp>,
     duration_ms: Option<u64>,
@@ -385,6 +461,9 @@ impl TimelineBuilder {
 
     /// Takes in one event.
     pub fn observe(&mut self, event: &Event) {
+        if let Some(ended) = self.fold.observe(event) {
+            self.attempts.push(ended);
+        }
         match event {
             Event::RunStarted {
                 parallel_limit, at, ..
@@ -397,37 +476,14 @@ impl TimelineBuilder {
                     .entry(*seq)
                     .or_insert_with(|| TaskRecord::queued(*seq, Arc::clone(task)));
             }
-            Event::TaskStarted {
-                seq,
-                id,
-                attempt,
-                slot,
-                waited,
-                at,
-            } => {
-                self.open.insert(*seq, self.attempts.len());
-                self.attempts.push(AttemptRecord::started(
-                    *seq, id, *attempt, *slot, *waited, *at,
-                ));
-            }
-            Event::TaskRetrying { seq, error, at, .. } => {
-                if let Some(i) = self.open.remove(seq) {
-                    self.attempts[i].retried(error, *at);
-                }
-            }
             Event::TaskFinished { seq, result, .. } => {
-                // No attempt open: the task never started, or its retry was
-                // abandoned and its last attempt already ended at the retry.
-                if let Some(i) = self.open.remove(seq) {
-                    self.attempts[i].finished(result);
-                }
                 self.tasks
                     .entry(*seq)
                     .or_insert_with(|| TaskRecord::queued(*seq, Arc::clone(&result.task)))
                     .finish(result);
                 if self.stopped_at.is_none() {
                     // The finish that fires fail-fast comes just before
-                    // `RunStopping`; remember when it happened.
+                    // `RunStopTriggered`; remember when it happened.
                     if let Some(task) = self.stopped.as_ref().and_then(StopReason::failed_task) {
                         if *task == result.task.id {
                             self.stopped_at = result.finished_at;
@@ -435,7 +491,7 @@ impl TimelineBuilder {
                     }
                 }
             }
-            Event::RunStopping { reason } => {
+            Event::RunStopTriggered { reason } => {
                 if self.stopped.is_none() {
                     self.stopped_at = self.stop_time(reason);
                 }
@@ -445,6 +501,7 @@ impl TimelineBuilder {
                 duration_ms,
                 stopped,
                 metrics,
+                ..
             } => {
                 self.duration_ms = Some(*duration_ms);
                 if stopped.is_some() {
@@ -452,7 +509,11 @@ impl TimelineBuilder {
                 }
                 self.metrics = Some(metrics.clone());
             }
-            Event::DependenciesIgnored | Event::TaskOutput { .. } => {}
+            Event::DependenciesIgnored
+            | Event::TaskOutput { .. }
+            | Event::TaskStarted { .. }
+            | Event::TaskRetryScheduled { .. }
+            | Event::TaskDeferred { .. } => {}
         }
     }
 
@@ -477,8 +538,9 @@ impl TimelineBuilder {
 
     /// The timeline so far.
     #[must_use]
-    pub fn finish(self) -> Timeline {
+    pub fn finish(mut self) -> Timeline {
         let mut attempts = self.attempts;
+        attempts.extend(self.fold.unfinished());
         attempts.sort_by(|a, b| {
             (a.started_at, a.seq, a.attempt).cmp(&(b.started_at, b.seq, b.attempt))
         });
@@ -520,17 +582,6 @@ impl TimelineBuilder {
             duration_ms: self.duration_ms,
             metrics: self.metrics,
         }
-    }
-}
-
-/// The status of an attempt that is being retried. `TaskRetrying` carries
-/// only the error; the engine words every timeout `timed out after …`
-/// (PRODUCT.md), and only failures and timeouts are retried.
-pub(crate) fn retried_status(error: &str) -> TaskStatus {
-    if error.contains("timed out after") {
-        TaskStatus::Timeout
-    } else {
-        TaskStatus::Failed
     }
 }
 

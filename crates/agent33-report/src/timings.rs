@@ -26,13 +26,13 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use agent33_parallel::{Event, TimerSummary, Timestamp};
+use agent33_parallel::{Event, TaskStatus, TimerSummary, Timestamp};
 use serde::Serialize;
 use serde::ser::Serializer;
 
 use crate::Reporter;
 use crate::error::ReportError;
-use crate::timeline::{STATUSES, Timeline, status_index};
+use crate::timeline::Timeline;
 use crate::timeline_file::TimelineFile;
 
 /// The page around the data: `/*AGENT33_DATA*/` marks where the blob goes.
@@ -172,8 +172,9 @@ struct Blob<'a> {
     /// times are not this run's, so start and end are null).
     tasks: Vec<TaskRow<'a>>,
     /// task index, attempt, slot, start, end (null if it never ended),
-    /// status index, waited, error (null when the task's own), last attempt.
-    attempts: Vec<AttemptRow>,
+    /// status index, waited, error (null when the task's own), last
+    /// attempt, lane, worker (null when none reported).
+    attempts: Vec<AttemptRow<'a>>,
 }
 
 type TaskRow<'a> = (
@@ -192,7 +193,7 @@ type TaskRow<'a> = (
     u8,
 );
 
-type AttemptRow = (
+type AttemptRow<'a> = (
     usize,
     u32,
     usize,
@@ -202,6 +203,8 @@ type AttemptRow = (
     u64,
     Option<String>,
     u8,
+    usize,
+    Option<&'a str>,
 );
 
 #[derive(Serialize)]
@@ -210,6 +213,9 @@ struct RunBlob {
     wall_ms: Ms,
     limit: usize,
     lanes: usize,
+    /// Each lane's label when the lanes are grouped by worker (else each
+    /// is `slot N`).
+    lane_labels: Option<Vec<String>>,
     stopped: Option<String>,
     stopped_at: Option<Ms>,
     finished: bool,
@@ -248,6 +254,65 @@ impl From<TimerSummary> for TimerBlob {
     }
 }
 
+/// Where the timeline draws each attempt: in its slot's lane, or, when
+/// attempts ran on workers, in a group of lanes per worker (by name), each
+/// attempt in the lowest lane of its group free when it started.
+struct Lanes {
+    /// The lane of each of the timeline's attempts, in their order.
+    of_attempt: Vec<usize>,
+    count: usize,
+    labels: Option<Vec<String>>,
+}
+
+impl Lanes {
+    fn of(t: &Timeline) -> Self {
+        if t.attempts.iter().all(|a| a.worker.is_none()) {
+            return Self {
+                of_attempt: t.attempts.iter().map(|a| a.slot).collect(),
+                count: t.lanes(),
+                labels: None,
+            };
+        }
+        // Attempts are in start order: each takes the first lane of its
+        // worker's group that is free by then. A lane is free from its last
+        // attempt's end (`None`: one still running at the last event).
+        type Group = Vec<(Option<Timestamp>, Vec<usize>)>;
+        let mut groups: std::collections::BTreeMap<&str, Group> = std::collections::BTreeMap::new();
+        for (i, a) in t.attempts.iter().enumerate() {
+            let group = groups.entry(a.worker.as_deref().unwrap_or("")).or_default();
+            let free = group
+                .iter()
+                .position(|(free, _)| free.is_some_and(|f| f <= a.started_at));
+            let lane = free.unwrap_or_else(|| {
+                group.push((None, Vec::new()));
+                group.len() - 1
+            });
+            group[lane].0 = a.finished_at.map(|end| end.max(a.started_at));
+            group[lane].1.push(i);
+        }
+        let mut of_attempt = vec![0; t.attempts.len()];
+        let mut labels = Vec::new();
+        for (worker, lanes) in groups {
+            for (k, (_, members)) in lanes.iter().enumerate() {
+                for &i in members {
+                    of_attempt[i] = labels.len();
+                }
+                let name = if worker.is_empty() { "local" } else { worker };
+                labels.push(if k == 0 {
+                    name.to_owned()
+                } else {
+                    String::new()
+                });
+            }
+        }
+        Self {
+            of_attempt,
+            count: labels.len(),
+            labels: Some(labels),
+        }
+    }
+}
+
 fn clip(text: Option<&str>) -> Option<String> {
     text.map(|t| crate::format::clip(t, ERROR_CHARS).into_owned())
 }
@@ -282,7 +347,7 @@ impl<'a> Blob<'a> {
                     plain_id.is_none().then(|| r.task.id.as_str()),
                     ai,
                     r.task.artifact.as_str(),
-                    r.status.map_or(-1, |s| status_index(s) as i8),
+                    r.status.map_or(-1, |s| s.index() as i8),
                     r.duration_ms,
                     r.attempts,
                     r.started_at
@@ -306,10 +371,12 @@ impl<'a> Blob<'a> {
                     *n = (*n).max(a.attempt);
                     m
                 });
+        let lanes = Lanes::of(t);
         let attempts = t
             .attempts
             .iter()
-            .filter_map(|a| {
+            .zip(&lanes.of_attempt)
+            .filter_map(|(a, &lane)| {
                 let ti = *task_index.get(&a.seq)?;
                 let last = last_attempt.get(&a.seq) == Some(&a.attempt);
                 let task_error = t.tasks[ti].error.as_deref();
@@ -324,10 +391,12 @@ impl<'a> Blob<'a> {
                     a.slot,
                     Ms(t.offset_ms(a.started_at)),
                     a.finished_at.map(|at| Ms(t.offset_ms(at))),
-                    status_index(a.status) as u8,
+                    a.status.index() as u8,
                     a.waited_ms,
                     error,
                     u8::from(last),
+                    lane,
+                    a.worker.as_deref(),
                 ))
             })
             .collect();
@@ -338,7 +407,8 @@ impl<'a> Blob<'a> {
                 started_at: t.origin(),
                 wall_ms: Ms(figures.wall_ms),
                 limit: figures.limit,
-                lanes: t.lanes(),
+                lanes: lanes.count,
+                lane_labels: lanes.labels,
                 stopped: t.stopped.as_ref().map(ToString::to_string),
                 stopped_at: t.stopped_at.map(|at| Ms(t.offset_ms(at))),
                 finished: t.duration_ms.is_some(),
@@ -353,7 +423,7 @@ impl<'a> Blob<'a> {
                 task_ms: figures.task_ms.into(),
                 wait_ms: figures.wait_ms.into(),
             },
-            statuses: STATUSES.map(|s| s.as_str()),
+            statuses: TaskStatus::ALL.map(|s| s.as_str()),
             agents,
             tasks,
             attempts,

@@ -5,10 +5,10 @@
 //! The mapping: one process (pid 1, "agent-33 run"); one thread per slot
 //! (tid = slot, named `slot N` and sorted by number); one complete event
 //! (`"ph": "X"`) per attempt, named after the task id, its category the
-//! agent, with agent, artifact, attempt, status, error and queue wait in
-//! `args`; counter tracks (`"ph": "C"`) of running and waiting attempts;
-//! and a global instant event where the run began to stop. Times are
-//! microseconds from the run's start.
+//! agent, with agent, artifact, attempt, status, error, queue wait and (on
+//! workers) the worker in `args`; counter tracks (`"ph": "C"`) of running
+//! and waiting attempts; and a global instant event where the run began to
+//! stop. Times are microseconds from the run's start.
 //!
 //! Only the JSON object form (`{"traceEvents": […]}`) is written: both
 //! viewers read it, and it carries `otherData` about the run.
@@ -107,6 +107,9 @@ pub fn trace_json(timeline: &Timeline) -> Value {
         });
         if let Some(e) = &a.error {
             args["error"] = json!(e);
+        }
+        if let Some(worker) = &a.worker {
+            args["worker"] = json!(worker);
         }
         if let Some(status) = task.and_then(|t| t.status) {
             if status != a.status {

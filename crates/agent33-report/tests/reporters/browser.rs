@@ -332,3 +332,12 @@ fn timings_bars_are_named_by_id_without_the_agent() {
         );
     }
 }
+
+#[test]
+fn timings_page_of_a_run_on_workers_renders_its_lane_groups_in_chromium() {
+    let test = "timings_page_of_a_run_on_workers_renders_its_lane_groups_in_chromium";
+    let Some(r) = check(test, &crate::timeline::run_on_workers()) else {
+        return;
+    };
+    assert_eq!(body_attr(&r.dom, "data-bars").as_deref(), Some("4"));
+}

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use agent33_parallel::{
-    AgentTask, Event, Metrics, StopReason, Stream, TaskId, TaskResult, TaskStatus, Timer, Timestamp,
+    AgentTask, Event, Metrics, RunTotals, StopReason, Stream, TaskId, TaskResult, TaskStatus,
+    Timer, Timestamp,
 };
 
 /// 2026-01-01T00:00:00Z plus `ms`.
@@ -68,6 +69,7 @@ pub struct Outcome {
     pub output: String,
     pub stderr: String,
     pub notes: Vec<String>,
+    pub worker: Option<String>,
 }
 
 impl Outcome {
@@ -79,6 +81,7 @@ impl Outcome {
             output: String::new(),
             stderr: String::new(),
             notes: Vec::new(),
+            worker: None,
         }
     }
 
@@ -98,6 +101,11 @@ impl Outcome {
             exit_code: None,
             ..Self::success()
         }
+    }
+
+    pub fn on(mut self, worker: &str) -> Self {
+        self.worker = Some(worker.to_owned());
+        self
     }
 
     pub fn output(mut self, stdout: &str, stderr: &str) -> Self {
@@ -182,16 +190,39 @@ impl RunBuilder {
         });
     }
 
+    /// Ends a started task's attempt as failed; it runs again a second later.
     pub fn retry(&mut self, seq: u64, slot: usize, at_ms: u64, error: &str) {
+        self.retry_as(seq, slot, at_ms, TaskStatus::Failed, error);
+    }
+
+    /// Ends a started task's attempt with `status`; it runs again a second later.
+    pub fn retry_as(&mut self, seq: u64, slot: usize, at_ms: u64, status: TaskStatus, error: &str) {
+        self.retry_on(seq, slot, at_ms, status, error, None);
+    }
+
+    /// Ends a started task's attempt with `status`, as run on `worker`.
+    pub fn retry_on(
+        &mut self,
+        seq: u64,
+        slot: usize,
+        at_ms: u64,
+        status: TaskStatus,
+        error: &str,
+        worker: Option<&str>,
+    ) {
         let (t, _, attempts) = &self.tasks[&seq];
-        self.events.push(Event::TaskRetrying {
+        self.events.push(Event::TaskRetryScheduled {
             seq,
             id: t.id.clone(),
             attempt: *attempts,
+            status,
+            reason: None,
             error: error.to_owned(),
             slot,
             delay: Duration::from_secs(1),
             at: at(at_ms),
+            started_at: None,
+            worker: worker.map(str::to_owned),
         });
     }
 
@@ -206,6 +237,7 @@ impl RunBuilder {
         self.events.push(Event::TaskFinished {
             seq,
             slot: Some(slot),
+            attempt_started_at: None,
             result: Box::new(TaskResult {
                 task: t,
                 status: outcome.status,
@@ -217,6 +249,8 @@ impl RunBuilder {
                 attempts,
                 started_at: Some(at(first)),
                 finished_at: Some(at(end_ms)),
+                worker: outcome.worker,
+                reason: None,
                 notes: outcome.notes,
                 resumed: false,
             }),
@@ -234,6 +268,7 @@ impl RunBuilder {
         self.events.push(Event::TaskFinished {
             seq,
             slot: None,
+            attempt_started_at: None,
             result: Box::new(TaskResult {
                 task: t,
                 status: TaskStatus::Success,
@@ -245,6 +280,8 @@ impl RunBuilder {
                 attempts: 1,
                 started_at: Some(earlier(0)),
                 finished_at: Some(earlier(duration_ms)),
+                worker: None,
+                reason: None,
                 notes: Vec::new(),
                 resumed: true,
             }),
@@ -258,23 +295,17 @@ impl RunBuilder {
         self.events.push(Event::TaskFinished {
             seq,
             slot: None,
+            attempt_started_at: None,
             result: Box::new(TaskResult::not_started(t, status, error.to_owned())),
         });
     }
 
     pub fn stopping(&mut self, reason: StopReason) {
-        self.events.push(Event::RunStopping { reason });
+        self.events.push(Event::RunStopTriggered { reason });
     }
 
     fn count(&mut self, status: TaskStatus) {
-        let i = match status {
-            TaskStatus::Success => 0,
-            TaskStatus::Failed => 1,
-            TaskStatus::Timeout => 2,
-            TaskStatus::Cancelled => 3,
-            TaskStatus::Skipped => 4,
-        };
-        self.counts[i] += 1;
+        self.counts[status.index()] += 1;
     }
 
     /// Ends the run with the given wall time, peak and utilization.
@@ -314,6 +345,10 @@ impl RunBuilder {
         self.events.push(Event::RunFinished {
             duration_ms,
             stopped,
+            totals: RunTotals {
+                by_status: self.counts,
+                retries: self.retries,
+            },
             metrics: m,
         });
         self.events

@@ -200,3 +200,25 @@ fn attempts_are_listed_with_slots_times_and_waits() {
         .collect();
     assert_eq!(seqs, [0, 2, 3, 4, 1, 5, 6]);
 }
+
+#[test]
+fn a_task_names_its_worker_only_when_it_ran_on_one() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&written(&crate::timeline::run_on_workers())).unwrap();
+    let tasks = doc["succeeded"].as_array().unwrap();
+    let workers: Vec<_> = tasks.iter().map(|t| t["worker"].as_str()).collect();
+    assert_eq!(workers, [Some("w2"), Some("w1"), Some("w2")]);
+    assert_eq!(tasks[0]["notes"][0], "attempt 1: worker w1 lost after 0.3s");
+    assert_eq!(doc["attempts"][0]["worker"], "w1");
+    // Locally, and for tasks that never started, there is no such key.
+    let local: serde_json::Value =
+        serde_json::from_str(&written(&crate::fixtures::eventful_run("a.md"))).unwrap();
+    for list in ["succeeded", "failed", "cancelled", "skipped"] {
+        for t in local[list].as_array().unwrap() {
+            assert!(t.get("worker").is_none(), "{t}");
+        }
+    }
+    for a in local["attempts"].as_array().unwrap() {
+        assert!(a.get("worker").is_none(), "{a}");
+    }
+}

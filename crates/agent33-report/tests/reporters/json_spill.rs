@@ -223,7 +223,7 @@ fn retried_run() -> Vec<Event> {
     run.start_task(2, 0, 0, 0);
     run.start_task(0, 1, 0, 0);
     run.start_task(1, 2, 0, 0);
-    run.retry(0, 1, 100, "timed out after 0.1s");
+    run.retry_as(0, 1, 100, TaskStatus::Timeout, "timed out after 0.1s");
     run.retry(2, 0, 100, "exit code 75");
     run.start_task(3, 0, 100, 100);
     run.start_task(4, 1, 100, 100);

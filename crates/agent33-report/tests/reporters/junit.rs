@@ -231,3 +231,24 @@ fn an_unwritable_path_fails_at_creation() {
         "{err}"
     );
 }
+
+#[test]
+fn a_task_on_a_worker_has_a_worker_property_and_a_timed_out_rerun_is_typed() {
+    let xml = write(&crate::timeline::run_on_workers(), |r| r);
+    assert!(
+        xml.contains(r#"<property name="worker" value="w2"/>"#),
+        "{xml}"
+    );
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "a", "x");
+    run.start_task(0, 0, 0, 0);
+    run.retry_as(0, 0, 100, TaskStatus::Timeout, "timed out after 0.1s");
+    run.start_task(0, 0, 1_100, 0);
+    run.finish_task(0, 0, 1_200, Outcome::success());
+    let xml = write(&run.finish(1_200, 1, 0.5, None), |r| r);
+    assert!(
+        xml.contains(r#"<flakyFailure message="timed out after 0.1s" type="timeout">"#),
+        "{xml}"
+    );
+    assert!(!xml.contains("worker"), "{xml}");
+}

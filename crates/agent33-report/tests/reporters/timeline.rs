@@ -3,7 +3,7 @@
 use agent33_parallel::{StopReason, TaskStatus};
 use agent33_report::Timeline;
 
-use crate::fixtures::{at, eventful_run, product_example};
+use crate::fixtures::{Outcome, RunBuilder, at, eventful_run, product_example};
 
 #[test]
 fn every_attempt_is_a_record_with_its_slot_times_status_and_wait() {
@@ -137,4 +137,92 @@ fn an_attempt_the_events_never_end_is_cut_short() {
     assert_eq!(t.tasks[1].status, None);
     assert_eq!(t.tasks[1].attempts, 2);
     assert_eq!(t.duration_ms, None);
+}
+
+#[test]
+fn a_retried_attempt_has_the_status_its_event_states_whatever_its_error_says() {
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "a", "x");
+    run.queue(1, "a", "y");
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    // An agent-enforced timeout in other words, and a failure whose
+    // message happens to quote a timeout.
+    run.retry_as(0, 0, 100, TaskStatus::Timeout, "deadline passed on w1");
+    run.retry_as(
+        1,
+        1,
+        100,
+        TaskStatus::Failed,
+        "test said: timed out after 1s",
+    );
+    run.start_task(0, 0, 1_100, 0);
+    run.start_task(1, 1, 1_100, 0);
+    run.finish_task(0, 0, 1_200, Outcome::success());
+    run.finish_task(1, 1, 1_200, Outcome::success());
+    let t = Timeline::from_events(&run.finish(1_200, 2, 0.5, None));
+    let first: Vec<_> = t
+        .attempts
+        .iter()
+        .filter(|a| a.attempt == 1)
+        .map(|a| (a.seq, a.status))
+        .collect();
+    assert_eq!(first, [(0, TaskStatus::Timeout), (1, TaskStatus::Failed)]);
+}
+
+/// Two tasks on worker `w1` at once, one on `w2`; task 0's first execution
+/// is lost on `w1` and it runs again on `w2`.
+pub fn run_on_workers() -> Vec<agent33_parallel::Event> {
+    let mut run = RunBuilder::start(Some(3), 4);
+    for (seq, artifact) in ["a", "b", "c"].iter().enumerate() {
+        run.queue(seq as u64, "remote", artifact);
+    }
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.start_task(2, 2, 0, 0);
+    run.retry_on(
+        0,
+        0,
+        300,
+        TaskStatus::Failed,
+        "worker w1 lost after 0.3s",
+        Some("w1"),
+    );
+    run.start_task(0, 0, 300, 0);
+    run.finish_task(1, 1, 400, Outcome::success().on("w1"));
+    run.finish_task(2, 2, 500, Outcome::success().on("w2"));
+    run.finish_task(
+        0,
+        0,
+        900,
+        Outcome {
+            notes: vec!["attempt 1: worker w1 lost after 0.3s".to_owned()],
+            ..Outcome::success().on("w2")
+        },
+    );
+    run.finish(900, 3, 0.5, None)
+}
+
+#[test]
+fn attempts_and_tasks_name_the_worker_they_ran_on() {
+    let t = Timeline::from_events(&run_on_workers());
+    let workers: Vec<_> = t
+        .attempts
+        .iter()
+        .map(|a| (a.seq, a.attempt, a.worker.as_deref()))
+        .collect();
+    assert_eq!(
+        workers,
+        [
+            (0, 1, Some("w1")),
+            (1, 1, Some("w1")),
+            (2, 1, Some("w2")),
+            (0, 2, Some("w2")),
+        ]
+    );
+    assert_eq!(t.tasks[0].worker.as_deref(), Some("w2"));
+    // A local run names no worker.
+    let local = Timeline::from_events(&eventful_run("a.md"));
+    assert!(local.attempts.iter().all(|a| a.worker.is_none()));
+    assert!(local.tasks.iter().all(|t| t.worker.is_none()));
 }

@@ -115,3 +115,41 @@ fn an_empty_run_has_a_page_too() {
     assert_eq!(data["attempts"].as_array().unwrap().len(), 0);
     assert_eq!(data["run"]["limit"], 4);
 }
+
+#[test]
+fn attempts_on_workers_get_a_lane_group_per_worker() {
+    let data = blob(&page(&crate::timeline::run_on_workers()));
+    // Each worker ran two attempts at once (on w2, task 2 and task 0's
+    // second attempt overlap): two lanes each, labelled on the first.
+    assert_eq!(
+        data["run"]["lane_labels"],
+        serde_json::json!(["w1", "", "w2", ""])
+    );
+    assert_eq!(data["run"]["lanes"], 4);
+    let lanes: Vec<(u64, u64, u64, &str)> = data["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a[0].as_u64().unwrap(),
+                a[1].as_u64().unwrap(),
+                a[9].as_u64().unwrap(),
+                a[10].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lanes,
+        [
+            (0, 1, 0, "w1"),
+            (1, 1, 1, "w1"),
+            (2, 1, 2, "w2"),
+            (0, 2, 3, "w2")
+        ]
+    );
+    // A local run keeps one lane per slot, unlabelled.
+    let local = blob(&page(&eventful_run("a.md")));
+    assert!(local["run"]["lane_labels"].is_null());
+    assert!(local["attempts"][0][10].is_null());
+}

@@ -138,3 +138,13 @@ fn the_trace_is_written_atomically_and_reads_back() {
         1
     );
 }
+
+#[test]
+fn an_attempt_on_a_worker_names_it() {
+    let trace = trace_json(&Timeline::from_events(&crate::timeline::run_on_workers()));
+    let names: Vec<_> = events_of(&trace, "X")
+        .iter()
+        .map(|e| e["args"]["worker"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(names, ["w1", "w1", "w2", "w2"]);
+}
