@@ -2,7 +2,6 @@
 //! Only the agents change: each is the NATS crate's remote agent, so the
 //! engine, reporters and journal work as in a local run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +26,9 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Connects and announces the run, when `--nats` is given; takes the
-    /// tasks' own timeouts from the engine (the workers apply them, from
-    /// each task's real start). `Err` is the exit code, the error said.
-    pub async fn start(args: &RunArgs, config: &mut Config) -> Result<Option<Self>, u8> {
+    /// Connects and announces the run, when `--nats` is given. `Err` is
+    /// the exit code, the error said.
+    pub async fn start(args: &RunArgs, config: &Config) -> Result<Option<Self>, u8> {
         let nats = &args.nats;
         let Some(url) = &nats.nats else {
             return Ok(None);
@@ -53,14 +51,6 @@ impl Remote {
                 )));
             }
         };
-        let mut task_timeouts = HashMap::new();
-        if let TaskSource::Manifest(tasks) = &mut config.tasks {
-            for task in tasks {
-                if let Some(timeout) = task.timeout.take() {
-                    task_timeouts.insert(task.id.as_str().to_owned(), timeout);
-                }
-            }
-        }
         let (manifest_digest, adhoc) = match config.tasks {
             TaskSource::AdHoc(_) => (None, args.command.clone()),
             TaskSource::Manifest(_) => (manifest_digest(config), None),
@@ -70,7 +60,6 @@ impl Remote {
             manifest_digest,
             adhoc,
             adhoc_shell: args.shell,
-            task_timeouts,
             parallel_limit: config.settings.effective_limit(),
             kill_grace: config.settings.kill_grace,
             output_limit_bytes: config.settings.output_limit_bytes,
@@ -83,21 +72,11 @@ impl Remote {
         }
     }
 
-    /// The run's agents: each a remote agent with the agent's own limits
-    /// and retries; its timeout travels with each task instead.
+    /// The run's agents: each the remote agent, with the agent's own
+    /// limits, timeout and retries (the timeout counts from the start on
+    /// a worker, which enforces it too).
     pub fn agents(&self, config: &Config) -> Agents {
-        let mut agents = Agents::new();
-        for def in &config.agents {
-            let timeout = def
-                .timeout
-                .or(config.settings.timeout)
-                .filter(|t| !t.is_zero());
-            let spec = def
-                .spec(self.coordinator.agent(timeout))
-                .timeout(Duration::ZERO);
-            agents.insert(def.name.clone(), spec);
-        }
-        agents
+        config.agents(|_| self.coordinator.agent())
     }
 
     /// Stops the run when no worker accepts it in time.

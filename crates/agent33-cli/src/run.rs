@@ -56,11 +56,11 @@ fn usage_error(e: &dyn std::fmt::Display) -> u8 {
     exit::USAGE
 }
 
-async fn run(mut config: Config, args: RunArgs) -> u8 {
+async fn run(config: Config, args: RunArgs) -> u8 {
     if config.options.dry_run {
         return plan_view::show(config).await;
     }
-    let remote = match crate::remote::Remote::start(&args, &mut config).await {
+    let remote = match crate::remote::Remote::start(&args, &config).await {
         Ok(remote) => remote,
         Err(code) => return code,
     };

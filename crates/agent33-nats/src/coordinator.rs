@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use agent33_parallel::{Agent, AgentError, AgentOutput, AgentResult, TaskContext};
+use agent33_parallel::{
+    Agent, AgentError, AgentOutput, AgentResult, Reason, TaskContext, Timestamp,
+};
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer;
 use futures::StreamExt as _;
@@ -23,9 +25,6 @@ use crate::connect::Connection;
 use crate::parts;
 use crate::wire::{self, Answer, Claim, Control, Execution, Hello, Outcome, Report, RunInfo};
 
-/// Lost executions after which an attempt fails (PRODUCT-distributed.md,
-/// Faults).
-const LOST_BUDGET: u32 = 3;
 /// How often workers hear that the coordinator is alive.
 const ALIVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -40,9 +39,6 @@ pub struct CoordinatorOptions {
     pub adhoc: Option<String>,
     /// Whether the ad-hoc template runs with `sh -c`.
     pub adhoc_shell: bool,
-    /// Tasks' own timeouts, by task id: the engine must not apply them
-    /// (queue time would count), the worker does.
-    pub task_timeouts: HashMap<String, Duration>,
     /// The run's global limit: the server-side backstop on delivered,
     /// unfinished messages.
     pub parallel_limit: usize,
@@ -73,9 +69,6 @@ struct Hub {
 struct State {
     /// Attempts waiting for their report, by (seq, attempt).
     waiting: HashMap<(u64, u32), Waiting>,
-    /// Lost executions of tasks, by seq, over all their attempts (only
-    /// tasks that lost one: rare, so memory stays flat).
-    lost_by_task: HashMap<u64, u32>,
     /// Report parts received so far, by execution.
     partial: HashMap<Execution, Vec<u8>>,
 }
@@ -85,8 +78,8 @@ struct Waiting {
     /// The engine cancelled the attempt: a delivery not yet claimed must
     /// not start (its worker may have missed the cancel).
     cancelled: bool,
-    lost: u32,
-    notes: Vec<String>,
+    /// Told when a worker claims the attempt: where and when it started.
+    started: Option<oneshot::Sender<Started>>,
     reply: Option<oneshot::Sender<Settled>>,
 }
 
@@ -96,10 +89,22 @@ struct Current {
     since: Instant,
 }
 
+/// A worker took the attempt up.
+struct Started {
+    worker: String,
+    instant: Instant,
+    at: std::time::SystemTime,
+}
+
 /// How an attempt ended, as the agent returns it.
 enum Settled {
-    Report(Report, Vec<String>),
-    Lost(Vec<String>),
+    Report(Report),
+    /// Its execution was lost (its worker fell silent past the lease, or
+    /// handed it back): the engine runs the task again as a new attempt.
+    Lost {
+        worker: String,
+        after: Duration,
+    },
 }
 
 impl Coordinator {
@@ -160,14 +165,12 @@ impl Coordinator {
         &self.hub.run
     }
 
-    /// The remote agent for an agent whose tasks time out after `timeout`
-    /// (`None`: never), counted from the real start on the worker. Give
-    /// the engine no timeout of its own for it: queue time must not count.
+    /// The run's remote agent (one serves every agent name: the worker
+    /// resolves the name).
     #[must_use]
-    pub fn agent(&self, timeout: Option<Duration>) -> RemoteAgent {
+    pub fn agent(&self) -> RemoteAgent {
         RemoteAgent {
             hub: Arc::clone(&self.hub),
-            timeout,
         }
     }
 
@@ -256,6 +259,16 @@ impl Hub {
             .map_err(|e| Error::js("flush a control message", e))
     }
 
+    /// Removes the message of task `seq` from the work queue, if still there.
+    async fn purge(&self, seq: u64) {
+        if let Ok(stream) = self.conn.js.get_stream(wire::TASKS_STREAM).await {
+            let _ = stream
+                .purge()
+                .filter(wire::task_subject(&self.run, seq))
+                .await;
+        }
+    }
+
     async fn keep_alive(self: Arc<Self>) {
         let mut every = tokio::time::interval(ALIVE_EVERY);
         loop {
@@ -295,7 +308,7 @@ impl Hub {
                     .map(|execution| self.beat(&execution)),
                 "back" => wire::decode::<(Execution, String)>(&message.subject, &message.payload)
                     .ok()
-                    .map(|(execution, worker)| self.hand_back(&execution, &worker)),
+                    .map(|(execution, _worker)| self.hand_back(&execution)),
                 "result" => Some(self.result_part(&message)),
                 _ => None,
             };
@@ -307,15 +320,10 @@ impl Hub {
 
     fn claim(&self, claim: &Claim) -> Answer {
         let mut state = self.state();
-        let State {
-            waiting,
-            lost_by_task,
-            ..
-        } = &mut *state;
-        let Some(entry) = waiting.get_mut(&(claim.seq, claim.attempt)) else {
+        let Some(entry) = state.waiting.get_mut(&(claim.seq, claim.attempt)) else {
             return Answer::Fenced { over: true };
         };
-        if entry.cancelled {
+        if entry.cancelled || entry.reply.is_none() {
             return Answer::Fenced { over: true };
         }
         if let Some(current) = &entry.current {
@@ -324,32 +332,33 @@ impl Hub {
                 return Answer::Fenced { over: false };
             }
             // A newer delivery: the server gave up on the current one, its
-            // lease passed without a heartbeat.
-            let note = format!(
-                "attempt {}: worker {} lost after {:.1}s",
-                claim.attempt,
-                current.worker,
-                current.since.elapsed().as_secs_f64()
-            );
-            entry.notes.push(note);
-            entry.lost += 1;
-            *lost_by_task.entry(claim.seq).or_default() += 1;
+            // lease passed without a heartbeat. The engine runs the task
+            // again as a new attempt (a new message); this one is over.
+            let lost = Settled::Lost {
+                worker: current.worker.clone(),
+                after: current.since.elapsed(),
+            };
             entry.current = None;
-        }
-        if entry.lost >= LOST_BUDGET {
             if let Some(reply) = entry.reply.take() {
-                let _ = reply.send(Settled::Lost(std::mem::take(&mut entry.notes)));
+                let _ = reply.send(lost);
             }
             return Answer::Fenced { over: true };
         }
+        let now = Instant::now();
         entry.current = Some(Current {
             delivered: claim.delivered,
             worker: claim.worker.clone(),
-            since: Instant::now(),
+            since: now,
         });
-        let lost = lost_by_task.get(&claim.seq).copied().unwrap_or(0);
+        if let Some(started) = entry.started.take() {
+            let _ = started.send(Started {
+                worker: claim.worker.clone(),
+                instant: now,
+                at: std::time::SystemTime::now(),
+            });
+        }
         Answer::Go {
-            executions: claim.attempt + lost,
+            executions: claim.attempt,
         }
     }
 
@@ -369,26 +378,18 @@ impl Hub {
         Self::owns(&self.state(), execution)
     }
 
-    fn hand_back(&self, execution: &Execution, worker: &str) -> Answer {
+    fn hand_back(&self, execution: &Execution) -> Answer {
         let mut state = self.state();
         let answer = Self::owns(&state, execution);
-        if answer == (Answer::Go { executions: 0 }) {
-            let State {
-                waiting,
-                lost_by_task,
-                ..
-            } = &mut *state;
-            if let Some(entry) = waiting.get_mut(&(execution.seq, execution.attempt))
-                && let Some(current) = entry.current.take()
-            {
-                entry.notes.push(format!(
-                    "attempt {}: worker {worker} handed it back after {:.1}s",
-                    execution.attempt,
-                    current.since.elapsed().as_secs_f64()
-                ));
-                entry.lost += 1;
-                *lost_by_task.entry(execution.seq).or_default() += 1;
-            }
+        if matches!(answer, Answer::Go { .. })
+            && let Some(entry) = state.waiting.get_mut(&(execution.seq, execution.attempt))
+            && let Some(current) = entry.current.take()
+            && let Some(reply) = entry.reply.take()
+        {
+            let _ = reply.send(Settled::Lost {
+                worker: current.worker,
+                after: current.since.elapsed(),
+            });
         }
         answer
     }
@@ -428,7 +429,7 @@ impl Hub {
             .expect("owns() found the attempt waiting");
         entry.current = None;
         if let Some(reply) = entry.reply.take() {
-            let _ = reply.send(Settled::Report(report, std::mem::take(&mut entry.notes)));
+            let _ = reply.send(Settled::Report(report));
         }
         answer
     }
@@ -454,28 +455,17 @@ pub(crate) fn execution_header(execution: &Execution) -> String {
 
 /// The agent of a distributed run: one attempt is one message on the
 /// run's work queue, and its result is the report of the execution that
-/// owned it last.
+/// claimed it. The attempt's timeout counts from that claim (the engine's
+/// and the worker's alike), not from the publish.
 #[derive(Clone)]
 pub struct RemoteAgent {
     hub: Arc<Hub>,
-    timeout: Option<Duration>,
 }
 
 impl Agent for RemoteAgent {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
         let hub = Arc::clone(&self.hub);
-        let timeout = ctx
-            .task()
-            .timeout
-            .or_else(|| {
-                self.hub
-                    .options
-                    .task_timeouts
-                    .get(ctx.task().id.as_str())
-                    .copied()
-            })
-            .or(self.timeout);
-        Box::pin(async move { attempt(hub, timeout, ctx).await })
+        Box::pin(async move { attempt(hub, ctx).await })
     }
 }
 
@@ -497,28 +487,23 @@ impl Drop for Forget {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     let _ = hub.control(&Control::Cancel { seq, attempt }).await;
-                    if let Ok(stream) = hub.conn.js.get_stream(wire::TASKS_STREAM).await {
-                        let _ = stream
-                            .purge()
-                            .filter(wire::task_subject(&hub.run, seq))
-                            .await;
-                    }
+                    hub.purge(seq).await;
                 });
             }
         }
     }
 }
 
-async fn attempt(hub: Arc<Hub>, timeout: Option<Duration>, ctx: TaskContext) -> AgentResult {
+async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
     let key = (ctx.seq(), ctx.attempt());
     let (reply, settled) = oneshot::channel();
+    let (started_tx, mut started) = oneshot::channel();
     hub.state().waiting.insert(
         key,
         Waiting {
             current: None,
             cancelled: false,
-            lost: 0,
-            notes: Vec::new(),
+            started: Some(started_tx),
             reply: Some(reply),
         },
     );
@@ -534,47 +519,56 @@ async fn attempt(hub: Arc<Hub>, timeout: Option<Duration>, ctx: TaskContext) -> 
         id: task.id.as_str().to_owned(),
         agent: task.agent.as_str().to_owned(),
         artifact: task.artifact.clone(),
-        timeout_ms: timeout.filter(|t| !t.is_zero()).map(millis),
+        timeout_ms: ctx.timeout().filter(|t| !t.is_zero()).map(millis),
         kill_grace_ms: millis(hub.options.kill_grace),
         output_limit_bytes: hub.options.output_limit_bytes,
     };
+    // Its timeout waits while the message waits for a worker.
+    ctx.report_queued();
     let token = ctx.token().clone();
     tokio::select! {
         published = publish(&hub, &message) => published?,
         () = token.cancelled() => return Err(AgentError::new("cancelled before it was sent")),
     }
     let mut settled_rx = settled;
-    let settled = tokio::select! {
-        settled = &mut settled_rx => settled,
-        () = token.cancelled() => {
-            // The worker stops the process group (SIGTERM, the grace,
-            // SIGKILL) and reports; the engine drops us after the grace.
-            // A worker that claims after this never starts it; one that
-            // claimed before has registered for the cancel.
-            let claimed = hub.state().waiting.get_mut(&key).is_some_and(|entry| {
-                entry.cancelled = true;
-                entry.current.is_some()
-            });
-            let _ = hub.control(&Control::Cancel { seq: key.0, attempt: key.1 }).await;
-            forget.settled = true;
-            let stream = hub.conn.js.get_stream(wire::TASKS_STREAM).await;
-            if let Ok(stream) = stream {
+    let mut waiting_start = true;
+    let settled = loop {
+        tokio::select! {
+            settled = &mut settled_rx => break settled,
+            start = &mut started, if waiting_start => {
+                waiting_start = false;
+                if let Ok(start) = start {
+                    ctx.report_worker(start.worker);
+                    ctx.report_start(start.instant, Timestamp(start.at));
+                }
+            }
+            () = token.cancelled() => {
+                // The worker stops the process group (SIGTERM, the grace,
+                // SIGKILL) and reports; the engine drops us after the grace.
+                // A worker that claims after this never starts it; one that
+                // claimed before has registered for the cancel.
+                let claimed = hub.state().waiting.get_mut(&key).is_some_and(|entry| {
+                    entry.cancelled = true;
+                    entry.current.is_some()
+                });
+                let _ = hub.control(&Control::Cancel { seq: key.0, attempt: key.1 }).await;
+                forget.settled = true;
                 // Not yet delivered: removed before anyone takes it.
-                let _ = stream.purge().filter(wire::task_subject(&hub.run, key.0)).await;
+                hub.purge(key.0).await;
+                if !claimed {
+                    // Nothing runs it, and nothing will: no report to wait for.
+                    return Err(AgentError::new("cancelled"));
+                }
+                return match settled_rx.await {
+                    Ok(settled) => into_result(&ctx, settled),
+                    Err(_) => Err(AgentError::new("cancelled")),
+                };
             }
-            if !claimed {
-                // Nothing runs it, and nothing will: no report to wait for.
-                return Err(AgentError::new("cancelled"));
-            }
-            return match settled_rx.await {
-                Ok(settled) => into_result(settled),
-                Err(_) => Err(AgentError::new("cancelled")),
-            };
         }
     };
     forget.settled = true;
     match settled {
-        Ok(settled) => into_result(settled),
+        Ok(settled) => into_result(&ctx, settled),
         Err(_) => Err(AgentError::new("the run's coordinator lost the attempt")),
     }
 }
@@ -610,28 +604,39 @@ async fn publish(hub: &Hub, message: &wire::TaskMessage) -> Result<(), AgentErro
     }
 }
 
-fn into_result(settled: Settled) -> AgentResult {
+#[expect(
+    clippy::result_large_err,
+    reason = "the engine's Agent trait returns AgentResult"
+)]
+fn into_result(ctx: &TaskContext, settled: Settled) -> AgentResult {
     match settled {
-        Settled::Lost(notes) => Err(AgentError::with_output(
-            format!("worker lost {LOST_BUDGET} times"),
-            AgentOutput {
-                notes,
-                ..AgentOutput::default()
-            },
-        )),
-        Settled::Report(report, mut notes) => {
-            notes.extend(report.notes);
+        Settled::Lost { worker, after } => Err(AgentError::new(format!("worker {worker} lost"))
+            .because(Reason::ExecutionLost {
+                worker: Some(worker),
+                after,
+            })),
+        Settled::Report(report) => {
+            // The worker's tail is the output, whatever streamed before.
+            ctx.report_worker(report.worker);
+            ctx.report_output(report.stdout, report.stderr);
             let output = AgentOutput {
-                stdout: report.stdout,
-                stderr: report.stderr,
                 exit_code: report.exit_code,
-                notes,
+                notes: report.notes,
+                ..AgentOutput::default()
             };
             match report.outcome {
                 Outcome::Success => Ok(output),
-                Outcome::Failed | Outcome::Timeout | Outcome::Cancelled => Err(
-                    AgentError::with_output(report.error.unwrap_or_default(), output),
-                ),
+                Outcome::Failed | Outcome::Timeout | Outcome::Cancelled => {
+                    let error = AgentError::with_output(report.error.unwrap_or_default(), output);
+                    let reason = report.reason.or(match report.outcome {
+                        Outcome::Timeout => Some(Reason::Timeout { limit: None }),
+                        _ => None,
+                    });
+                    Err(match reason {
+                        Some(reason) => error.because(reason),
+                        None => error,
+                    })
+                }
             }
         }
     }

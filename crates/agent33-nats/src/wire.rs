@@ -153,7 +153,7 @@ pub enum Outcome {
 }
 
 /// An execution's result (possibly in parts, see [`crate::parts`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Which execution.
     pub execution: Execution,
@@ -164,6 +164,10 @@ pub struct Report {
     /// Why it did not succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it did not succeed, as the engine's fact (exit code, signal,
+    /// timeout, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<agent33_parallel::Reason>,
     /// The process's exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,

@@ -531,7 +531,8 @@ impl RunSide {
         };
         self.running().remove(&(task.seq, task.attempt));
         if handed_back {
-            let _ = message.ack_with(AckKind::Nak(None)).await;
+            // The coordinator runs the task again as a new attempt.
+            let _ = message.ack().await;
             return;
         }
         if fenced {
@@ -591,6 +592,7 @@ fn report(execution: Execution, worker: &str, result: TaskResult) -> Report {
         worker: worker.to_owned(),
         outcome,
         error: result.error,
+        reason: result.reason,
         exit_code: result.exit_code,
         stdout: result.output,
         stderr: result.stderr,
