@@ -26,7 +26,7 @@ use crate::parts;
 use crate::wire::{self, Answer, Claim, Control, Execution, Hello, Outcome, Report, RunInfo};
 
 /// How often workers hear that the coordinator is alive.
-const ALIVE_EVERY: Duration = Duration::from_secs(5);
+const ALIVE_EVERY: Duration = Duration::from_secs(3);
 
 /// What a distributed run needs to know besides its tasks.
 #[derive(Clone, Debug)]

@@ -37,9 +37,10 @@ use crate::wire::{
 /// says why the template is refused.
 pub type AdhocAgents = Arc<dyn Fn(&str, bool) -> Result<Agents, String> + Send + Sync>;
 
-/// After this long without word from a run's coordinator, the worker
-/// takes nothing more of that run (PRODUCT-distributed.md: within 15 s).
-const COORDINATOR_SILENCE: Duration = Duration::from_secs(15);
+/// After this long without word from a run's coordinator (which says it
+/// is alive every 3 s), the worker takes nothing more of that run: with the
+/// 1 s check, within 13 s of its death (PRODUCT-distributed.md: 15 s).
+const COORDINATOR_SILENCE: Duration = Duration::from_secs(12);
 /// Most messages fetched in one pull.
 const MOST_PER_FETCH: usize = 16;
 /// How long one pull waits for a message.
@@ -112,6 +113,8 @@ struct RunSide {
     /// (it is done, or gone).
     over: CancellationToken,
     stop: WorkerStop,
+    /// Lines for the worker's stderr.
+    say: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 impl Worker {
@@ -195,6 +198,7 @@ impl Worker {
                 running: Mutex::new(HashMap::new()),
                 over: CancellationToken::new(),
                 stop: stop.clone(),
+                say: Arc::clone(&say),
             });
             let control = match conn
                 .client
@@ -301,8 +305,13 @@ impl RunSide {
                     }
                 }
                 _ = check.tick() => {
-                    if last_word.elapsed() > COORDINATOR_SILENCE {
+                    if last_word.elapsed() > COORDINATOR_SILENCE && !self.over.is_cancelled() {
                         // Finish what we hold, take nothing more.
+                        (self.say)(format!(
+                            "agent-33 worker: run {}: its coordinator is silent; finishing {} running task(s), taking no more",
+                            self.run,
+                            self.running().len()
+                        ));
                         self.over.cancel();
                     }
                     if self.over.is_cancelled() && self.running().is_empty() {

@@ -747,3 +747,49 @@ fn a_worker_exits_0_on_sigterm_after_its_runs_ended() {
     w1.signal(Signal::TERM);
     assert_eq!(w1.wait().code(), Some(0), "{}", w1.stderr());
 }
+
+#[test]
+fn workers_notice_a_dead_coordinator_and_finish_what_they_hold() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  hold:
+    shell: true
+    command: 'echo "start $1" >> ledger; while [ ! -e gate ]; do sleep 0.05; done; echo "end $1" >> ledger'
+tasks:
+  - { agent: hold, artifact: h }
+"#,
+    );
+    let url = server.url();
+    let w1 = Worker::start(&dir.path(), &url, "w1", &[]);
+    let mut coordinator = spawn_run(&dir.path(), &["run", "--nats", &url]);
+    wait_for("the task on w1", HANG, || {
+        dir.read("ledger").contains("start h").then_some(())
+    });
+    let killed = Instant::now();
+    coordinator.kill().expect("SIGKILL the coordinator");
+    coordinator.wait().expect("reap it");
+    wait_for("w1 to notice", HANG, || {
+        w1.stderr()
+            .contains("its coordinator is silent")
+            .then_some(())
+    });
+    let noticed = killed.elapsed();
+    // Silence counts from its last word (every 3 s) and must last 12 s.
+    assert!(
+        noticed >= Duration::from_secs(8),
+        "noticed after {noticed:?}"
+    );
+    assert!(
+        noticed <= Duration::from_secs(15),
+        "the promise: within 15 s, noticed after {noticed:?}"
+    );
+    // What it holds runs to its end.
+    dir.write("gate", "");
+    wait_for("the held task to end", HANG, || {
+        dir.read("ledger").contains("end h").then_some(())
+    });
+}
