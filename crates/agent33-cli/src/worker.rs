@@ -13,8 +13,7 @@ use agent33_cli::args::{Command, parse_from};
 use agent33_cli::config::{Config, load, process_env};
 use agent33_cli::nats_args::WorkerArgs;
 use agent33_cli::template::{CommandTemplate, TaskCommand};
-use agent33_nats::{AdhocAgents, ConnectOptions, Worker, WorkerOptions, WorkerStop};
-use agent33_parallel::Agents;
+use agent33_nats::{AdhocAgents, AgentMap, ConnectOptions, Worker, WorkerOptions, WorkerStop};
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -51,24 +50,25 @@ pub fn main(args: &WorkerArgs) -> u8 {
 
 /// The manifest's agents and digest; none when there is no manifest and
 /// none was asked for.
-fn manifest(args: &WorkerArgs) -> Result<(Agents, Option<String>), String> {
+fn manifest(args: &WorkerArgs) -> Result<(AgentMap, Option<String>), String> {
     let path = args
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from("agent33.yaml"));
     if args.file.is_none() && !path.exists() {
-        return Ok((Agents::new(), None));
+        return Ok((AgentMap::new(), None));
     }
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let config = load_manifest(&path)?;
-    let mut agents = Agents::new();
+    let mut agents = AgentMap::new();
     for def in &config.agents {
-        // No limits of the agent's own: the run's message carries the
-        // timeout, and retries and limits are the coordinator's.
-        agents = agents.add(
-            def.name.clone(),
-            CommandAgent::new(def.command.clone(), ProcessOptions::default()),
+        agents.insert(
+            def.name.as_str().to_owned(),
+            Arc::new(CommandAgent::new(
+                def.command.clone(),
+                ProcessOptions::default(),
+            )),
         );
     }
     Ok((agents, Some(crate::remote::digest(&bytes))))
@@ -94,14 +94,13 @@ fn adhoc_agents() -> AdhocAgents {
         let template = CommandTemplate::from_flag(template, shell)
             .map_err(|m| format!("invalid --command: {m}"))?;
         let command = TaskCommand::new(template).append_artifact_without_placeholder();
-        Ok(Agents::new().add(
-            ADHOC_AGENT,
-            CommandAgent::new(command, ProcessOptions::default()),
-        ))
+        let agent: Arc<dyn agent33_parallel::Agent> =
+            Arc::new(CommandAgent::new(command, ProcessOptions::default()));
+        Ok(AgentMap::from([(ADHOC_AGENT.to_owned(), agent)]))
     })
 }
 
-async fn serve(args: WorkerArgs, agents: Agents, digest: Option<String>) -> u8 {
+async fn serve(args: WorkerArgs, agents: AgentMap, digest: Option<String>) -> u8 {
     let stop = WorkerStop::new();
     if let Err(e) = watch_signals(stop.clone()) {
         eprintln!("agent-33 worker: error: cannot install signal handlers: {e}");

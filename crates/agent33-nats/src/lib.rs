@@ -28,7 +28,7 @@ mod worker;
 
 pub use connect::{ConnectOptions, Connection, connect};
 pub use coordinator::{Coordinator, CoordinatorOptions, RemoteAgent};
-pub use worker::{AdhocAgents, Worker, WorkerOptions, WorkerStop};
+pub use worker::{AdhocAgents, AgentMap, Worker, WorkerOptions, WorkerStop};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]

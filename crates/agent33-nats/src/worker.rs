@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent33_parallel::{
-    AgentTask, Agents, Interrupt, ParallelExecutor, RunControl, Settings, TaskResult, TaskStatus,
+    Agent, AgentError, AgentResult, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor,
+    RunControl, Settings, TaskContext, TaskResult, TaskStatus,
 };
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -35,7 +37,12 @@ use crate::wire::{
 /// Builds the agents of an ad-hoc run from its command template (and
 /// whether it runs with `sh -c`); `Err`
 /// says why the template is refused.
-pub type AdhocAgents = Arc<dyn Fn(&str, bool) -> Result<Agents, String> + Send + Sync>;
+pub type AdhocAgents = Arc<dyn Fn(&str, bool) -> Result<AgentMap, String> + Send + Sync>;
+
+/// A worker's agents by name, without limits of their own: the run's
+/// message carries the timeout, and limits and retries are the
+/// coordinator's.
+pub type AgentMap = HashMap<String, Arc<dyn Agent>>;
 
 /// After this long without word from a run's coordinator (which says it
 /// is alive every 3 s), the worker takes nothing more of that run: with the
@@ -59,7 +66,7 @@ pub struct WorkerOptions {
     /// Digest of its manifest, if it has one.
     pub manifest_digest: Option<String>,
     /// The manifest's agents.
-    pub agents: Agents,
+    pub agents: AgentMap,
     /// Present when it takes ad-hoc runs (`--allow-adhoc`).
     pub adhoc: Option<AdhocAgents>,
 }
@@ -106,7 +113,7 @@ struct RunSide {
     run: String,
     worker: String,
     beat_every: Duration,
-    agents: Agents,
+    agents: AgentMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
     /// Take nothing more of this run, and stop asking its coordinator
@@ -233,7 +240,7 @@ impl Worker {
 }
 
 /// Whether this worker takes a run's tasks, and with which agents.
-fn accept(options: &WorkerOptions, info: &RunInfo) -> Result<Agents, String> {
+fn accept(options: &WorkerOptions, info: &RunInfo) -> Result<AgentMap, String> {
     if let Some(template) = &info.adhoc {
         let Some(make) = &options.adhoc else {
             return Err(
@@ -497,7 +504,23 @@ impl RunSide {
                 return;
             }
         }
+        // Attempt N runs as the one-task run's Nth, so that the command
+        // sees AGENT33_ATTEMPT=N (lost executions count): the earlier ones
+        // end at once, as retries without backoff.
+        let first = task.attempt.max(1);
+        let mut agents = Agents::new();
+        if let Some(agent) = self.agents.get(&task.agent) {
+            agents.insert(
+                task.agent.as_str(),
+                AgentSpec::new(FromAttempt {
+                    inner: Arc::clone(agent),
+                    first,
+                }),
+            );
+        }
         let settings = Settings {
+            retries: first - 1,
+            retry_backoff: Duration::ZERO,
             timeout: task.timeout_ms.map(Duration::from_millis),
             kill_grace: Duration::from_millis(task.kill_grace_ms),
             output_limit_bytes: task.output_limit_bytes,
@@ -510,7 +533,7 @@ impl RunSide {
         let one =
             AgentTask::new(task.agent.as_str(), task.artifact.clone()).with_id(task.id.as_str());
         let results = executor
-            .run(vec![one], &self.agents, control.clone())
+            .run(vec![one], &agents, control.clone())
             .collect_results();
         tokio::pin!(results);
         let mut beat = tokio::time::interval(self.beat_every.max(Duration::from_millis(100)));
@@ -579,6 +602,23 @@ impl RunSide {
     }
 }
 
+/// Runs `inner` from attempt `first` on; earlier attempts fail at once.
+struct FromAttempt {
+    inner: Arc<dyn Agent>,
+    first: u32,
+}
+
+impl Agent for FromAttempt {
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
+        if ctx.attempt() < self.first {
+            return Box::pin(std::future::ready(Err(AgentError::new(
+                "an earlier execution",
+            ))));
+        }
+        self.inner.run(ctx)
+    }
+}
+
 fn one_result(results: agent33_parallel::ExecutionResults) -> Option<TaskResult> {
     results
         .succeeded
@@ -619,7 +659,7 @@ mod tests {
             if template.is_empty() {
                 Err("empty".to_owned())
             } else {
-                Ok(Agents::new())
+                Ok(AgentMap::new())
             }
         });
         WorkerOptions {
@@ -627,7 +667,7 @@ mod tests {
             slots: 1,
             lease: None,
             manifest_digest: digest.map(str::to_owned),
-            agents: Agents::new(),
+            agents: AgentMap::new(),
             adhoc: adhoc.then_some(make),
         }
     }

@@ -138,7 +138,7 @@ agents:
   flaky:
     shell: true
     retries: 1
-    command: 'if [ -e "$1.once" ]; then echo second; else touch "$1.once"; echo first; exit 4; fi'
+    command: 'if [ -e "$1.once" ]; then echo "second $AGENT33_ATTEMPT"; else touch "$1.once"; echo "first $AGENT33_ATTEMPT"; exit 4; fi'
 tasks:
   - { agent: ok, artifact: a }
   - { agent: ok, artifact: b }
@@ -189,6 +189,7 @@ fn two_workers_give_the_reports_of_a_local_run() {
     }
     assert_eq!(local["metrics"]["counters"], remote["metrics"]["counters"]);
     assert_eq!(task(&remote, "flaky:e")["attempts"], 2);
+    assert_eq!(task(&remote, "flaky:e")["output"], "second 2\n");
     assert_eq!(task(&remote, "ok:f")["status"], "skipped");
     assert_eq!(task(&remote, "slow:d")["status"], "timeout");
     for ran in ["ok:a", "bad:c", "slow:d", "flaky:e"] {
@@ -218,7 +219,7 @@ agents:
     command: 'echo "quick $1 $A33_TEST_WORKER" >> ledger'
   long:
     shell: true
-    command: 'echo "start $A33_TEST_WORKER $$" >> ledger; if [ "$A33_TEST_WORKER" = w1 ]; then sleep 600; fi; echo "ran on $A33_TEST_WORKER"'
+    command: 'echo "start $A33_TEST_WORKER $$" >> ledger; if [ "$A33_TEST_WORKER" = w1 ]; then sleep 600; fi; echo "ran on $A33_TEST_WORKER as attempt $AGENT33_ATTEMPT"'
 tasks:
   - { agent: quick, artifact: a }
   - { agent: quick, artifact: b }
@@ -254,7 +255,10 @@ tasks:
     let report = dir.json("r.json");
     let x = task(&report, "long:x");
     assert_eq!(x["status"], "success");
-    assert_eq!(x["output"], "ran on w2\n");
+    assert_eq!(
+        x["output"], "ran on w2 as attempt 2\n",
+        "AGENT33_ATTEMPT counts the lost one"
+    );
     let notes = x["notes"].to_string();
     assert!(notes.contains("attempt 1: worker w1 lost after"), "{notes}");
     assert_eq!(x["attempts"], 2, "the lost execution counts");
