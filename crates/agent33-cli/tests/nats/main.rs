@@ -797,3 +797,54 @@ tasks:
         dir.read("ledger").contains("end h").then_some(())
     });
 }
+
+#[test]
+fn a_task_lost_three_times_fails_with_worker_lost_3_times() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  doomed:
+    shell: true
+    command: 'echo "start $A33_TEST_WORKER" >> ledger; sleep 600'
+tasks:
+  - { agent: doomed, artifact: x }
+"#,
+    );
+    let url = server.url();
+    let run = spawn_run(
+        &dir.path(),
+        &["run", "--nats", &url, "--lease", "1", "--report", "r.json"],
+    );
+    for id in ["w1", "w2", "w3"] {
+        let mut worker = Worker::start(&dir.path(), &url, id, &[]);
+        wait_for(&format!("the task on {id}"), HANG, || {
+            dir.read("ledger")
+                .contains(&format!("start {id}"))
+                .then_some(())
+        });
+        worker.signal(Signal::KILL);
+        worker.wait();
+    }
+    // The fourth delivery finds the attempt lost three times.
+    let _w4 = Worker::start(&dir.path(), &url, "w4", &[]);
+    let output = wait_output(run, HANG);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let x = task(&dir.json("r.json"), "doomed:x");
+    assert_eq!(x["status"], "failed");
+    assert_eq!(x["error"], "worker lost 3 times");
+    assert_eq!(x["attempts"], 3);
+    let notes = x["notes"].to_string();
+    for id in ["w1", "w2", "w3"] {
+        assert!(
+            notes.contains(&format!("worker {id} lost after")),
+            "{notes}"
+        );
+    }
+    assert!(
+        !dir.read("ledger").contains("start w4"),
+        "never started a 4th time"
+    );
+}
