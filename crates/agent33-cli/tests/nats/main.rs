@@ -848,3 +848,38 @@ tasks:
         "never started a 4th time"
     );
 }
+
+#[test]
+fn a_sigterm_to_the_run_stops_the_tasks_on_its_workers() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+execution:
+  parallel_limit: 2
+agents:
+  hold:
+    shell: true
+    command: 'trap ''echo "term $1" >> ledger; exit 143'' TERM; echo "start $1" >> ledger; while true; do sleep 0.02; done'
+tasks:
+  - { agent: hold, artifact: a }
+  - { agent: hold, artifact: b }
+"#,
+    );
+    let url = server.url();
+    let _w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "1"]);
+    let _w2 = Worker::start(&dir.path(), &url, "w2", &["--slots", "1"]);
+    let run = spawn_run(&dir.path(), &["run", "--nats", &url, "--report", "r.json"]);
+    wait_for("both tasks to start", HANG, || {
+        (lines_with(&dir.read("ledger"), "start ").len() == 2).then_some(())
+    });
+    support::signal(run.id(), Signal::TERM);
+    let output = wait_output(run, HANG);
+    assert_eq!(code(&output), 143, "{}", stderr(&output));
+    assert_eq!(lines_with(&dir.read("ledger"), "term ").len(), 2);
+    let report = dir.json("r.json");
+    for id in ["hold:a", "hold:b"] {
+        assert_eq!(task(&report, id)["status"], "cancelled");
+    }
+}
