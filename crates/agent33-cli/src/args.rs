@@ -56,6 +56,9 @@ pub enum Command {
     /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
     #[command(display_name = "agent-33")]
     Report(ReportArgs),
+    /// Take tasks of distributed runs from a NATS server and run them here.
+    #[command(display_name = "agent-33")]
+    Worker(crate::nats_args::WorkerArgs),
 }
 
 /// `agent-33 report RUN.json [--timings PATH] [--junit PATH] [--trace PATH]`.
@@ -205,6 +208,10 @@ pub struct RunArgs {
     /// Skip tasks that the journal records as succeeded
     #[arg(long, help_heading = "Output")]
     pub resume: bool,
+
+    /// Across machines (PRODUCT-distributed.md): `--nats`, `--nats-creds`, `--lease`.
+    #[command(flatten)]
+    pub nats: crate::nats_args::NatsRunArgs,
 }
 
 /// One group of GNU parallel's input words: `::: A B …` or `:::: FILE …`.
@@ -334,7 +341,7 @@ mod tests {
         full.extend_from_slice(args);
         match parse_from(full).expect("valid command line").command {
             Command::Run(r) => r,
-            Command::Report(_) => unreachable!("a run command line"),
+            Command::Report(_) | Command::Worker(_) => unreachable!("a run command line"),
         }
     }
 

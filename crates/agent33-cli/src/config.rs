@@ -549,7 +549,7 @@ mod tests {
         argv.extend_from_slice(flags);
         match parse_from(argv).expect("valid command line").command {
             Command::Run(r) => r,
-            Command::Report(_) => unreachable!("a run command line"),
+            Command::Report(_) | Command::Worker(_) => unreachable!("a run command line"),
         }
     }
 

@@ -37,6 +37,7 @@ pub fn for_error(failure: &Failure) -> u8 {
     match failure {
         Failure::Usage(_)
         | Failure::Settings(_)
+        | Failure::Nats(_)
         | Failure::OutputIsFolder { .. }
         | Failure::ResumeWithoutJournal
         | Failure::Journal { .. }

@@ -19,6 +19,9 @@ pub enum Failure {
     /// Flags, variables, manifest or artifact list.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// `--nats`: the server could not be reached, or the run not announced.
+    #[error("{0}")]
+    Nats(String),
     /// The engine refused the merged settings.
     #[error(transparent)]
     Settings(#[from] SettingsError),
@@ -86,6 +89,7 @@ impl Failure {
             Self::ReportSetup(e) | Self::ReportWrite(e) => format!("{e}: {}", e.io_error()),
             Self::Usage(_)
             | Self::Settings(_)
+            | Self::Nats(_)
             | Self::OutputIsFolder { .. }
             | Self::ResumeWithoutJournal
             | Self::Input(_)

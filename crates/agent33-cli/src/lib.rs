@@ -28,6 +28,7 @@ pub mod args;
 pub mod config;
 mod error;
 pub mod manifest;
+pub mod nats_args;
 mod scalar;
 pub mod settings;
 pub mod template;

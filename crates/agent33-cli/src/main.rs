@@ -6,9 +6,11 @@
 mod exit;
 mod failure;
 mod plan_view;
+mod remote;
 mod report_cmd;
 mod run;
 mod terminal;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run::main(&args),
         Command::Report(args) => report_cmd::main(&args),
+        Command::Worker(args) => worker::main(&args),
     };
     ExitCode::from(code)
 }

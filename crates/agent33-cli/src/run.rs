@@ -43,7 +43,7 @@ pub fn main(args: &RunArgs) -> u8 {
     // On a worker, not the thread blocking on the runtime: waking that
     // thread for every batch of events costs a futex round trip.
     let code = runtime.block_on(async {
-        tokio::spawn(run(config))
+        tokio::spawn(run(config, args.clone()))
             .await
             .expect("the run does not panic")
     });
@@ -52,7 +52,7 @@ pub fn main(args: &RunArgs) -> u8 {
     code
 }
 
-async fn run(config: Config) -> u8 {
+async fn run(config: Config, args: RunArgs) -> u8 {
     if config.options.dry_run {
         return plan_view::show(config).await;
     }
@@ -84,6 +84,12 @@ async fn run(config: Config) -> u8 {
     if let Err(e) = create_output_dir(&config.options) {
         return exit::fail(&e);
     }
+    // Connected last, once every local check passed: workers never see a
+    // run that ends before it starts.
+    let remote = match crate::remote::Remote::start(&args, &config).await {
+        Ok(remote) => remote,
+        Err(e) => return exit::fail(&e),
+    };
 
     // Escapees (setsid, double fork) are reparented to us, found and killed.
     let _ = agent33_process::become_subreaper();
@@ -100,8 +106,14 @@ async fn run(config: Config) -> u8 {
         output_dir: config.options.output_dir.clone(),
         ..ProcessOptions::default()
     };
-    let agents = config.agents(|def| CommandAgent::new(def.command.clone(), options.clone()));
+    let agents = match &remote {
+        Some(remote) => remote.agents(&config),
+        None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
+    };
     let control = RunControl::new();
+    if let Some(remote) = &remote {
+        remote.stop_if_unaccepted(control.clone());
+    }
     let signalled = Arc::new(AtomicU8::new(0));
     let run_over = Arc::new(AtomicBool::new(false));
     if let Err(e) = watch_signals(
@@ -216,6 +228,9 @@ async fn run(config: Config) -> u8 {
     // A stream a stop cut short may have held more: no note.
     if let Some(note) = nothing_read.filter(|_| !streamed || input_total.get() == Some(0)) {
         eprintln!("agent-33: no artifacts: {note}");
+    }
+    if let Some(remote) = remote {
+        remote.finish().await;
     }
     // Nothing we started outlives us, whatever happened above.
     agent33_process::disarm_guard();

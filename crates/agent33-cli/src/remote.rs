@@ -1,0 +1,108 @@
+//! `run --nats URL`: the run's tasks go to workers (PRODUCT-distributed.md).
+//! Only the agents change: each is the NATS crate's remote agent, so the
+//! engine, reporters and journal work as in a local run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent33_cli::args::RunArgs;
+use agent33_cli::config::{Config, TaskSource};
+use agent33_journal::StableHasher;
+use agent33_nats::{ConnectOptions, Coordinator, CoordinatorOptions};
+use agent33_parallel::{Agents, Interrupt, RunControl};
+
+use crate::failure::Failure;
+
+/// The lease when neither side gives one.
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// How long a run waits for a worker that accepts it.
+const ACCEPT_WAIT: Duration = Duration::from_secs(30);
+/// Connecting gives up within this, so that no server means exit 2 within 5 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A run whose tasks go to workers.
+pub struct Remote {
+    coordinator: Arc<Coordinator>,
+}
+
+impl Remote {
+    /// Connects and announces the run, when `--nats` is given.
+    pub async fn start(args: &RunArgs, config: &Config) -> Result<Option<Self>, Failure> {
+        let nats = &args.nats;
+        let Some(url) = &nats.nats else {
+            return Ok(None);
+        };
+        let options = ConnectOptions {
+            url: url.clone(),
+            creds: nats.nats_creds.clone(),
+            name: format!("agent-33 run {}", std::process::id()),
+            timeout: CONNECT_TIMEOUT,
+        };
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, agent33_nats::connect(&options)).await;
+        let conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Failure::Nats(e.to_string())),
+            Err(_) => {
+                return Err(Failure::Nats(format!(
+                    "cannot reach the NATS server at {url}: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let (manifest_digest, adhoc) = match config.tasks {
+            TaskSource::AdHoc(_) => (None, args.command.clone()),
+            TaskSource::Manifest(_) => (manifest_digest(config), None),
+        };
+        let options = CoordinatorOptions {
+            lease: nats.lease.unwrap_or(DEFAULT_LEASE),
+            manifest_digest,
+            adhoc,
+            adhoc_shell: args.shell,
+            parallel_limit: config.settings.effective_limit(),
+            kill_grace: config.settings.kill_grace,
+            output_limit_bytes: config.settings.output_limit_bytes,
+        };
+        match Coordinator::start(conn, options).await {
+            Ok(coordinator) => Ok(Some(Self {
+                coordinator: Arc::new(coordinator),
+            })),
+            Err(e) => Err(Failure::Nats(e.to_string())),
+        }
+    }
+
+    /// The run's agents: each the remote agent, with the agent's own
+    /// limits, timeout and retries (the timeout counts from the start on
+    /// a worker, which enforces it too).
+    pub fn agents(&self, config: &Config) -> Agents {
+        config.agents(|_| self.coordinator.agent())
+    }
+
+    /// Stops the run when no worker accepts it in time.
+    pub fn stop_if_unaccepted(&self, control: RunControl) {
+        let coordinator = Arc::clone(&self.coordinator);
+        tokio::spawn(async move {
+            let reason = coordinator.unaccepted_after(ACCEPT_WAIT).await;
+            eprintln!("agent-33: {reason}");
+            control.interrupt_by(Interrupt::new(reason));
+        });
+    }
+
+    /// Tells the workers the run is over.
+    pub async fn finish(self) {
+        self.coordinator.finish().await;
+    }
+}
+
+/// The digest workers compare with their own manifest's: its bytes.
+pub fn manifest_digest(config: &Config) -> Option<String> {
+    let bytes = std::fs::read(config.manifest_path.as_ref()?).ok()?;
+    Some(digest(&bytes))
+}
+
+/// A manifest's digest.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut hasher = StableHasher::new();
+    hasher.field(bytes);
+    hasher.finish_hex()
+}
