@@ -604,10 +604,6 @@ async fn publish(hub: &Hub, message: &wire::TaskMessage) -> Result<(), AgentErro
     }
 }
 
-#[expect(
-    clippy::result_large_err,
-    reason = "the engine's Agent trait returns AgentResult"
-)]
 fn into_result(ctx: &TaskContext, settled: Settled) -> AgentResult {
     match settled {
         Settled::Lost { worker, after } => Err(AgentError::new(format!("worker {worker} lost"))
