@@ -52,7 +52,7 @@ Modes:
 pub enum Command {
     /// Run a command once per artifact, from a manifest (`agent33.yaml`) or ad hoc (`--command`).
     #[command(display_name = "agent-33", after_help = run_modes())]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Render reports (timeline, JUnit, trace, summary) from a saved `run --report` file.
     #[command(display_name = "agent-33")]
     Report(ReportArgs),
@@ -340,7 +340,7 @@ mod tests {
         let mut full = vec!["agent-33", "run"];
         full.extend_from_slice(args);
         match parse_from(full).expect("valid command line").command {
-            Command::Run(r) => r,
+            Command::Run(r) => *r,
             Command::Report(_) | Command::Worker(_) => unreachable!("a run command line"),
         }
     }

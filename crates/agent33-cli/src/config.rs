@@ -548,7 +548,7 @@ mod tests {
         let mut argv = vec!["agent-33", "run"];
         argv.extend_from_slice(flags);
         match parse_from(argv).expect("valid command line").command {
-            Command::Run(r) => r,
+            Command::Run(r) => *r,
             Command::Report(_) | Command::Worker(_) => unreachable!("a run command line"),
         }
     }

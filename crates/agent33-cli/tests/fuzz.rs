@@ -120,7 +120,7 @@ fn globs_stay_home(m: &Manifest) -> bool {
 
 fn run_args(argv: Vec<OsString>) -> Option<RunArgs> {
     match parse_from(argv).ok()?.command {
-        Command::Run(r) => Some(r),
+        Command::Run(r) => Some(*r),
         Command::Report(_) | Command::Worker(_) => None,
     }
 }
