@@ -424,6 +424,15 @@ impl PyCommandAgent {
         if matches!(&template, Template::Argv(w) if w.is_empty()) {
             return Err(PyValueError::new_err("command must not be empty"));
         }
+        // Processes that leave the task's group (`setsid`, a double fork)
+        // are reparented to us and killed at the end of their task. As a
+        // guest: Python code in this process waits for its own children by
+        // pid, and the sweeps never reap a zombie they cannot attribute to a
+        // task. Without it (off Linux) the process group is the containment.
+        static SUBREAPER: std::sync::Once = std::sync::Once::new();
+        SUBREAPER.call_once(|| {
+            let _ = agent33_process::become_guest_subreaper();
+        });
         let _runtime = crate::runtime::runtime().enter();
         Ok(Self {
             agent: agent33_process::CommandAgent::new(template.clone(), ProcessOptions::default()),
