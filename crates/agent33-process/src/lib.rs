@@ -13,8 +13,10 @@
 //!   the end of their task (reported as "N escaped processes killed") and,
 //!   at the latest, when the program exits.
 //!
-//! The crate knows nothing of manifests, templates or terminals: the CLI
-//! turns those into a [`CommandBuilder`]. It is Unix-only; the escape
+//! The crate knows nothing of manifests or terminals. Its [`template`]
+//! module is the one implementation of command templates (placeholders,
+//! the shell rules, the injection guard), shared by the CLI and the Python
+//! package; it builds a [`CommandBuilder`]. It is Unix-only; the escape
 //! handling needs Linux.
 //!
 //! # Wiring it into a program
@@ -50,6 +52,7 @@ mod output;
 mod program;
 mod reaper;
 mod spawn;
+pub mod template;
 #[cfg(own_clone)]
 mod vfork;
 

@@ -40,6 +40,43 @@ def test_shell_true_passes_the_artifact_as_dollar_one(tmp_path):
     assert r.succeeded[0].output == "2\n"
 
 
+def test_every_placeholder_of_the_cli():
+    words = ["{}", "{artifact}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}", "{agent}", "{id}"]
+    agent = CommandAgent(["printf", "%s|" * len(words)] + words)
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("p", "dir/a.tar.gz", id="t")], agents={"p": agent}))
+    out = r.succeeded[0].output
+    assert out == "dir/a.tar.gz|dir/a.tar.gz|dir/a.tar|a.tar.gz|dir|a.tar|1|1|p|t|"
+    # Inserted text is never scanned again: an artifact named {id} stays so.
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("e", "{id}")], agents={"e": CommandAgent(["echo", "x{artifact}"])}))
+    assert r.succeeded[0].output == "x{id}\n"
+
+
+def test_templates_are_refused_with_the_cli_messages():
+    cases = [
+        ((["echo", "{artifcat}"],), "unknown placeholder {artifcat}: the placeholders are {}, "
+         "{artifact}, {.}, {/}, {//}, {/.}, {#}, {%}, {agent} and {id}"),
+        (("cat {artifact}",), 'a `shell: true` script gets the artifact as "$1"'),
+        ((["sh", "-c", "cat {}; rm x"],), "{} would be pasted into the script that `sh -c` runs"),
+        (('echo "x',), 'cannot split command "echo \\"x" into words'),
+        (([],), "command is empty"),
+        (([""],), "command's program is empty"),
+    ]
+    for args, message in cases:
+        shell = args == ("cat {artifact}",)
+        with pytest.raises(ValueError) as e:
+            CommandAgent(*args, shell=shell)
+        assert str(e.value).startswith(message), (args, str(e.value))
+    with pytest.raises(ValueError, match="shell script is empty"):
+        CommandAgent("  ", shell=True)
+    # Brace text that is no placeholder is kept as written.
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("awk", "a b")],
+        agents={"awk": CommandAgent(["sh", "-c", "echo \"$1\" | awk '{print $2}'", "sh", "{}"])}))
+    assert r.succeeded[0].output == "b\n"
+
+
 def test_bad_command_arguments():
     with pytest.raises(TypeError, match="command"):
         CommandAgent(42)
