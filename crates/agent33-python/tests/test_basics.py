@@ -196,6 +196,13 @@ def test_invalid_settings_name_the_keyword(kwargs, error, name):
         ParallelExecutor(**kwargs)
 
 
+def test_continue_on_error_with_max_failures_is_the_engines_refusal():
+    with pytest.raises(ValueError) as e:
+        ParallelExecutor(continue_on_error=True, max_failures=3)
+    assert str(e.value).startswith(
+        "continue_on_error and max_failures (3) cannot be given together"), str(e.value)
+
+
 def test_continue_on_error_false_with_max_failures_is_fine():
     ParallelExecutor(continue_on_error=False, max_failures=3)
 
