@@ -29,6 +29,10 @@ pub struct ExecutorBuilder {
     settings: Settings,
     /// The first invalid number of seconds given, reported by `build`.
     invalid: Option<SettingsError>,
+    /// Whether `max_failures` was given to this builder: with
+    /// `continue_on_error(true)` that is two answers to one question.
+    /// [`Settings`] given whole were resolved by their caller.
+    max_failures_given: bool,
 }
 
 /// Converts a number of seconds to a duration.
@@ -62,6 +66,7 @@ impl ExecutorBuilder {
     #[must_use]
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self.max_failures_given = false;
         self
     }
 
@@ -110,10 +115,12 @@ impl ExecutorBuilder {
         self
     }
 
-    /// Failures that fire the stop trigger.
+    /// Failures that fire the stop trigger; `build` refuses it together
+    /// with `continue_on_error(true)`.
     #[must_use]
     pub fn max_failures(mut self, n: u32) -> Self {
         self.settings.max_failures = n;
+        self.max_failures_given = true;
         self
     }
 
@@ -209,6 +216,11 @@ impl ExecutorBuilder {
         }
         if s.max_failures == 0 {
             return Err(SettingsError::MaxFailures(0));
+        }
+        if s.continue_on_error && self.max_failures_given {
+            return Err(SettingsError::ContinueOnErrorWithMaxFailures(
+                s.max_failures,
+            ));
         }
         s.lookahead = s.lookahead.max(1);
         Ok(ParallelExecutor {
@@ -477,6 +489,40 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err, SettingsError::ParallelLimit(0));
+    }
+
+    #[test]
+    fn builder_rejects_continue_on_error_with_max_failures() {
+        let err = ParallelExecutor::builder()
+            .max_failures(3)
+            .continue_on_error(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(err, SettingsError::ContinueOnErrorWithMaxFailures(3));
+        let message = err.to_string();
+        assert!(
+            message.contains("continue_on_error") && message.contains("max_failures"),
+            "{message}"
+        );
+        // Either alone is fine, and so are settings given whole, which
+        // their caller resolved (the CLI, from its sources).
+        assert!(ParallelExecutor::builder().max_failures(3).build().is_ok());
+        assert!(
+            ParallelExecutor::builder()
+                .continue_on_error(true)
+                .build()
+                .is_ok()
+        );
+        let resolved = Settings {
+            continue_on_error: true,
+            max_failures: 3,
+            ..Settings::default()
+        };
+        let built = ParallelExecutor::builder()
+            .max_failures(2)
+            .settings(resolved)
+            .build();
+        assert!(built.is_ok());
     }
 
     #[test]

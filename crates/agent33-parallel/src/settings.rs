@@ -124,6 +124,14 @@ pub enum SettingsError {
     /// `max_failures` must be at least 1.
     #[error("max_failures must be at least 1, got {0}")]
     MaxFailures(u32),
+    /// `continue_on_error(true)` and `max_failures` both given: one says
+    /// never stop for failures, the other after how many to stop.
+    #[error(
+        "continue_on_error and max_failures ({0}) cannot be given together: \
+         continue_on_error means never stop for failures, max_failures says after how many \
+         to stop; keep one of them"
+    )]
+    ContinueOnErrorWithMaxFailures(u32),
     /// A number of seconds that is negative, NaN or infinite.
     #[error("{setting} must be a number of seconds ≥ 0, got {value}")]
     Seconds {

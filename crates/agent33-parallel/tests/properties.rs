@@ -156,11 +156,15 @@ fn execute(case: &Case) -> Outcome {
             .respect_dependencies(case.respect)
             .continue_on_error(case.continue_on_error)
             .fail_fast(case.fail_fast)
-            .max_failures(case.max_failures)
             .retries(case.retries)
             .retry_backoff(Duration::from_millis(30))
             .kill_grace(Duration::from_millis(20))
             .timeout(Duration::from_millis(case.timeout_ms.unwrap_or(0)));
+        // The builder refuses both (they contradict); with continue_on_error
+        // a failure count never stops the run anyway.
+        if !case.continue_on_error {
+            b = b.max_failures(case.max_failures);
+        }
         if case.parallel || case.respect {
             b = b.parallel_limit(case.limit);
         }

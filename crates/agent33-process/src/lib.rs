@@ -13,8 +13,10 @@
 //!   the end of their task (reported as "N escaped processes killed") and,
 //!   at the latest, when the program exits.
 //!
-//! The crate knows nothing of manifests, templates or terminals: the CLI
-//! turns those into a [`CommandBuilder`]. It is Unix-only; the escape
+//! The crate knows nothing of manifests or terminals. Its [`template`]
+//! module is the one implementation of command templates (placeholders,
+//! the shell rules, the injection guard), shared by the CLI and the Python
+//! package; it builds a [`CommandBuilder`]. It is Unix-only; the escape
 //! handling needs Linux.
 //!
 //! # Wiring it into a program
@@ -31,6 +33,10 @@
 //!
 //! After step 1, start child processes only through [`CommandAgent`]: the
 //! reaper collects any zombie child it does not know as a task leader.
+//! A program whose other code starts and waits for children of its own
+//! (the Python package) calls [`become_guest_subreaper`] instead, keeps no
+//! [`Reaper`] and does not call [`kill_all_descendants`]: escapees are still
+//! killed at the end of their task, and only they are reaped.
 //!
 //! # Output
 //!
@@ -46,6 +52,7 @@ mod output;
 mod program;
 mod reaper;
 mod spawn;
+pub mod template;
 #[cfg(own_clone)]
 mod vfork;
 
@@ -57,7 +64,10 @@ use agent33_parallel::{AgentTask, TaskContext};
 pub use agent::{CommandAgent, ProcessOptions};
 pub use guard::{RUN_VAR, disarm_guard, guard_main, run_id, start_guard};
 pub use output::output_file_stem;
-pub use reaper::{Reaper, become_subreaper, is_subreaper, kill_all_descendants, reap_orphans};
+pub use reaper::{
+    Reaper, become_guest_subreaper, become_subreaper, is_subreaper, kill_all_descendants,
+    reap_orphans,
+};
 pub use spawn::{AGENT_VAR, ARTIFACT_VAR, ATTEMPT_VAR, TASK_ID_VAR, ignored_signals};
 
 /// The exact process to start for one attempt of one task.

@@ -159,6 +159,32 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
+/// Like [`become_subreaper`], for a process whose other code starts and
+/// waits for children of its own (a Python interpreter, whose `subprocess`
+/// waits for each child by its pid): orphans of tasks are still
+/// reparented here, found by their group or the task's marker variable and
+/// killed, but from then on this crate reaps only the processes it can
+/// attribute to a task (members of its group, escapees it killed), never
+/// another zombie child, so no exit status is taken from that other code.
+/// [`reap_orphans`] reaps nothing in this mode, and a [`Reaper`] is not
+/// needed; [`kill_all_descendants`] would still kill that code's children,
+/// so such a program does not call it.
+///
+/// # Errors
+///
+/// As [`become_subreaper`].
+pub fn become_guest_subreaper() -> io::Result<()> {
+    GUEST.store(true, Ordering::Relaxed);
+    become_subreaper()
+}
+
+/// Set by [`become_guest_subreaper`]: reap only what is attributed to a task.
+static GUEST: AtomicBool = AtomicBool::new(false);
+
+fn guest() -> bool {
+    GUEST.load(Ordering::Relaxed)
+}
+
 /// Set once [`become_subreaper`] succeeded: nothing in this program undoes
 /// it, so the per-task check needs no `prctl`.
 static BECAME_SUBREAPER: AtomicBool = AtomicBool::new(false);
@@ -510,8 +536,13 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
                 .filter(|p| p.ppid == me && !leaders.contains_key(&p.pid))
             {
                 if p.is_zombie() {
-                    // An orphan's remains, whoever it belonged to: ours to reap.
-                    reap(p.pid);
+                    // An orphan's remains, whoever it belonged to, are ours
+                    // to reap; a guest reaps only the task's own (its
+                    // group's members, escapees it killed), since other
+                    // code of the process waits for its children by pid.
+                    if !guest() || p.pgid == pgid || escaped.contains(&p.pid) {
+                        reap(p.pid);
+                    }
                     continue;
                 }
                 let in_group = p.pgid == pgid;
@@ -551,6 +582,10 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
 /// A [`Reaper`] calls this periodically; call it yourself when you have no
 /// runtime.
 pub fn reap_orphans() -> usize {
+    if guest() {
+        // Nothing tells a task's orphan from a child other code waits for.
+        return 0;
+    }
     let me = my_pid();
     let _gate = no_spawn_in_flight();
     let zombies: Vec<i32> = match own_children() {

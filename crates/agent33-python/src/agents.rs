@@ -10,13 +10,15 @@
 //! - A plain function runs in a blocking thread of the runtime. Nothing can
 //!   interrupt it, so at a stop its attempt ends at once and the thread's
 //!   eventual return is discarded.
-//! - `CommandAgent` is agent33-process's command agent behind a small
-//!   builder for argv lists with placeholders and `shell=True` scripts.
+//! - `CommandAgent` is agent33-process's command agent with the CLI's
+//!   command templates (agent33-process's `template`): the same
+//!   placeholders, shell rules and refusals, with the same messages.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agent33_parallel::{Agent, AgentResult, BoxFuture, TaskContext};
-use agent33_process::{CommandBuilder, CommandSpec, ProcessOptions};
+use agent33_process::ProcessOptions;
+use agent33_process::template::{CommandTemplate, TaskCommand};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -315,75 +317,13 @@ impl Agent for SyncAgent {
     }
 }
 
-/// How a command agent turns a task into a process.
-#[derive(Clone, Debug)]
-enum Template {
-    /// Program and arguments, with placeholders replaced in each word.
-    Argv(Vec<String>),
-    /// `sh -c SCRIPT sh ARTIFACT`: the artifact is `$1`, never pasted in.
-    Shell(String),
-}
-
-/// Placeholders a command word may hold, and what they stand for.
-const PLACEHOLDERS: [&str; 4] = ["{artifact}", "{}", "{agent}", "{id}"];
-
-/// Replaces placeholders in one left-to-right pass: inserted text is never
-/// scanned again.
-fn fill(word: &str, task: &agent33_parallel::AgentTask) -> String {
-    let mut out = String::with_capacity(word.len());
-    let mut rest = word;
-    while let Some(at) = rest.find('{') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        match PLACEHOLDERS.iter().find(|p| rest.starts_with(*p)) {
-            Some(p) => {
-                out.push_str(match *p {
-                    "{agent}" => task.agent.as_str(),
-                    "{id}" => task.id.as_str(),
-                    _ => &task.artifact,
-                });
-                rest = &rest[p.len()..];
-            }
-            None => {
-                out.push('{');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-impl CommandBuilder for Template {
-    fn build(
-        &self,
-        task: &agent33_parallel::AgentTask,
-        _attempt: u32,
-    ) -> Result<CommandSpec, String> {
-        let argv = match self {
-            Self::Argv(words) => words.iter().map(|w| fill(w, task).into()).collect(),
-            Self::Shell(script) => vec![
-                "sh".into(),
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                task.artifact.clone().into(),
-            ],
-        };
-        Ok(CommandSpec {
-            argv,
-            ..CommandSpec::default()
-        })
-    }
-}
-
 /// `CommandAgent(["markdownlint", "{artifact}"])` or
 /// `CommandAgent("grep -c TODO \"$1\"", shell=True)`: one process per
 /// attempt, in its own process group, killed with its group at a stop.
 #[pyclass(frozen, module = "agent33_parallel._native", name = "CommandAgent")]
 pub struct PyCommandAgent {
     pub agent: agent33_process::CommandAgent,
-    template: Template,
+    template: CommandTemplate,
 }
 
 #[pymethods]
@@ -396,45 +336,52 @@ impl PyCommandAgent {
             None => false,
         };
         let template = if shell {
-            Template::Shell(string("command", command).map_err(|_| {
+            let script = string("command", command).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "command must be a str (the script) with shell=True, got {}",
                     type_name(command)
                 ))
-            })?)
+            })?;
+            CommandTemplate::shell(script)
         } else if command.is_instance_of::<PyString>() {
-            let line: String = command.extract()?;
-            Template::Argv(
-                shell_words::split(&line)
-                    .map_err(|e| PyValueError::new_err(format!("command: {e}")))?,
-            )
+            CommandTemplate::split(&command.extract::<String>()?)
         } else if command.is_instance_of::<PyList>() || command.is_instance_of::<PyTuple>() {
-            Template::Argv(
-                command
-                    .try_iter()?
-                    .map(|w| string("command", &w?))
-                    .collect::<PyResult<_>>()?,
-            )
+            let words = command
+                .try_iter()?
+                .map(|w| string("command", &w?))
+                .collect::<PyResult<_>>()?;
+            CommandTemplate::list(words)
         } else {
             return Err(PyTypeError::new_err(format!(
                 "command must be a list of str (argv) or a str, got {}",
                 type_name(command)
             )));
-        };
-        if matches!(&template, Template::Argv(w) if w.is_empty()) {
-            return Err(PyValueError::new_err("command must not be empty"));
         }
+        // The CLI's messages, word for word.
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Processes that leave the task's group (`setsid`, a double fork)
+        // are reparented to us and killed at the end of their task. As a
+        // guest: Python code in this process waits for its own children by
+        // pid, and the sweeps never reap a zombie they cannot attribute to a
+        // task. Without it (off Linux) the process group is the containment.
+        static SUBREAPER: std::sync::Once = std::sync::Once::new();
+        SUBREAPER.call_once(|| {
+            let _ = agent33_process::become_guest_subreaper();
+        });
         let _runtime = crate::runtime::runtime().enter();
         Ok(Self {
-            agent: agent33_process::CommandAgent::new(template.clone(), ProcessOptions::default()),
+            agent: agent33_process::CommandAgent::new(
+                TaskCommand::new(template.clone()),
+                ProcessOptions::default(),
+            ),
             template,
         })
     }
 
     fn __repr__(&self) -> String {
         match &self.template {
-            Template::Argv(words) => format!("CommandAgent({words:?})"),
-            Template::Shell(script) => format!("CommandAgent({script:?}, shell=True)"),
+            CommandTemplate::Argv(words) => format!("CommandAgent({words:?})"),
+            CommandTemplate::Shell(script) => format!("CommandAgent({script:?}, shell=True)"),
         }
     }
 }

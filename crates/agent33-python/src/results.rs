@@ -125,6 +125,13 @@ impl PyTaskResult {
         &self.result.stderr
     }
 
+    /// What the engine and the command agent noted about the task, as the
+    /// CLI prints them (e.g. "1 escaped process killed").
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.result.notes.clone()
+    }
+
     /// A command's exit code; None for Python agents.
     #[getter]
     fn exit_code(&self) -> Option<i32> {

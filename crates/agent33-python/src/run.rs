@@ -347,14 +347,8 @@ impl PyExecutor {
         let continue_on_error = given(continue_on_error)
             .map(|v| boolean("continue_on_error", v))
             .transpose()?;
+        // Both given is refused by the builder (a ValueError below).
         if let Some(v) = given(max_failures) {
-            if continue_on_error == Some(true) {
-                return Err(PyValueError::new_err(
-                    "continue_on_error=True and max_failures cannot be given together: \
-                     continue_on_error means never stop for failures, max_failures says \
-                     after how many to stop; keep one of them",
-                ));
-            }
             b = b.max_failures(to_u32("max_failures", whole("max_failures", v, 1)?)?);
         }
         if let Some(yes) = continue_on_error {

@@ -196,6 +196,13 @@ def test_invalid_settings_name_the_keyword(kwargs, error, name):
         ParallelExecutor(**kwargs)
 
 
+def test_continue_on_error_with_max_failures_is_the_engines_refusal():
+    with pytest.raises(ValueError) as e:
+        ParallelExecutor(continue_on_error=True, max_failures=3)
+    assert str(e.value).startswith(
+        "continue_on_error and max_failures (3) cannot be given together"), str(e.value)
+
+
 def test_continue_on_error_false_with_max_failures_is_fine():
     ParallelExecutor(continue_on_error=False, max_failures=3)
 
@@ -289,3 +296,51 @@ def test_the_package_and_the_example_type_check_strictly(tmp_path):
         [sys.executable, "-m", "mypy", "--no-incremental", str(REPO / "examples" / "refine.py")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_tasks_may_come_from_a_generator_or_an_async_iterable():
+    async def echo(task):
+        return task.artifact
+
+    def generated():
+        for i in range(3):
+            yield AgentTask("echo", f"g{i}")
+
+    async def arriving():
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield AgentTask("echo", f"a{i}")
+
+    async def main():
+        executor = ParallelExecutor(parallel_limit=2, agents={"echo": echo})
+        from_gen = await executor.run_all(generated())
+        from_async = await executor.run_all(arriving())
+        seen = [e.result.output async for e in executor.run(arriving()) if e.kind == "finished"]
+        return from_gen, from_async, seen
+
+    from_gen, from_async, seen = asyncio.run(main())
+    assert [r.output for r in from_gen.succeeded] == ["g0", "g1", "g2"]
+    assert [r.output for r in from_async.succeeded] == ["a0", "a1", "a2"]
+    assert sorted(seen) == ["a0", "a1", "a2"]
+
+
+def test_an_async_iterable_is_checked_before_anything_runs():
+    ran = []
+
+    async def work(task):
+        ran.append(task.id)
+
+    async def cyclic():
+        yield AgentTask("w", "a", id="a", depends_on=["b"])
+        yield AgentTask("w", "b", id="b", depends_on=["a"])
+
+    async def main():
+        executor = ParallelExecutor(agents={"w": work})
+        with pytest.raises(ValueError, match="cycle"):
+            await executor.run_all(cyclic())
+        with pytest.raises(ValueError, match="cycle"):
+            async for _ in executor.run(cyclic()):
+                pass
+
+    asyncio.run(main())
+    assert ran == []

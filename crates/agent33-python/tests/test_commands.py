@@ -40,6 +40,43 @@ def test_shell_true_passes_the_artifact_as_dollar_one(tmp_path):
     assert r.succeeded[0].output == "2\n"
 
 
+def test_every_placeholder_of_the_cli():
+    words = ["{}", "{artifact}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}", "{agent}", "{id}"]
+    agent = CommandAgent(["printf", "%s|" * len(words)] + words)
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("p", "dir/a.tar.gz", id="t")], agents={"p": agent}))
+    out = r.succeeded[0].output
+    assert out == "dir/a.tar.gz|dir/a.tar.gz|dir/a.tar|a.tar.gz|dir|a.tar|1|1|p|t|"
+    # Inserted text is never scanned again: an artifact named {id} stays so.
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("e", "{id}")], agents={"e": CommandAgent(["echo", "x{artifact}"])}))
+    assert r.succeeded[0].output == "x{id}\n"
+
+
+def test_templates_are_refused_with_the_cli_messages():
+    cases = [
+        ((["echo", "{artifcat}"],), "unknown placeholder {artifcat}: the placeholders are {}, "
+         "{artifact}, {.}, {/}, {//}, {/.}, {#}, {%}, {agent} and {id}"),
+        (("cat {artifact}",), 'a `shell: true` script gets the artifact as "$1"'),
+        ((["sh", "-c", "cat {}; rm x"],), "{} would be pasted into the script that `sh -c` runs"),
+        (('echo "x',), 'cannot split command "echo \\"x" into words'),
+        (([],), "command is empty"),
+        (([""],), "command's program is empty"),
+    ]
+    for args, message in cases:
+        shell = args == ("cat {artifact}",)
+        with pytest.raises(ValueError) as e:
+            CommandAgent(*args, shell=shell)
+        assert str(e.value).startswith(message), (args, str(e.value))
+    with pytest.raises(ValueError, match="shell script is empty"):
+        CommandAgent("  ", shell=True)
+    # Brace text that is no placeholder is kept as written.
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("awk", "a b")],
+        agents={"awk": CommandAgent(["sh", "-c", "echo \"$1\" | awk '{print $2}'", "sh", "{}"])}))
+    assert r.succeeded[0].output == "b\n"
+
+
 def test_bad_command_arguments():
     with pytest.raises(TypeError, match="command"):
         CommandAgent(42)
@@ -154,3 +191,74 @@ def test_a_second_ctrl_c_kills_what_the_first_could_not_stop(tmp_path):
         if child.poll() is None:
             child.kill()
     assert "KeyboardInterrupt" in err
+
+
+def read_pid(path):
+    wait_until(lambda: path.exists() and path.read_text().endswith("\n"), f"a pid in {path}")
+    return int(path.read_text())
+
+
+def escape(pidfile):
+    """Shell that starts a sleeper in a new session through a subshell that
+    exits at once (a double fork) and returns once the sleeper has left the
+    task's session: it writes its pid from there, after `setsid`."""
+    tmp = f"{pidfile}.tmp"
+    return (f"(setsid sh -c 'echo $$ > {tmp}; mv {tmp} {pidfile}; exec sleep 1000' "
+            f">/dev/null 2>&1 &); while [ ! -e {pidfile} ]; do :; done")
+
+
+def test_an_escaped_descendant_is_killed_when_its_task_ends(tmp_path):
+    # The background job leaves the task's process group and session
+    # (setsid), and its parent exits: a double fork, as daemons do.
+    pidfile = tmp_path / "pid"
+    script = f"{escape(pidfile)}; exit 0"
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("sh", "x")], agents={"sh": CommandAgent(script, shell=True)}))
+    done = r.succeeded[0]
+    assert done.notes == ["1 escaped process killed"]
+    pid = read_pid(pidfile)
+    wait_until(lambda: process_gone(pid), f"escaped process {pid} to be gone")
+
+
+def test_an_escaped_descendant_is_killed_after_a_timeout(tmp_path):
+    pidfile = tmp_path / "pid"
+    script = f"{escape(pidfile)}; exec sleep 1000"
+    r = run(ParallelExecutor(timeout_seconds=0.5, kill_grace_seconds=1).run_all(
+        [AgentTask("sh", "x")], agents={"sh": CommandAgent(script, shell=True)}))
+    timed_out = r.failed[0]
+    assert timed_out.status == "timeout"
+    assert "1 escaped process killed" in timed_out.notes
+    pid = read_pid(pidfile)
+    wait_until(lambda: process_gone(pid), f"escaped process {pid} to be gone")
+
+
+def test_python_subprocess_keeps_its_exit_statuses_while_escapees_are_swept(tmp_path):
+    # The sweeps for escapees see Python's own children (and their zombies)
+    # as children of this process; they must never reap them, or
+    # `subprocess` would read exit status 0 for a child that exited with 7.
+    codes = []
+
+    def spawner(task):
+        for _ in range(40):
+            codes.append(subprocess.run(["sh", "-c", "exit 7"]).returncode)
+        # A child that is a zombie while sweeps run, waited for afterwards.
+        late = subprocess.Popen(["sh", "-c", "exit 9"])
+        wait_until(lambda: process_gone(late.pid), "the late child to exit")
+        return late
+
+    pids = tmp_path / "pids"
+    escaper = CommandAgent(
+        f"(setsid sh -c 'echo $$ >> {pids}; exec sleep 1000' >/dev/null 2>&1 &); exit 0",
+        shell=True)
+    tasks = [AgentTask("py", "p")] + [AgentTask("esc", f"e{i}") for i in range(30)]
+    r = run(ParallelExecutor(parallel_limit=4).run_all(
+        tasks, agents={"py": spawner, "esc": escaper}))
+    assert len(r.succeeded) == 31, [(t.task.id, t.error) for t in r.failed]
+    # An escapee still in the group when its task ended died with the group.
+    assert {n for t in r.succeeded for n in t.notes} <= {"1 escaped process killed"}
+    for pid in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+        wait_until(lambda: process_gone(pid), f"escaped process {pid} to be gone")
+    assert codes == [7] * 40
+    late = r.succeeded[0].output
+    # The late child's status is still there for Popen to collect.
+    assert late.wait(timeout=HANG) == 9

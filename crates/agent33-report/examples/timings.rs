@@ -122,12 +122,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             AgentTask::new(agent, format!("{folder}/doc-{i:05}.md"))
         })
         .collect();
-    let executor = ParallelExecutor::builder()
+    let builder = ParallelExecutor::builder()
         .parallel_limit(limit)
-        .continue_on_error(!small)
-        .max_failures(2)
-        .retry_backoff(Duration::from_millis(1500))
-        .build()?;
+        .retry_backoff(Duration::from_millis(1500));
+    // The small run stops after two failures; the large one never stops.
+    let executor = if small {
+        builder.max_failures(2)
+    } else {
+        builder.continue_on_error(true)
+    }
+    .build()?;
 
     let mut reporters = Reporters::new()
         .with(TimingsReporter::create(dir.join("timings.html"))?)

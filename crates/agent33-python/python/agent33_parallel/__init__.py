@@ -19,12 +19,14 @@ contract, PRODUCT-python.md.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import inspect
 import signal
 import threading
 from collections import deque
 from typing import (
     Any,
+    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -150,6 +152,18 @@ def _agent_specs(
         else:
             specs.append((name, "async" if _is_async(fn) else "sync", fn, _wants_context(fn)))
     return specs
+
+
+Tasks = Union[Iterable[AgentTask], AsyncIterable[AgentTask]]
+"""What ``run_all`` and ``run`` take: any iterable of tasks, or an async one."""
+
+
+async def _collect(tasks: Tasks) -> Iterable[AgentTask]:
+    """The tasks of an async iterable, read to its end (the dependency
+    checks need every task before the run starts); others as they are."""
+    if isinstance(tasks, collections.abc.AsyncIterable):
+        return [task async for task in tasks]
+    return tasks
 
 
 async def _drive(coro: Awaitable[Any], done: Any) -> None:
@@ -293,7 +307,7 @@ class ParallelExecutor:
 
     async def run_all(
         self,
-        tasks: Iterable[AgentTask],
+        tasks: Tasks,
         *,
         agents: Optional[Mapping[str, AgentLike]] = None,
     ) -> ExecutionResults:
@@ -304,7 +318,7 @@ class ParallelExecutor:
         CLI's, then raises KeyboardInterrupt; cancelling the awaiting task
         stops it the same way, then raises CancelledError.
         """
-        checked = _Executor.check(tasks)
+        checked = _Executor.check(await _collect(tasks))
         extra = _check_agents(agents)
         run, loop = self._start(checked, extra, events=False)
         cancelled = False
@@ -333,13 +347,16 @@ class ParallelExecutor:
 
     def run(
         self,
-        tasks: Iterable[AgentTask],
+        tasks: Tasks,
         *,
         agents: Optional[Mapping[str, AgentLike]] = None,
     ) -> "EventIterator":
         """The run's events, for ``async for``: ``queued``, ``started``,
         ``retrying``, ``finished`` per task, then ``run_finished`` with the
-        results. A slow consumer slows the run. Tasks are checked now."""
+        results. A slow consumer slows the run. Tasks are checked now, or,
+        given as an async iterable, read and checked at the first event."""
+        if isinstance(tasks, collections.abc.AsyncIterable):
+            return EventIterator(self, tasks, _check_agents(agents))
         return EventIterator(self, _Executor.check(tasks), _check_agents(agents))
 
 
@@ -348,7 +365,10 @@ class EventIterator:
     the first ``__anext__``."""
 
     def __init__(
-        self, executor: ParallelExecutor, tasks: List[AgentTask], agents: Dict[str, AgentLike]
+        self,
+        executor: ParallelExecutor,
+        tasks: Union[List[AgentTask], AsyncIterable[AgentTask]],
+        agents: Dict[str, AgentLike],
     ) -> None:
         self._executor = executor
         self._tasks = tasks
@@ -368,7 +388,10 @@ class EventIterator:
         if self._closed:
             raise StopAsyncIteration
         if self._run is None:
-            self._run, self._loop = self._executor._start(self._tasks, self._agents, events=True)
+            tasks = self._tasks
+            if not isinstance(tasks, list):
+                tasks = _Executor.check(await _collect(tasks))
+            self._run, self._loop = self._executor._start(tasks, self._agents, events=True)
             self._sigint = _Sigint(self._run).__enter__()
         run, loop = self._run, self._loop
         assert loop is not None

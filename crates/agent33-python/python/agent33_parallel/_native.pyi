@@ -43,7 +43,15 @@ class TaskContext:
 
 class CommandAgent:
     """The CLI's command agent: ``CommandAgent(["markdownlint", "{artifact}"])``
-    or ``CommandAgent('grep -c TODO "$1"', shell=True)``."""
+    or ``CommandAgent('grep -c TODO "$1"', shell=True)``.
+
+    Words take the CLI's placeholders (``{}``/``{artifact}``, ``{.}``,
+    ``{/}``, ``{//}``, ``{/.}``, ``{#}``, ``{%}``, ``{agent}``, ``{id}``);
+    a str without ``shell=True`` is split into words as a shell would, and
+    never run by one. A script gets the artifact as ``"$1"``. Templates the
+    CLI refuses (a misspelt placeholder, a placeholder pasted into a shell
+    script) raise ``ValueError`` with the CLI's message. Escaped processes
+    (``setsid``, double fork) are killed when their task ends."""
 
     def __init__(self, command: Union[str, Sequence[str]], *, shell: bool = False) -> None: ...
 
@@ -71,6 +79,8 @@ class TaskResult:
     def stderr(self) -> str: ...
     @property
     def exit_code(self) -> Optional[int]: ...
+    @property
+    def notes(self) -> List[str]: ...
 
 class ExecutionResults:
     @property
