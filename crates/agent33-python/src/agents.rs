@@ -371,7 +371,9 @@ impl PyCommandAgent {
         let _runtime = crate::runtime::runtime().enter();
         Ok(Self {
             agent: agent33_process::CommandAgent::new(
-                TaskCommand::new(template.clone()),
+                // As in the CLI: an argv without any placeholder gets the
+                // artifact as its last argument.
+                TaskCommand::new(template.clone()).append_artifact_without_placeholder(),
                 ProcessOptions::default(),
             ),
             template,

@@ -53,6 +53,17 @@ def test_every_placeholder_of_the_cli():
     assert r.succeeded[0].output == "x{id}\n"
 
 
+def test_a_command_without_placeholder_gets_the_artifact_last_as_in_the_cli():
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("e", "a b.md")], agents={"e": CommandAgent(["echo", "lint"])}))
+    assert r.succeeded[0].output == "lint a b.md\n"
+    # A shell script gets it as "$1" only.
+    r = run(ParallelExecutor().run_all(
+        [AgentTask("s", "x.md")],
+        agents={"s": CommandAgent('echo "got $1"', shell=True)}))
+    assert r.succeeded[0].output == "got x.md\n"
+
+
 def test_templates_are_refused_with_the_cli_messages():
     cases = [
         ((["echo", "{artifcat}"],), "unknown placeholder {artifcat}: the placeholders are {}, "

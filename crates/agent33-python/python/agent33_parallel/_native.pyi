@@ -48,7 +48,8 @@ class CommandAgent:
     Words take the CLI's placeholders (``{}``/``{artifact}``, ``{.}``,
     ``{/}``, ``{//}``, ``{/.}``, ``{#}``, ``{%}``, ``{agent}``, ``{id}``);
     a str without ``shell=True`` is split into words as a shell would, and
-    never run by one. A script gets the artifact as ``"$1"``. Templates the
+    never run by one; words without any placeholder get the artifact as
+    their last argument, as in the CLI. A script gets it as ``"$1"``. Templates the
     CLI refuses (a misspelt placeholder, a placeholder pasted into a shell
     script) raise ``ValueError`` with the CLI's message. Escaped processes
     (``setsid``, double fork) are killed when their task ends."""
