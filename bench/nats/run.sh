@@ -7,8 +7,10 @@
 #   2. Fail-fast propagation: 4 tasks wait on two workers, a fifth fails;
 #      the time from the failure to the last waiting task's SIGTERM, read
 #      from one ledger with nanosecond stamps (same machine, same clock).
+#   3. The coordinator's peak RSS with MEM_SMALL and MEM_LARGE tasks
+#      streamed from --artifacts-from (once each; MEM_LARGE=0 skips it).
 #
-# Usage: bench/nats/run.sh     RUNS=5  N=2000  AGENT33=path/to/agent-33
+# Usage: bench/nats/run.sh     RUNS=5  N=2000  MEM_SMALL=10000  MEM_LARGE=100000  AGENT33=path/to/agent-33
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -75,6 +77,26 @@ for round in $(seq "$RUNS"); do
   echo "round $round: local ${local_ms[-1]} ms, two workers ${remote_ms[-1]} ms, fail-fast ${fail_ms[-1]} ms" >&2
 done
 
+# Peak RSS of the coordinator alone (the workers are other processes).
+peak_rss_kib() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+}
+MEM_SMALL=${MEM_SMALL:-10000}
+MEM_LARGE=${MEM_LARGE:-100000}
+mem_small=""; mem_large=""
+if [ "$MEM_LARGE" -gt 0 ]; then
+  for n in "$MEM_SMALL" "$MEM_LARGE"; do
+    seq "$n" > "mem-$n"
+    kib=$(peak_rss_kib "$AGENT33" run --nats "$URL" -j 8 --command true --artifacts-from "mem-$n" --output none -q)
+    echo "coordinator, $n tasks streamed: peak RSS $kib KiB" >&2
+    if [ "$n" = "$MEM_SMALL" ]; then mem_small=$kib; else mem_large=$kib; fi
+  done
+fi
+
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lm=$(median "${local_ms[@]}"); rm_=$(median "${remote_ms[@]}"); fm=$(median "${fail_ms[@]}")
 echo
@@ -83,3 +105,6 @@ echo "|---|---|"
 echo "| $N x true, -j 8, local | $lm ms |"
 echo "| $N x true, -j 8, two workers (4 slots each) | $rm_ ms ($(python3 -c "print(f'{$rm_ / $lm:.2f}')")x local) |"
 echo "| fail-fast: failure to the last worker task's SIGTERM | $fm ms |"
+if [ -n "$mem_large" ]; then
+  echo "| coordinator peak RSS, $MEM_SMALL / $MEM_LARGE tasks streamed | $((mem_small / 1024)) / $((mem_large / 1024)) MiB ($(python3 -c "print(f'{$mem_large / $mem_small:.2f}')")x) |"
+fi
