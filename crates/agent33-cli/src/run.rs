@@ -14,7 +14,10 @@ use std::os::unix::ffi::OsStrExt;
 use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
-use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
+use agent33_llm::{Endpoint, LlmAgent, ProviderLimiter};
+use agent33_parallel::{
+    AgentName, AgentTask, Agents, Event, Interrupt, ParallelExecutor, RunControl,
+};
 use agent33_process::{AGENT_VAR, ARTIFACT_VAR, CommandAgent, ProcessOptions, Reaper, TASK_ID_VAR};
 use agent33_report::{
     InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
@@ -106,9 +109,13 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         output_dir: config.options.output_dir.clone(),
         ..ProcessOptions::default()
     };
-    let agents = match &remote {
+    let mut agents = match &remote {
         Some(remote) => remote.agents(&config),
         None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
+    };
+    let limiters = match llm_agents(&config, &mut agents) {
+        Ok(limiters) => limiters,
+        Err(e) => return exit::fail(&e),
     };
     let control = RunControl::new();
     if let Some(remote) = &remote {
@@ -190,7 +197,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
                 let unsynced = journal.as_ref().is_some_and(Journal::has_unsynced);
                 if !unsynced || finished || pending.len() >= GROUP_COMMIT_EVENTS {
                     failed_reports |= commit_and_report(
-                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded,
+                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &limiters,
                     );
                     commit_armed = false;
                 } else if !commit_armed {
@@ -201,7 +208,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
             () = &mut commit, if commit_armed => {
                 commit_armed = false;
                 failed_reports |= commit_and_report(
-                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded,
+                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &limiters,
                 );
             }
             _ = tick.tick() => {
@@ -214,6 +221,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         &mut pending,
         &mut reporters,
         &mut all_succeeded,
+        &limiters,
     );
     drop(events);
     // Every task has ended: what is left is writing reports, and one may
@@ -264,6 +272,7 @@ fn commit_and_report(
     pending: &mut Vec<Event>,
     reporters: &mut Reporters,
     all_succeeded: &mut bool,
+    limiters: &[Arc<ProviderLimiter>],
 ) -> bool {
     let mut failed = false;
     if let Some(j) = journal.as_mut() {
@@ -273,13 +282,52 @@ fn commit_and_report(
             *journal = None;
         }
     }
-    for event in pending.drain(..) {
-        if let Event::RunFinished { totals, .. } = &event {
+    for mut event in pending.drain(..) {
+        if let Event::RunFinished {
+            totals, metrics, ..
+        } = &mut event
+        {
             *all_succeeded = totals.all_succeeded();
+            // The engine knows nothing of HTTP: what the providers' limiters
+            // counted joins its metrics here, before any report sees them.
+            if !limiters.is_empty() {
+                ProviderLimiter::add_to_metrics(limiters.iter().map(|l| &**l), metrics);
+            }
         }
         failed |= show_errors(reporters.on_event(&event));
     }
     failed
+}
+
+/// Adds the manifest's LLM agents to `agents`, each bound to its
+/// provider's limiter: one limiter per `limit_key()`, shared by every agent
+/// that names it. Returns the limiters, whose counters join the run's
+/// metrics.
+fn llm_agents(config: &Config, agents: &mut Agents) -> Result<Vec<Arc<ProviderLimiter>>, Failure> {
+    let mut limiters: Vec<(String, Arc<ProviderLimiter>)> = Vec::new();
+    let run_limit = config.settings.parallel_limit;
+    for def in &config.llm_agents {
+        let key = def.limit_key();
+        let limiter = match limiters.iter().find(|(k, _)| *k == key) {
+            Some((_, limiter)) => Arc::clone(limiter),
+            None => {
+                let limiter =
+                    ProviderLimiter::new(&def.provider, def.config.limiter_settings(run_limit));
+                limiters.push((key, Arc::clone(&limiter)));
+                limiter
+            }
+        };
+        let endpoint = Endpoint::new(&def.provider, &def.config.base_url, def.key.as_ref())?;
+        let agent = LlmAgent::new(
+            def.block.request_spec(),
+            Arc::new(endpoint),
+            limiter,
+            def.base_dir.clone(),
+        )
+        .price(def.price());
+        agents.insert(def.name.clone(), def.with_limits(agent.spec()));
+    }
+    Ok(limiters.into_iter().map(|(_, l)| l).collect())
 }
 
 /// Opens `--journal`, checking `--resume` has one to read.
