@@ -151,13 +151,36 @@ fn many_tasks_under_a_small_server_cap_all_succeed_with_429s_deferred_and_the_ke
     let served = log.iter().filter(|r| r.status == Some(200)).count();
     assert_eq!(served, n, "each task was answered once");
     // Deferrals are no attempts: nobody used a retry.
+    let mut prompt_tokens = 0;
     for task in report.list("succeeded") {
         assert_eq!(task["attempts"], 1, "{task}");
+        let usage = &task["usage"];
+        assert_eq!(usage["completion_tokens"], 16, "{task}");
+        let prompt = usage["prompt_tokens"].as_u64().expect("prompt tokens");
+        assert_eq!(usage["total_tokens"], prompt + 16, "{task}");
+        prompt_tokens += prompt;
+        // $1 per million prompt tokens, $2 per million completion tokens.
+        let cost = task["cost_usd"].as_f64().expect("a price is known");
+        let want = (prompt as f64 + 32.0) / 1e6;
+        assert!((cost - want).abs() < 1e-12, "{cost} != {want}");
     }
     let metrics = &report.0["metrics"];
     assert_eq!(metrics["counters"]["llm_requests"], log.len(), "{metrics}");
     assert_eq!(
         metrics["counters"]["llm_rate_limited"], refused,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["counters"]["llm_prompt_tokens"], prompt_tokens,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["counters"]["llm_completion_tokens"],
+        16 * n,
+        "{metrics}"
+    );
+    assert!(
+        metrics["timers"]["rate_limit_wait_ms"].is_object(),
         "{metrics}"
     );
     for text in [

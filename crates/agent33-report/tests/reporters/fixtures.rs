@@ -253,6 +253,8 @@ impl RunBuilder {
                 reason: None,
                 notes: outcome.notes,
                 resumed: false,
+                usage: None,
+                cost_usd: None,
             }),
         });
     }
@@ -284,6 +286,8 @@ impl RunBuilder {
                 reason: None,
                 notes: Vec::new(),
                 resumed: true,
+                usage: None,
+                cost_usd: None,
             }),
         });
     }
