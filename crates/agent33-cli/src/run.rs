@@ -113,8 +113,8 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         Some(remote) => remote.agents(&config),
         None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
     };
-    let limiters = match llm_agents(&config, &mut agents) {
-        Ok(limiters) => limiters,
+    let llm = match llm_agents(&config, &mut agents) {
+        Ok(llm) => llm,
         Err(e) => return exit::fail(&e),
     };
     let control = RunControl::new();
@@ -197,7 +197,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
                 let unsynced = journal.as_ref().is_some_and(Journal::has_unsynced);
                 if !unsynced || finished || pending.len() >= GROUP_COMMIT_EVENTS {
                     failed_reports |= commit_and_report(
-                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &limiters,
+                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &llm,
                     );
                     commit_armed = false;
                 } else if !commit_armed {
@@ -208,7 +208,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
             () = &mut commit, if commit_armed => {
                 commit_armed = false;
                 failed_reports |= commit_and_report(
-                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &limiters,
+                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &llm,
                 );
             }
             _ = tick.tick() => {
@@ -221,7 +221,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         &mut pending,
         &mut reporters,
         &mut all_succeeded,
-        &limiters,
+        &llm,
     );
     drop(events);
     // Every task has ended: what is left is writing reports, and one may
@@ -272,7 +272,7 @@ fn commit_and_report(
     pending: &mut Vec<Event>,
     reporters: &mut Reporters,
     all_succeeded: &mut bool,
-    limiters: &[Arc<ProviderLimiter>],
+    llm: &LlmProviders,
 ) -> bool {
     let mut failed = false;
     if let Some(j) = journal.as_mut() {
@@ -290,20 +290,40 @@ fn commit_and_report(
             *all_succeeded = totals.all_succeeded();
             // The engine knows nothing of HTTP: what the providers' limiters
             // counted joins its metrics here, before any report sees them.
-            if !limiters.is_empty() {
-                ProviderLimiter::add_to_metrics(limiters.iter().map(|l| &**l), metrics);
-            }
+            llm.add_to_metrics(metrics);
         }
         failed |= show_errors(reporters.on_event(&event));
     }
     failed
 }
 
+/// The run's LLM providers: their limiters, whose counters join the run's
+/// metrics.
+struct LlmProviders {
+    limiters: Vec<Arc<ProviderLimiter>>,
+    /// Whether any LLM agent's model has a price: the cost is shown only
+    /// then.
+    priced: bool,
+}
+
+impl LlmProviders {
+    /// Adds the limiters' counters to `metrics` (nothing for a run without
+    /// LLM agents), and the cost only when a price was known.
+    fn add_to_metrics(&self, metrics: &mut agent33_parallel::Metrics) {
+        if self.limiters.is_empty() {
+            return;
+        }
+        ProviderLimiter::add_to_metrics(self.limiters.iter().map(|l| &**l), metrics);
+        if !self.priced {
+            metrics.gauges.remove("llm_cost_usd");
+        }
+    }
+}
+
 /// Adds the manifest's LLM agents to `agents`, each bound to its
 /// provider's limiter: one limiter per `limit_key()`, shared by every agent
-/// that names it. Returns the limiters, whose counters join the run's
-/// metrics.
-fn llm_agents(config: &Config, agents: &mut Agents) -> Result<Vec<Arc<ProviderLimiter>>, Failure> {
+/// that names it.
+fn llm_agents(config: &Config, agents: &mut Agents) -> Result<LlmProviders, Failure> {
     let mut limiters: Vec<(String, Arc<ProviderLimiter>)> = Vec::new();
     let run_limit = config.settings.parallel_limit;
     for def in &config.llm_agents {
@@ -327,7 +347,10 @@ fn llm_agents(config: &Config, agents: &mut Agents) -> Result<Vec<Arc<ProviderLi
         .price(def.price());
         agents.insert(def.name.clone(), def.with_limits(agent.spec()));
     }
-    Ok(limiters.into_iter().map(|(_, l)| l).collect())
+    Ok(LlmProviders {
+        limiters: limiters.into_iter().map(|(_, l)| l).collect(),
+        priced: config.llm_agents.iter().any(|def| def.price().is_some()),
+    })
 }
 
 /// Opens `--journal`, checking `--resume` has one to read.

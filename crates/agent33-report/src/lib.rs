@@ -83,7 +83,7 @@ use std::io::Write;
 use agent33_parallel::Event;
 
 pub use error::ReportError;
-pub use format::format_duration_ms;
+pub use format::{format_count, format_dollars, format_duration_ms, format_tokens};
 pub use json::JsonReporter;
 pub use junit::{DEFAULT_JUNIT_OUTPUT_LIMIT, JunitReporter};
 pub use notice::NoticeReporter;

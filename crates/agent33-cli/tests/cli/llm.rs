@@ -183,6 +183,18 @@ fn many_tasks_under_a_small_server_cap_all_succeed_with_429s_deferred_and_the_ke
         metrics["timers"]["rate_limit_wait_ms"].is_object(),
         "{metrics}"
     );
+    let cost: f64 = report
+        .list("succeeded")
+        .iter()
+        .map(|t| t["cost_usd"].as_f64().expect("priced"))
+        .sum();
+    let line = format!(
+        "LLM: {} requests, {refused} rate-limited, {} tokens in, {} out, ${cost:.2}",
+        log.len(),
+        agent33_report::format_tokens(prompt_tokens),
+        agent33_report::format_tokens(16 * n as u64),
+    );
+    assert!(out.stderr.contains(&line), "{line:?} in:\n{}", out.stderr);
     for text in [
         out.stdout(),
         out.stderr.clone(),
@@ -194,4 +206,37 @@ fn many_tasks_under_a_small_server_cap_all_succeed_with_429s_deferred_and_the_ke
         assert!(!text.contains(KEY), "the key leaked:\n{text}");
         assert!(!text.contains("SECRET"), "part of the key leaked:\n{text}");
     }
+}
+
+#[test]
+fn without_a_price_the_summary_shows_no_cost_and_tasks_no_cost_usd() {
+    let srv = server(FakeLlmConfig::default());
+    let sb = Sandbox::new();
+    manifest(&sb, &srv.server.base_url(), 4, 2);
+    let text = sb.read("agent33.yaml");
+    let unpriced: String = text
+        .lines()
+        .filter(|l| !l.contains("prices:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    sb.manifest(&unpriced);
+    let out = sb.run(["--report", "r.json"]).env(KEY_VAR, KEY).output();
+    out.code_is(0);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("LLM: "))
+        .unwrap_or_else(|| panic!("an LLM line in:\n{}", out.stderr));
+    assert!(
+        line.starts_with("LLM: 2 requests, 0 rate-limited, ") && line.ends_with(" out"),
+        "{line}"
+    );
+    let report = sb.report("r.json");
+    for task in report.list("succeeded") {
+        assert!(
+            task["usage"].is_object() && task.get("cost_usd").is_none(),
+            "{task}"
+        );
+    }
+    assert!(report.0["metrics"]["gauges"].get("llm_cost_usd").is_none());
 }
