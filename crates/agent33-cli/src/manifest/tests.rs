@@ -767,3 +767,17 @@ fn an_agent_has_a_command_or_an_llm_block() {
         "agent33.yaml:14:5: agent `refinement`: `cwd` is for command agents, not `llm`"
     );
 }
+
+#[test]
+fn the_readmes_llm_manifest_is_valid() {
+    let readme = include_str!("../../../../README.md");
+    let section = &readme[readme.find("## LLM agents").expect("the section")..];
+    let start = section.find("```yaml\n").expect("a manifest") + "```yaml\n".len();
+    let end = start + section[start..].find("```").expect("its end");
+    let m = parse(&section[start..end]).expect("the README's manifest is valid");
+    let [def] = m.llm_agents.as_slice() else {
+        panic!("one LLM agent")
+    };
+    assert_eq!(def.config.base_url, "http://localhost:11434/v1");
+    assert_eq!(def.key, None, "a local server needs no key");
+}
