@@ -16,13 +16,13 @@ use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
 use agent33_llm::{Endpoint, LlmAgent, ProviderLimiter};
 use agent33_parallel::{
-    AgentName, AgentTask, Agents, Event, Interrupt, ParallelExecutor, RunControl,
+    AgentName, AgentSpec, AgentTask, Event, Interrupt, ParallelExecutor, RunControl,
 };
 use agent33_process::{AGENT_VAR, ARTIFACT_VAR, CommandAgent, ProcessOptions, Reaper, TASK_ID_VAR};
 use agent33_report::{
-    InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
-    ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TimingsReporter,
-    TraceReporter,
+    InputTotal, JsonReporter, JunitReporter, LimitSource, LimitStatus, NoticeReporter, OutputMode,
+    PrinterOptions, ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter,
+    TimingsReporter, TraceReporter,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -80,7 +80,11 @@ async fn run(config: Config, args: RunArgs) -> u8 {
     // of tasks it made: progress then knows the total, and a stop that
     // left lines unread can be told from a run that read them all.
     let input_total = InputTotal::new();
-    let mut reporters = match reporters(&config, &input_total) {
+    let (llm, llm_specs) = match llm_agents(&config) {
+        Ok(llm) => llm,
+        Err(e) => return exit::fail(&e),
+    };
+    let mut reporters = match reporters(&config, &input_total, &llm) {
         Ok(r) => r,
         Err(e) => return exit::fail(&Failure::ReportSetup(e)),
     };
@@ -113,10 +117,9 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         Some(remote) => remote.agents(&config),
         None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
     };
-    let llm = match llm_agents(&config, &mut agents) {
-        Ok(llm) => llm,
-        Err(e) => return exit::fail(&e),
-    };
+    for (name, spec) in llm_specs {
+        agents.insert(name, spec);
+    }
     let control = RunControl::new();
     if let Some(remote) = &remote {
         remote.stop_if_unaccepted(control.clone());
@@ -309,6 +312,25 @@ struct LlmProviders {
 impl LlmProviders {
     /// Adds the limiters' counters to `metrics` (nothing for a run without
     /// LLM agents), and the cost only when a price was known.
+    /// The limiters' state, for the progress bar.
+    fn limit_source(&self) -> LimitSource {
+        let limiters = self.limiters.clone();
+        Arc::new(move || {
+            limiters
+                .iter()
+                .map(|l| {
+                    let (limit, _, paused) = l.status();
+                    LimitStatus {
+                        name: l.name().to_owned(),
+                        limit,
+                        max: l.max_concurrency(),
+                        paused,
+                    }
+                })
+                .collect()
+        })
+    }
+
     fn add_to_metrics(&self, metrics: &mut agent33_parallel::Metrics) {
         if self.limiters.is_empty() {
             return;
@@ -320,10 +342,10 @@ impl LlmProviders {
     }
 }
 
-/// Adds the manifest's LLM agents to `agents`, each bound to its
-/// provider's limiter: one limiter per `limit_key()`, shared by every agent
-/// that names it.
-fn llm_agents(config: &Config, agents: &mut Agents) -> Result<LlmProviders, Failure> {
+/// The manifest's LLM agents, each bound to its provider's limiter: one
+/// limiter per `limit_key()`, shared by every agent that names it.
+fn llm_agents(config: &Config) -> Result<(LlmProviders, Vec<(AgentName, AgentSpec)>), Failure> {
+    let mut specs = Vec::with_capacity(config.llm_agents.len());
     let mut limiters: Vec<(String, Arc<ProviderLimiter>)> = Vec::new();
     let run_limit = config.settings.parallel_limit;
     for def in &config.llm_agents {
@@ -345,12 +367,13 @@ fn llm_agents(config: &Config, agents: &mut Agents) -> Result<LlmProviders, Fail
             def.base_dir.clone(),
         )
         .price(def.price());
-        agents.insert(def.name.clone(), def.with_limits(agent.spec()));
+        specs.push((def.name.clone(), def.with_limits(agent.spec())));
     }
-    Ok(LlmProviders {
+    let llm = LlmProviders {
         limiters: limiters.into_iter().map(|(_, l)| l).collect(),
         priced: config.llm_agents.iter().any(|def| def.price().is_some()),
-    })
+    };
+    Ok((llm, specs))
 }
 
 /// Opens `--journal`, checking `--resume` has one to read.
@@ -491,14 +514,23 @@ fn output_mode(flag: OutputFlag) -> OutputMode {
 /// progress first (it clears its bar), notices, task output, files, and the
 /// summary last. File reports are created now so a bad path fails before
 /// anything runs.
-fn reporters(config: &Config, input_total: &InputTotal) -> Result<Reporters, ReportError> {
+fn reporters(
+    config: &Config,
+    input_total: &InputTotal,
+    llm: &LlmProviders,
+) -> Result<Reporters, ReportError> {
     let options = &config.options;
     let term = crate::terminal::detect();
     let progress = if options.quiet {
         ProgressReporter::hidden()
     } else {
-        ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
-            .input_total(input_total.clone())
+        let progress = ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
+            .input_total(input_total.clone());
+        if llm.limiters.is_empty() {
+            progress
+        } else {
+            progress.limits(llm.limit_source())
+        }
     };
     let suspender = progress.suspender();
     let mut reporters = Reporters::new()

@@ -345,6 +345,12 @@ impl ProviderLimiter {
         &self.stats
     }
 
+    /// The most its limit grows to: the provider's `max_concurrency`.
+    #[must_use]
+    pub fn max_concurrency(&self) -> usize {
+        self.lock().max_concurrency()
+    }
+
     /// The limit, in flight and the pause now: `(limit, in_flight, paused_for)`.
     #[must_use]
     pub fn status(&self) -> (usize, usize, Option<Duration>) {

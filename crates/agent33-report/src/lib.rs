@@ -92,8 +92,8 @@ pub use output::{
     PrinterOptions, StreamPrinter,
 };
 pub use progress::{
-    DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, InputTotal, ProgressReporter,
-    Suspender,
+    DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, InputTotal, LimitSource,
+    LimitStatus, ProgressReporter, Suspender,
 };
 pub use replay::{LoadReportError, SavedReport};
 pub use summary::{DEFAULT_FAILED_LIMIT, StatusCounts, Summary, SummaryOptions, SummaryReporter};

@@ -240,3 +240,30 @@ fn without_a_price_the_summary_shows_no_cost_and_tasks_no_cost_usd() {
     }
     assert!(report.0["metrics"]["gauges"].get("llm_cost_usd").is_none());
 }
+
+#[test]
+fn progress_shows_a_paused_and_halved_provider() {
+    let srv = server(FakeLlmConfig::default());
+    let sb = Sandbox::new();
+    manifest(&sb, &srv.server.base_url(), 4, 0);
+    // The first request is refused with a pause of 2 s: the first progress
+    // line (after 1 s) falls inside it.
+    sb.write(
+        "docs/doc-0.md",
+        "<!-- fake: status=429 retry_after=2 times=1 -->\n",
+    );
+    let out = sb
+        .run(std::iter::empty::<&str>())
+        .env(KEY_VAR, KEY)
+        .output();
+    out.code_is(0);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("progress: ") && l.contains(" · fake: 2/4, paused ")),
+        "{}",
+        out.stderr
+    );
+    let log = srv.server.log();
+    assert_eq!(log.len(), 2, "refused once, then answered");
+}
