@@ -173,7 +173,8 @@ struct Blob<'a> {
     tasks: Vec<TaskRow<'a>>,
     /// task index, attempt, slot, start, end (null if it never ended),
     /// status index, waited, error (null when the task's own), last
-    /// attempt, lane, worker (null when none reported).
+    /// attempt, lane, worker (null when none reported), deferred (1:
+    /// refused before doing any work, by a provider's rate limit).
     attempts: Vec<AttemptRow<'a>>,
 }
 
@@ -205,6 +206,7 @@ type AttemptRow<'a> = (
     u8,
     usize,
     Option<&'a str>,
+    u8,
 );
 
 #[derive(Serialize)]
@@ -397,6 +399,7 @@ impl<'a> Blob<'a> {
                     u8::from(last),
                     lane,
                     a.worker.as_deref(),
+                    u8::from(a.deferred),
                 ))
             })
             .collect();

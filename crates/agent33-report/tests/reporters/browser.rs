@@ -341,3 +341,27 @@ fn timings_page_of_a_run_on_workers_renders_its_lane_groups_in_chromium() {
     };
     assert_eq!(body_attr(&r.dom, "data-bars").as_deref(), Some("4"));
 }
+
+#[test]
+fn a_page_with_deferrals_renders_them_without_errors() {
+    use crate::fixtures::{Outcome, RunBuilder};
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "refine", "a.md");
+    run.queue(1, "refine", "b.md");
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.defer(0, 0, 40, 1);
+    run.defer(1, 1, 45, 1);
+    run.start_task(0, 0, 600, 0);
+    run.start_task(1, 1, 620, 0);
+    run.finish_task(0, 0, 900, Outcome::success());
+    run.finish_task(1, 1, 950, Outcome::success());
+    let events = run.finish(950, 2, 0.6, None);
+    let Some(r) = check("a_page_with_deferrals_renders_them_without_errors", &events) else {
+        return;
+    };
+    assert!(
+        r.dom.contains("deferred (rate limited)"),
+        "the legend names them"
+    );
+}

@@ -153,3 +153,31 @@ fn attempts_on_workers_get_a_lane_group_per_worker() {
     assert!(local["run"]["lane_labels"].is_null());
     assert!(local["attempts"][0][10].is_null());
 }
+
+#[test]
+fn deferrals_are_marked_as_such() {
+    use crate::fixtures::{Outcome, RunBuilder};
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "refine", "a.md");
+    run.start_task(0, 0, 0, 0);
+    run.defer(0, 0, 50, 1);
+    run.start_task(0, 0, 600, 0);
+    run.finish_task(0, 0, 900, Outcome::success());
+    let events = run.finish(900, 1, 0.5, None);
+    let timeline = Timeline::from_events(&events);
+    let flags: Vec<(u32, bool)> = timeline
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.deferred))
+        .collect();
+    assert_eq!(flags, [(1, true), (1, false)], "a deferral is no attempt");
+    let data = blob(&page(&events));
+    let marks: Vec<&Value> = data["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a[11])
+        .collect();
+    assert_eq!(marks, [1, 0]);
+    assert!(page(&events).contains("deferred (rate limited)"));
+}
