@@ -553,7 +553,12 @@ fn reporters(
         reporters.push(Box::new(JunitReporter::create(path)?));
     }
     if let Some(path) = &options.timings {
-        reporters.push(Box::new(TimingsReporter::create(path)?));
+        let timings = TimingsReporter::create(path)?;
+        reporters.push(Box::new(if llm.limiters.is_empty() {
+            timings
+        } else {
+            timings.limits(llm.limit_source())
+        }));
     }
     if let Some(path) = &options.trace {
         reporters.push(Box::new(TraceReporter::create(path)?));

@@ -195,6 +195,19 @@ fn many_tasks_under_a_small_server_cap_all_succeed_with_429s_deferred_and_the_ke
         agent33_report::format_tokens(16 * n as u64),
     );
     assert!(out.stderr.contains(&line), "{line:?} in:\n{}", out.stderr);
+    // The timings page draws the provider's limit: it started at 8 and the
+    // server's cap of 2 brought it down.
+    let page = sb.read("t.html");
+    let open = r#"<script type="application/json" id="agent33-data">"#;
+    let start = page.find(open).expect("the data") + open.len();
+    let data: serde_json::Value =
+        serde_json::from_str(&page[start..start + page[start..].find("</script>").expect("end")])
+            .expect("the data is JSON");
+    let points = data["limits"][0][2]
+        .as_array()
+        .expect("the provider's limit");
+    assert_eq!(points[0][1], 8, "{points:?}");
+    assert!(points.iter().any(|p| p[1].as_u64() < Some(8)), "{points:?}");
     for text in [
         out.stdout(),
         out.stderr.clone(),
