@@ -68,8 +68,11 @@ impl std::fmt::Debug for TimingsReporter {
 #[derive(Debug, Default)]
 struct LimitHistory {
     /// Name, most, and (when, limit, paused) points.
-    series: Vec<(String, usize, Vec<(Timestamp, usize, bool)>)>,
+    series: Vec<(String, usize, Vec<LimitPoint>)>,
 }
+
+/// When a limit changed, to what, and whether it was paused.
+type LimitPoint = (Timestamp, usize, bool);
 
 impl LimitHistory {
     fn sample(&mut self, statuses: Vec<LimitStatus>, at: Timestamp) {
