@@ -28,7 +28,7 @@ use crate::settings::{self, Flag, Picked, Resolved};
 use crate::template::{CommandTemplate, TaskCommand};
 use crate::values::{Source, Sourced};
 
-pub use crate::agents::AgentDef;
+pub use crate::agents::{AgentDef, LlmAgentDef};
 pub use crate::manifest::manifest_dir;
 pub use crate::settings::{EnvLookup, Layer};
 
@@ -304,10 +304,12 @@ impl RawConfig {
                  tasks write them; use --output grouped or bare to get output in input order",
             ));
         }
+        let mut llm_agents = Vec::new();
         let (agents, tasks, manifest_path) = match (self.manifest, self.adhoc) {
             (Some(m), _) => {
                 m.check_agent_folders()?;
                 let tasks = m.tasks()?;
+                llm_agents.clone_from(&m.llm_agents);
                 (
                     m.agents.clone(),
                     TaskSource::Manifest(tasks),
@@ -340,6 +342,7 @@ impl RawConfig {
             settings: resolved.engine,
             sources,
             agents,
+            llm_agents,
             tasks,
             options,
             manifest_path,
@@ -483,6 +486,8 @@ pub struct Config {
     pub sources: Vec<(&'static str, Source)>,
     /// The agents, in manifest order (ad hoc: the one agent `command`).
     pub agents: Vec<AgentDef>,
+    /// The LLM agents (`llm:`), in manifest order.
+    pub llm_agents: Vec<LlmAgentDef>,
     /// The tasks, or the ad-hoc artifacts to make them from.
     pub tasks: TaskSource,
     /// Dry run, format, output mode, report paths, quiet.
@@ -507,6 +512,12 @@ impl Config {
     #[must_use]
     pub fn agent(&self, name: &str) -> Option<&AgentDef> {
         self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The LLM agent named `name`.
+    #[must_use]
+    pub fn llm_agent(&self, name: &str) -> Option<&LlmAgentDef> {
+        self.llm_agents.iter().find(|a| a.name == name)
     }
 }
 

@@ -46,7 +46,8 @@ pub fn for_error(failure: &Failure) -> u8 {
         | Failure::Signals(_)
         | Failure::Input(_)
         | Failure::Plan(_)
-        | Failure::LoadReport(_) => USAGE,
+        | Failure::LoadReport(_)
+        | Failure::Endpoint(_) => USAGE,
         // The saved run was read; some file asked for could not be written.
         Failure::ReportWrite(_) => TASK_FAILED,
     }

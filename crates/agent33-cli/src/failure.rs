@@ -72,6 +72,9 @@ pub enum Failure {
     /// `agent-33 report`: a requested file could not be written.
     #[error(transparent)]
     ReportWrite(ReportError),
+    /// An LLM provider's HTTP client could not be set up.
+    #[error(transparent)]
+    Endpoint(#[from] agent33_llm::provider::EndpointError),
 }
 
 impl Failure {
@@ -95,6 +98,10 @@ impl Failure {
             | Self::Input(_)
             | Self::Plan(_)
             | Self::LoadReport(_) => self.to_string(),
+            Self::Endpoint(e) => match std::error::Error::source(e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            },
         }
     }
 

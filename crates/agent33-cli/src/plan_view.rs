@@ -1,6 +1,8 @@
 //! `agent-33 run --dry-run`: resolves everything (globs, dependencies,
 //! templates, timeouts, retries, folders, environment) and prints the plan,
-//! grouped by dependency level, as text or JSON. Runs nothing.
+//! grouped by dependency level, as text or JSON. Runs nothing; an LLM
+//! task shows its provider, model, endpoint and prompt size, and nothing
+//! is sent.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -8,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent33_cli::args::Format;
-use agent33_cli::config::{Config, TaskSource};
+use agent33_cli::config::{Config, LlmAgentDef, TaskSource};
 use agent33_cli::template::{CommandTemplate, Place, Placeholder, display_argv};
+use agent33_llm::provider::chat_url;
+use agent33_llm::template::{Fields, render};
 use agent33_parallel::{AgentTask, Event, Settings, plan};
 use agent33_report::{NoticeReporter, Reporter as _};
 use futures::StreamExt;
@@ -21,16 +25,54 @@ use crate::failure::Failure;
 /// One task as the plan shows it.
 struct Step<'a> {
     task: &'a AgentTask,
-    argv: Vec<OsString>,
-    script: Option<&'a str>,
+    work: Work<'a>,
     timeout: Option<Duration>,
     /// Extra attempts after a failure: the task's, its agent's or the run's.
     retries: u32,
     agent_limit: Option<usize>,
-    /// Where it runs: the agent's folder, or (`None`) the current one.
-    cwd: Option<&'a Path>,
-    /// The agent's own variables, beside the `AGENT33_*` ones every task gets.
-    env: &'a [(OsString, OsString)],
+}
+
+/// What a step does: run a command, or send a prompt.
+enum Work<'a> {
+    Command {
+        argv: Vec<OsString>,
+        script: Option<&'a str>,
+        /// Where it runs: the agent's folder, or (`None`) the current one.
+        cwd: Option<&'a Path>,
+        /// The agent's own variables, beside the `AGENT33_*` ones every
+        /// task gets.
+        env: &'a [(OsString, OsString)],
+    },
+    Llm {
+        provider: &'a str,
+        model: &'a str,
+        endpoint: String,
+        /// The rendered messages' size, or why the artifact could not be
+        /// read for `{content}`.
+        prompt_bytes: Result<usize, String>,
+    },
+}
+
+/// The bytes of the messages `def` would send for `task` (system and
+/// user), reading the artifact only when the prompt uses `{content}`.
+fn prompt_bytes(def: &LlmAgentDef, task: &AgentTask) -> Result<usize, String> {
+    let content = if def.block.prompt.contains("{content}") {
+        let path = def.base_dir.join(&task.artifact);
+        Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?,
+        )
+    } else {
+        None
+    };
+    let fields = Fields {
+        content: content.as_deref(),
+        artifact: &task.artifact,
+        agent: task.agent.as_str(),
+        id: task.id.as_str(),
+    };
+    let system = def.block.system.as_ref().map_or(0, String::len);
+    Ok(system + render(&def.block.prompt, &fields).len())
 }
 
 /// The folder a step runs in, as the plan shows it.
@@ -94,28 +136,44 @@ pub async fn show(mut config: Config) -> u8 {
         .iter()
         .zip(0_u64..)
         .map(|(task, seq)| {
+            if let Some(def) = config.llm_agent(task.agent.as_str()) {
+                return Step {
+                    task,
+                    work: Work::Llm {
+                        provider: &def.provider,
+                        model: &def.block.model,
+                        endpoint: chat_url(&def.config.base_url),
+                        prompt_bytes: prompt_bytes(def, task),
+                    },
+                    timeout: s.task_timeout(task.timeout, def.timeout),
+                    retries: task.retries.or(def.retries).unwrap_or(s.retries),
+                    agent_limit: def.parallel_limit,
+                };
+            }
             let def = config
                 .agent(task.agent.as_str())
                 .expect("tasks name known agents");
             let timeout = s.task_timeout(task.timeout, def.timeout);
             Step {
                 task,
-                argv: def.command.argv_at(
-                    task,
-                    Place {
-                        seq: Some(seq),
-                        slot,
+                work: Work::Command {
+                    argv: def.command.argv_at(
+                        task,
+                        Place {
+                            seq: Some(seq),
+                            slot,
+                        },
+                    ),
+                    script: match def.command.template() {
+                        CommandTemplate::Shell(script) => Some(script.as_str()),
+                        CommandTemplate::Argv(_) => None,
                     },
-                ),
-                script: match def.command.template() {
-                    CommandTemplate::Shell(script) => Some(script.as_str()),
-                    CommandTemplate::Argv(_) => None,
+                    cwd: def.command.working_dir().map(PathBuf::as_path),
+                    env: def.command.extra_env(),
                 },
                 timeout,
                 retries: task.retries.or(def.retries).unwrap_or(s.retries),
                 agent_limit: def.parallel_limit,
-                cwd: def.command.working_dir().map(PathBuf::as_path),
-                env: def.command.extra_env(),
             }
         })
         .collect();
@@ -150,22 +208,39 @@ fn json_plan(s: &Settings, levels: &[Vec<usize>], steps: &[Step<'_>]) -> String 
                     .iter()
                     .map(|&i| {
                         let st = &steps[i];
-                        json!({
+                        let mut step = json!({
                             "id": st.task.id.as_str(),
                             "agent": st.task.agent.as_str(),
                             "artifact": st.task.artifact,
-                            "argv": st.argv.iter().map(|w| w.to_string_lossy()).collect::<Vec<_>>(),
-                            "shell": st.script.is_some(),
-                            "script": st.script,
                             "timeout_seconds": seconds(st.timeout),
                             "retries": st.retries,
-                            "cwd": folder(st.cwd),
-                            "env": st.env.iter()
-                                .map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy())))
-                                .collect::<serde_json::Map<String, Value>>(),
                             "agent_parallel_limit": st.agent_limit,
                             "depends_on": st.task.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-                        })
+                        });
+                        let work = match &st.work {
+                            Work::Command { argv, script, cwd, env } => json!({
+                                "argv": argv.iter().map(|w| w.to_string_lossy()).collect::<Vec<_>>(),
+                                "shell": script.is_some(),
+                                "script": script,
+                                "cwd": folder(*cwd),
+                                "env": env.iter()
+                                    .map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy())))
+                                    .collect::<serde_json::Map<String, Value>>(),
+                            }),
+                            Work::Llm { provider, model, endpoint, prompt_bytes } => json!({
+                                "llm": {
+                                    "provider": provider,
+                                    "model": model,
+                                    "endpoint": endpoint,
+                                    "prompt_bytes": prompt_bytes.as_ref().ok(),
+                                    "prompt_error": prompt_bytes.as_ref().err(),
+                                },
+                            }),
+                        };
+                        if let (Value::Object(step), Value::Object(work)) = (&mut step, work) {
+                            step.extend(work);
+                        }
+                        step
                     })
                     .collect(),
             )
@@ -245,13 +320,30 @@ fn text_plan(
                 .map_or_else(String::new, |l| format!(" (agent limit {l})"));
             let _ = writeln!(out, "    agent:    {}{limit}", st.task.agent);
             let _ = writeln!(out, "    artifact: {}", st.task.artifact);
-            match st.script {
-                Some(script) => {
+            match &st.work {
+                Work::Command {
+                    script: Some(script),
+                    ..
+                } => {
                     let _ = writeln!(out, "    script:   {script}");
                     let _ = writeln!(out, "    $1:       {}", st.task.artifact);
                 }
-                None => {
-                    let _ = writeln!(out, "    argv:     {}", display_argv(&st.argv));
+                Work::Command { argv, .. } => {
+                    let _ = writeln!(out, "    argv:     {}", display_argv(argv));
+                }
+                Work::Llm {
+                    provider,
+                    model,
+                    endpoint,
+                    prompt_bytes,
+                } => {
+                    let _ = writeln!(out, "    provider: {provider}");
+                    let _ = writeln!(out, "    model:    {model}");
+                    let _ = writeln!(out, "    endpoint: {endpoint}");
+                    let _ = match prompt_bytes {
+                        Ok(n) => writeln!(out, "    prompt:   {n} bytes"),
+                        Err(e) => writeln!(out, "    prompt:   {e}"),
+                    };
                 }
             }
             let _ = writeln!(out, "    timeout:  {}", show_seconds(st.timeout));
@@ -263,19 +355,21 @@ fn text_plan(
                     show_seconds(Some(s.retry_backoff))
                 ),
             };
-            let _ = writeln!(out, "    cwd:      {}", folder(st.cwd));
-            if !st.env.is_empty() {
-                // As a shell would take them: `GREETING='hello world'`.
-                let vars: Vec<String> = st
-                    .env
-                    .iter()
-                    .map(|(k, v)| {
-                        let quote =
-                            |w: &OsString| shell_words::quote(&w.to_string_lossy()).into_owned();
-                        format!("{}={}", quote(k), quote(v))
-                    })
-                    .collect();
-                let _ = writeln!(out, "    env:      {}", vars.join(" "));
+            if let Work::Command { cwd, env, .. } = &st.work {
+                let _ = writeln!(out, "    cwd:      {}", folder(*cwd));
+                if !env.is_empty() {
+                    // As a shell would take them: `GREETING='hello world'`.
+                    let vars: Vec<String> = env
+                        .iter()
+                        .map(|(k, v)| {
+                            let quote = |w: &OsString| {
+                                shell_words::quote(&w.to_string_lossy()).into_owned()
+                            };
+                            format!("{}={}", quote(k), quote(v))
+                        })
+                        .collect();
+                    let _ = writeln!(out, "    env:      {}", vars.join(" "));
+                }
             }
             if !st.task.depends_on.is_empty() {
                 let deps: Vec<&str> = st.task.depends_on.iter().map(|d| d.as_str()).collect();

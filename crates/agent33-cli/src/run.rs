@@ -14,12 +14,15 @@ use std::os::unix::ffi::OsStrExt;
 use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
-use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
+use agent33_llm::{Endpoint, LlmAgent, ProviderLimiter};
+use agent33_parallel::{
+    AgentName, AgentSpec, AgentTask, Event, Interrupt, ParallelExecutor, RunControl,
+};
 use agent33_process::{AGENT_VAR, ARTIFACT_VAR, CommandAgent, ProcessOptions, Reaper, TASK_ID_VAR};
 use agent33_report::{
-    InputTotal, JsonReporter, JunitReporter, NoticeReporter, OutputMode, PrinterOptions,
-    ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter, TimingsReporter,
-    TraceReporter,
+    InputTotal, JsonReporter, JunitReporter, LimitSource, LimitStatus, NoticeReporter, OutputMode,
+    PrinterOptions, ProgressReporter, ReportError, Reporters, SummaryOptions, SummaryReporter,
+    TimingsReporter, TraceReporter,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -77,7 +80,11 @@ async fn run(config: Config, args: RunArgs) -> u8 {
     // of tasks it made: progress then knows the total, and a stop that
     // left lines unread can be told from a run that read them all.
     let input_total = InputTotal::new();
-    let mut reporters = match reporters(&config, &input_total) {
+    let (llm, llm_specs) = match llm_agents(&config) {
+        Ok(llm) => llm,
+        Err(e) => return exit::fail(&e),
+    };
+    let mut reporters = match reporters(&config, &input_total, &llm) {
         Ok(r) => r,
         Err(e) => return exit::fail(&Failure::ReportSetup(e)),
     };
@@ -106,10 +113,13 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         output_dir: config.options.output_dir.clone(),
         ..ProcessOptions::default()
     };
-    let agents = match &remote {
+    let mut agents = match &remote {
         Some(remote) => remote.agents(&config),
         None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
     };
+    for (name, spec) in llm_specs {
+        agents.insert(name, spec);
+    }
     let control = RunControl::new();
     if let Some(remote) = &remote {
         remote.stop_if_unaccepted(control.clone());
@@ -190,7 +200,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
                 let unsynced = journal.as_ref().is_some_and(Journal::has_unsynced);
                 if !unsynced || finished || pending.len() >= GROUP_COMMIT_EVENTS {
                     failed_reports |= commit_and_report(
-                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded,
+                        &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &llm,
                     );
                     commit_armed = false;
                 } else if !commit_armed {
@@ -201,7 +211,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
             () = &mut commit, if commit_armed => {
                 commit_armed = false;
                 failed_reports |= commit_and_report(
-                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded,
+                    &mut journal, &mut pending, &mut reporters, &mut all_succeeded, &llm,
                 );
             }
             _ = tick.tick() => {
@@ -214,6 +224,7 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         &mut pending,
         &mut reporters,
         &mut all_succeeded,
+        &llm,
     );
     drop(events);
     // Every task has ended: what is left is writing reports, and one may
@@ -264,6 +275,7 @@ fn commit_and_report(
     pending: &mut Vec<Event>,
     reporters: &mut Reporters,
     all_succeeded: &mut bool,
+    llm: &LlmProviders,
 ) -> bool {
     let mut failed = false;
     if let Some(j) = journal.as_mut() {
@@ -273,13 +285,95 @@ fn commit_and_report(
             *journal = None;
         }
     }
-    for event in pending.drain(..) {
-        if let Event::RunFinished { totals, .. } = &event {
+    for mut event in pending.drain(..) {
+        if let Event::RunFinished {
+            totals, metrics, ..
+        } = &mut event
+        {
             *all_succeeded = totals.all_succeeded();
+            // The engine knows nothing of HTTP: what the providers' limiters
+            // counted joins its metrics here, before any report sees them.
+            llm.add_to_metrics(metrics);
         }
         failed |= show_errors(reporters.on_event(&event));
     }
     failed
+}
+
+/// The run's LLM providers: their limiters, whose counters join the run's
+/// metrics.
+struct LlmProviders {
+    limiters: Vec<Arc<ProviderLimiter>>,
+    /// Whether any LLM agent's model has a price: the cost is shown only
+    /// then.
+    priced: bool,
+}
+
+impl LlmProviders {
+    /// Adds the limiters' counters to `metrics` (nothing for a run without
+    /// LLM agents), and the cost only when a price was known.
+    /// The limiters' state, for the progress bar.
+    fn limit_source(&self) -> LimitSource {
+        let limiters = self.limiters.clone();
+        Arc::new(move || {
+            limiters
+                .iter()
+                .map(|l| {
+                    let (limit, _, paused) = l.status();
+                    LimitStatus {
+                        name: l.name().to_owned(),
+                        limit,
+                        max: l.max_concurrency(),
+                        paused,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn add_to_metrics(&self, metrics: &mut agent33_parallel::Metrics) {
+        if self.limiters.is_empty() {
+            return;
+        }
+        ProviderLimiter::add_to_metrics(self.limiters.iter().map(|l| &**l), metrics);
+        if !self.priced {
+            metrics.gauges.remove("llm_cost_usd");
+        }
+    }
+}
+
+/// The manifest's LLM agents, each bound to its provider's limiter: one
+/// limiter per `limit_key()`, shared by every agent that names it.
+fn llm_agents(config: &Config) -> Result<(LlmProviders, Vec<(AgentName, AgentSpec)>), Failure> {
+    let mut specs = Vec::with_capacity(config.llm_agents.len());
+    let mut limiters: Vec<(String, Arc<ProviderLimiter>)> = Vec::new();
+    let run_limit = config.settings.parallel_limit;
+    for def in &config.llm_agents {
+        let key = def.limit_key();
+        let limiter = match limiters.iter().find(|(k, _)| *k == key) {
+            Some((_, limiter)) => Arc::clone(limiter),
+            None => {
+                let limiter =
+                    ProviderLimiter::new(&def.provider, def.config.limiter_settings(run_limit));
+                limiters.push((key, Arc::clone(&limiter)));
+                limiter
+            }
+        };
+        let endpoint = Endpoint::new(&def.provider, &def.config.base_url, def.key.as_ref())?;
+        let agent = LlmAgent::new(
+            def.block.request_spec(),
+            Arc::new(endpoint),
+            limiter,
+            def.base_dir.clone(),
+        )
+        .price(def.price());
+        specs.push((def.name.clone(), def.with_limits(agent.spec())));
+    }
+    let llm = LlmProviders {
+        limiters: limiters.into_iter().map(|(_, l)| l).collect(),
+        priced: config.llm_agents.iter().any(|def| def.price().is_some()),
+    };
+    Ok((llm, specs))
 }
 
 /// Opens `--journal`, checking `--resume` has one to read.
@@ -420,14 +514,23 @@ fn output_mode(flag: OutputFlag) -> OutputMode {
 /// progress first (it clears its bar), notices, task output, files, and the
 /// summary last. File reports are created now so a bad path fails before
 /// anything runs.
-fn reporters(config: &Config, input_total: &InputTotal) -> Result<Reporters, ReportError> {
+fn reporters(
+    config: &Config,
+    input_total: &InputTotal,
+    llm: &LlmProviders,
+) -> Result<Reporters, ReportError> {
     let options = &config.options;
     let term = crate::terminal::detect();
     let progress = if options.quiet {
         ProgressReporter::hidden()
     } else {
-        ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
-            .input_total(input_total.clone())
+        let progress = ProgressReporter::for_terminal(&term, Box::new(io::stderr()))
+            .input_total(input_total.clone());
+        if llm.limiters.is_empty() {
+            progress
+        } else {
+            progress.limits(llm.limit_source())
+        }
     };
     let suspender = progress.suspender();
     let mut reporters = Reporters::new()
@@ -450,7 +553,12 @@ fn reporters(config: &Config, input_total: &InputTotal) -> Result<Reporters, Rep
         reporters.push(Box::new(JunitReporter::create(path)?));
     }
     if let Some(path) = &options.timings {
-        reporters.push(Box::new(TimingsReporter::create(path)?));
+        let timings = TimingsReporter::create(path)?;
+        reporters.push(Box::new(if llm.limiters.is_empty() {
+            timings
+        } else {
+            timings.limits(llm.limit_source())
+        }));
     }
     if let Some(path) = &options.trace {
         reporters.push(Box::new(TraceReporter::create(path)?));

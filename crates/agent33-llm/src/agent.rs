@@ -203,7 +203,7 @@ impl LlmAgent {
         match answer {
             Answer::Completed(response, info) => {
                 self.limiter.success(&ticket, &info);
-                self.finish(&response, &artifact, &agent, &id).await
+                self.finish(&ctx, &response, &artifact, &agent, &id).await
             }
             Answer::Refused(Refusal::RateLimited { .. }, info) => {
                 let pause = self.limiter.rate_limited(&ticket, &info);
@@ -240,6 +240,7 @@ impl LlmAgent {
 
     async fn finish(
         &self,
+        ctx: &TaskContext,
         response: &crate::api::ChatResponse,
         artifact: &str,
         agent: &str,
@@ -248,6 +249,18 @@ impl LlmAgent {
         let usage = response.usage.unwrap_or_default();
         let cost = self.price.map(|p| p.cost(usage));
         self.limiter.stats().used(usage, cost);
+        // Spent whatever happens to the answer next: the task's result
+        // sums it over attempts.
+        if response.usage.is_some() {
+            ctx.report_usage(
+                agent33_parallel::Usage {
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    total_tokens: usage.total_tokens,
+                },
+                cost,
+            );
+        }
         let choice = response.choices.first();
         let text = choice
             .and_then(|c| c.message.content.clone())

@@ -103,6 +103,12 @@ pub enum Answer {
     Failed(String),
 }
 
+/// The chat completions URL under `base_url`, where requests go.
+#[must_use]
+pub fn chat_url(base_url: &str) -> String {
+    format!("{}/chat/completions", base_url.trim_end_matches('/'))
+}
+
 impl Endpoint {
     /// An endpoint for `base_url` (its `/chat/completions` is called).
     ///
@@ -137,7 +143,7 @@ impl Endpoint {
             })?;
         Ok(Self {
             name: name.to_owned(),
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            url: chat_url(base_url),
             key,
             http,
         })
@@ -337,6 +343,12 @@ impl ProviderLimiter {
     #[must_use]
     pub fn stats(&self) -> &ProviderStats {
         &self.stats
+    }
+
+    /// The most its limit grows to: the provider's `max_concurrency`.
+    #[must_use]
+    pub fn max_concurrency(&self) -> usize {
+        self.lock().max_concurrency()
     }
 
     /// The limit, in flight and the pause now: `(limit, in_flight, paused_for)`.

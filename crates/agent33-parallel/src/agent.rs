@@ -252,6 +252,10 @@ pub(crate) struct Reported {
     pub(crate) start: Option<(tokio::time::Instant, Timestamp)>,
     /// Its output, which replaces what the engine captured.
     pub(crate) output: Option<(String, String)>,
+    /// Tokens its model calls used.
+    pub(crate) usage: Option<crate::result::Usage>,
+    /// What they cost, when a price was known.
+    pub(crate) cost_usd: Option<f64>,
 }
 
 /// The engine cancelled the attempt because the run stopped.
@@ -527,6 +531,18 @@ impl TaskContext {
     pub fn report_output(&self, stdout: impl Into<String>, stderr: impl Into<String>) {
         let output = (stdout.into(), stderr.into());
         self.shared.report(|r| r.output = Some(output));
+    }
+
+    /// Reports tokens this attempt's model calls used and, when a price is
+    /// known, what they cost in US dollars. Reports add up, within an
+    /// attempt and over a task's attempts: the task's result has the sums
+    /// (`usage`, `cost_usd`).
+    pub fn report_usage(&self, usage: crate::result::Usage, cost_usd: Option<f64>) {
+        use crate::result::add_optional;
+        self.shared.report(|r| {
+            r.usage = add_optional(r.usage, Some(usage));
+            r.cost_usd = add_optional(r.cost_usd, cost_usd);
+        });
     }
 }
 

@@ -133,7 +133,7 @@ pub use event::{Event, Stream};
 pub use executor::{EventStream, ExecutorBuilder, ParallelExecutor};
 pub use limit::SharedLimit;
 pub use metrics::{Metrics, Timer, TimerSummary};
-pub use result::{ExecutionResults, Reason, RunTotals, TaskResult, TaskStatus, Timestamp};
+pub use result::{ExecutionResults, Reason, RunTotals, TaskResult, TaskStatus, Timestamp, Usage};
 pub use settings::{Settings, SettingsError};
 pub use stop::{Interrupt, StopReason};
 pub use task::{AgentName, AgentTask, TaskId};

@@ -187,6 +187,45 @@ pub struct TaskResult {
     /// Not run again: a journal showed it had already succeeded, unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub resumed: bool,
+    /// Tokens its agent reported using (a model's), summed over attempts;
+    /// absent when the agent reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// What its agent reported that use cost, in US dollars, summed over
+    /// attempts; absent when no price was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// Tokens a task's model calls used, as an agent reports them with
+/// [`crate::TaskContext::report_usage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens sent.
+    pub prompt_tokens: u64,
+    /// Tokens answered.
+    pub completion_tokens: u64,
+    /// Both.
+    pub total_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Self) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// Sums two optional amounts: absent only when both are.
+pub(crate) fn add_optional<T: std::ops::AddAssign>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a += b;
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 fn task_summary<S: serde::Serializer>(task: &Arc<AgentTask>, s: S) -> Result<S::Ok, S::Error> {
@@ -225,6 +264,8 @@ impl TaskResult {
             reason: None,
             notes: Vec::new(),
             resumed: false,
+            usage: None,
+            cost_usd: None,
         }
     }
 

@@ -971,6 +971,54 @@ async fn notes_of_every_attempt_are_kept_and_name_their_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reported_usage_is_summed_over_attempts_and_absent_when_none() {
+    use agent33_parallel::Usage;
+    let agents = Agents::new()
+        .add("model", |ctx: agent33_parallel::TaskContext| async move {
+            let tokens = Usage {
+                prompt_tokens: 10,
+                completion_tokens: 3,
+                total_tokens: 13,
+            };
+            // Two calls in the first attempt, one in the second.
+            ctx.report_usage(tokens, Some(0.5));
+            if ctx.attempt() == 1 {
+                ctx.report_usage(tokens, None);
+                return Err(agent33_parallel::AgentError::new("again"));
+            }
+            Ok(())
+        })
+        .add("plain", |_ctx: agent33_parallel::TaskContext| async move {
+            Ok::<(), agent33_parallel::AgentError>(())
+        });
+    let r = parallel(1)
+        .retries(1)
+        .retry_backoff(ms(1))
+        .build()
+        .unwrap()
+        .run_all(
+            vec![AgentTask::new("model", "x"), AgentTask::new("plain", "y")],
+            &agents,
+        )
+        .await;
+    let model = &r.succeeded[0];
+    assert_eq!(
+        model.usage,
+        Some(Usage {
+            prompt_tokens: 30,
+            completion_tokens: 9,
+            total_tokens: 39,
+        })
+    );
+    assert_eq!(model.cost_usd, Some(1.0));
+    let json = serde_json::to_value(model).unwrap();
+    assert_eq!(json["usage"]["total_tokens"], 39);
+    assert_eq!(json["cost_usd"], 1.0);
+    let plain = serde_json::to_value(&r.succeeded[1]).unwrap();
+    assert!(plain.get("usage").is_none() && plain.get("cost_usd").is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn live_output_waiting_for_a_slow_consumer_is_bounded() {
     let agents = Agents::new().add(
         "firehose",

@@ -1,5 +1,5 @@
-//! Small text helpers shared by the reporters: durations, first lines,
-//! clipping, bounded tails and ANSI styles.
+//! Small text helpers shared by the reporters: durations, counts, token
+//! amounts, dollars, first lines, clipping, bounded tails and ANSI styles.
 //!
 //! Everything here is pure so the reporters' output is deterministic.
 
@@ -34,6 +34,90 @@ pub fn format_duration_ms(ms: u64) -> String {
     }
     let tenths = ms.saturating_add(50) / 100;
     format!("{}.{}s", tenths / 10, tenths % 10)
+}
+
+/// Formats a count with a comma between thousands: `1,204`.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_report::format_count;
+/// assert_eq!(format_count(37), "37");
+/// assert_eq!(format_count(1_204), "1,204");
+/// ```
+#[must_use]
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Formats an amount of tokens the way people say it: exact below a
+/// thousand, else in `k`, `M` or `B` with one decimal below ten of the unit
+/// and none from there (`950`, `1.2k`, `340k`, `1.2M`, `34M`). A `.0` is
+/// dropped (`1k`, not `1.0k`). Rounding is to the nearest, on integers.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_report::format_tokens;
+/// assert_eq!(format_tokens(1_204_000), "1.2M");
+/// assert_eq!(format_tokens(340_000), "340k");
+/// ```
+#[must_use]
+pub fn format_tokens(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000, "k"), (1_000_000, "M"), (1_000_000_000, "B")];
+    if n < 1_000 {
+        return n.to_string();
+    }
+    let n = u128::from(n);
+    let mut i = UNITS
+        .iter()
+        .rposition(|&(size, _)| n >= u128::from(size))
+        .expect("n is at least a thousand");
+    loop {
+        let (size, name) = UNITS[i];
+        let size = u128::from(size);
+        let tenths = (n * 10 + size / 2) / size;
+        if tenths < 100 {
+            return match tenths % 10 {
+                0 => format!("{}{name}", tenths / 10),
+                d => format!("{}.{d}{name}", tenths / 10),
+            };
+        }
+        let whole = (n + size / 2) / size;
+        // 999,999 rounds to 1000k: that is 1M.
+        if whole >= 1_000 && i + 1 < UNITS.len() {
+            i += 1;
+            continue;
+        }
+        return format!("{whole}{name}");
+    }
+}
+
+/// Formats dollars with cents (`$1.27`, `$1,204.50`); an amount below a
+/// cent keeps four decimals (`$0.0004`) rather than read as nothing.
+///
+/// # Examples
+///
+/// ```
+/// use agent33_report::format_dollars;
+/// assert_eq!(format_dollars(1.2749), "$1.27");
+/// assert_eq!(format_dollars(0.00042), "$0.0004");
+/// ```
+#[must_use]
+pub fn format_dollars(amount: f64) -> String {
+    if amount > 0.0 && amount < 0.005 {
+        return format!("${amount:.4}");
+    }
+    let cents = (amount.max(0.0) * 100.0).round() as u64;
+    format!("${}.{:02}", format_count(cents / 100), cents % 100)
 }
 
 /// A task's name within its agent: its id without the `agent:` prefix, so
@@ -168,6 +252,61 @@ mod tests {
             (u64::MAX, "18446744073709551.6s"),
         ] {
             assert_eq!(format_duration_ms(ms), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn counts_have_commas_between_thousands() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_204, "1,204"),
+            (12_345, "12,345"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(format_count(n), text);
+        }
+    }
+
+    #[test]
+    fn tokens_are_said_in_k_m_and_b() {
+        for (n, text) in [
+            (0, "0"),
+            (950, "950"),
+            (999, "999"),
+            (1_000, "1k"),
+            (1_049, "1k"),
+            (1_050, "1.1k"),
+            (1_204, "1.2k"),
+            (9_949, "9.9k"),
+            (9_950, "10k"),
+            (340_000, "340k"),
+            (340_499, "340k"),
+            (999_499, "999k"),
+            (999_500, "1M"),
+            (1_200_000, "1.2M"),
+            (1_249_999, "1.2M"),
+            (34_000_000, "34M"),
+            (2_500_000_000, "2.5B"),
+            (u64::MAX, "18446744074B"),
+        ] {
+            assert_eq!(format_tokens(n), text, "{n}");
+        }
+    }
+
+    #[test]
+    fn dollars_have_cents_or_four_decimals_below_a_cent() {
+        for (amount, text) in [
+            (0.0, "$0.00"),
+            (1.27, "$1.27"),
+            (1.274_9, "$1.27"),
+            (1.275_1, "$1.28"),
+            (1_204.5, "$1,204.50"),
+            (0.004_2, "$0.0042"),
+            (0.005, "$0.01"),
+        ] {
+            assert_eq!(format_dollars(amount), text, "{amount}");
         }
     }
 

@@ -83,7 +83,7 @@ use std::io::Write;
 use agent33_parallel::Event;
 
 pub use error::ReportError;
-pub use format::format_duration_ms;
+pub use format::{format_count, format_dollars, format_duration_ms, format_tokens};
 pub use json::JsonReporter;
 pub use junit::{DEFAULT_JUNIT_OUTPUT_LIMIT, JunitReporter};
 pub use notice::NoticeReporter;
@@ -92,8 +92,8 @@ pub use output::{
     PrinterOptions, StreamPrinter,
 };
 pub use progress::{
-    DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, InputTotal, ProgressReporter,
-    Suspender,
+    DEFAULT_LINE_INTERVAL, FIRST_LINE_AFTER, HEARTBEAT_FACTOR, InputTotal, LimitSource,
+    LimitStatus, ProgressReporter, Suspender,
 };
 pub use replay::{LoadReportError, SavedReport};
 pub use summary::{DEFAULT_FAILED_LIMIT, StatusCounts, Summary, SummaryOptions, SummaryReporter};

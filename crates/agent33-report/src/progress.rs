@@ -163,6 +163,42 @@ impl<T: TermLike> TermLike for EchoRoom<T> {
     }
 }
 
+/// One shared limit as progress shows it: a provider whose limit follows
+/// what it says (`openai: 8/16, paused 12s`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitStatus {
+    /// The provider's name.
+    pub name: String,
+    /// Its limit now.
+    pub limit: usize,
+    /// The most it may be.
+    pub max: usize,
+    /// How long until it takes new requests again, when paused.
+    pub paused: Option<Duration>,
+}
+
+impl LimitStatus {
+    /// Shown only when it says something: paused, or below its most.
+    fn notable(&self) -> bool {
+        self.paused.is_some() || self.limit < self.max
+    }
+}
+
+impl fmt::Display for LimitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}/{}", self.name, self.limit, self.max)?;
+        if let Some(paused) = self.paused {
+            // Whole seconds, rounded up: a pause of 0.3 s is not "0s".
+            let ms = paused.as_millis();
+            write!(f, ", paused {}s", ms.div_ceil(1_000))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where progress reads the shared limits' state from, at each redraw.
+pub type LimitSource = Arc<dyn Fn() -> Vec<LimitStatus> + Send + Sync>;
+
 /// What progress shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
@@ -201,6 +237,8 @@ pub struct ProgressReporter {
     /// Why the run is stopping, once it is.
     stopping: Option<StopReason>,
     over: bool,
+    /// The shared limits to show when paused or reduced.
+    limits: Option<LimitSource>,
 }
 
 impl fmt::Debug for ProgressReporter {
@@ -228,6 +266,7 @@ impl ProgressReporter {
             running: HashSet::new(),
             stopping: None,
             over: false,
+            limits: None,
         }
     }
 
@@ -339,6 +378,14 @@ impl ProgressReporter {
         self
     }
 
+    /// Shows the shared limits of `source` (LLM providers) that are paused
+    /// or below their most, after the counts: `openai: 8/16, paused 12s`.
+    #[must_use]
+    pub fn limits(mut self, source: LimitSource) -> Self {
+        self.limits = Some(source);
+        self
+    }
+
     /// Takes the streamed input's total once it is known, and shows it.
     fn learn_total(&mut self) {
         if self.total.is_some() || self.over {
@@ -369,10 +416,15 @@ impl ProgressReporter {
     }
 
     fn message(&self) -> String {
-        let counts = format!(
+        let mut counts = format!(
             "{} running, {} failed",
             self.counts.running, self.counts.failures
         );
+        if let Some(source) = &self.limits {
+            for status in source().iter().filter(|s| s.notable()) {
+                counts.push_str(&format!(" · {status}"));
+            }
+        }
         match &self.stopping {
             None => counts,
             Some(reason) => format!("{} · {counts}", Self::stopping_text(reason)),
@@ -601,6 +653,10 @@ impl Reporter for ProgressReporter {
                 self.update_bar();
             }
         }
+        // A pause counts down while no task ends.
+        if self.limits.is_some() && !self.over {
+            self.update_bar();
+        }
         self.maybe_line()
     }
 
@@ -741,6 +797,36 @@ mod tests {
             p.status_line(Duration::from_secs(2)),
             "progress: 1/4 done, 0 running, 0 failed, 2.0s elapsed, ETA 6.0s"
         );
+    }
+
+    #[test]
+    fn paused_or_reduced_limits_follow_the_counts() {
+        let statuses = Arc::new(std::sync::Mutex::new(vec![
+            LimitStatus {
+                name: "openai".into(),
+                limit: 8,
+                max: 16,
+                paused: Some(Duration::from_millis(11_200)),
+            },
+            LimitStatus {
+                name: "local".into(),
+                limit: 4,
+                max: 4,
+                paused: None,
+            },
+        ]));
+        let shared = Arc::clone(&statuses);
+        let p = ProgressReporter::hidden().limits(Arc::new(move || {
+            shared.lock().expect("not poisoned").clone()
+        }));
+        assert_eq!(
+            p.message(),
+            "0 running, 0 failed · openai: 8/16, paused 12s"
+        );
+        statuses.lock().expect("not poisoned")[0].paused = None;
+        assert_eq!(p.message(), "0 running, 0 failed · openai: 8/16");
+        statuses.lock().expect("not poisoned")[0].limit = 16;
+        assert_eq!(p.message(), "0 running, 0 failed");
     }
 
     #[test]

@@ -526,6 +526,7 @@ fn greedy_attempts(tasks: &[(u64, &TaskResult)]) -> Vec<AttemptRecord> {
             error: r.error.clone(),
             waited_ms: 0,
             worker: r.worker.clone(),
+            deferred: false,
         });
     }
     out

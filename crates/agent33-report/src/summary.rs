@@ -28,7 +28,7 @@ use agent33_parallel::{
 };
 
 use crate::error::{Context as _, ReportError};
-use crate::format::{format_duration_ms, reason};
+use crate::format::{format_count, format_dollars, format_duration_ms, format_tokens, reason};
 use crate::{Output, Reporter};
 
 /// How the summary is rendered.
@@ -303,6 +303,9 @@ impl Summary {
         let _ = writeln!(s, "Avg task time: {avg}");
         let _ = writeln!(s, "Parallel utilization: {utilization}");
         let _ = writeln!(s, "Peak concurrent: {peak}/{limit}");
+        if let Some(line) = metrics.and_then(llm_line) {
+            let _ = writeln!(s, "{line}");
+        }
         if c.not_succeeded() > 0 {
             let _ = writeln!(s, "Failed: {}", self.failed_line());
         }
@@ -356,6 +359,26 @@ impl Summary {
             let _ = writeln!(s, "Slowest: {}", list.join(", "));
         }
     }
+}
+
+/// `LLM: 1,204 requests, 37 rate-limited, 1.2M tokens in, 340k out,
+/// $1.27` for a run whose metrics have the LLM counters (a run with LLM
+/// agents); the rate-limited count even when 0, the cost only when the
+/// run knew a price (its `llm_cost_usd` gauge is there).
+fn llm_line(metrics: &Metrics) -> Option<String> {
+    let requests = *metrics.counters.get("llm_requests")?;
+    let mut line = format!(
+        "LLM: {} request{}, {} rate-limited, {} tokens in, {} out",
+        format_count(requests),
+        if requests == 1 { "" } else { "s" },
+        format_count(metrics.counter("llm_rate_limited")),
+        format_tokens(metrics.counter("llm_prompt_tokens")),
+        format_tokens(metrics.counter("llm_completion_tokens")),
+    );
+    if let Some(cost) = metrics.gauges.get("llm_cost_usd") {
+        let _ = write!(line, ", {}", format_dollars(*cost));
+    }
+    Some(line)
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -51,6 +51,18 @@ pub struct AttemptRecord {
     /// workers); absent in local runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// Refused before doing any work (a provider's rate limit): not an
+    /// attempt that used a retry; the task went back to the ready tasks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deferred: bool,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes fields by reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl AttemptRecord {
@@ -76,6 +88,7 @@ impl AttemptRecord {
             error: None,
             waited_ms: millis(waited),
             worker: None,
+            deferred: false,
         }
     }
 
@@ -98,11 +111,12 @@ impl AttemptRecord {
         self.worker = worker.map(str::to_owned);
     }
 
-    /// Ends it at a `TaskDeferred`: refused before doing any work. Drawn as
-    /// cut short for now; a mark of its own comes with the LLM agents.
+    /// Ends it at a `TaskDeferred`: refused before doing any work, marked
+    /// as such on the timeline.
     fn deferred(&mut self, at: Timestamp) {
         self.finished_at = Some(at);
         self.error = Some("deferred".to_owned());
+        self.deferred = true;
     }
 
     /// When the task became ready for this attempt: `started_at − waited`.

@@ -13,14 +13,25 @@ use crate::error::{Context as _, ReportError};
 use crate::report_file::ReportFile;
 use crate::timeline::{Timeline, TimelineBuilder};
 
+/// How a report renders the timeline into its file.
+pub(crate) type WriteFn = Box<dyn Fn(&Timeline, &mut File) -> io::Result<()> + Send>;
+
 /// Collects the timeline, then renders it with `write` into `path`.
-#[derive(Debug)]
 pub(crate) struct TimelineFile {
     path: PathBuf,
     what: &'static str,
     file: Option<ReportFile>,
     timeline: TimelineBuilder,
-    write: fn(&Timeline, &mut File) -> io::Result<()>,
+    write: WriteFn,
+}
+
+impl std::fmt::Debug for TimelineFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimelineFile")
+            .field("path", &self.path)
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TimelineFile {
@@ -30,7 +41,7 @@ impl TimelineFile {
     pub(crate) fn create(
         path: &Path,
         what: &'static str,
-        write: fn(&Timeline, &mut File) -> io::Result<()>,
+        write: WriteFn,
     ) -> Result<Self, ReportError> {
         let file = ReportFile::create(path).context(|| describe(what, path))?;
         Ok(Self {

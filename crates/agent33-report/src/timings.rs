@@ -25,6 +25,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use agent33_parallel::{Event, TaskStatus, TimerSummary, Timestamp};
 use serde::Serialize;
@@ -32,6 +33,7 @@ use serde::ser::Serializer;
 
 use crate::Reporter;
 use crate::error::ReportError;
+use crate::progress::{LimitSource, LimitStatus};
 use crate::timeline::Timeline;
 use crate::timeline_file::TimelineFile;
 
@@ -45,8 +47,52 @@ const DATA_MARK: &str = "/*AGENT33_DATA*/";
 const ERROR_CHARS: usize = 500;
 
 /// Writes a run's timeline as a self-contained HTML page to a path.
-#[derive(Debug)]
-pub struct TimingsReporter(TimelineFile);
+pub struct TimingsReporter {
+    file: TimelineFile,
+    /// The shared limits to sample, and what they were over the run.
+    limits: Option<LimitSource>,
+    history: Arc<Mutex<LimitHistory>>,
+}
+
+impl std::fmt::Debug for TimingsReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimingsReporter")
+            .field("file", &self.file)
+            .field("limits", &self.limits.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Each shared limit's value over the run, as sampled: a new point only
+/// when it changed.
+#[derive(Debug, Default)]
+struct LimitHistory {
+    /// Name, most, and (when, limit, paused) points.
+    series: Vec<(String, usize, Vec<LimitPoint>)>,
+}
+
+/// When a limit changed, to what, and whether it was paused.
+type LimitPoint = (Timestamp, usize, bool);
+
+impl LimitHistory {
+    fn sample(&mut self, statuses: Vec<LimitStatus>, at: Timestamp) {
+        for status in statuses {
+            let i = match self.series.iter().position(|(n, _, _)| *n == status.name) {
+                Some(i) => i,
+                None => {
+                    self.series
+                        .push((status.name.clone(), status.max, Vec::new()));
+                    self.series.len() - 1
+                }
+            };
+            let points = &mut self.series[i].2;
+            let point = (status.limit, status.paused.is_some());
+            if points.last().map(|&(_, l, p)| (l, p)) != Some(point) {
+                points.push((at, point.0, point.1));
+            }
+        }
+    }
+}
 
 impl TimingsReporter {
     /// Prepares the page at `path` now, so that a path that cannot be written
@@ -61,20 +107,55 @@ impl TimingsReporter {
     /// When the folder or the temporary file cannot be created, or the
     /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
-        TimelineFile::create(path.as_ref(), "the timings page", |timeline, file| {
-            write_timings(timeline, file)
+        let history = Arc::new(Mutex::new(LimitHistory::default()));
+        let drawn = Arc::clone(&history);
+        let file = TimelineFile::create(
+            path.as_ref(),
+            "the timings page",
+            Box::new(move |timeline, file| {
+                let history = drawn.lock().unwrap_or_else(PoisonError::into_inner);
+                write_page(timeline, &history, file)
+            }),
+        )?;
+        Ok(Self {
+            file,
+            limits: None,
+            history,
         })
-        .map(Self)
+    }
+
+    /// Draws the shared limits of `source` (LLM providers) over time on the
+    /// concurrency chart, sampled at every event and tick.
+    #[must_use]
+    pub fn limits(mut self, source: LimitSource) -> Self {
+        self.limits = Some(source);
+        self
+    }
+
+    fn sample(&self) {
+        if let Some(source) = &self.limits {
+            let at = Timestamp(std::time::SystemTime::now());
+            self.history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sample(source(), at);
+        }
     }
 }
 
 impl Reporter for TimingsReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
-        self.0.on_event(event)
+        self.sample();
+        self.file.on_event(event)
+    }
+
+    fn tick(&mut self) -> Result<(), ReportError> {
+        self.sample();
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ReportError> {
-        self.0.finish()
+        self.file.finish()
     }
 }
 
@@ -95,13 +176,29 @@ impl Reporter for TimingsReporter {
 /// assert!(page.contains(r#"<script type="application/json" id="agent33-data">"#));
 /// ```
 pub fn write_timings(timeline: &Timeline, out: impl Write) -> io::Result<()> {
+    write_page(timeline, &LimitHistory::default(), out)
+}
+
+fn write_page(timeline: &Timeline, history: &LimitHistory, out: impl Write) -> io::Result<()> {
     let (head, tail) = TEMPLATE
         .split_once(DATA_MARK)
         .ok_or_else(|| io::Error::other("the timings template has no data mark"))?;
     let mut out = BufWriter::new(out);
     out.write_all(head.as_bytes())?;
     let mut safe = ScriptSafe(&mut out);
-    serde_json::to_writer(&mut safe, &Blob::new(timeline))?;
+    let mut blob = Blob::new(timeline);
+    blob.limits = history
+        .series
+        .iter()
+        .map(|(name, max, points)| {
+            let points = points
+                .iter()
+                .map(|&(at, limit, paused)| (Ms(timeline.offset_ms(at)), limit, u8::from(paused)))
+                .collect();
+            (name.as_str(), *max, points)
+        })
+        .collect();
+    serde_json::to_writer(&mut safe, &blob)?;
     out.write_all(tail.as_bytes())?;
     out.flush()
 }
@@ -173,9 +270,16 @@ struct Blob<'a> {
     tasks: Vec<TaskRow<'a>>,
     /// task index, attempt, slot, start, end (null if it never ended),
     /// status index, waited, error (null when the task's own), last
-    /// attempt, lane, worker (null when none reported).
+    /// attempt, lane, worker (null when none reported), deferred (1:
+    /// refused before doing any work, by a provider's rate limit).
     attempts: Vec<AttemptRow<'a>>,
+    /// Shared limits over time (LLM providers): name, most, and points of
+    /// (time, limit, paused 1/0), each holding until the next.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    limits: Vec<LimitRow<'a>>,
 }
+
+type LimitRow<'a> = (&'a str, usize, Vec<(Ms, usize, u8)>);
 
 type TaskRow<'a> = (
     u64,
@@ -205,6 +309,7 @@ type AttemptRow<'a> = (
     u8,
     usize,
     Option<&'a str>,
+    u8,
 );
 
 #[derive(Serialize)]
@@ -397,6 +502,7 @@ impl<'a> Blob<'a> {
                     u8::from(last),
                     lane,
                     a.worker.as_deref(),
+                    u8::from(a.deferred),
                 ))
             })
             .collect();
@@ -427,6 +533,7 @@ impl<'a> Blob<'a> {
             agents,
             tasks,
             attempts,
+            limits: Vec::new(),
         }
     }
 }

@@ -41,9 +41,11 @@ impl TraceReporter {
     /// When the folder or the temporary file cannot be created, or the
     /// path cannot be opened for writing (it is a folder, say).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ReportError> {
-        TimelineFile::create(path.as_ref(), "the trace", |timeline, file| {
-            write_trace(timeline, file)
-        })
+        TimelineFile::create(
+            path.as_ref(),
+            "the trace",
+            Box::new(|timeline, file| write_trace(timeline, file)),
+        )
         .map(Self)
     }
 }

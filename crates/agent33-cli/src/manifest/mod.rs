@@ -1,4 +1,5 @@
-//! The YAML manifest (`agent33.yaml`): `execution:`, `agents:`, `tasks:`.
+//! The YAML manifest (`agent33.yaml`): `execution:`, `providers:`,
+//! `agents:`, `tasks:`.
 //!
 //! Strict: unknown keys are errors at every level (a typo like
 //! `paralel_limit` must not be ignored), and every error starts with the
@@ -15,7 +16,7 @@ mod execution;
 mod globs;
 mod raw;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ use std::time::Duration;
 
 use agent33_parallel::{AgentName, AgentTask, TaskId};
 
-use crate::agents::AgentDef;
+use agent33_llm::ApiKey;
+use agent33_llm::manifest::{ConfigError, LlmBlock, ProviderConfig};
+
+use crate::agents::{AgentDef, LlmAgentDef};
 use crate::error::{Result, UsageError};
 use crate::scalar::Scalar;
 use crate::settings::Layer;
@@ -85,8 +89,10 @@ pub struct Manifest {
     text: String,
     /// The `execution:` block as a settings layer (with `mode:` applied).
     pub execution: Layer,
-    /// The agents, in manifest order.
+    /// The command agents, in manifest order.
     pub agents: Vec<AgentDef>,
+    /// The LLM agents (`llm:`), in manifest order.
+    pub llm_agents: Vec<LlmAgentDef>,
     /// The `tasks:` entries, in order.
     pub entries: Vec<TaskEntry>,
 }
@@ -183,10 +189,13 @@ impl Manifest {
             text,
             execution: Layer::default(),
             agents: Vec::new(),
+            llm_agents: Vec::new(),
             entries: Vec::new(),
         };
         m.execution = m.execution_layer(&raw.execution.unwrap_or_default())?;
-        m.agents = m.agent_defs(raw.agents.map(|a| a.0).unwrap_or_default())?;
+        let providers = m.providers(raw.providers.map(|p| p.0).unwrap_or_default())?;
+        (m.agents, m.llm_agents) =
+            m.agent_defs(raw.agents.map(|a| a.0).unwrap_or_default(), &providers)?;
         m.entries = m.task_entries(raw.tasks.unwrap_or_default())?;
         Ok(m)
     }
@@ -214,9 +223,41 @@ impl Manifest {
         UsageError::new(format_args!("{}: {msg}", self.place(path, key)))
     }
 
-    fn agent_defs(&self, raw: Vec<(String, RawAgent)>) -> Result<Vec<AgentDef>> {
+    /// A [`ConfigError`] of the LLM crate, at the key it names.
+    fn config_error(&self, e: &ConfigError) -> UsageError {
+        let path: Vec<Seg<'_>> = e.path.iter().map(|k| Seg::Key(k)).collect();
+        self.error_at(&path, false, &e.message)
+    }
+
+    /// Checks `providers:` and reads each key from its variable (the
+    /// environment is read here, so an unset variable is an error at its
+    /// `api_key_env:` line before anything runs).
+    fn providers(
+        &self,
+        raw: Vec<(String, ProviderConfig)>,
+    ) -> Result<BTreeMap<String, (ProviderConfig, Option<ApiKey>)>> {
+        let mut out = BTreeMap::new();
+        for (name, config) in raw {
+            let key = config
+                .check(&name, |var| std::env::var(var).ok())
+                .map_err(|e| self.config_error(&e))?;
+            out.insert(name, (config, key));
+        }
+        Ok(out)
+    }
+
+    fn agent_defs(
+        &self,
+        raw: Vec<(String, RawAgent)>,
+        providers: &BTreeMap<String, (ProviderConfig, Option<ApiKey>)>,
+    ) -> Result<(Vec<AgentDef>, Vec<LlmAgentDef>)> {
         let mut defs = Vec::with_capacity(raw.len());
-        for (name, a) in raw {
+        let mut llm_defs = Vec::new();
+        let configs: BTreeMap<String, ProviderConfig> = providers
+            .iter()
+            .map(|(name, (config, _))| (name.clone(), config.clone()))
+            .collect();
+        for (name, mut a) in raw {
             let here =
                 |key: &'static str| [Seg::Key("agents"), Seg::Key(name.as_str()), Seg::Key(key)];
             if name.is_empty() {
@@ -229,30 +270,6 @@ impl Manifest {
                     kind.expected()
                 ))
             };
-            let shell = match &a.shell {
-                None => false,
-                Some(s) => s
-                    .to_bool()
-                    .ok_or_else(|| value_err("shell", s, Kind::Bool))?,
-            };
-            let template = match (a.command, shell) {
-                (CommandValue::Text(s), false) => CommandTemplate::split(&s),
-                (CommandValue::Text(s), true) => CommandTemplate::shell(s),
-                (CommandValue::List(v), false) => CommandTemplate::list(v),
-                (CommandValue::List(_), true) => {
-                    return Err(self.error_at(
-                        &here("command"),
-                        false,
-                        format_args!(
-                            "agent `{name}`: with `shell: true` the command must be one string \
-                             (the script for sh -c)"
-                        ),
-                    ));
-                }
-            }
-            .map_err(|e| {
-                self.error_at(&here("command"), false, format_args!("agent `{name}`: {e}"))
-            })?;
             let parallel_limit = a
                 .parallel_limit
                 .as_ref()
@@ -274,6 +291,61 @@ impl Manifest {
                 .as_ref()
                 .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
                 .transpose()?;
+            let command = match (a.command.take(), a.llm.take()) {
+                (Some(_), Some(_)) => {
+                    return Err(self.error_at(
+                        &here("llm"),
+                        true,
+                        format_args!("agent `{name}` has both `command` and `llm`; use one"),
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error_at(
+                        &[Seg::Key("agents"), Seg::Key(name.as_str())],
+                        false,
+                        // serde's wording, as before `llm:` existed.
+                        format_args!(
+                            "agents.{name}: missing field `command` (an agent has `command` or `llm`)"
+                        ),
+                    ));
+                }
+                (Some(command), None) => command,
+                (None, Some(block)) => {
+                    llm_defs.push(self.llm_def(
+                        &name,
+                        block,
+                        &a,
+                        &configs,
+                        providers,
+                        (parallel_limit, timeout, retries),
+                    )?);
+                    continue;
+                }
+            };
+            let shell = match &a.shell {
+                None => false,
+                Some(s) => s
+                    .to_bool()
+                    .ok_or_else(|| value_err("shell", s, Kind::Bool))?,
+            };
+            let template = match (command, shell) {
+                (CommandValue::Text(s), false) => CommandTemplate::split(&s),
+                (CommandValue::Text(s), true) => CommandTemplate::shell(s),
+                (CommandValue::List(v), false) => CommandTemplate::list(v),
+                (CommandValue::List(_), true) => {
+                    return Err(self.error_at(
+                        &here("command"),
+                        false,
+                        format_args!(
+                            "agent `{name}`: with `shell: true` the command must be one string \
+                             (the script for sh -c)"
+                        ),
+                    ));
+                }
+            }
+            .map_err(|e| {
+                self.error_at(&here("command"), false, format_args!("agent `{name}`: {e}"))
+            })?;
             let mut env: Vec<(OsString, OsString)> = Vec::new();
             for (k, Word(v)) in a.env.map(|e| e.0).unwrap_or_default() {
                 if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
@@ -309,7 +381,51 @@ impl Manifest {
                 retries,
             });
         }
-        Ok(defs)
+        Ok((defs, llm_defs))
+    }
+
+    /// An `llm:` agent: its block checked against the providers; `shell`,
+    /// `env` and `cwd` belong to commands.
+    fn llm_def(
+        &self,
+        name: &str,
+        block: LlmBlock,
+        a: &RawAgent,
+        configs: &BTreeMap<String, ProviderConfig>,
+        providers: &BTreeMap<String, (ProviderConfig, Option<ApiKey>)>,
+        (parallel_limit, timeout, retries): (Option<usize>, Option<Duration>, Option<u32>),
+    ) -> Result<LlmAgentDef> {
+        for (key, given) in [
+            ("shell", a.shell.is_some()),
+            ("env", a.env.is_some()),
+            ("cwd", a.cwd.is_some()),
+        ] {
+            if given {
+                return Err(self.error_at(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key(key)],
+                    true,
+                    format_args!("agent `{name}`: `{key}` is for command agents, not `llm`"),
+                ));
+            }
+        }
+        block
+            .check(name, configs)
+            .map_err(|e| self.config_error(&e))?;
+        let (config, key) = providers
+            .get(&block.provider)
+            .cloned()
+            .expect("the block's check found its provider");
+        Ok(LlmAgentDef {
+            name: AgentName::from(name),
+            provider: block.provider.clone(),
+            config,
+            block,
+            key,
+            base_dir: self.dir.clone(),
+            parallel_limit,
+            timeout,
+            retries,
+        })
     }
 
     fn task_entries(&self, raw: Vec<RawTask>) -> Result<Vec<TaskEntry>> {
@@ -317,8 +433,14 @@ impl Manifest {
         for (i, t) in raw.into_iter().enumerate() {
             let here = |key: &'static str| [Seg::Key("tasks"), Seg::Index(i), Seg::Key(key)];
             let Word(agent) = t.agent;
-            if !self.agents.iter().any(|a| a.name == agent.as_str()) {
-                let known: Vec<&str> = self.agents.iter().map(|a| a.name.as_str()).collect();
+            let names = || {
+                self.agents
+                    .iter()
+                    .map(|a| &a.name)
+                    .chain(self.llm_agents.iter().map(|a| &a.name))
+            };
+            if !names().any(|a| a == agent.as_str()) {
+                let known: Vec<&str> = names().map(AgentName::as_str).collect();
                 let known = if known.is_empty() {
                     "no agents are defined".to_owned()
                 } else {

@@ -7,16 +7,19 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
+use agent33_llm::manifest::{LlmBlock, ProviderConfig};
+
 use crate::scalar::Scalar;
 use crate::settings::RawExecution;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a manifest: a mapping with `execution`, `agents` and `tasks`"
+    expecting = "a manifest: a mapping with `execution`, `providers`, `agents` and `tasks`"
 )]
 pub(super) struct RawManifest {
     pub(super) execution: Option<RawExecution>,
+    pub(super) providers: Option<UniqueMap<ProviderConfig>>,
     pub(super) agents: Option<UniqueMap<RawAgent>>,
     pub(super) tasks: Option<Vec<RawTask>>,
 }
@@ -24,10 +27,11 @@ pub(super) struct RawManifest {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "an agent: a mapping with `command` and optional `shell`, `parallel_limit`, `timeout_seconds`, `retries`, `env`, `cwd`"
+    expecting = "an agent: a mapping with `command` or `llm` and optional `shell`, `parallel_limit`, `timeout_seconds`, `retries`, `env`, `cwd`"
 )]
 pub(super) struct RawAgent {
-    pub(super) command: CommandValue,
+    pub(super) command: Option<CommandValue>,
+    pub(super) llm: Option<LlmBlock>,
     pub(super) shell: Option<Scalar>,
     pub(super) parallel_limit: Option<Scalar>,
     pub(super) timeout_seconds: Option<Scalar>,

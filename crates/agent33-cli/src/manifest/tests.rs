@@ -667,3 +667,117 @@ fn a_byte_order_mark_takes_no_column() {
     );
     assert!(parse("\u{feff}execution: {parallel: true}\n").is_ok());
 }
+
+/// A manifest with one provider and one LLM agent; `extra` is added to the
+/// agent's `llm:` block and `key_var` names the provider's key variable.
+fn llm_manifest(key_var: &str, prompt: &str) -> String {
+    format!(
+        "providers:
+  openai:
+    base_url: https://api.openai.com/v1
+    api_key_env: {key_var}
+    max_concurrency: 16
+    prices: {{ gpt-4o-mini: {{ prompt_per_mtok: 0.15, completion_per_mtok: 0.60 }} }}
+agents:
+  refinement:
+    llm:
+      provider: openai
+      model: gpt-4o-mini
+      prompt: \"{prompt}\"
+      max_tokens: 2000
+    retries: 2
+tasks:
+  - agent: refinement
+    artifact: a.md
+"
+    )
+}
+
+/// A variable every test process has, standing in for a key.
+const SET_VAR: &str = "PATH";
+
+#[test]
+fn llm_agents_are_read_with_their_provider_and_key() {
+    let m = parse(&llm_manifest(SET_VAR, "Improve:\\n\\n{content}")).expect("valid");
+    assert!(m.agents.is_empty());
+    let [def] = m.llm_agents.as_slice() else {
+        panic!("one LLM agent: {:?}", m.llm_agents)
+    };
+    assert_eq!(def.name, "refinement");
+    assert_eq!(def.provider, "openai");
+    assert_eq!(def.block.model, "gpt-4o-mini");
+    assert_eq!(def.block.prompt, "Improve:\n\n{content}");
+    assert_eq!(def.retries, Some(2));
+    assert!(def.key.is_some());
+    assert!(def.price().is_some());
+    assert_eq!(m.tasks().expect("tasks")[0].agent, "refinement");
+}
+
+#[test]
+fn llm_errors_point_at_the_key_they_are_about() {
+    let unset = "AGENT33_TEST_SURELY_UNSET_KEY";
+    assert_eq!(
+        err(&llm_manifest(unset, "{content}")),
+        format!(
+            "agent33.yaml:4:18: the key of provider `openai` is read from ${unset}, which is not set"
+        )
+    );
+    assert_eq!(
+        err(&llm_manifest(SET_VAR, "Say hi")),
+        "agent33.yaml:12:15: the prompt of agent `refinement` uses neither {content} nor {artifact}"
+    );
+    let missing =
+        llm_manifest(SET_VAR, "{content}").replace("provider: openai", "provider: anthropic");
+    assert_eq!(
+        err(&missing),
+        "agent33.yaml:10:17: unknown provider `anthropic` in agent `refinement` (providers: openai)"
+    );
+    let unknown = llm_manifest(SET_VAR, "{content}").replace("max_tokens:", "top_p:");
+    assert!(
+        err(&unknown).starts_with("agent33.yaml:13:7: ")
+            && err(&unknown).contains("unknown field `top_p`"),
+        "{}",
+        err(&unknown)
+    );
+    let unknown = llm_manifest(SET_VAR, "{content}").replace("max_concurrency:", "api_key:");
+    assert!(
+        err(&unknown).starts_with("agent33.yaml:5:5: ")
+            && err(&unknown).contains("unknown field `api_key`"),
+        "{}",
+        err(&unknown)
+    );
+}
+
+#[test]
+fn an_agent_has_a_command_or_an_llm_block() {
+    let both =
+        llm_manifest(SET_VAR, "{content}").replace("    llm:\n", "    command: cat\n    llm:\n");
+    assert_eq!(
+        err(&both),
+        "agent33.yaml:10:5: agent `refinement` has both `command` and `llm`; use one"
+    );
+    let neither = "agents:\n  idle:\n    retries: 1\n";
+    assert_eq!(
+        err(neither),
+        "agent33.yaml:3:5: agents.idle: missing field `command` (an agent has `command` or `llm`)"
+    );
+    let shell = llm_manifest(SET_VAR, "{content}").replace("    retries: 2\n", "    cwd: x\n");
+    assert_eq!(
+        err(&shell),
+        "agent33.yaml:14:5: agent `refinement`: `cwd` is for command agents, not `llm`"
+    );
+}
+
+#[test]
+fn the_readmes_llm_manifest_is_valid() {
+    let readme = include_str!("../../../../README.md");
+    let section = &readme[readme.find("## LLM agents").expect("the section")..];
+    let start = section.find("```yaml\n").expect("a manifest") + "```yaml\n".len();
+    let end = start + section[start..].find("```").expect("its end");
+    let m = parse(&section[start..end]).expect("the README's manifest is valid");
+    let [def] = m.llm_agents.as_slice() else {
+        panic!("one LLM agent")
+    };
+    assert_eq!(def.config.base_url, "http://localhost:11434/v1");
+    assert_eq!(def.key, None, "a local server needs no key");
+}

@@ -14,6 +14,7 @@ mod environment;
 mod failure_policy;
 mod gnu_style;
 mod injection;
+mod llm;
 mod modes;
 mod ordered_output;
 mod output;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::agent::{AgentOutput, AgentResult, AttemptShared};
-use crate::result::{Reason, TaskStatus, Timestamp};
+use crate::result::{Reason, TaskStatus, Timestamp, Usage};
 use crate::stop::StopReason;
 
 /// How one attempt ended, as the worker saw it.
@@ -50,6 +50,9 @@ pub(super) struct Attempt {
     pub(super) worker: Option<String>,
     /// When its agent said it really started.
     pub(super) started: Option<(Instant, Timestamp)>,
+    /// Tokens and cost its agent reported.
+    pub(super) usage: Option<Usage>,
+    pub(super) cost_usd: Option<f64>,
 }
 
 impl Attempt {
@@ -188,5 +191,7 @@ pub(super) fn classify(
         slot,
         worker,
         started: reported.start,
+        usage: reported.usage,
+        cost_usd: reported.cost_usd,
     }
 }

@@ -43,7 +43,7 @@ use crate::agent::{Agent, Agents, AttemptShared, TaskContext};
 use crate::capture::{Capture, LiveBudget};
 use crate::control::{Resume, RunControl};
 use crate::event::{Backlog, Batch, Event, SpentBatches};
-use crate::result::{Reason, TaskResult, TaskStatus, Timestamp};
+use crate::result::{Reason, TaskResult, TaskStatus, Timestamp, add_optional};
 use crate::settings::Settings;
 use crate::stop::StopReason;
 use crate::task::{AgentTask, TaskId};
@@ -718,6 +718,9 @@ impl Dispatcher {
             }
         }
         if let Some(previous) = entry.last.take() {
+            // Tokens spent are spent, whichever attempt spent them.
+            attempt.usage = add_optional(previous.usage, attempt.usage);
+            attempt.cost_usd = add_optional(previous.cost_usd, attempt.cost_usd);
             if !previous.notes.is_empty() {
                 let own = std::mem::replace(&mut attempt.notes, previous.notes);
                 attempt.notes.extend(own);
@@ -861,6 +864,8 @@ impl Dispatcher {
             reason: attempt.reason,
             notes: attempt.notes,
             resumed: false,
+            usage: attempt.usage,
+            cost_usd: attempt.cost_usd,
         };
         self.publish(seq, Some(attempt.slot), attempt_started_at, result);
         self.after_outcome(&entry.task, status);

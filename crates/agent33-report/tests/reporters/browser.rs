@@ -152,12 +152,16 @@ fn body_attr(dom: &str, name: &str) -> Option<String> {
 /// Writes the page of `events`, renders it and checks what every page must
 /// show; returns the render.
 fn check(test: &str, events: &[Event]) -> Option<Rendered> {
+    check_html(test, &page(events))
+}
+
+/// Like [`check`], for a page already written.
+fn check_html(test: &str, html: &str) -> Option<Rendered> {
     let chrome = require_chromium(test)?;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("timings.html");
-    let html = page(events);
-    std::fs::write(&path, &html).unwrap();
-    let data = blob(&html);
+    std::fs::write(&path, html).unwrap();
+    let data = blob(html);
     let attempts = data["attempts"].as_array().unwrap().len();
     let tasks = data["tasks"].as_array().unwrap().len();
 
@@ -340,4 +344,41 @@ fn timings_page_of_a_run_on_workers_renders_its_lane_groups_in_chromium() {
         return;
     };
     assert_eq!(body_attr(&r.dom, "data-bars").as_deref(), Some("4"));
+}
+
+#[test]
+fn a_page_with_deferrals_renders_them_without_errors() {
+    use crate::fixtures::{Outcome, RunBuilder};
+    let mut run = RunBuilder::start(Some(2), 2);
+    run.queue(0, "refine", "a.md");
+    run.queue(1, "refine", "b.md");
+    run.start_task(0, 0, 0, 0);
+    run.start_task(1, 1, 0, 0);
+    run.defer(0, 0, 40, 1);
+    run.defer(1, 1, 45, 1);
+    run.start_task(0, 0, 600, 0);
+    run.start_task(1, 1, 620, 0);
+    run.finish_task(0, 0, 900, Outcome::success());
+    run.finish_task(1, 1, 950, Outcome::success());
+    let events = run.finish(950, 2, 0.6, None);
+    let Some(r) = check("a_page_with_deferrals_renders_them_without_errors", &events) else {
+        return;
+    };
+    assert!(
+        r.dom.contains("deferred (rate limited)"),
+        "the legend names them"
+    );
+}
+
+#[test]
+fn a_page_with_a_provider_limit_draws_it_without_errors() {
+    let html = crate::timings::page_with_a_provider_limit();
+    let Some(r) = check_html(
+        "a_page_with_a_provider_limit_draws_it_without_errors",
+        &html,
+    ) else {
+        return;
+    };
+    assert_eq!(body_attr(&r.dom, "data-limits").as_deref(), Some("1"));
+    assert!(r.dom.contains("openai limit"), "the legend names it");
 }

@@ -226,6 +226,21 @@ impl RunBuilder {
         });
     }
 
+    /// Ends a started task's attempt as refused before doing any work (a
+    /// rate limit): not an attempt, so the next start has its number.
+    pub fn defer(&mut self, seq: u64, slot: usize, at_ms: u64, count: u32) {
+        let (t, _, attempts) = self.tasks.get_mut(&seq).expect("queued");
+        *attempts -= 1;
+        self.events.push(Event::TaskDeferred {
+            seq,
+            id: t.id.clone(),
+            slot,
+            retry_after: Some(Duration::from_millis(500)),
+            count,
+            at: at(at_ms),
+        });
+    }
+
     /// Finishes a started task at `end_ms`.
     pub fn finish_task(&mut self, seq: u64, slot: usize, end_ms: u64, outcome: Outcome) {
         let (t, first, attempts) = self.tasks.remove(&seq).expect("queued");
@@ -253,6 +268,8 @@ impl RunBuilder {
                 reason: None,
                 notes: outcome.notes,
                 resumed: false,
+                usage: None,
+                cost_usd: None,
             }),
         });
     }
@@ -284,6 +301,8 @@ impl RunBuilder {
                 reason: None,
                 notes: Vec::new(),
                 resumed: true,
+                usage: None,
+                cost_usd: None,
             }),
         });
     }

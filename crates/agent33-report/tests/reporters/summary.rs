@@ -306,3 +306,57 @@ fn resumed_tasks_do_not_count_as_started() {
     assert!(text.contains("Avg task time: 0.4s\n"), "{text}");
     assert!(text.ends_with("Slowest: command:b (0.4s)\n"), "{text}");
 }
+
+/// The run's metrics with an LLM provider's counters, as the CLI adds them.
+fn with_llm(mut events: Vec<Event>, priced: bool, rate_limited: u64) -> Vec<Event> {
+    let Some(Event::RunFinished { metrics, .. }) = events.last_mut() else {
+        panic!("the run finished")
+    };
+    for (name, value) in [
+        ("llm_requests", 1_204),
+        ("llm_rate_limited", rate_limited),
+        ("llm_prompt_tokens", 1_204_000),
+        ("llm_completion_tokens", 340_000),
+    ] {
+        metrics.counters.insert(name.to_owned(), value);
+    }
+    if priced {
+        metrics.gauges.insert("llm_cost_usd".to_owned(), 1.2749);
+    }
+    events
+}
+
+fn one_task_run() -> Vec<Event> {
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "refine", "a.md");
+    run.start_task(0, 0, 0, 0);
+    run.finish_task(0, 0, 1_000, Outcome::success());
+    run.finish(1_000, 1, 1.0, None)
+}
+
+#[test]
+fn llm_runs_get_their_line_after_peak_concurrent() {
+    let text = render(
+        &with_llm(one_task_run(), true, 37),
+        SummaryOptions::default(),
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[6..],
+        [
+            "Peak concurrent: 1/1",
+            "LLM: 1,204 requests, 37 rate-limited, 1.2M tokens in, 340k out, $1.27",
+        ],
+        "{text}"
+    );
+    let unpriced = render(
+        &with_llm(one_task_run(), false, 0),
+        SummaryOptions::default(),
+    );
+    assert!(
+        unpriced.ends_with("LLM: 1,204 requests, 0 rate-limited, 1.2M tokens in, 340k out\n"),
+        "{unpriced}"
+    );
+    let plain = render(&one_task_run(), SummaryOptions::default());
+    assert!(!plain.contains("LLM:"), "{plain}");
+}

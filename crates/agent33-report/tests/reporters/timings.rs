@@ -153,3 +153,91 @@ fn attempts_on_workers_get_a_lane_group_per_worker() {
     assert!(local["run"]["lane_labels"].is_null());
     assert!(local["attempts"][0][10].is_null());
 }
+
+#[test]
+fn deferrals_are_marked_as_such() {
+    use crate::fixtures::{Outcome, RunBuilder};
+    let mut run = RunBuilder::start(Some(1), 1);
+    run.queue(0, "refine", "a.md");
+    run.start_task(0, 0, 0, 0);
+    run.defer(0, 0, 50, 1);
+    run.start_task(0, 0, 600, 0);
+    run.finish_task(0, 0, 900, Outcome::success());
+    let events = run.finish(900, 1, 0.5, None);
+    let timeline = Timeline::from_events(&events);
+    let flags: Vec<(u32, bool)> = timeline
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.deferred))
+        .collect();
+    assert_eq!(flags, [(1, true), (1, false)], "a deferral is no attempt");
+    let data = blob(&page(&events));
+    let marks: Vec<&Value> = data["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a[11])
+        .collect();
+    assert_eq!(marks, [1, 0]);
+    assert!(page(&events).contains("deferred (rate limited)"));
+}
+
+/// A run of one task whose provider is halved and paused at its deferral,
+/// written by the reporter that samples the provider's limit.
+pub fn page_with_a_provider_limit() -> String {
+    use std::sync::{Arc, Mutex};
+
+    use agent33_report::{LimitStatus, TimingsReporter};
+
+    use crate::fixtures::{Outcome, RunBuilder};
+    let mut run = RunBuilder::start(Some(1), 4);
+    run.queue(0, "refine", "a.md");
+    run.start_task(0, 0, 0, 0);
+    run.defer(0, 0, 50, 1);
+    run.start_task(0, 0, 600, 0);
+    run.finish_task(0, 0, 900, Outcome::success());
+    let events = run.finish(900, 1, 0.5, None);
+    let status = |limit, paused: bool| LimitStatus {
+        name: "openai".into(),
+        limit,
+        max: 4,
+        paused: paused.then(|| std::time::Duration::from_millis(500)),
+    };
+    let now = Arc::new(Mutex::new(status(4, false)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.html");
+    let shared = Arc::clone(&now);
+    let mut reporter = TimingsReporter::create(&path)
+        .unwrap()
+        .limits(Arc::new(move || vec![shared.lock().unwrap().clone()]));
+    for (i, e) in events.iter().enumerate() {
+        // Halved and paused from the deferral on, resumed at the next start.
+        if matches!(e, agent33_parallel::Event::TaskDeferred { .. }) {
+            *now.lock().unwrap() = status(2, true);
+        }
+        if i + 2 == events.len() {
+            *now.lock().unwrap() = status(2, false);
+        }
+        reporter.on_event(e).unwrap();
+    }
+    reporter.finish().unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn provider_limits_are_drawn_from_their_changes() {
+    let data = blob(&page_with_a_provider_limit());
+    let limits = data["limits"].as_array().expect("the provider's limit");
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0][0], "openai");
+    assert_eq!(limits[0][1], 4);
+    let points: Vec<(u64, u64)> = limits[0][2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[1].as_u64().unwrap(), p[2].as_u64().unwrap()))
+        .collect();
+    assert_eq!(points, [(4, 0), (2, 1), (2, 0)], "only the changes");
+    // A run without providers has no such key.
+    assert!(blob(&page(&eventful_run("a.md"))).get("limits").is_none());
+}
