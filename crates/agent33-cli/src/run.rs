@@ -337,7 +337,7 @@ impl LlmProviders {
         }
         ProviderLimiter::add_to_metrics(self.limiters.iter().map(|l| &**l), metrics);
         if !self.priced {
-            metrics.gauges.remove("llm_cost_usd");
+            metrics.amounts.remove("llm_cost_usd");
         }
     }
 }

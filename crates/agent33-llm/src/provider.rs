@@ -418,8 +418,8 @@ impl ProviderLimiter {
 
     /// Adds the counters of `limiters` to a run's metrics: the counters
     /// `llm_requests`, `llm_rate_limited`, `llm_prompt_tokens`,
-    /// `llm_completion_tokens`, the gauge `llm_cost_usd` (dollars are not
-    /// whole) and the timer `rate_limit_wait_ms` (each request's wait for
+    /// `llm_completion_tokens`, the amount counter `llm_cost_usd` (dollars,
+    /// written among the counters with a fraction) and the timer `rate_limit_wait_ms` (each request's wait for
     /// its limiter).
     pub fn add_to_metrics<'a>(
         limiters: impl IntoIterator<Item = &'a ProviderLimiter>,
@@ -451,7 +451,10 @@ impl ProviderLimiter {
         ] {
             *metrics.counters.entry(name.to_owned()).or_default() += value;
         }
-        *metrics.gauges.entry("llm_cost_usd".to_owned()).or_default() += total.cost_usd;
+        *metrics
+            .amounts
+            .entry("llm_cost_usd".to_owned())
+            .or_default() += total.cost_usd;
         metrics
             .timers
             .insert("rate_limit_wait_ms".to_owned(), waits.summary());

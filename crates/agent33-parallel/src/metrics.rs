@@ -178,15 +178,69 @@ fn whole_numbers_bare<S: serde::Serializer>(
 
 /// The metrics of one run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MetricsWire", into = "MetricsWire")]
 pub struct Metrics {
     /// `tasks_total`, `tasks_succeeded`, `tasks_failed`, `tasks_timeout`,
     /// `tasks_cancelled`, `tasks_skipped`, `task_retry_count`.
     pub counters: BTreeMap<String, u64>,
+    /// Counters of amounts rather than events, which only ever grow but
+    /// need not be whole (`llm_cost_usd`, in dollars). Written among the
+    /// `counters`, as a number with a fraction.
+    pub amounts: BTreeMap<String, f64>,
     /// `parallel_limit`, `parallel_peak`, `parallel_utilization`.
-    #[serde(serialize_with = "whole_numbers_bare")]
     pub gauges: BTreeMap<String, f64>,
     /// `execution_duration_ms`, `task_duration_ms`, `semaphore_wait_ms`.
     pub timers: BTreeMap<String, TimerSummary>,
+}
+
+/// A counter as written: a count, or an amount with a fraction.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Count {
+    Whole(u64),
+    Amount(f64),
+}
+
+/// [`Metrics`] as written: one `counters` object for counts and amounts.
+#[derive(Serialize, Deserialize)]
+struct MetricsWire {
+    counters: BTreeMap<String, Count>,
+    #[serde(serialize_with = "whole_numbers_bare")]
+    gauges: BTreeMap<String, f64>,
+    timers: BTreeMap<String, TimerSummary>,
+}
+
+impl From<Metrics> for MetricsWire {
+    fn from(m: Metrics) -> Self {
+        let counts = m.counters.into_iter().map(|(k, v)| (k, Count::Whole(v)));
+        let amounts = m.amounts.into_iter().map(|(k, v)| (k, Count::Amount(v)));
+        Self {
+            counters: counts.chain(amounts).collect(),
+            gauges: m.gauges,
+            timers: m.timers,
+        }
+    }
+}
+
+impl From<MetricsWire> for Metrics {
+    fn from(w: MetricsWire) -> Self {
+        let mut m = Metrics {
+            gauges: w.gauges,
+            timers: w.timers,
+            ..Metrics::default()
+        };
+        for (name, count) in w.counters {
+            match count {
+                Count::Whole(n) => {
+                    m.counters.insert(name, n);
+                }
+                Count::Amount(x) => {
+                    m.amounts.insert(name, x);
+                }
+            }
+        }
+        m
+    }
 }
 
 impl Metrics {
@@ -194,6 +248,12 @@ impl Metrics {
     #[must_use]
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// An amount counter's value (0 when absent).
+    #[must_use]
+    pub fn amount(&self, name: &str) -> f64 {
+        self.amounts.get(name).copied().unwrap_or(0.0)
     }
 
     /// A gauge's value (0 when absent).
@@ -230,6 +290,27 @@ mod tests {
             );
             assert!(json.contains(&want), "{json}");
         }
+    }
+
+    #[test]
+    fn amounts_are_written_among_the_counters_and_read_back() {
+        let metrics = Metrics {
+            counters: BTreeMap::from([("llm_requests".to_owned(), 3)]),
+            amounts: BTreeMap::from([
+                ("llm_cost_usd".to_owned(), 1.27),
+                ("whole_dollars".to_owned(), 2.0),
+            ]),
+            ..Metrics::default()
+        };
+        let json = serde_json::to_string(&metrics).expect("serialises");
+        assert!(
+            json.contains(
+                r#""counters":{"llm_cost_usd":1.27,"llm_requests":3,"whole_dollars":2.0}"#
+            ),
+            "{json}"
+        );
+        let back: Metrics = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, metrics);
     }
 
     #[test]

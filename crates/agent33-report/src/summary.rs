@@ -364,7 +364,7 @@ impl Summary {
 /// `LLM: 1,204 requests, 37 rate-limited, 1.2M tokens in, 340k out,
 /// $1.27` for a run whose metrics have the LLM counters (a run with LLM
 /// agents); the rate-limited count even when 0, the cost only when the
-/// run knew a price (its `llm_cost_usd` gauge is there).
+/// run knew a price (its `llm_cost_usd` counter is there).
 fn llm_line(metrics: &Metrics) -> Option<String> {
     let requests = *metrics.counters.get("llm_requests")?;
     let mut line = format!(
@@ -375,7 +375,7 @@ fn llm_line(metrics: &Metrics) -> Option<String> {
         format_tokens(metrics.counter("llm_prompt_tokens")),
         format_tokens(metrics.counter("llm_completion_tokens")),
     );
-    if let Some(cost) = metrics.gauges.get("llm_cost_usd") {
+    if let Some(cost) = metrics.amounts.get("llm_cost_usd") {
         let _ = write!(line, ", {}", format_dollars(*cost));
     }
     Some(line)

@@ -188,6 +188,11 @@ fn many_tasks_under_a_small_server_cap_all_succeed_with_429s_deferred_and_the_ke
         .iter()
         .map(|t| t["cost_usd"].as_f64().expect("priced"))
         .sum();
+    // PRODUCT-llm.md lists the cost among the counters: an amount there.
+    let counted = metrics["counters"]["llm_cost_usd"]
+        .as_f64()
+        .expect("llm_cost_usd among the counters");
+    assert!((counted - cost).abs() < 1e-9, "{counted} != {cost}");
     let line = format!(
         "LLM: {} requests, {refused} rate-limited, {} tokens in, {} out, ${cost:.2}",
         log.len(),
@@ -251,7 +256,11 @@ fn without_a_price_the_summary_shows_no_cost_and_tasks_no_cost_usd() {
             "{task}"
         );
     }
-    assert!(report.0["metrics"]["gauges"].get("llm_cost_usd").is_none());
+    assert!(
+        report.0["metrics"]["counters"]
+            .get("llm_cost_usd")
+            .is_none()
+    );
 }
 
 #[test]

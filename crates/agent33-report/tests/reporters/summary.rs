@@ -321,7 +321,7 @@ fn with_llm(mut events: Vec<Event>, priced: bool, rate_limited: u64) -> Vec<Even
         metrics.counters.insert(name.to_owned(), value);
     }
     if priced {
-        metrics.gauges.insert("llm_cost_usd".to_owned(), 1.2749);
+        metrics.amounts.insert("llm_cost_usd".to_owned(), 1.2749);
     }
     events
 }
