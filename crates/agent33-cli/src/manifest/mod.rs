@@ -278,19 +278,8 @@ impl Manifest {
                         .map_err(|kind| value_err("parallel_limit", s, kind))
                 })
                 .transpose()?;
-            let timeout = a
-                .timeout_seconds
-                .as_ref()
-                .map(|s| {
-                    s.to_seconds()
-                        .ok_or_else(|| value_err("timeout_seconds", s, Kind::Seconds))
-                })
-                .transpose()?;
-            let retries = a
-                .retries
-                .as_ref()
-                .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
-                .transpose()?;
+            let (timeout, retries) =
+                timeout_and_retries(a.timeout_seconds.as_ref(), a.retries.as_ref(), value_err)?;
             let command = match (a.command.take(), a.llm.take()) {
                 (Some(_), Some(_)) => {
                     return Err(self.error_at(
@@ -515,19 +504,8 @@ impl Manifest {
                     kind.expected()
                 ))
             };
-            let timeout = t
-                .timeout_seconds
-                .as_ref()
-                .map(|s| {
-                    s.to_seconds()
-                        .ok_or_else(|| value_err("timeout_seconds", s, Kind::Seconds))
-                })
-                .transpose()?;
-            let retries = t
-                .retries
-                .as_ref()
-                .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
-                .transpose()?;
+            let (timeout, retries) =
+                timeout_and_retries(t.timeout_seconds.as_ref(), t.retries.as_ref(), value_err)?;
             entries.push(TaskEntry {
                 agent: AgentName::from(agent),
                 artifacts,
@@ -634,6 +612,25 @@ impl Manifest {
         }
         Ok(tasks)
     }
+}
+
+/// An agent's or a task's own `timeout_seconds` and `retries`, each
+/// refused through `value_err` (which says whose they are).
+fn timeout_and_retries(
+    timeout: Option<&Scalar>,
+    retries: Option<&Scalar>,
+    value_err: impl Fn(&'static str, &Scalar, Kind) -> UsageError,
+) -> Result<(Option<std::time::Duration>, Option<u32>), UsageError> {
+    let timeout = timeout
+        .map(|s| {
+            s.to_seconds()
+                .ok_or_else(|| value_err("timeout_seconds", s, Kind::Seconds))
+        })
+        .transpose()?;
+    let retries = retries
+        .map(|s| s.to_whole(0).map_err(|kind| value_err("retries", s, kind)))
+        .transpose()?;
+    Ok((timeout, retries))
 }
 
 #[cfg(test)]
