@@ -82,6 +82,12 @@ class TaskResult:
     def exit_code(self) -> Optional[int]: ...
     @property
     def notes(self) -> List[str]: ...
+    @property
+    def usage(self) -> Optional[Dict[str, int]]:
+        """``prompt_tokens``, ``completion_tokens``, ``total_tokens`` of an
+        LLM agent's requests, summed over attempts."""
+    @property
+    def cost_usd(self) -> Optional[float]: ...
 
 class ExecutionResults:
     @property
