@@ -170,7 +170,6 @@ impl PyLlmAgent {
     pub fn spec(&self, run_limit: usize) -> AgentSpec {
         let provider = self.provider.get();
         let limiter = provider.limiter(&self.block.model, run_limit);
-        let _runtime = crate::runtime::runtime().enter();
         LlmAgent::new(
             self.block.request_spec(),
             Arc::clone(&provider.endpoint),
