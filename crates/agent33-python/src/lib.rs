@@ -1,5 +1,5 @@
 //! The native half of the Python package `agent33_parallel`: the engine's
-//! executor, tasks, results, events and command agents as Python classes,
+//! executor, tasks, results, events, command agents and LLM agents as Python classes,
 //! and the bridge that runs Python agents on the caller's asyncio loop.
 //!
 //! A front, not a second engine: settings are validated by the engine's
@@ -10,6 +10,7 @@
 
 mod agents;
 mod bridge;
+mod llm;
 mod results;
 mod run;
 mod runtime;
@@ -23,6 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<task::PyAgentTask>()?;
     m.add_class::<task::PyTaskContext>()?;
     m.add_class::<agents::PyCommandAgent>()?;
+    m.add_class::<llm::PyProvider>()?;
+    m.add_class::<llm::PyLlmAgent>()?;
     m.add_class::<run::PyExecutor>()?;
     m.add_class::<run::PyRun>()?;
     m.add_class::<results::PyTaskResult>()?;

@@ -16,7 +16,7 @@ use agent33_report::{
 };
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::run::{Finished, RunShared, report_message};
 use crate::task::PyAgentTask;
@@ -136,6 +136,27 @@ impl PyTaskResult {
     #[getter]
     fn exit_code(&self) -> Option<i32> {
         self.result.exit_code
+    }
+
+    /// The tokens an LLM agent's requests used, summed over attempts: a
+    /// dict with `prompt_tokens`, `completion_tokens` and `total_tokens`;
+    /// None when the agent reported none.
+    #[getter]
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(usage) = self.result.usage else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("prompt_tokens", usage.prompt_tokens)?;
+        d.set_item("completion_tokens", usage.completion_tokens)?;
+        d.set_item("total_tokens", usage.total_tokens)?;
+        Ok(Some(d))
+    }
+
+    /// What that usage cost in US dollars, when a price is known.
+    #[getter]
+    fn cost_usd(&self) -> Option<f64> {
+        self.result.cost_usd
     }
 
     fn __repr__(&self) -> String {

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::agents::{CoroutineAgent, PyCommandAgent, SyncAgent};
 use crate::bridge::{Bridge, Drainer, resolve};
+use crate::llm::PyLlmAgent;
 use crate::results::{PyEvent, PyExecutionResults};
 use crate::task::{PyAgentTask, boolean, number, type_name, whole};
 
@@ -453,7 +454,7 @@ impl PyExecutor {
 
     /// Starts a run on `event_loop` (the caller's running loop). `agents`
     /// lists `(name, kind, callable, wants_ctx)` with kind `"async"`,
-    /// `"sync"` or `"command"`; a task whose agent is missing fails as the
+    /// `"sync"`, `"command"` or `"llm"`; a task whose agent is missing fails as the
     /// engine says.
     fn start(
         &self,
@@ -468,7 +469,7 @@ impl PyExecutor {
         let plain: Vec<AgentTask> = tasks.iter().map(|t| t.get().task.clone()).collect();
         let python_agents = agents
             .iter()
-            .filter(|(_, kind, _, _)| kind != "command")
+            .filter(|(_, kind, _, _)| kind == "async" || kind == "sync")
             .map(|(name, _, _, _)| name.clone())
             .collect();
         let shared = Arc::new(RunShared {
@@ -497,6 +498,12 @@ impl PyExecutor {
                     wants_ctx,
                     run: Arc::clone(&shared),
                 }),
+                "llm" => {
+                    let llm = func.bind(py).cast::<PyLlmAgent>().map_err(|_| {
+                        PyTypeError::new_err(format!("agent `{name}` is not an LlmAgent"))
+                    })?;
+                    llm.get().spec(self.executor.settings().parallel_limit)
+                }
                 _ => {
                     let command = func.bind(py).cast::<PyCommandAgent>().map_err(|_| {
                         PyTypeError::new_err(format!("agent `{name}` is not a CommandAgent"))

@@ -47,6 +47,8 @@ from ._native import (
     CommandAgent,
     Event,
     ExecutionResults,
+    LlmAgent,
+    Provider,
     TaskContext,
     TaskResult,
 )
@@ -58,7 +60,9 @@ __all__ = [
     "CommandAgent",
     "Event",
     "ExecutionResults",
+    "LlmAgent",
     "ParallelExecutor",
+    "Provider",
     "TaskContext",
     "TaskResult",
     "agent",
@@ -69,7 +73,7 @@ AgentFunction = Callable[..., Any]
 """An agent: ``async def f(task)`` or ``async def f(task, ctx)``, or a plain
 ``def`` (run in a worker thread)."""
 
-AgentLike = Union[AgentFunction, CommandAgent]
+AgentLike = Union[AgentFunction, CommandAgent, LlmAgent]
 
 F = TypeVar("F", bound=AgentFunction)
 
@@ -107,8 +111,10 @@ def _check_agents(agents: Optional[Mapping[str, AgentLike]]) -> Dict[str, AgentL
     for name, fn in agents.items():
         if not isinstance(name, str):
             raise TypeError(f"agents: names must be str, got {type(name).__name__}")
-        if not (isinstance(fn, CommandAgent) or callable(fn)):
-            raise TypeError(f"agents[{name!r}] must be a function or a CommandAgent, got {type(fn).__name__}")
+        if not (isinstance(fn, (CommandAgent, LlmAgent)) or callable(fn)):
+            raise TypeError(
+                f"agents[{name!r}] must be a function, a CommandAgent or an LlmAgent, got {type(fn).__name__}"
+            )
     return dict(agents)
 
 
@@ -149,6 +155,8 @@ def _agent_specs(
             continue
         if isinstance(fn, CommandAgent):
             specs.append((name, "command", fn, False))
+        elif isinstance(fn, LlmAgent):
+            specs.append((name, "llm", fn, False))
         else:
             specs.append((name, "async" if _is_async(fn) else "sync", fn, _wants_context(fn)))
     return specs

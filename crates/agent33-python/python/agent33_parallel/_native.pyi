@@ -56,6 +56,60 @@ class CommandAgent:
 
     def __init__(self, command: Union[str, Sequence[str]], *, shell: bool = False) -> None: ...
 
+class Provider:
+    """An OpenAI-compatible endpoint, by the manifest's ``providers:`` keys:
+    ``Provider("https://api.openai.com/v1", api_key_env="OPENAI_API_KEY",
+    max_concurrency=16, prices={"gpt-4o-mini": {"prompt_per_mtok": 0.15,
+    "completion_per_mtok": 0.60}})``.
+
+    The key is read from ``api_key_env`` now and never shown (not in
+    ``repr``, errors or reports); an unset variable raises ``ValueError``
+    naming it. Every ``LlmAgent`` on this object shares one adaptive limiter
+    per limit key (base URL, key and model, or ``limit_key``), kept across
+    runs; ``max_concurrency`` defaults to the first run's
+    ``parallel_limit``. ``name`` (default: the base URL's host) is what
+    messages and the progress bar call it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key_env: Optional[str] = None,
+        max_concurrency: Optional[int] = None,
+        rpm: Optional[float] = None,
+        tpm: Optional[float] = None,
+        prices: Optional[Mapping[str, Mapping[str, float]]] = None,
+        limit_key: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+
+class LlmAgent:
+    """The CLI's ``llm:`` agent: one chat completion per attempt through its
+    provider's limiter. ``prompt`` must use ``{content}`` (the artifact
+    file's text) or ``{artifact}``; ``{agent}`` and ``{id}`` are filled too.
+    A rate-limit 429 defers the task (no retry used); the answer is the
+    task's output, or is written to ``output`` (a template) when given."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        model: str,
+        prompt: str,
+        system: Optional[str] = None,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        output: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def provider(self) -> Provider: ...
+    @property
+    def model(self) -> str: ...
+
 class TaskResult:
     @property
     def task(self) -> AgentTask: ...
@@ -82,6 +136,12 @@ class TaskResult:
     def exit_code(self) -> Optional[int]: ...
     @property
     def notes(self) -> List[str]: ...
+    @property
+    def usage(self) -> Optional[Dict[str, int]]:
+        """``prompt_tokens``, ``completion_tokens``, ``total_tokens`` of an
+        LLM agent's requests, summed over attempts."""
+    @property
+    def cost_usd(self) -> Optional[float]: ...
 
 class ExecutionResults:
     @property
