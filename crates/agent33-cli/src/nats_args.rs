@@ -5,6 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The server's address, for `run --nats` and `worker --nats` alike.
+const NATS_URL_VAR: &str = "AGENT33_NATS_URL";
+/// The credentials file, for both.
+const NATS_CREDS_VAR: &str = "AGENT33_NATS_CREDS";
+
 /// `run`'s flags for running the tasks on workers.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct NatsRunArgs {
@@ -12,7 +17,7 @@ pub struct NatsRunArgs {
     #[arg(
         long,
         value_name = "URL",
-        env = "AGENT33_NATS_URL",
+        env = NATS_URL_VAR,
         help_heading = "Across machines"
     )]
     pub nats: Option<String>,
@@ -21,7 +26,7 @@ pub struct NatsRunArgs {
     #[arg(
         long,
         value_name = "FILE",
-        env = "AGENT33_NATS_CREDS",
+        env = NATS_CREDS_VAR,
         help_heading = "Across machines"
     )]
     pub nats_creds: Option<PathBuf>,
@@ -35,11 +40,11 @@ pub struct NatsRunArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// The NATS server to take tasks from (nats://, tls://, user:pass@)
-    #[arg(long, value_name = "URL", env = "AGENT33_NATS_URL")]
+    #[arg(long, value_name = "URL", env = NATS_URL_VAR)]
     pub nats: String,
 
     /// NATS credentials file (JWT + nkey)
-    #[arg(long, value_name = "FILE", env = "AGENT33_NATS_CREDS")]
+    #[arg(long, value_name = "FILE", env = NATS_CREDS_VAR)]
     pub nats_creds: Option<PathBuf>,
 
     /// Tasks this worker runs at once [default: the number of CPUs]
