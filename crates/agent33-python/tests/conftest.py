@@ -15,18 +15,24 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 HANG = 60.0
 
 
-def cli_binary():
-    """The `agent-33` binary: $AGENT33_BIN, else the workspace's build. Under
-    CI=true a missing binary fails the test instead of skipping it."""
-    candidates = [os.environ.get("AGENT33_BIN")]
+def built_binary(name, variable, build):
+    """A binary of the workspace: $`variable`, else the newest build under
+    the target folder. Under CI=true a missing binary fails the test
+    instead of skipping it; `build` says how to make it."""
+    candidates = [os.environ.get(variable)]
     target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
-    candidates += [os.path.join(target, p, "agent-33") for p in ("debug", "release")]
+    candidates += [os.path.join(target, p, name) for p in ("debug", "release")]
     found = [c for c in candidates if c and os.access(c, os.X_OK)]
     if found:
         return max(found, key=os.path.getmtime)
     if os.environ.get("CI") == "true":
-        pytest.fail("agent-33 binary not built (run `cargo build -p agent33-cli`)")
-    pytest.skip("agent-33 binary not built")
+        pytest.fail(f"{name} not built (run `{build}`)")
+    pytest.skip(f"{name} not built")
+
+
+def cli_binary():
+    """The `agent-33` binary: $AGENT33_BIN, else the workspace's build."""
+    return built_binary("agent-33", "AGENT33_BIN", "cargo build -p agent33-cli")
 
 
 def process_gone(pid):

@@ -12,23 +12,16 @@ import pytest
 
 from agent33_parallel import AgentTask, LlmAgent, ParallelExecutor, Provider
 
-from conftest import HANG, REPO, wait_until
+from conftest import HANG, built_binary, wait_until
 
 KEY = "sk-test-f4k3-s3cr3t-k3y"
 
 
 def fake_llm_binary():
     """The test kit's `agent33-fake-llm`: $AGENT33_FAKE_LLM, else the
-    workspace's build. Under CI=true a missing binary fails the test."""
-    candidates = [os.environ.get("AGENT33_FAKE_LLM")]
-    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
-    candidates += [os.path.join(target, p, "agent33-fake-llm") for p in ("debug", "release")]
-    found = [c for c in candidates if c and os.access(c, os.X_OK)]
-    if found:
-        return max(found, key=os.path.getmtime)
-    if os.environ.get("CI") == "true":
-        pytest.fail("agent33-fake-llm not built (run `cargo build -p agent33-testkit --bins`)")
-    pytest.skip("agent33-fake-llm not built")
+    workspace's build."""
+    return built_binary("agent33-fake-llm", "AGENT33_FAKE_LLM",
+                        "cargo build -p agent33-testkit --bins")
 
 
 class FakeServer:
