@@ -326,9 +326,27 @@ fn environ(pid: i32, entry: &[u8]) -> Environ {
     }
 }
 
-/// How long a sweep keeps looking at children whose environment is still
-/// empty, in case they are mid-`exec` and turn out to be the task's.
+/// How long a sweep keeps looking at a child whose environment is still
+/// empty, from the first time it saw it so, in case it is mid-`exec` and
+/// turns out to be the task's.
 const EXEC_SETTLE: Duration = Duration::from_millis(200);
+
+/// The children a sweep saw with an empty environment, and since when.
+///
+/// The settle time counts per process from its first empty reading, not
+/// from the start of the sweep: on a loaded machine an escapee may first
+/// run (and `exec`) long after its task ended, and one reading taken in the
+/// middle of that `exec` must not let it go.
+#[derive(Debug, Default)]
+struct Settling(HashMap<i32, tokio::time::Instant>);
+
+impl Settling {
+    /// Whether `pid`, read empty at `now`, may still be mid-`exec`.
+    fn still_settling(&mut self, pid: i32, now: tokio::time::Instant) -> bool {
+        let first = *self.0.entry(pid).or_insert(now);
+        now.duration_since(first) < EXEC_SETTLE
+    }
+}
 
 /// This process's children, from `/proc/self/task/*/children` (a few small
 /// reads instead of a scan of every process); `None` when the kernel lacks
@@ -516,9 +534,9 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
         return 0;
     }
     let entry = format!("{}={task}", crate::spawn::TASK_ID_VAR).into_bytes();
-    let start = tokio::time::Instant::now();
-    let deadline = start + budget;
+    let deadline = tokio::time::Instant::now() + budget;
     let mut escaped: HashSet<i32> = HashSet::new();
+    let mut settling = Settling::default();
     let mut pause = Duration::from_millis(1);
     loop {
         let procs = all_processes();
@@ -554,7 +572,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
                         Environ::Has => {}
                         Environ::Lacks => continue,
                         Environ::Empty => {
-                            busy |= start.elapsed() < EXEC_SETTLE;
+                            busy |= settling.still_settling(p.pid, tokio::time::Instant::now());
                             continue;
                         }
                     }
@@ -795,6 +813,20 @@ mod tests {
         assert!(!info.is_zombie());
         let zombie = parse_stat(5, b"5 (x) Z 1 5 5").expect("parses");
         assert!(zombie.is_zombie());
+    }
+
+    #[test]
+    fn each_empty_environment_gets_its_own_settle_time() {
+        let start = tokio::time::Instant::now();
+        let mut settling = Settling::default();
+        // A process first read empty long after the sweep began (it ran
+        // late on a loaded machine) is still given the whole settle time.
+        let late = start + EXEC_SETTLE * 5;
+        assert!(settling.still_settling(7, late));
+        assert!(settling.still_settling(7, late + EXEC_SETTLE / 2));
+        assert!(!settling.still_settling(7, late + EXEC_SETTLE));
+        // Another one's clock starts at its own first reading.
+        assert!(settling.still_settling(8, late + EXEC_SETTLE));
     }
 
     #[test]
