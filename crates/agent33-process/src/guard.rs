@@ -52,6 +52,9 @@ const ALL_CLEAR: u8 = b'x';
 /// How many times at most the guard looks for what is left (see
 /// [`guard_main`]).
 const KILL_ROUNDS: usize = 20;
+/// How long the guard waits before looking again at a process it caught
+/// mid-`exec`; with [`KILL_ROUNDS`], at most 200 ms in all.
+const UNSETTLED_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How long [`disarm_guard`] lets the guard take to exit on its own (it
 /// reads the all-clear and exits at once) before it kills it.
@@ -230,13 +233,13 @@ pub fn guard_main() -> io::Result<usize> {
     let mut signalled = 0;
     // A process found may fork before its kill lands, and its child is
     // found by the next look (same group, the run's id, or a found parent):
-    // look again until a look finds nothing new. Bounded, so that a fork
-    // bomb cannot keep the guard alive.
+    // look again until a look finds nothing new and judges everything.
+    // Bounded, so that a fork bomb cannot keep the guard alive.
     for round in 0..KILL_ROUNDS {
         // Found before the groups are killed: a process that left its group
         // (setsid) is still linked to the task through its parents, and a
         // kill would hand it to init.
-        let found = reaper::leftovers(&groups, entry.as_deref());
+        let (found, unsettled) = reaper::leftovers(&groups, entry.as_deref());
         for &raw in &groups {
             if let Some(pgid) = rustix::process::Pid::from_raw(raw) {
                 let sent = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
@@ -255,7 +258,11 @@ pub fn guard_main() -> io::Result<usize> {
             }
         }
         if !fresh {
-            break;
+            if !unsettled {
+                break;
+            }
+            // Something was mid-`exec`: it can be read in a moment.
+            std::thread::sleep(UNSETTLED_PAUSE);
         }
     }
     Ok(signalled)

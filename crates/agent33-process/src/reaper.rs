@@ -242,19 +242,29 @@ impl ProcInfo {
 /// initial environment holds `entry` (`KEY=value`; others' processes
 /// cannot be read, and are not ours), and every live descendant of
 /// either, whatever group or session it moved to. This process is left
-/// out.
-pub(crate) fn leftovers(groups: &[i32], entry: Option<&[u8]>) -> Vec<i32> {
+/// out. The flag says whether some process could not be judged (caught
+/// mid-`exec`): look again shortly.
+pub(crate) fn leftovers(groups: &[i32], entry: Option<&[u8]>) -> (Vec<i32>, bool) {
     let me = my_pid();
     let procs = all_processes();
     let mut children: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
     for p in &procs {
         children.entry(p.ppid).or_default().push(p);
     }
+    let mut unsettled = false;
     let mut found: HashSet<i32> = HashSet::new();
     let mut stack: Vec<i32> = procs
         .iter()
         .filter(|p| {
-            groups.contains(&p.pgid) || entry.is_some_and(|e| environ(p.pid, e) == Environ::Has)
+            groups.contains(&p.pgid)
+                || entry.is_some_and(|e| match environ(p.pid, e) {
+                    Environ::Has => true,
+                    Environ::Lacks => false,
+                    Environ::Unsettled => {
+                        unsettled |= !p.is_zombie();
+                        false
+                    }
+                })
         })
         .map(|p| p.pid)
         .collect();
@@ -264,11 +274,12 @@ pub(crate) fn leftovers(groups: &[i32], entry: Option<&[u8]>) -> Vec<i32> {
         }
         stack.extend(children.get(&pid).into_iter().flatten().map(|c| c.pid));
     }
-    procs
+    let found = procs
         .iter()
         .filter(|p| found.contains(&p.pid) && p.pid != me && !p.is_zombie())
         .map(|p| p.pid)
-        .collect()
+        .collect();
+    (found, unsettled)
 }
 
 fn parse_stat(pid: i32, stat: &[u8]) -> Option<ProcInfo> {
@@ -313,25 +324,58 @@ fn all_processes() -> Vec<ProcInfo> {
 enum Environ {
     Has,
     Lacks,
-    /// Empty: a process in the middle of `exec` shows no environment until
-    /// the kernel has set up its new stack (or it really has none).
-    Empty,
+    /// Not readable whole: a process in the middle of `exec` shows an empty
+    /// environment until the kernel has set up its new stack, and a read
+    /// that overlaps the switch returns the old one cut short (seen: an
+    /// escapee read as `…AGENT33_TASK_ID=esc:` was let go). It is asked
+    /// again; a process that really has no environment stays this way.
+    Unsettled,
 }
 
 fn environ(pid: i32, entry: &[u8]) -> Environ {
-    match std::fs::read(format!("/proc/{pid}/environ")) {
-        Ok(env) if env.is_empty() => Environ::Empty,
-        Ok(env) if env.split(|&b| b == 0).any(|e| e == entry) => Environ::Has,
-        _ => Environ::Lacks,
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        // Gone, or not ours to read.
+        return Environ::Lacks;
+    };
+    read_environ(&env, entry, || environ_size(pid))
+}
+
+/// Judges one read of `/proc/PID/environ`. Only entries closed by their
+/// NUL count, so a read cut inside `KEY=value1` never matches `KEY=value`;
+/// and "lacks" needs a whole read: closed by a NUL and as long as the
+/// environment the kernel describes (`size`, asked only then).
+fn read_environ(env: &[u8], entry: &[u8], size: impl FnOnce() -> Option<usize>) -> Environ {
+    let mut closed = env
+        .split_inclusive(|&b| b == 0)
+        .filter_map(|e| e.strip_suffix(&[0]));
+    if closed.any(|e| e == entry) {
+        Environ::Has
+    } else if env.last() == Some(&0) && size() == Some(env.len()) {
+        Environ::Lacks
+    } else {
+        Environ::Unsettled
     }
 }
 
-/// How long a sweep keeps looking at a child whose environment is still
-/// empty, from the first time it saw it so, in case it is mid-`exec` and
-/// turns out to be the task's.
+/// The size of a process's environment block, from the `env_start` and
+/// `env_end` fields of its `stat` (50 and 51, Linux 3.5 and later).
+fn environ_size(pid: i32) -> Option<usize> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Field 3 (the state) is the first after the name.
+    let mut fields = rest.split_ascii_whitespace().skip(50 - 3);
+    let start: usize = fields.next()?.parse().ok()?;
+    let end: usize = fields.next()?.parse().ok()?;
+    end.checked_sub(start)
+}
+
+/// How long a sweep keeps looking at a child whose environment cannot be
+/// read whole, from the first time it saw it so, in case it is mid-`exec`
+/// and turns out to be the task's.
 const EXEC_SETTLE: Duration = Duration::from_millis(200);
 
-/// The children a sweep saw with an empty environment, and since when.
+/// The children a sweep saw with an unsettled environment, and since when.
 ///
 /// The settle time counts per process from its first empty reading, not
 /// from the start of the sweep: on a loaded machine an escapee may first
@@ -341,7 +385,7 @@ const EXEC_SETTLE: Duration = Duration::from_millis(200);
 struct Settling(HashMap<i32, tokio::time::Instant>);
 
 impl Settling {
-    /// Whether `pid`, read empty at `now`, may still be mid-`exec`.
+    /// Whether `pid`, read unsettled at `now`, may still be mid-`exec`.
     fn still_settling(&mut self, pid: i32, now: tokio::time::Instant) -> bool {
         let first = *self.0.entry(pid).or_insert(now);
         now.duration_since(first) < EXEC_SETTLE
@@ -571,7 +615,7 @@ pub(crate) async fn sweep_task(task: &TaskId, pgid: i32, budget: Duration) -> us
                     match environ(p.pid, &entry) {
                         Environ::Has => {}
                         Environ::Lacks => continue,
-                        Environ::Empty => {
+                        Environ::Unsettled => {
                             busy |= settling.still_settling(p.pid, tokio::time::Instant::now());
                             continue;
                         }
@@ -813,6 +857,41 @@ mod tests {
         assert!(!info.is_zombie());
         let zombie = parse_stat(5, b"5 (x) Z 1 5 5").expect("parses");
         assert!(zombie.is_zombie());
+    }
+
+    #[test]
+    fn only_a_whole_environment_says_a_process_lacks_the_marker() {
+        let entry = b"AGENT33_TASK_ID=esc:e5";
+        let whole = b"A=1\0AGENT33_TASK_ID=esc:e5\0B=2\0";
+        assert_eq!(read_environ(whole, entry, || None), Environ::Has);
+        // Cut inside the entry, or before it: not known yet.
+        let torn = b"A=1\0AGENT33_TASK_ID=esc:";
+        assert_eq!(read_environ(torn, entry, || Some(99)), Environ::Unsettled);
+        assert_eq!(
+            read_environ(b"A=1\0", entry, || Some(99)),
+            Environ::Unsettled
+        );
+        assert_eq!(read_environ(b"", entry, || Some(0)), Environ::Unsettled);
+        // A cut entry never matches a shorter id.
+        let longer = b"A=1\0AGENT33_TASK_ID=esc:e50";
+        assert_eq!(read_environ(longer, entry, || None), Environ::Unsettled);
+        // Whole and without it: another's.
+        let other = b"A=1\0AGENT33_TASK_ID=esc:e50\0";
+        assert_eq!(
+            read_environ(other, entry, || Some(other.len())),
+            Environ::Lacks
+        );
+        assert_eq!(read_environ(other, entry, || None), Environ::Unsettled);
+    }
+
+    #[test]
+    fn reads_its_own_environment_whole() {
+        let mine = std::fs::read("/proc/self/environ").expect("readable");
+        assert_eq!(environ_size(my_pid()), Some(mine.len()));
+        assert_eq!(
+            environ(my_pid(), b"NO_SUCH_VARIABLE_HERE=1"),
+            Environ::Lacks
+        );
     }
 
     #[test]
