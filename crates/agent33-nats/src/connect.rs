@@ -29,7 +29,7 @@ pub struct Connection {
     pub client: async_nats::Client,
     /// JetStream: the work queue and the run announcements.
     pub js: jetstream::Context,
-    /// The URL as given, for messages.
+    /// The URL for messages, its secret masked (see [`shown_url`]).
     pub url: String,
 }
 
@@ -40,7 +40,8 @@ pub struct Connection {
 ///
 /// # Errors
 ///
-/// [`Error::Connect`] naming the URL, [`Error::Credentials`], or
+/// [`Error::Connect`] naming the URL (its secret masked),
+/// [`Error::Credentials`], or
 /// [`Error::JetStream`] when the server has no JetStream.
 pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
     let mut nats = async_nats::ConnectOptions::new()
@@ -54,6 +55,14 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((100 * attempts as u64).min(2_000))
         });
+    // The client reads no secret from the URL (async-nats 0.52 parses
+    // `user:pass@` and then ignores it): it is handed over here.
+    if let Some(secret) = url_secret(&options.url) {
+        nats = match secret {
+            Secret::UserPassword(user, password) => nats.user_and_password(user, password),
+            Secret::Token(token) => nats.token(token),
+        };
+    }
     if let Some(path) = &options.creds {
         nats = nats
             .credentials_file(path)
@@ -67,7 +76,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
         .connect(options.url.as_str())
         .await
         .map_err(|e| Error::Connect {
-            url: options.url.clone(),
+            url: shown_url(&options.url),
             reason: e.to_string(),
         })?;
     let js = jetstream::new(client.clone());
@@ -75,8 +84,61 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
     Ok(Connection {
         client,
         js,
-        url: options.url.clone(),
+        url: shown_url(&options.url),
     })
+}
+
+/// What a server URL says about authentication.
+#[derive(Debug, PartialEq, Eq)]
+enum Secret {
+    /// `user:pass@`.
+    UserPassword(String, String),
+    /// `token@`.
+    Token(String),
+}
+
+/// The first secret in a comma-separated list of server URLs, decoded
+/// (`%40` is `@`).
+fn url_secret(urls: &str) -> Option<Secret> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    urls.split(',').find_map(|one| {
+        let addr: async_nats::ServerAddr = one.trim().parse().ok()?;
+        let user = decode(addr.username()?);
+        Some(match addr.password() {
+            Some(password) => Secret::UserPassword(user, decode(password)),
+            None => Secret::Token(user),
+        })
+    })
+}
+
+/// A server URL as messages show it: a password (`user:pass@`) or a token
+/// (`token@`) is replaced by `***`, in each of a comma-separated list.
+#[must_use]
+pub fn shown_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let (scheme, rest) = one.split_once("://").map_or(("", one), |(s, r)| (s, r));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else {
+                return one.to_owned();
+            };
+            let user = match rest[..at].split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{scheme}{user}@{}", &rest[at + 1..])
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn ensure_streams(js: &jetstream::Context) -> Result<(), Error> {
@@ -102,4 +164,47 @@ async fn ensure_streams(js: &jetstream::Context) -> Result<(), Error> {
     .await
     .map_err(|e| Error::js(format!("create stream {RUNS_STREAM}"), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Secret, shown_url, url_secret};
+
+    #[test]
+    fn secrets_are_read_from_urls() {
+        assert_eq!(
+            url_secret("tls://a33:s3cret@queue:4222"),
+            Some(Secret::UserPassword("a33".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            url_secret("nats://u:p%40ss@a"),
+            Some(Secret::UserPassword("u".into(), "p@ss".into()))
+        );
+        assert_eq!(
+            url_secret("nats://tok3n@queue"),
+            Some(Secret::Token("tok3n".into()))
+        );
+        assert_eq!(url_secret("nats://queue:4222"), None);
+        assert_eq!(
+            url_secret("nats://a:1, nats://u:p@b:2"),
+            Some(Secret::UserPassword("u".into(), "p".into()))
+        );
+    }
+
+    #[test]
+    fn secrets_in_urls_are_masked() {
+        assert_eq!(
+            shown_url("tls://a33:s3cret@queue:4222"),
+            "tls://a33:***@queue:4222"
+        );
+        assert_eq!(shown_url("nats://tok3n@queue"), "nats://***@queue");
+        assert_eq!(shown_url("nats://queue:4222"), "nats://queue:4222");
+        assert_eq!(shown_url("u:p@host:4222"), "u:***@host:4222");
+        assert_eq!(
+            shown_url("nats://u:p@a:1,nats://b:2"),
+            "nats://u:***@a:1,nats://b:2"
+        );
+        // An @ in a password is the password's.
+        assert_eq!(shown_url("nats://u:p@ss@a"), "nats://u:***@a");
+    }
 }

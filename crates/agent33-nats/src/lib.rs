@@ -26,7 +26,7 @@ mod parts;
 pub mod wire;
 mod worker;
 
-pub use connect::{ConnectOptions, Connection, connect};
+pub use connect::{ConnectOptions, Connection, connect, shown_url};
 pub use coordinator::{Coordinator, CoordinatorOptions, RemoteAgent};
 pub use worker::{AdhocAgents, AgentMap, Worker, WorkerOptions, WorkerStop};
 

@@ -7,6 +7,7 @@
 //! Tasks are small `sh` scripts that append to a ledger file; they learn
 //! which worker runs them from `A33_TEST_WORKER`.
 
+mod auth;
 mod support;
 
 use std::time::{Duration, Instant};

@@ -29,7 +29,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Where `nats-server` is, if installed.
-fn server_binary() -> Option<PathBuf> {
+pub fn server_binary() -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("nats-server"))
