@@ -178,8 +178,23 @@ impl RawConfig {
     /// # Errors
     ///
     /// A [`UsageError`] for any invalid flag combination or value, any
-    /// invalid variable, a missing or invalid manifest.
+    /// invalid variable, a missing or invalid manifest, a provider whose
+    /// key variable is not set.
     pub fn new(args: &RunArgs, env: EnvLookup<'_>) -> Result<Self> {
+        let raw = Self::without_keys(args, env)?;
+        if let Some(e) = raw.manifest.as_ref().and_then(|m| m.missing_key.clone()) {
+            return Err(e);
+        }
+        Ok(raw)
+    }
+
+    /// Like [`Self::new`], for a worker: a provider's key variable may be
+    /// unset (a worker runs commands; the coordinator calls the providers).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`], but for the keys.
+    pub fn without_keys(args: &RunArgs, env: EnvLookup<'_>) -> Result<Self> {
         if args.format.is_some() && !args.dry_run {
             return Err(UsageError::new(
                 "--format needs --dry-run (it chooses how the plan is printed)",

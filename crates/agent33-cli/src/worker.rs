@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent33_cli::adhoc::ADHOC_AGENT;
 use agent33_cli::args::{Command, parse_from};
-use agent33_cli::config::{Config, load, process_env};
+use agent33_cli::config::{Config, RawConfig, process_env};
 use agent33_cli::nats_args::WorkerArgs;
 use agent33_cli::template::{CommandTemplate, TaskCommand};
 use agent33_nats::{AdhocAgents, AgentMap, ConnectOptions, Worker, WorkerOptions, WorkerStop};
@@ -85,7 +85,10 @@ fn load_manifest(path: &Path) -> Result<Config, String> {
     let Command::Run(run) = cli.command else {
         unreachable!("parsed as `run`")
     };
-    load(&run, &process_env).map_err(|e| e.to_string())
+    // The providers' keys stay with the coordinator, which makes the calls.
+    RawConfig::without_keys(&run, &process_env)
+        .and_then(RawConfig::resolve)
+        .map_err(|e| e.to_string())
 }
 
 /// Builds an ad-hoc run's one agent from its template, as `run --command` does.

@@ -95,6 +95,10 @@ pub struct Manifest {
     pub llm_agents: Vec<LlmAgentDef>,
     /// The `tasks:` entries, in order.
     pub entries: Vec<TaskEntry>,
+    /// The first provider whose key variable is not set, as the error a
+    /// run gives (at its `api_key_env:` line); a worker, which never calls
+    /// a provider, goes on without the key.
+    pub missing_key: Option<UsageError>,
 }
 
 /// 1-based "task N" for messages: people count entries from one.
@@ -191,6 +195,7 @@ impl Manifest {
             agents: Vec::new(),
             llm_agents: Vec::new(),
             entries: Vec::new(),
+            missing_key: None,
         };
         m.execution = m.execution_layer(&raw.execution.unwrap_or_default())?;
         let providers = m.providers(raw.providers.map(|p| p.0).unwrap_or_default())?;
@@ -230,17 +235,25 @@ impl Manifest {
     }
 
     /// Checks `providers:` and reads each key from its variable (the
-    /// environment is read here, so an unset variable is an error at its
-    /// `api_key_env:` line before anything runs).
+    /// environment is read here, so that a run can refuse an unset variable
+    /// at its `api_key_env:` line before anything runs: see
+    /// [`Self::missing_key`]).
     fn providers(
-        &self,
+        &mut self,
         raw: Vec<(String, ProviderConfig)>,
     ) -> Result<BTreeMap<String, (ProviderConfig, Option<ApiKey>)>> {
         let mut out = BTreeMap::new();
         for (name, config) in raw {
-            let key = config
-                .check(&name, |var| std::env::var(var).ok())
-                .map_err(|e| self.config_error(&e))?;
+            let key = match config.check(&name, |var| std::env::var(var).ok()) {
+                Ok(key) => key,
+                // The key is checked last: everything else is valid.
+                Err(e) if e.path.last().map(String::as_str) == Some("api_key_env") => {
+                    let error = self.config_error(&e);
+                    self.missing_key.get_or_insert(error);
+                    None
+                }
+                Err(e) => return Err(self.config_error(&e)),
+            };
             out.insert(name, (config, key));
         }
         Ok(out)

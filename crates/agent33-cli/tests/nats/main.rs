@@ -8,6 +8,7 @@
 //! which worker runs them from `A33_TEST_WORKER`.
 
 mod auth;
+mod llm;
 mod support;
 
 use std::time::{Duration, Instant};
