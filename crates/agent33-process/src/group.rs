@@ -24,6 +24,7 @@ use agent33_parallel::{Reason, TaskId};
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::net::unix::pipe::Receiver;
 
+use crate::guard::{self, GuardSlot};
 use crate::reaper::{self, Registration};
 use crate::spawn::{Launch, Launcher};
 
@@ -113,12 +114,20 @@ const ABANDONED_SWEEP: Duration = Duration::from_secs(5);
 pub(crate) struct TaskProcess {
     pid: Pid,
     task: TaskId,
-    registration: Option<Registration>,
+    registration: Option<Leader>,
     watch: Option<ExitWatch>,
     status: Option<ExitStatus>,
     sweep_budget: Duration,
     /// Whether the task's escaped processes were swept (or need not be).
     settled: bool,
+}
+
+/// A leader's entry in the register and its group's slot in the guard's
+/// table. The fields drop in order: the group stays guarded until the
+/// leader has left the register, for as long as it is ours to kill.
+struct Leader {
+    _registration: Registration,
+    _guarded: Option<GuardSlot>,
 }
 
 impl TaskProcess {
@@ -134,11 +143,15 @@ impl TaskProcess {
         sweep_budget: Duration,
     ) -> io::Result<(Self, Receiver, Receiver)> {
         let (started, registration) = reaper::spawn_registered(task, || launcher.start(launch))?;
+        let leader = Leader {
+            _registration: registration,
+            _guarded: guard::guard_group(started.pid),
+        };
         let pid = Pid::from_raw(started.pid).expect("pids are positive");
         let process = Self {
             pid,
             task: task.clone(),
-            registration: Some(registration),
+            registration: Some(leader),
             watch: ExitWatch::open(pid),
             status: None,
             sweep_budget,

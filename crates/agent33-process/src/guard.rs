@@ -28,10 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::reaper;
-
-/// The variable that marks every task of this process, and what they start,
-/// as this run's: its value is [`run_id`].
-pub const RUN_VAR: &str = "AGENT33_RUN_ID";
+use crate::spawn::RUN_VAR;
 
 /// This process's run id, the same for every task it starts: its pid and
 /// the wall-clock nanoseconds when it was first asked for, which no other

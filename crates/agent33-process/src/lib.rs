@@ -62,13 +62,13 @@ use std::path::PathBuf;
 use agent33_parallel::{AgentTask, TaskContext};
 
 pub use agent::{CommandAgent, ProcessOptions};
-pub use guard::{RUN_VAR, disarm_guard, guard_main, run_id, start_guard};
+pub use guard::{disarm_guard, guard_main, run_id, start_guard};
 pub use output::output_file_stem;
 pub use reaper::{
     Reaper, become_guest_subreaper, become_subreaper, is_subreaper, kill_all_descendants,
     reap_orphans,
 };
-pub use spawn::{AGENT_VAR, ARTIFACT_VAR, ATTEMPT_VAR, TASK_ID_VAR, ignored_signals};
+pub use spawn::{AGENT_VAR, ARTIFACT_VAR, ATTEMPT_VAR, RUN_VAR, TASK_ID_VAR, ignored_signals};
 
 /// The exact process to start for one attempt of one task.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -60,9 +60,6 @@ fn no_spawn_in_flight() -> RwLockWriteGuard<'static, ()> {
 #[derive(Debug)]
 pub(crate) struct Registration {
     pid: i32,
-    /// Dropped after the leader leaves the map: its group stays guarded
-    /// for as long as it is ours to kill.
-    _guarded: Option<crate::guard::GuardSlot>,
 }
 
 impl Drop for Registration {
@@ -127,10 +124,7 @@ pub(crate) fn spawn_registered(
     let _gate = spawning();
     let started = start()?;
     leaders().insert(started.pid, task.clone());
-    let registration = Registration {
-        pid: started.pid,
-        _guarded: crate::guard::guard_group(started.pid),
-    };
+    let registration = Registration { pid: started.pid };
     Ok((started, registration))
 }
 

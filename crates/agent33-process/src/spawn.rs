@@ -35,15 +35,13 @@ pub const AGENT_VAR: &str = "AGENT33_AGENT";
 pub const ARTIFACT_VAR: &str = "AGENT33_ARTIFACT";
 /// The variable holding the attempt's number, from 1.
 pub const ATTEMPT_VAR: &str = "AGENT33_ATTEMPT";
+/// The variable that marks every task of this process, and what they start,
+/// as this run's: its value is [`crate::run_id`].
+pub const RUN_VAR: &str = "AGENT33_RUN_ID";
 
 /// The `AGENT33_*` variables of one attempt, set last so they win.
-pub(crate) const TASK_VARS: [&str; 5] = [
-    TASK_ID_VAR,
-    AGENT_VAR,
-    ARTIFACT_VAR,
-    ATTEMPT_VAR,
-    crate::guard::RUN_VAR,
-];
+pub(crate) const TASK_VARS: [&str; 5] =
+    [TASK_ID_VAR, AGENT_VAR, ARTIFACT_VAR, ATTEMPT_VAR, RUN_VAR];
 
 /// One process to start.
 pub(crate) struct Launch<'a> {
