@@ -14,6 +14,7 @@ mod llm;
 mod results;
 mod run;
 mod runtime;
+mod shared;
 mod task;
 
 use pyo3::prelude::*;

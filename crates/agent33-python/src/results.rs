@@ -18,7 +18,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::run::{Finished, RunShared, report_message};
+use crate::shared::{Finished, RunShared, report_message};
 use crate::task::PyAgentTask;
 
 /// One task's final outcome.
