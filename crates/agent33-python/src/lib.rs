@@ -10,6 +10,7 @@
 
 mod agents;
 mod bridge;
+mod feed;
 mod llm;
 mod results;
 mod run;

@@ -18,7 +18,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::shared::{Finished, RunShared, report_message};
+use crate::shared::{Finished, RunShared, lock, report_message};
 use crate::task::PyAgentTask;
 
 /// One task's final outcome.
@@ -208,8 +208,7 @@ impl PyExecutionResults {
             return Ok(list.clone_ref(py));
         }
         let seqs = self.seqs.get_or_init(|| {
-            self.shared
-                .tasks
+            lock(&self.shared.tasks)
                 .iter()
                 .zip(0u64..)
                 .map(|(t, seq)| (t.get().task.id.as_str().to_owned(), seq))

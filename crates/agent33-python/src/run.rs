@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::agents::{CoroutineAgent, PyCommandAgent, SyncAgent};
 use crate::bridge::{Bridge, Drainer, resolve};
+use crate::feed::{Feed, FeedStream};
 use crate::llm::PyLlmAgent;
 use crate::results::{PyEvent, PyExecutionResults};
 use crate::shared::{Finished, LiveReport, RunShared, lock, report_message};
@@ -92,16 +93,42 @@ fn shown(event: &Event) -> bool {
     )
 }
 
-async fn drive(
-    executor: ParallelExecutor,
-    tasks: Vec<AgentTask>,
-    agents: Agents,
-    control: RunControl,
+/// Where a run's tasks come from.
+enum Input {
+    /// A list, checked whole: the engine's known set.
+    Known(Vec<AgentTask>),
+    /// Any other iterable, pushed by the package's feeder as the engine
+    /// reads: the engine's streamed input.
+    Streamed(Arc<Feed>),
+}
+
+/// What [`drive`] needs besides the engine's own arguments.
+struct Drive {
     state: Arc<RunState>,
     bridge: Arc<Bridge>,
+    /// Whether Python reads the events (`executor.run`).
     events: bool,
+}
+
+async fn drive(
+    executor: ParallelExecutor,
+    input: Input,
+    agents: Agents,
+    control: RunControl,
+    run: Drive,
 ) {
-    let mut stream = executor.run(tasks, &agents, control);
+    let Drive {
+        state,
+        bridge,
+        events,
+    } = run;
+    let (mut stream, feed) = match input {
+        Input::Known(tasks) => (executor.run(tasks, &agents, control), None),
+        Input::Streamed(feed) => (
+            executor.run_stream(FeedStream(Arc::clone(&feed)), &agents, control),
+            Some(feed),
+        ),
+    };
     drop(agents);
     let mut collector = ResultsCollector::new();
     // The JSON report is written on a blocking thread of its own, off the
@@ -126,6 +153,15 @@ async fn drive(
     });
     let mut report_tx = Some(report_tx);
     while let Some(batch) = stream.next_batch().await {
+        if let Some(feed) = &feed {
+            if batch
+                .iter()
+                .any(|e| matches!(e, Event::RunStopTriggered { .. }))
+            {
+                // The engine reads no further: neither does the feeder.
+                feed.close();
+            }
+        }
         if events {
             let shown: Vec<Event> = batch.iter().filter(|e| shown(e)).cloned().collect();
             state.push(shown.into_iter(), &bridge).await;
@@ -141,6 +177,9 @@ async fn drive(
         }
     }
     drop(report_tx);
+    if let Some(feed) = &feed {
+        feed.close();
+    }
     let results = collector.finish();
     let report = writer
         .await
@@ -323,21 +362,34 @@ impl PyExecutor {
         Ok(objects)
     }
 
-    /// Starts a run on `event_loop` (the caller's running loop). `agents`
-    /// lists `(name, kind, callable, wants_ctx)` with kind `"async"`,
-    /// `"sync"`, `"command"` or `"llm"`; a task whose agent is missing fails as the
-    /// engine says.
+    /// Starts a run on `event_loop` (the caller's running loop) over
+    /// `tasks` (checked by [`Self::check`]) or, given None, over the tasks
+    /// the caller will [`PyRun::push`]. `agents` lists `(name, kind,
+    /// callable, wants_ctx)` with kind `"async"`, `"sync"`, `"command"` or
+    /// `"llm"`; a task whose agent is missing fails as the engine says.
     fn start(
         &self,
         py: Python<'_>,
-        tasks: Vec<Py<PyAgentTask>>,
+        tasks: Option<Vec<Py<PyAgentTask>>>,
         agents: Vec<(String, String, Py<PyAny>, bool)>,
         event_loop: &Bound<'_, PyAny>,
         driver: Py<PyAny>,
         events: bool,
     ) -> PyResult<PyRun> {
         let bridge = Arc::new(Bridge::new().map_err(|e| PyOSError::new_err(e.to_string()))?);
-        let plain: Vec<AgentTask> = tasks.iter().map(|t| t.get().task.clone()).collect();
+        let (input, tasks) = match tasks {
+            Some(tasks) => (
+                Input::Known(tasks.iter().map(|t| t.get().task.clone()).collect()),
+                tasks,
+            ),
+            None => (
+                Input::Streamed(Arc::new(Feed::new(
+                    self.executor.settings().parallel_limit,
+                    Arc::clone(&bridge),
+                ))),
+                Vec::new(),
+            ),
+        };
         let python_agents = agents
             .iter()
             .filter(|(_, kind, _, _)| kind == "async" || kind == "sync")
@@ -345,7 +397,7 @@ impl PyExecutor {
             .collect();
         let shared = Arc::new(RunShared {
             bridge: Arc::clone(&bridge),
-            tasks,
+            tasks: Mutex::new(tasks),
             create_task: event_loop.getattr("create_task")?.unbind(),
             driver,
             run_id: format!(
@@ -394,19 +446,26 @@ impl PyExecutor {
         event_loop.call_method1("add_reader", (bridge.fd(), drainer))?;
         let control = RunControl::new();
         let state = Arc::new(RunState::default());
+        let feed = match &input {
+            Input::Streamed(feed) => Some(Arc::clone(feed)),
+            Input::Known(_) => None,
+        };
         crate::runtime::runtime().spawn(drive(
             self.executor.clone(),
-            plain,
+            input,
             registry,
             control.clone(),
-            Arc::clone(&state),
-            Arc::clone(&bridge),
-            events,
+            Drive {
+                state: Arc::clone(&state),
+                bridge: Arc::clone(&bridge),
+                events,
+            },
         ));
         Ok(PyRun {
             control,
             state,
             shared,
+            feed,
         })
     }
 }
@@ -417,6 +476,16 @@ pub struct PyRun {
     control: RunControl,
     state: Arc<RunState>,
     shared: Arc<RunShared>,
+    /// The streamed input, when the tasks are pushed.
+    feed: Option<Arc<Feed>>,
+}
+
+impl PyRun {
+    fn feed(&self) -> PyResult<&Feed> {
+        self.feed
+            .as_deref()
+            .ok_or_else(|| PyValueError::new_err("this run's tasks were given as a list"))
+    }
 }
 
 fn cause(sigint: bool) -> Interrupt {
@@ -439,6 +508,37 @@ impl PyRun {
     /// at once, command agents' groups killed.
     fn kill(&self, sigint: bool) {
         self.control.kill_by(cause(sigint));
+    }
+
+    /// Checks a streamed task against those before it (the CLI's messages)
+    /// and queues it for the engine. Returns whether the run wants another
+    /// now; a task pushed once it reads no more is dropped.
+    fn push(&self, task: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.feed()?
+            .push(task, |object| lock(&self.shared.tasks).push(object))
+    }
+
+    /// Whether the run wants another streamed task now.
+    fn has_room(&self) -> PyResult<bool> {
+        Ok(self.feed()?.has_room())
+    }
+
+    /// Whether the run reads no more streamed tasks (it stopped or ended).
+    fn input_closed(&self) -> PyResult<bool> {
+        Ok(self.feed()?.is_closed())
+    }
+
+    /// Resolves `fut` once the run wants another streamed task or reads no
+    /// more.
+    fn wait_room(&self, py: Python<'_>, fut: Py<PyAny>) -> PyResult<()> {
+        self.feed()?.wait_room(py, fut);
+        Ok(())
+    }
+
+    /// The streamed tasks ended.
+    fn end_input(&self) -> PyResult<()> {
+        self.feed()?.end();
+        Ok(())
     }
 
     /// Resolves `fut` once there are events to read or the run is over.

@@ -42,8 +42,9 @@ pub struct Extras {
 /// What every agent of one run shares.
 pub struct RunShared {
     pub bridge: Arc<Bridge>,
-    /// The caller's task objects, by input position (the engine's `seq`).
-    pub tasks: Vec<Py<PyAgentTask>>,
+    /// The caller's task objects, by input position (the engine's `seq`):
+    /// all of a list's at the start, a streamed one's as it is pushed.
+    pub tasks: Mutex<Vec<Py<PyAgentTask>>>,
     /// The loop's `create_task`.
     pub create_task: Py<PyAny>,
     /// `_drive(coro, done)`: awaits an agent's coroutine and reports to
@@ -63,7 +64,7 @@ impl RunShared {
     /// The task object the caller gave for input position `seq`.
     pub fn task_object<'py>(&self, py: Python<'py>, seq: u64) -> Bound<'py, PyAgentTask> {
         let index = usize::try_from(seq).expect("seq indexes the run's task list");
-        self.tasks[index].bind(py).clone()
+        lock(&self.tasks)[index].bind(py).clone()
     }
 
     /// Records an attempt's extras and turns its outcome into the engine's.
