@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use agent33_parallel::{
-    AgentSpec, AgentTask, Agents, Event, Interrupt, ParallelExecutor, ResultsCollector,
-    RunControl, plan,
+    AgentSpec, AgentTask, Agents, Event, Interrupt, ParallelExecutor, ResultsCollector, RunControl,
+    plan,
 };
 use agent33_report::Reporter as _;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};

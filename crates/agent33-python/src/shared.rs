@@ -144,4 +144,3 @@ impl LiveReport {
 pub fn report_message(e: &ReportError) -> String {
     format!("{e}: {}", e.io_error())
 }
-
