@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::agents::{CoroutineAgent, PyCommandAgent, SyncAgent};
 use crate::bridge::{Bridge, Drainer, resolve};
 use crate::feed::{Feed, FeedStream};
-use crate::llm::PyLlmAgent;
+use crate::llm::{LlmMetrics, PyLlmAgent};
 use crate::results::{PyEvent, PyExecutionResults};
 use crate::shared::{Finished, LiveReport, RunShared, lock, report_message};
 use crate::task::{PyAgentTask, boolean, number, type_name, whole};
@@ -108,6 +108,7 @@ struct Drive {
     bridge: Arc<Bridge>,
     /// Whether Python reads the events (`executor.run`).
     events: bool,
+    llm: LlmMetrics,
 }
 
 async fn drive(
@@ -121,6 +122,7 @@ async fn drive(
         state,
         bridge,
         events,
+        mut llm,
     } = run;
     let (mut stream, feed) = match input {
         Input::Known(tasks) => (executor.run(tasks, &agents, control), None),
@@ -152,12 +154,10 @@ async fn drive(
         Ok(live)
     });
     let mut report_tx = Some(report_tx);
-    while let Some(batch) = stream.next_batch().await {
-        if let Some(feed) = &feed {
-            if batch
-                .iter()
-                .any(|e| matches!(e, Event::RunStopTriggered { .. }))
-            {
+    while let Some(mut batch) = stream.next_batch().await {
+        for event in &mut batch {
+            llm.observe(event);
+            if let (Event::RunStopTriggered { .. }, Some(feed)) = (&*event, &feed) {
                 // The engine reads no further: neither does the feeder.
                 feed.close();
             }
@@ -409,6 +409,7 @@ impl PyExecutor {
             extras: Mutex::default(),
         });
         let mut registry = Agents::new();
+        let mut llm = LlmMetrics::default();
         for (name, kind, func, wants_ctx) in agents {
             let spec = match kind.as_str() {
                 "async" => AgentSpec::new(CoroutineAgent {
@@ -422,10 +423,13 @@ impl PyExecutor {
                     run: Arc::clone(&shared),
                 }),
                 "llm" => {
-                    let llm = func.bind(py).cast::<PyLlmAgent>().map_err(|_| {
+                    let agent = func.bind(py).cast::<PyLlmAgent>().map_err(|_| {
                         PyTypeError::new_err(format!("agent `{name}` is not an LlmAgent"))
                     })?;
-                    llm.get().spec(self.executor.settings().parallel_limit)
+                    let (spec, limiter, priced) =
+                        agent.get().bind(self.executor.settings().parallel_limit);
+                    llm.add(name.clone(), limiter, priced);
+                    spec
                 }
                 _ => {
                     let command = func.bind(py).cast::<PyCommandAgent>().map_err(|_| {
@@ -459,6 +463,7 @@ impl PyExecutor {
                 state: Arc::clone(&state),
                 bridge: Arc::clone(&bridge),
                 events,
+                llm,
             },
         ));
         Ok(PyRun {
