@@ -548,9 +548,29 @@ class EventIterator:
         await self._stop()
 
     def __del__(self) -> None:
-        if self._run is not None and not self._closed:
-            self._run.kill(False)
-            try:
-                self._finish()
-            except Exception:
-                pass
+        """Dropped mid-run, as ``break`` out of ``async for`` leaves it:
+        the run is stopped as ``aclose()`` stops it (agents cancelled,
+        processes given their grace), in a task of its own, as the loop
+        does for an abandoned async generator. Off its loop's thread, or
+        with the loop gone, it can only be killed."""
+        if self._run is None or self._closed:
+            return
+        try:
+            running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self._loop and not running.is_closed():
+            task = running.create_task(self._stop())
+            _STOPPING.add(task)
+            task.add_done_callback(_STOPPING.discard)
+            return
+        self._run.kill(False)
+        try:
+            self._finish()
+        except Exception:
+            pass
+
+
+_STOPPING: Set["asyncio.Task[None]"] = set()
+"""Runs being stopped after their event iterator was dropped: the loop
+keeps only weak references to tasks."""
