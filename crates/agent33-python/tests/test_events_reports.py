@@ -45,6 +45,34 @@ def test_events_come_in_order_and_end_with_the_results():
     assert retry.attempt == 1 and "once" in retry.error
 
 
+def test_retrying_says_how_and_why_the_attempt_failed():
+    async def flaky(task, ctx):
+        if ctx.attempt == 1:
+            if task.artifact == "slow":
+                await asyncio.Event().wait()
+            raise RuntimeError("once")
+        return task.artifact
+
+    async def main():
+        ex = ParallelExecutor(parallel_limit=4, retries=1, retry_backoff_seconds=0.01,
+                              timeout_seconds=0.2, continue_on_error=True)
+        tasks = [AgentTask("a", "raise"), AgentTask("a", "slow"),
+                 AgentTask("exit", "x", retries=1)]
+        agents = {"a": flaky, "exit": CommandAgent("exit 3", shell=True)}
+        return [e async for e in ex.run(tasks, agents=agents) if e.kind == "retrying"]
+
+    retrying = {e.task.artifact: e for e in run(main())}
+    raised, slow, exited = retrying["raise"], retrying["slow"], retrying["x"]
+    assert (raised.status, raised.reason, raised.error) == ("failed", "agent_error",
+                                                            "RuntimeError: once")
+    assert (slow.status, slow.reason) == ("timeout", "timeout")
+    assert slow.error.startswith("timed out after")
+    assert (exited.status, exited.reason) == ("failed", "exit_code")
+    assert "3" in exited.error
+    for e in (raised, slow, exited):
+        assert e.attempt == 1 and e.delay_seconds >= 0.01 and e.result is None
+
+
 def test_a_slow_reader_slows_the_run():
     n = 60000
     started = 0

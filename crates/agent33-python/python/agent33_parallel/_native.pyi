@@ -181,7 +181,19 @@ class Event:
     @property
     def attempt(self) -> Optional[int]: ...
     @property
-    def error(self) -> Optional[str]: ...
+    def error(self) -> Optional[str]:
+        """On ``retrying``: why the attempt failed, in words."""
+    @property
+    def status(self) -> Optional[str]:
+        """On ``retrying``: how the attempt ended, ``failed`` or ``timeout``."""
+    @property
+    def reason(self) -> Optional[str]:
+        """On ``retrying``: why, as a fact: ``timeout``, ``exit_code``,
+        ``signal``, ``start_failed``, ``agent_error``, ``panicked``,
+        ``execution_lost``, ``worker_lost``…"""
+    @property
+    def delay_seconds(self) -> Optional[float]:
+        """On ``retrying``: the backoff before the next attempt."""
     @property
     def result(self) -> Optional[TaskResult]: ...
     @property
