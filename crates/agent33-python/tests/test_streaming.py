@@ -94,6 +94,36 @@ def test_fail_fast_stops_reading_an_endless_generator():
     assert next(pulled) < 100
 
 
+def test_a_stop_ends_the_run_while_an_async_iterable_waits_for_more():
+    """A queue-fed async iterable may wait forever for its next task: a
+    stop (here fail-fast) ends the run all the same, and the iterable is
+    closed."""
+    closed = []
+
+    async def arriving():
+        try:
+            yield AgentTask("w", "ok")
+            yield AgentTask("w", "bad")
+            await asyncio.Event().wait()  # nothing more arrives
+        finally:
+            closed.append(True)
+
+    async def work(task):
+        if task.artifact == "bad":
+            raise RuntimeError("boom")
+
+    async def main():
+        r = await ParallelExecutor(parallel_limit=2, agents={"w": work}).run_all(arriving())
+        # The feeder's cancellation reaches the generator at the loop's next turn.
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return r
+
+    r = run(main())
+    assert [t.task.artifact for t in r.failed] == ["bad"]
+    assert closed == [True]
+
+
 def test_streamed_tasks_may_depend_on_earlier_ones():
     order = []
 
