@@ -199,7 +199,8 @@ def test_a_failed_request_names_the_provider_message_not_the_key(key_env, tmp_pa
 def test_metrics_carry_the_clis_llm_counters_for_each_run(capped_server, key_env, tmp_path):
     """results.metrics and to_json() have the CLI's llm_* counters, the
     cost among them, and the limiter wait timer; a Provider kept across
-    runs gives each run its own counts."""
+    runs gives each run its own counts. The second run's tasks are
+    streamed from a generator."""
     for i in range(10):
         (tmp_path / f"doc{i}.md").write_text(f"document {i}\n")
     price = {"prompt_per_mtok": 1000.0, "completion_per_mtok": 2000.0}
@@ -214,7 +215,8 @@ def test_metrics_carry_the_clis_llm_counters_for_each_run(capped_server, key_env
     seen = 0
     for docs in (range(6), range(6, 10)):
         tasks = [AgentTask("refine", str(tmp_path / f"doc{i}.md")) for i in docs]
-        results = run(tasks + [AgentTask("plain", "x")], agents, parallel_limit=8)
+        given = tasks + [AgentTask("plain", "x")]
+        results = run(given if docs[0] == 0 else iter(given), agents, parallel_limit=8)
         assert len(results.succeeded) == len(tasks) + 1
         counters = results.metrics["counters"]
         wait_until(lambda: len(capped_server.answered()) >= seen + counters["llm_requests"],
@@ -239,9 +241,10 @@ def test_metrics_carry_the_clis_llm_counters_for_each_run(capped_server, key_env
     results = run([AgentTask("u", str(tmp_path / "doc0.md"))], {"u": unpriced})
     assert results.metrics["counters"]["llm_requests"] >= 1
     assert "llm_cost_usd" not in results.metrics["counters"]
-    results = run([AgentTask("plain", "x")], agents)
-    assert not [k for k in results.metrics["counters"] if k.startswith("llm_")]
-    assert "rate_limit_wait_ms" not in results.metrics["timers"]
+    for given in ([AgentTask("plain", "x")], iter([AgentTask("plain", "x")])):
+        results = run(given, agents)
+        assert not [k for k in results.metrics["counters"] if k.startswith("llm_")]
+        assert "rate_limit_wait_ms" not in results.metrics["timers"]
 
 
 def test_the_llm_metrics_have_the_keys_of_the_clis(capped_server, key_env, tmp_path):
