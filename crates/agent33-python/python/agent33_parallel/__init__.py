@@ -397,7 +397,9 @@ class ParallelExecutor:
         streamed: read as the run has room, so it is never held whole. A
         streamed task may depend only on tasks before it; one that does not
         (or repeats an id) stops the run, and once it is over the ValueError
-        is raised, as is anything the iterator raised. Ctrl-C stops the run
+        is raised, as is anything the iterator raised. When a run stops
+        early, a list's unstarted tasks are reported ``cancelled``; a
+        stream's tasks not yet read are not read at all. Ctrl-C stops the run
         like SIGINT stops the CLI's, then raises KeyboardInterrupt;
         cancelling the awaiting task stops it the same way, then raises
         CancelledError.
