@@ -10,17 +10,19 @@
 //! through the bridge) while it is full, so a generator of a million tasks
 //! is read a little ahead of the running ones, never whole.
 //!
-//! Checks that need the whole list cannot wait for it: a streamed task may
-//! depend only on tasks before it. Each pushed task is checked against the
-//! ones before it, with the CLI's messages (duplicate id, self-dependency,
-//! unknown dependency); a cycle needs a later task and so cannot occur.
+//! Each pushed task is checked against the ones before it, with the CLI's
+//! messages (duplicate id, self-dependency). A task naming one not pushed
+//! yet needs the whole list, as the CLI's checks do (an unknown id, a
+//! cycle, or a valid dependency on a later task): the feeder then reads
+//! the rest of the iterator and [`Feed::push_all`] checks everything as
+//! `plan::validate` checks a list, so the messages are the CLI's.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use agent33_parallel::plan::PlanError;
+use agent33_parallel::plan::{self, PlanError};
 use agent33_parallel::{AgentTask, TaskId};
 use futures::Stream;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -60,9 +62,17 @@ fn lock(m: &Mutex<FeedState>) -> MutexGuard<'_, FeedState> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The first problem with `task` as the next of `ids.len()` tasks, as the
-/// CLI words it; `plan::validate` checks the same on a whole list.
-fn check(ids: &HashMap<TaskId, usize>, task: &AgentTask) -> Result<(), PlanError> {
+/// How `task` fits as the next of `ids.len()` tasks.
+enum Fit {
+    /// Every dependency is an earlier task.
+    Fits,
+    /// It names a task not pushed yet: only the whole list can tell.
+    NamesLater,
+}
+
+/// `task` as the next of `ids.len()` tasks: the first problem, as the CLI
+/// words it (`plan::validate` checks the same on a whole list).
+fn check(ids: &HashMap<TaskId, usize>, task: &AgentTask) -> Result<Fit, PlanError> {
     if let Some(&first) = ids.get(&task.id) {
         return Err(PlanError::DuplicateId {
             id: task.id.clone(),
@@ -70,20 +80,26 @@ fn check(ids: &HashMap<TaskId, usize>, task: &AgentTask) -> Result<(), PlanError
             second: ids.len() + 1,
         });
     }
-    for dep in &task.depends_on {
-        if *dep == task.id {
-            return Err(PlanError::SelfDependency {
-                task: task.id.clone(),
-            });
-        }
-        if !ids.contains_key(dep) {
-            return Err(PlanError::UnknownDependency {
-                task: task.id.clone(),
-                dependency: dep.clone(),
-            });
-        }
+    if task.depends_on.contains(&task.id) {
+        return Err(PlanError::SelfDependency {
+            task: task.id.clone(),
+        });
     }
-    Ok(())
+    if task.depends_on.iter().all(|dep| ids.contains_key(dep)) {
+        Ok(Fit::Fits)
+    } else {
+        Ok(Fit::NamesLater)
+    }
+}
+
+/// The task object of a Python value, or the `TypeError` naming its type.
+fn task_object<'a, 'py>(task: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyAgentTask>> {
+    task.cast::<PyAgentTask>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "tasks must be AgentTask objects, got {}",
+            type_name(task)
+        ))
+    })
 }
 
 impl Feed {
@@ -110,33 +126,67 @@ impl Feed {
     /// Checks `task` against the tasks before it and queues it for the
     /// engine; `record` keeps the caller's object (called before the engine
     /// can read the task, so its position is known when it is queued).
-    /// Returns whether there is room for another. A task pushed after the
+    /// Returns whether there is room for another, or None, queueing
+    /// nothing, when the task names one not pushed yet: then it and the
+    /// rest of the tasks go to [`Self::push_all`]. A task pushed after the
     /// engine stopped reading is dropped: the run will not have it.
     pub fn push(
         &self,
         task: &Bound<'_, PyAny>,
         record: impl FnOnce(Py<PyAgentTask>),
-    ) -> PyResult<bool> {
-        let object = task.cast::<PyAgentTask>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "tasks must be AgentTask objects, got {}",
-                type_name(task)
-            ))
-        })?;
-        let plain = &object.get().task;
+    ) -> PyResult<Option<bool>> {
+        let object = task_object(task)?;
         let mut s = lock(&self.state);
         if s.closed {
-            return Ok(false);
+            return Ok(Some(false));
         }
-        check(&s.ids, plain).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        match check(&s.ids, &object.get().task) {
+            Ok(Fit::Fits) => {}
+            Ok(Fit::NamesLater) => return Ok(None),
+            Err(e) => return Err(PyValueError::new_err(e.to_string())),
+        }
+        record(object.clone().unbind());
+        self.queue(&mut s, object);
+        Ok(Some(s.queue.len() < self.capacity))
+    }
+
+    /// Checks the tasks pushed so far (`pushed`, in order) followed by
+    /// `rest` as the CLI checks a whole list, and queues `rest`, however
+    /// many: the engine still reads them only as it has room.
+    pub fn push_all(
+        &self,
+        pushed: &[Py<PyAgentTask>],
+        rest: &[Bound<'_, PyAny>],
+        mut record: impl FnMut(Py<PyAgentTask>),
+    ) -> PyResult<()> {
+        let rest = rest.iter().map(task_object).collect::<PyResult<Vec<_>>>()?;
+        let all: Vec<AgentTask> = pushed
+            .iter()
+            .map(|t| t.get().task.clone())
+            .chain(rest.iter().map(|t| t.get().task.clone()))
+            .collect();
+        plan::validate(&all).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        drop(all);
+        let mut s = lock(&self.state);
+        if s.closed {
+            return Ok(());
+        }
+        for object in rest {
+            record(object.clone().unbind());
+            self.queue(&mut s, object);
+        }
+        Ok(())
+    }
+
+    /// Queues a checked task and wakes the engine's input.
+    fn queue(&self, s: &mut FeedState, object: &Bound<'_, PyAgentTask>) {
+        let plain = &object.get().task;
         let position = s.ids.len() + 1;
         s.ids.insert(plain.id.clone(), position);
-        record(object.clone().unbind());
         s.queue.push_back(plain.clone());
         if let Some(reader) = s.reader.take() {
             reader.wake();
         }
-        Ok(s.queue.len() < self.capacity)
     }
 
     /// Resolves `fut` once there is room for a task or the engine reads no

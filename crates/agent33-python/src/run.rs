@@ -517,10 +517,24 @@ impl PyRun {
 
     /// Checks a streamed task against those before it (the CLI's messages)
     /// and queues it for the engine. Returns whether the run wants another
-    /// now; a task pushed once it reads no more is dropped.
-    fn push(&self, task: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// now, or None (nothing queued) when the task names one not pushed
+    /// yet: then it and the rest go to `push_all`. A task pushed once the
+    /// run reads no more is dropped.
+    fn push(&self, task: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
         self.feed()?
             .push(task, |object| lock(&self.shared.tasks).push(object))
+    }
+
+    /// Checks every task pushed so far followed by `rest` as the CLI checks
+    /// a list (unknown ids, cycles: its messages) and queues `rest`.
+    fn push_all(&self, py: Python<'_>, rest: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        let pushed: Vec<Py<PyAgentTask>> = lock(&self.shared.tasks)
+            .iter()
+            .map(|t| t.clone_ref(py))
+            .collect();
+        self.feed()?.push_all(&pushed, &rest, |object| {
+            lock(&self.shared.tasks).push(object);
+        })
     }
 
     /// Whether the run wants another streamed task now.

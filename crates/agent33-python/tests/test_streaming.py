@@ -1,5 +1,6 @@
 """Tasks from generators and async iterables: streamed into the engine as
-it has room, never read whole, checked against the tasks before them."""
+it has room, never read whole, checked against the tasks before them (and
+read whole only when a task names one that has not come yet)."""
 
 import asyncio
 import itertools
@@ -148,16 +149,18 @@ def test_streamed_tasks_may_depend_on_earlier_ones():
     assert r.skipped[1].error == "skipped: dependency `skipped` did not succeed"
 
 
-@pytest.mark.parametrize("bad, message", [
-    (AgentTask("w", "x", id="x", depends_on=["later"]), "task `x` depends on unknown task `later`"),
-    (AgentTask("w", "x", id="x", depends_on=["x"]), "task `x` depends on itself"),
-    (AgentTask("w", "first", id="first"), "duplicate task id `first` (tasks 1 and 2 in input order)"),
+@pytest.mark.parametrize("bad, message, rest_read", [
+    (AgentTask("w", "x", id="x", depends_on=["x"]), "task `x` depends on itself", False),
+    (AgentTask("w", "first", id="first"),
+     "duplicate task id `first` (tasks 1 and 2 in input order)", False),
+    # Naming a task not seen yet needs the rest, read and checked whole.
+    (AgentTask("w", "x", id="x", depends_on=["later"]),
+     "task `x` depends on unknown task `later`", True),
 ])
 @pytest.mark.parametrize("how", ["run_all", "events"])
-def test_a_streamed_task_that_does_not_fit_those_before_stops_the_run(bad, message, how):
-    """A streamed task may depend only on tasks before it (a cycle needs a
-    later one): otherwise, or for a repeated id, the run stops (running
-    agents cancelled) and the CLI's message is raised."""
+def test_a_streamed_task_that_fails_the_checks_stops_the_run(bad, message, rest_read, how):
+    """The run stops (running agents cancelled, nothing more started) and
+    the CLI's message is raised."""
     cleaned = []
     read_after = []
 
@@ -189,7 +192,52 @@ def test_a_streamed_task_that_does_not_fit_those_before_stops_the_run(bad, messa
         run(main())
     assert str(raised.value) == message
     assert cleaned == ["first"]
-    assert read_after == []
+    assert read_after == ([True] if rest_read else [])
+
+
+@pytest.mark.parametrize("source", ["generator", "async generator"])
+def test_a_cycle_in_a_stream_is_the_clis_error_and_nothing_runs(source):
+    ran = []
+
+    async def work(task):
+        ran.append(task.id)
+
+    cycle = [AgentTask("w", "a", id="a", depends_on=["b"]),
+             AgentTask("w", "b", id="b", depends_on=["a"])]
+
+    async def arriving():
+        for task in cycle:
+            yield task
+
+    def tasks():
+        return iter(cycle) if source == "generator" else arriving()
+
+    async def main():
+        executor = ParallelExecutor(respect_dependencies=True, agents={"w": work})
+        with pytest.raises(ValueError, match="^dependency cycle: a → b → a$"):
+            await executor.run_all(tasks())
+        with pytest.raises(ValueError, match="^dependency cycle: a → b → a$"):
+            async for _ in executor.run(tasks()):
+                pass
+
+    run(main())
+    assert ran == []
+
+
+def test_a_stream_may_name_a_later_task_then_it_is_read_whole():
+    order = []
+
+    async def work(task):
+        order.append(task.id)
+
+    def tasks():
+        yield AgentTask("w", "1", id="early")
+        yield AgentTask("w", "2", id="waits", depends_on=["early", "late"])
+        yield AgentTask("w", "3", id="late")
+
+    r = run(ParallelExecutor(respect_dependencies=True, agents={"w": work}).run_all(tasks()))
+    assert [t.task.id for t in r.succeeded] == ["early", "waits", "late"]
+    assert order.index("waits") > order.index("late")
 
 
 def test_what_the_iterator_raises_stops_the_run_and_is_raised():

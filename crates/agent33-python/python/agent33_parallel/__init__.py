@@ -184,10 +184,11 @@ def _known(tasks: Tasks) -> Optional[List[AgentTask]]:
 class _Feeder:
     """Hands streamed tasks to a run as the engine reads them: the next
     task is pulled only when the run has room for it (a few ahead of the
-    running tasks), so a generator is never read whole. A task repeating
-    an id or naming a dependency that is not before it, or an exception of
-    the iterator itself, stops the run; ``error`` keeps it for the caller
-    to raise once the run is over."""
+    running tasks), so a generator is never read whole. A task naming one
+    that has not come yet needs the whole list, as the CLI's checks do: the
+    rest is read and checked with everything before it. A task that does
+    not pass the checks, or an exception of the iterator itself, stops the
+    run; ``error`` keeps it for the caller to raise once the run is over."""
 
     def __init__(self, run: _Run, tasks: Tasks, loop: asyncio.AbstractEventLoop) -> None:
         self.error: Optional[BaseException] = None
@@ -217,12 +218,24 @@ class _Feeder:
                         task = await items.__anext__()
                     except StopAsyncIteration:
                         break
-                    run.push(task)
+                    if run.push(task) is None:
+                        rest = [task]
+                        while True:
+                            try:
+                                rest.append(await items.__anext__())
+                            except StopAsyncIteration:
+                                break
+                        run.push_all(rest)
+                        break
             else:
                 it = iter(tasks)
                 while await self._wanted():
                     for task in it:
-                        if not run.push(task):
+                        room = run.push(task)
+                        if room is None:
+                            run.push_all([task, *it])
+                            return
+                        if not room:
                             break  # full: wait for room before pulling more
                     else:
                         break  # the iterator ended
@@ -394,10 +407,12 @@ class ParallelExecutor:
         A list or tuple is checked before anything runs: duplicate ids,
         unknown dependencies and cycles raise ValueError with the CLI's
         message. Any other iterable, a generator or an async iterable, is
-        streamed: read as the run has room, so it is never held whole. A
-        streamed task may depend only on tasks before it; one that does not
-        (or repeats an id) stops the run, and once it is over the ValueError
-        is raised, as is anything the iterator raised. When a run stops
+        streamed: read as the run has room, so it is never held whole. Each
+        streamed task is checked against those before it; one naming a task
+        that has not come yet makes the rest be read and checked whole, as
+        a list is. A task that fails the checks stops the run, and once it
+        is over the ValueError is raised (the CLI's message), as is anything
+        the iterator raised. When a run stops
         early, a list's unstarted tasks are reported ``cancelled``; a
         stream's tasks not yet read are not read at all. Ctrl-C stops the run
         like SIGINT stops the CLI's, then raises KeyboardInterrupt;
