@@ -4,7 +4,8 @@
 #   bash bench/python/run.sh [RUNS]
 # - 100,000 no-op async agents at limit 64: agent33_parallel vs the
 #   pure-asyncio reference (bench/engine/asyncio_baseline.py), same
-#   interpreter, alternating;
+#   interpreter, alternating; and the same tasks from a generator, streamed
+#   into the run (their objects made inside the clock);
 # - 2,000 x CommandAgent(["true"]) at limit 8 vs `agent-33 run`.
 # Both builds are release builds (pip builds the wheel in release).
 # Prints a Markdown table of medians and the ratios the targets are in.
@@ -23,6 +24,7 @@ trap 'rm -f "$out"' EXIT
 
 for _ in $(seq "$runs"); do
   "$py" bench/python/noop.py 100000 64 >>"$out"
+  "$py" bench/python/noop.py 100000 64 generator >>"$out"
   "$py" bench/engine/asyncio_baseline.py 100000 64 0 >>"$out"
   "$py" bench/python/commands.py 2000 8 "$cli" >>"$out"
 done
@@ -34,7 +36,7 @@ def med(impl, key):
     return statistics.median(r[key] for r in rows if r["impl"] == impl)
 print("| scenario | impl | tasks/s | wall (s) | peak RSS |")
 print("|---|---|---:|---:|---:|")
-for impl in ("agent33-python", "python-asyncio"):
+for impl in ("agent33-python", "agent33-python-generator", "python-asyncio"):
     print(f"| 100,000 no-op, limit 64 | {impl} | {med(impl, 'tasks_per_sec'):,.0f} | "
           f"{med(impl, 'seconds'):.2f} | {med(impl, 'peak_rss_kb') / 1024:.1f} MiB |")
 for impl in ("agent33-python-command", "agent33-cli"):

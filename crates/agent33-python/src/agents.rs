@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::oneshot;
 
-use crate::run::{Outcome, RunShared};
+use crate::shared::{Outcome, RunShared};
 use crate::task::{PyTaskContext, string, type_name};
 
 /// The asyncio task running one attempt and the agent's coroutine inside

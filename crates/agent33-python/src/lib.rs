@@ -10,10 +10,12 @@
 
 mod agents;
 mod bridge;
+mod feed;
 mod llm;
 mod results;
 mod run;
 mod runtime;
+mod shared;
 mod task;
 
 use pyo3::prelude::*;

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agent33_llm::manifest::{LlmBlock, ProviderConfig};
-use agent33_llm::{ApiKey, Endpoint, LlmAgent, ProviderLimiter};
-use agent33_parallel::AgentSpec;
+use agent33_llm::{ApiKey, Endpoint, LlmAgent, ProviderLimiter, StatsSnapshot};
+use agent33_parallel::{AgentSpec, Event, Metrics};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -167,17 +167,127 @@ pub struct PyLlmAgent {
 impl PyLlmAgent {
     /// The engine's agent for one run, bound to its provider's limiter;
     /// artifacts and output files are relative to the working directory.
-    pub fn spec(&self, run_limit: usize) -> AgentSpec {
+    /// Also returns the limiter and whether the model has a price, for the
+    /// run's metrics.
+    pub fn bind(&self, run_limit: usize) -> (AgentSpec, Arc<ProviderLimiter>, bool) {
         let provider = self.provider.get();
         let limiter = provider.limiter(&self.block.model, run_limit);
-        LlmAgent::new(
+        let price = provider.config.prices.get(&self.block.model).copied();
+        let spec = LlmAgent::new(
             self.block.request_spec(),
             Arc::clone(&provider.endpoint),
-            limiter,
+            Arc::clone(&limiter),
             PathBuf::new(),
         )
-        .price(provider.config.prices.get(&self.block.model).copied())
-        .spec()
+        .price(price)
+        .spec();
+        (spec, limiter, price.is_some())
+    }
+}
+
+/// One LLM agent of a run, for the run's metrics.
+struct LlmUse {
+    name: String,
+    limiter: Arc<ProviderLimiter>,
+    priced: bool,
+    /// Whether the run had a task of this agent.
+    used: bool,
+}
+
+/// The `llm_*` metrics of one run, as the CLI adds them to its own: the
+/// counters of the limiters of the LLM agents the run's tasks named.
+///
+/// A `Provider` keeps its limiters across runs, so its counters are the
+/// provider's since it was made: the run's share is what they grew by
+/// during the run. (Two runs at once on one provider each count both.)
+/// The `rate_limit_wait_ms` timer cannot be split that way: it covers
+/// every request of those limiters so far.
+#[derive(Default)]
+pub struct LlmMetrics {
+    agents: Vec<LlmUse>,
+    /// Each limiter's counters when the run started, by limiter.
+    baselines: Vec<(Arc<ProviderLimiter>, StatsSnapshot)>,
+}
+
+impl LlmMetrics {
+    /// Takes in the LLM agent `name` of the run.
+    pub fn add(&mut self, name: String, limiter: Arc<ProviderLimiter>, priced: bool) {
+        if !self.baselines.iter().any(|(l, _)| Arc::ptr_eq(l, &limiter)) {
+            let now = limiter.stats().snapshot();
+            self.baselines.push((Arc::clone(&limiter), now));
+        }
+        self.agents.push(LlmUse {
+            name,
+            limiter,
+            priced,
+            used: false,
+        });
+    }
+
+    /// Notes which LLM agents the run's tasks name, and completes the
+    /// run's metrics on `run_finished`, before anything reads them.
+    pub fn observe(&mut self, event: &mut Event) {
+        if self.agents.is_empty() {
+            return;
+        }
+        match event {
+            Event::TaskQueued { task, .. } => {
+                let name = task.agent.as_str();
+                if let Some(agent) = self.agents.iter_mut().find(|a| a.name == name) {
+                    agent.used = true;
+                }
+            }
+            Event::RunFinished { metrics, .. } => self.add_to(metrics),
+            _ => {}
+        }
+    }
+
+    fn add_to(&self, metrics: &mut Metrics) {
+        let mut limiters: Vec<&Arc<ProviderLimiter>> = Vec::new();
+        for agent in self.agents.iter().filter(|a| a.used) {
+            if !limiters.iter().any(|l| Arc::ptr_eq(l, &agent.limiter)) {
+                limiters.push(&agent.limiter);
+            }
+        }
+        if limiters.is_empty() {
+            return;
+        }
+        let mut run = Metrics::default();
+        ProviderLimiter::add_to_metrics(limiters.iter().map(|l| &***l), &mut run);
+        let mut before = StatsSnapshot::default();
+        for (_, snap) in self
+            .baselines
+            .iter()
+            .filter(|(l, _)| limiters.iter().any(|u| Arc::ptr_eq(u, l)))
+        {
+            before.requests += snap.requests;
+            before.rate_limited += snap.rate_limited;
+            before.prompt_tokens += snap.prompt_tokens;
+            before.completion_tokens += snap.completion_tokens;
+            before.cost_usd += snap.cost_usd;
+        }
+        for (name, earlier) in [
+            ("llm_requests", before.requests),
+            ("llm_rate_limited", before.rate_limited),
+            ("llm_prompt_tokens", before.prompt_tokens),
+            ("llm_completion_tokens", before.completion_tokens),
+        ] {
+            if let Some(n) = run.counters.get_mut(name) {
+                *n = n.saturating_sub(earlier);
+            }
+        }
+        // As in the CLI, the cost is there only when a price is known.
+        if self.agents.iter().any(|a| a.used && a.priced) {
+            if let Some(cost) = run.amounts.get_mut("llm_cost_usd") {
+                // Micro-dollar counts, so the difference is exact to them.
+                *cost = ((*cost - before.cost_usd) * 1e6).round().max(0.0) / 1e6;
+            }
+        } else {
+            run.amounts.remove("llm_cost_usd");
+        }
+        metrics.counters.extend(run.counters);
+        metrics.amounts.extend(run.amounts);
+        metrics.timers.extend(run.timers);
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::UNIX_EPOCH;
 
-use agent33_parallel::{Event, TaskResult, TaskStatus, Timestamp};
+use agent33_parallel::{Event, Reason, TaskResult, TaskStatus, Timestamp};
 use agent33_report::{
     JunitReporter, ReportError, Reporter, Reporters, SavedReport, TimingsReporter, TraceReporter,
 };
@@ -18,7 +18,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::run::{Finished, RunShared, report_message};
+use crate::shared::{Finished, RunShared, lock, report_message};
 use crate::task::PyAgentTask;
 
 /// One task's final outcome.
@@ -208,8 +208,7 @@ impl PyExecutionResults {
             return Ok(list.clone_ref(py));
         }
         let seqs = self.seqs.get_or_init(|| {
-            self.shared
-                .tasks
+            lock(&self.shared.tasks)
                 .iter()
                 .zip(0u64..)
                 .map(|(t, seq)| (t.get().task.id.as_str().to_owned(), seq))
@@ -350,6 +349,15 @@ impl PyExecutionResults {
     }
 }
 
+/// A reason's kind, as the engine names it when it writes one
+/// (`{"kind": "exit_code", "code": 2}`): one name per fact.
+fn reason_kind(reason: &Reason) -> Option<String> {
+    match serde_json::to_value(reason).ok()?.get("kind")? {
+        serde_json::Value::String(kind) => Some(kind.clone()),
+        _ => None,
+    }
+}
+
 /// One of the run's events.
 #[pyclass(frozen, module = "agent33_parallel._native", name = "Event")]
 pub struct PyEvent {
@@ -362,9 +370,19 @@ pub struct PyEvent {
     /// The attempt, on `started` and `retrying`.
     #[pyo3(get)]
     attempt: Option<u32>,
-    /// Why the attempt failed, on `retrying`.
+    /// Why the attempt failed, in words, on `retrying`.
     #[pyo3(get)]
     error: Option<String>,
+    /// How the attempt ended, on `retrying`: `failed` or `timeout`.
+    #[pyo3(get)]
+    status: Option<&'static str>,
+    /// Why, as a fact, on `retrying`: `timeout`, `exit_code`, `signal`,
+    /// `agent_error`, `execution_lost`… (the engine's reason kinds).
+    #[pyo3(get)]
+    reason: Option<String>,
+    /// The backoff before the next attempt, on `retrying`.
+    #[pyo3(get)]
+    delay_seconds: Option<f64>,
     /// The task's result, on `finished`.
     #[pyo3(get)]
     result: Option<Py<PyTaskResult>>,
@@ -380,6 +398,9 @@ impl PyEvent {
             task: Some(task),
             attempt: None,
             error: None,
+            status: None,
+            reason: None,
+            delay_seconds: None,
             result: None,
             results: None,
         }
@@ -397,11 +418,17 @@ impl PyEvent {
             Event::TaskRetryScheduled {
                 seq,
                 attempt,
+                status,
+                reason,
                 error,
+                delay,
                 ..
             } => Self {
                 attempt: Some(attempt),
                 error: Some(error),
+                status: Some(status.as_str()),
+                reason: reason.as_ref().and_then(reason_kind),
+                delay_seconds: Some(delay.as_secs_f64()),
                 ..Self::task_event("retrying", task(seq))
             },
             Event::TaskFinished { seq, result, .. } => Self {
@@ -419,6 +446,9 @@ impl PyEvent {
             task: None,
             attempt: None,
             error: None,
+            status: None,
+            reason: None,
+            delay_seconds: None,
             result: None,
             results: Some(Py::new(py, results)?),
         })

@@ -2,16 +2,15 @@
 //! the task that drives the engine's event stream on the runtime, and the
 //! handle Python awaits and reads events from.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use agent33_parallel::{
-    AgentError, AgentOutput, AgentResult, AgentSpec, AgentTask, Agents, Event, ExecutionResults,
-    Interrupt, ParallelExecutor, ResultsCollector, RunControl, plan,
+    AgentSpec, AgentTask, Agents, Event, Interrupt, ParallelExecutor, ResultsCollector, RunControl,
+    plan,
 };
-use agent33_report::{JsonReporter, ReportError, Reporter as _};
+use agent33_report::Reporter as _;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -19,141 +18,14 @@ use tokio::sync::Notify;
 
 use crate::agents::{CoroutineAgent, PyCommandAgent, SyncAgent};
 use crate::bridge::{Bridge, Drainer, resolve};
-use crate::llm::PyLlmAgent;
+use crate::feed::{Feed, FeedStream};
+use crate::llm::{LlmMetrics, PyLlmAgent};
 use crate::results::{PyEvent, PyExecutionResults};
+use crate::shared::{Finished, LiveReport, RunShared, lock, report_message};
 use crate::task::{PyAgentTask, boolean, number, type_name, whole};
 
 /// Events the loop may leave unread before the run waits for it.
 const EVENT_BUFFER: usize = 1024;
-
-/// How an attempt of a Python agent ended, as the loop saw it.
-pub enum Outcome {
-    /// It returned: `str()` of the value for the report, and the value.
-    Ok {
-        text: String,
-        value: Option<Py<PyAny>>,
-    },
-    /// It raised.
-    Err {
-        message: String,
-        traceback: Option<String>,
-    },
-    /// It was cancelled (or never started).
-    Cancelled,
-}
-
-/// What Python agents gave besides what the engine records: the returned
-/// object and the traceback of the last attempt.
-#[derive(Default)]
-pub struct Extras {
-    pub value: Option<Py<PyAny>>,
-    pub traceback: Option<String>,
-}
-
-/// What every agent of one run shares.
-pub struct RunShared {
-    pub bridge: Arc<Bridge>,
-    /// The caller's task objects, by input position (the engine's `seq`).
-    pub tasks: Vec<Py<PyAgentTask>>,
-    /// The loop's `create_task`.
-    pub create_task: Py<PyAny>,
-    /// `_drive(coro, done)`: awaits an agent's coroutine and reports to
-    /// `done` (cheaper than a done-callback, which costs the loop a turn).
-    pub driver: Py<PyAny>,
-    pub run_id: String,
-    /// Agents whose output is a Python object (not a command's stdout).
-    pub python_agents: Vec<String>,
-    extras: Mutex<HashMap<u64, Extras>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl RunShared {
-    /// The task object the caller gave for input position `seq`.
-    pub fn task_object<'py>(&self, py: Python<'py>, seq: u64) -> Bound<'py, PyAgentTask> {
-        let index = usize::try_from(seq).expect("seq indexes the run's task list");
-        self.tasks[index].bind(py).clone()
-    }
-
-    /// Records an attempt's extras and turns its outcome into the engine's.
-    pub fn settle(&self, seq: u64, outcome: Outcome) -> AgentResult {
-        let (extras, result) = match outcome {
-            Outcome::Ok { text, value } => (
-                value.map(|value| Extras {
-                    value: Some(value),
-                    traceback: None,
-                }),
-                Ok(AgentOutput::from(text)),
-            ),
-            Outcome::Err { message, traceback } => (
-                traceback.map(|traceback| Extras {
-                    value: None,
-                    traceback: Some(traceback),
-                }),
-                Err(AgentError::new(message)),
-            ),
-            Outcome::Cancelled => (None, Err(AgentError::new("cancelled"))),
-        };
-        let mut map = lock(&self.extras);
-        let old = match extras {
-            Some(extras) => map.insert(seq, extras),
-            None if map.is_empty() => None,
-            None => map.remove(&seq),
-        };
-        drop(map);
-        // Dropping a Python object needs the GIL; pyo3 defers it otherwise.
-        drop(old);
-        result
-    }
-
-    /// The extras of the task at `seq`, for a result object.
-    pub fn extras(&self, py: Python<'_>, seq: u64) -> Extras {
-        lock(&self.extras)
-            .get(&seq)
-            .map_or_else(Extras::default, |e| Extras {
-                value: e.value.as_ref().map(|v| v.clone_ref(py)),
-                traceback: e.traceback.clone(),
-            })
-    }
-
-    pub fn is_python_agent(&self, agent: &str) -> bool {
-        self.python_agents.iter().any(|a| a == agent)
-    }
-}
-
-/// A finished run: its results, and its JSON report (the CLI's `--report`)
-/// from which every other report is rendered.
-pub struct Finished {
-    pub results: ExecutionResults,
-    pub report: Result<LiveReport, String>,
-}
-
-/// The JSON report written while the run went on, in a folder of its own
-/// that goes away with the results. Written live, by the report crate's
-/// reporter, it keeps memory flat: the run's events are not kept.
-pub struct LiveReport {
-    _dir: tempfile::TempDir,
-    pub path: PathBuf,
-}
-
-impl LiveReport {
-    fn create() -> Result<(Self, JsonReporter), String> {
-        let dir = tempfile::Builder::new()
-            .prefix("agent33-run-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a folder for the run's report: {e}"))?;
-        let path = dir.path().join("report.json");
-        let reporter = JsonReporter::create(&path).map_err(|e| report_message(&e))?;
-        Ok((Self { _dir: dir, path }, reporter))
-    }
-}
-
-/// A report error with its cause.
-pub fn report_message(e: &ReportError) -> String {
-    format!("{e}: {}", e.io_error())
-}
 
 #[derive(Default)]
 struct Progress {
@@ -221,16 +93,44 @@ fn shown(event: &Event) -> bool {
     )
 }
 
-async fn drive(
-    executor: ParallelExecutor,
-    tasks: Vec<AgentTask>,
-    agents: Agents,
-    control: RunControl,
+/// Where a run's tasks come from.
+enum Input {
+    /// A list, checked whole: the engine's known set.
+    Known(Vec<AgentTask>),
+    /// Any other iterable, pushed by the package's feeder as the engine
+    /// reads: the engine's streamed input.
+    Streamed(Arc<Feed>),
+}
+
+/// What [`drive`] needs besides the engine's own arguments.
+struct Drive {
     state: Arc<RunState>,
     bridge: Arc<Bridge>,
+    /// Whether Python reads the events (`executor.run`).
     events: bool,
+    llm: LlmMetrics,
+}
+
+async fn drive(
+    executor: ParallelExecutor,
+    input: Input,
+    agents: Agents,
+    control: RunControl,
+    run: Drive,
 ) {
-    let mut stream = executor.run(tasks, &agents, control);
+    let Drive {
+        state,
+        bridge,
+        events,
+        mut llm,
+    } = run;
+    let (mut stream, feed) = match input {
+        Input::Known(tasks) => (executor.run(tasks, &agents, control), None),
+        Input::Streamed(feed) => (
+            executor.run_stream(FeedStream(Arc::clone(&feed)), &agents, control),
+            Some(feed),
+        ),
+    };
     drop(agents);
     let mut collector = ResultsCollector::new();
     // The JSON report is written on a blocking thread of its own, off the
@@ -254,7 +154,14 @@ async fn drive(
         Ok(live)
     });
     let mut report_tx = Some(report_tx);
-    while let Some(batch) = stream.next_batch().await {
+    while let Some(mut batch) = stream.next_batch().await {
+        for event in &mut batch {
+            llm.observe(event);
+            if let (Event::RunStopTriggered { .. }, Some(feed)) = (&*event, &feed) {
+                // The engine reads no further: neither does the feeder.
+                feed.close();
+            }
+        }
         if events {
             let shown: Vec<Event> = batch.iter().filter(|e| shown(e)).cloned().collect();
             state.push(shown.into_iter(), &bridge).await;
@@ -270,6 +177,9 @@ async fn drive(
         }
     }
     drop(report_tx);
+    if let Some(feed) = &feed {
+        feed.close();
+    }
     let results = collector.finish();
     let report = writer
         .await
@@ -452,21 +362,34 @@ impl PyExecutor {
         Ok(objects)
     }
 
-    /// Starts a run on `event_loop` (the caller's running loop). `agents`
-    /// lists `(name, kind, callable, wants_ctx)` with kind `"async"`,
-    /// `"sync"`, `"command"` or `"llm"`; a task whose agent is missing fails as the
-    /// engine says.
+    /// Starts a run on `event_loop` (the caller's running loop) over
+    /// `tasks` (checked by [`Self::check`]) or, given None, over the tasks
+    /// the caller will [`PyRun::push`]. `agents` lists `(name, kind,
+    /// callable, wants_ctx)` with kind `"async"`, `"sync"`, `"command"` or
+    /// `"llm"`; a task whose agent is missing fails as the engine says.
     fn start(
         &self,
         py: Python<'_>,
-        tasks: Vec<Py<PyAgentTask>>,
+        tasks: Option<Vec<Py<PyAgentTask>>>,
         agents: Vec<(String, String, Py<PyAny>, bool)>,
         event_loop: &Bound<'_, PyAny>,
         driver: Py<PyAny>,
         events: bool,
     ) -> PyResult<PyRun> {
         let bridge = Arc::new(Bridge::new().map_err(|e| PyOSError::new_err(e.to_string()))?);
-        let plain: Vec<AgentTask> = tasks.iter().map(|t| t.get().task.clone()).collect();
+        let (input, tasks) = match tasks {
+            Some(tasks) => (
+                Input::Known(tasks.iter().map(|t| t.get().task.clone()).collect()),
+                tasks,
+            ),
+            None => (
+                Input::Streamed(Arc::new(Feed::new(
+                    self.executor.settings().parallel_limit,
+                    Arc::clone(&bridge),
+                ))),
+                Vec::new(),
+            ),
+        };
         let python_agents = agents
             .iter()
             .filter(|(_, kind, _, _)| kind == "async" || kind == "sync")
@@ -474,7 +397,7 @@ impl PyExecutor {
             .collect();
         let shared = Arc::new(RunShared {
             bridge: Arc::clone(&bridge),
-            tasks,
+            tasks: Mutex::new(tasks),
             create_task: event_loop.getattr("create_task")?.unbind(),
             driver,
             run_id: format!(
@@ -486,6 +409,7 @@ impl PyExecutor {
             extras: Mutex::default(),
         });
         let mut registry = Agents::new();
+        let mut llm = LlmMetrics::default();
         for (name, kind, func, wants_ctx) in agents {
             let spec = match kind.as_str() {
                 "async" => AgentSpec::new(CoroutineAgent {
@@ -499,10 +423,13 @@ impl PyExecutor {
                     run: Arc::clone(&shared),
                 }),
                 "llm" => {
-                    let llm = func.bind(py).cast::<PyLlmAgent>().map_err(|_| {
+                    let agent = func.bind(py).cast::<PyLlmAgent>().map_err(|_| {
                         PyTypeError::new_err(format!("agent `{name}` is not an LlmAgent"))
                     })?;
-                    llm.get().spec(self.executor.settings().parallel_limit)
+                    let (spec, limiter, priced) =
+                        agent.get().bind(self.executor.settings().parallel_limit);
+                    llm.add(name.clone(), limiter, priced);
+                    spec
                 }
                 _ => {
                     let command = func.bind(py).cast::<PyCommandAgent>().map_err(|_| {
@@ -523,19 +450,27 @@ impl PyExecutor {
         event_loop.call_method1("add_reader", (bridge.fd(), drainer))?;
         let control = RunControl::new();
         let state = Arc::new(RunState::default());
+        let feed = match &input {
+            Input::Streamed(feed) => Some(Arc::clone(feed)),
+            Input::Known(_) => None,
+        };
         crate::runtime::runtime().spawn(drive(
             self.executor.clone(),
-            plain,
+            input,
             registry,
             control.clone(),
-            Arc::clone(&state),
-            Arc::clone(&bridge),
-            events,
+            Drive {
+                state: Arc::clone(&state),
+                bridge: Arc::clone(&bridge),
+                events,
+                llm,
+            },
         ));
         Ok(PyRun {
             control,
             state,
             shared,
+            feed,
         })
     }
 }
@@ -546,6 +481,16 @@ pub struct PyRun {
     control: RunControl,
     state: Arc<RunState>,
     shared: Arc<RunShared>,
+    /// The streamed input, when the tasks are pushed.
+    feed: Option<Arc<Feed>>,
+}
+
+impl PyRun {
+    fn feed(&self) -> PyResult<&Feed> {
+        self.feed
+            .as_deref()
+            .ok_or_else(|| PyValueError::new_err("this run's tasks were given as a list"))
+    }
 }
 
 fn cause(sigint: bool) -> Interrupt {
@@ -568,6 +513,51 @@ impl PyRun {
     /// at once, command agents' groups killed.
     fn kill(&self, sigint: bool) {
         self.control.kill_by(cause(sigint));
+    }
+
+    /// Checks a streamed task against those before it (the CLI's messages)
+    /// and queues it for the engine. Returns whether the run wants another
+    /// now, or None (nothing queued) when the task names one not pushed
+    /// yet: then it and the rest go to `push_all`. A task pushed once the
+    /// run reads no more is dropped.
+    fn push(&self, task: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+        self.feed()?
+            .push(task, |object| lock(&self.shared.tasks).push(object))
+    }
+
+    /// Checks every task pushed so far followed by `rest` as the CLI checks
+    /// a list (unknown ids, cycles: its messages) and queues `rest`.
+    fn push_all(&self, py: Python<'_>, rest: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        let pushed: Vec<Py<PyAgentTask>> = lock(&self.shared.tasks)
+            .iter()
+            .map(|t| t.clone_ref(py))
+            .collect();
+        self.feed()?.push_all(&pushed, &rest, |object| {
+            lock(&self.shared.tasks).push(object);
+        })
+    }
+
+    /// Whether the run wants another streamed task now.
+    fn has_room(&self) -> PyResult<bool> {
+        Ok(self.feed()?.has_room())
+    }
+
+    /// Whether the run reads no more streamed tasks (it stopped or ended).
+    fn input_closed(&self) -> PyResult<bool> {
+        Ok(self.feed()?.is_closed())
+    }
+
+    /// Resolves `fut` once the run wants another streamed task or reads no
+    /// more.
+    fn wait_room(&self, py: Python<'_>, fut: Py<PyAny>) -> PyResult<()> {
+        self.feed()?.wait_room(py, fut);
+        Ok(())
+    }
+
+    /// The streamed tasks ended.
+    fn end_input(&self) -> PyResult<()> {
+        self.feed()?.end();
+        Ok(())
     }
 
     /// Resolves `fut` once there are events to read or the run is over.

@@ -322,25 +322,3 @@ def test_tasks_may_come_from_a_generator_or_an_async_iterable():
     assert [r.output for r in from_gen.succeeded] == ["g0", "g1", "g2"]
     assert [r.output for r in from_async.succeeded] == ["a0", "a1", "a2"]
     assert sorted(seen) == ["a0", "a1", "a2"]
-
-
-def test_an_async_iterable_is_checked_before_anything_runs():
-    ran = []
-
-    async def work(task):
-        ran.append(task.id)
-
-    async def cyclic():
-        yield AgentTask("w", "a", id="a", depends_on=["b"])
-        yield AgentTask("w", "b", id="b", depends_on=["a"])
-
-    async def main():
-        executor = ParallelExecutor(agents={"w": work})
-        with pytest.raises(ValueError, match="cycle"):
-            await executor.run_all(cyclic())
-        with pytest.raises(ValueError, match="cycle"):
-            async for _ in executor.run(cyclic()):
-                pass
-
-    asyncio.run(main())
-    assert ran == []

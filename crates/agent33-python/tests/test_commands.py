@@ -112,7 +112,7 @@ def test_timeout_kills_the_process_group_nothing_left(tmp_path):
 
 
 CTRL_C_SCRIPT = textwrap.dedent("""
-    import asyncio, os, sys
+    import asyncio, itertools, os, sys
     from agent33_parallel import AgentTask, CommandAgent, ParallelExecutor
 
     pidfile = sys.argv[1]
@@ -132,6 +132,10 @@ CTRL_C_SCRIPT = textwrap.dedent("""
             "cmd": CommandAgent(f"echo $$ > {pidfile}; exec sleep 1000", shell=True),
             "py": waiter})
         tasks = [AgentTask("cmd", "x"), AgentTask("py", "y")]
+        if sys.argv[2] == "endless generator":
+            # Streamed, and never ending by itself: Ctrl-C must end it.
+            more = (AgentTask("py", f"more{i}") for i in itertools.count())
+            tasks = itertools.chain(tasks, more)
         try:
             if sys.argv[2] == "events":
                 async for event in executor.run(tasks):
@@ -145,7 +149,7 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("way", ["run_all", "events"])
+@pytest.mark.parametrize("way", ["run_all", "events", "endless generator"])
 def test_ctrl_c_stops_like_sigint_then_raises_keyboard_interrupt(tmp_path, way):
     script = tmp_path / "main.py"
     script.write_text(CTRL_C_SCRIPT)

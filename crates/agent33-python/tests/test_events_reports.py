@@ -6,9 +6,9 @@ import json
 import subprocess
 import time
 
-from agent33_parallel import AgentTask, ExecutionResults, ParallelExecutor
+from agent33_parallel import AgentTask, CommandAgent, ExecutionResults, ParallelExecutor
 
-from conftest import cli_binary
+from conftest import HANG, cli_binary, process_gone
 
 
 def run(coro):
@@ -43,6 +43,34 @@ def test_events_come_in_order_and_end_with_the_results():
     assert {e.result.output for e in fin} == {"x", "r"}
     retry = next(e for e in events if e.kind == "retrying")
     assert retry.attempt == 1 and "once" in retry.error
+
+
+def test_retrying_says_how_and_why_the_attempt_failed():
+    async def flaky(task, ctx):
+        if ctx.attempt == 1:
+            if task.artifact == "slow":
+                await asyncio.Event().wait()
+            raise RuntimeError("once")
+        return task.artifact
+
+    async def main():
+        ex = ParallelExecutor(parallel_limit=4, retries=1, retry_backoff_seconds=0.01,
+                              timeout_seconds=0.2, continue_on_error=True)
+        tasks = [AgentTask("a", "raise"), AgentTask("a", "slow"),
+                 AgentTask("exit", "x", retries=1)]
+        agents = {"a": flaky, "exit": CommandAgent("exit 3", shell=True)}
+        return [e async for e in ex.run(tasks, agents=agents) if e.kind == "retrying"]
+
+    retrying = {e.task.artifact: e for e in run(main())}
+    raised, slow, exited = retrying["raise"], retrying["slow"], retrying["x"]
+    assert (raised.status, raised.reason, raised.error) == ("failed", "agent_error",
+                                                            "RuntimeError: once")
+    assert (slow.status, slow.reason) == ("timeout", "timeout")
+    assert slow.error.startswith("timed out after")
+    assert (exited.status, exited.reason) == ("failed", "exit_code")
+    assert "3" in exited.error
+    for e in (raised, slow, exited):
+        assert e.attempt == 1 and e.delay_seconds >= 0.01 and e.result is None
 
 
 def test_a_slow_reader_slows_the_run():
@@ -103,6 +131,50 @@ def test_breaking_out_of_the_events_stops_the_run():
 
     run(main())
     assert cleaned
+
+
+def test_break_out_of_async_for_cancels_the_run_and_leaves_no_process(tmp_path):
+    """Nothing calls aclose() after ``break``: dropping the iterator stops
+    the run as aclose() would. Coroutines get CancelledError (their
+    finally runs), commands' processes are gone, unstarted tasks never
+    start."""
+    cleaned = []
+
+    async def until(condition):
+        # A hang detector around a condition; the loop must keep turning.
+        deadline = time.monotonic() + HANG
+        while not condition():
+            assert time.monotonic() < deadline, "hang"
+            await asyncio.sleep(0.005)
+
+    async def main():
+        running = []
+
+        async def forever(task):
+            running.append(task.id)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cleaned.append(task.id)
+
+        sleeper = CommandAgent('echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 1000',
+                               shell=True)
+        pidfiles = [tmp_path / f"pid{i}" for i in range(2)]
+        tasks = [AgentTask("sleep", str(p)) for p in pidfiles]
+        tasks += [AgentTask("forever", str(i)) for i in range(2)]
+        tasks += [AgentTask("sleep", str(tmp_path / "never"))]
+        ex = ParallelExecutor(parallel_limit=4, agents={"sleep": sleeper, "forever": forever})
+        async for e in ex.run(tasks):
+            if e.kind == "started" and e.task.artifact == "1":
+                await until(lambda: len(running) == 2 and all(p.exists() for p in pidfiles))
+                break
+        pids = [int(p.read_text()) for p in pidfiles]
+        await until(lambda: len(cleaned) == 2)
+        await until(lambda: all(process_gone(pid) for pid in pids))
+
+    run(main())
+    assert sorted(cleaned) == ["forever:0", "forever:1"]
+    assert not (tmp_path / "never").exists()
 
 
 def make_results():

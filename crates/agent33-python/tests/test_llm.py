@@ -12,7 +12,7 @@ import pytest
 
 from agent33_parallel import AgentTask, LlmAgent, ParallelExecutor, Provider
 
-from conftest import HANG, built_binary, wait_until
+from conftest import HANG, built_binary, cli_binary, wait_until
 
 KEY = "sk-test-f4k3-s3cr3t-k3y"
 
@@ -194,3 +194,88 @@ def test_a_failed_request_names_the_provider_message_not_the_key(key_env, tmp_pa
     assert failed.attempts == 1
     assert failed.error and KEY not in failed.error
     assert KEY not in results.to_json()
+
+
+def test_metrics_carry_the_clis_llm_counters_for_each_run(capped_server, key_env, tmp_path):
+    """results.metrics and to_json() have the CLI's llm_* counters, the
+    cost among them, and the limiter wait timer; a Provider kept across
+    runs gives each run its own counts. The second run's tasks are
+    streamed from a generator."""
+    for i in range(10):
+        (tmp_path / f"doc{i}.md").write_text(f"document {i}\n")
+    price = {"prompt_per_mtok": 1000.0, "completion_per_mtok": 2000.0}
+    provider = Provider(capped_server.base_url, api_key_env=key_env, max_concurrency=8,
+                        prices={"fake-model": price}, name="fake")
+    refine = LlmAgent(provider, model="fake-model", prompt="Improve:\n\n{content}")
+
+    async def plain(task):
+        return None
+
+    agents = {"refine": refine, "plain": plain}
+    seen = 0
+    for docs in (range(6), range(6, 10)):
+        tasks = [AgentTask("refine", str(tmp_path / f"doc{i}.md")) for i in docs]
+        given = tasks + [AgentTask("plain", "x")]
+        results = run(given if docs[0] == 0 else iter(given), agents, parallel_limit=8)
+        assert len(results.succeeded) == len(tasks) + 1
+        counters = results.metrics["counters"]
+        wait_until(lambda: len(capped_server.answered()) >= seen + counters["llm_requests"],
+                   "the server's records of this run's requests")
+        records = capped_server.answered()[seen:]
+        seen += len(records)
+        served = [r for r in records if r["status"] == 200]
+        assert len(served) == len(tasks)
+        assert counters["llm_requests"] == len(records)
+        assert counters["llm_rate_limited"] == sum(r["status"] == 429 for r in records)
+        assert counters["llm_prompt_tokens"] == sum(r["prompt_tokens"] for r in served)
+        assert counters["llm_completion_tokens"] == sum(r["completion_tokens"] for r in served)
+        assert counters["llm_cost_usd"] == pytest.approx(
+            sum(r.cost_usd for r in results.succeeded if r.cost_usd is not None))
+        assert isinstance(counters["llm_cost_usd"], float)
+        assert results.metrics["timers"]["rate_limit_wait_ms"]["count"] >= len(records)
+        assert json.loads(results.to_json())["metrics"] == results.metrics
+
+    # Unpriced: no cost, as in the CLI; no LLM task: no llm_* at all.
+    unpriced = LlmAgent(Provider(capped_server.base_url, api_key_env=key_env), model="m",
+                        prompt="{content}")
+    results = run([AgentTask("u", str(tmp_path / "doc0.md"))], {"u": unpriced})
+    assert results.metrics["counters"]["llm_requests"] >= 1
+    assert "llm_cost_usd" not in results.metrics["counters"]
+    for given in ([AgentTask("plain", "x")], iter([AgentTask("plain", "x")])):
+        results = run(given, agents)
+        assert not [k for k in results.metrics["counters"] if k.startswith("llm_")]
+        assert "rate_limit_wait_ms" not in results.metrics["timers"]
+
+
+def test_the_llm_metrics_have_the_keys_of_the_clis(capped_server, key_env, tmp_path):
+    cli = cli_binary()
+    (tmp_path / "doc.md").write_text("document\n")
+    (tmp_path / "agent33.yaml").write_text(f"""\
+execution: {{ mode: parallel, parallel_limit: 4 }}
+providers:
+  fake:
+    base_url: {capped_server.base_url}
+    api_key_env: {key_env}
+    prices: {{ fake-model: {{ prompt_per_mtok: 1.0, completion_per_mtok: 2.0 }} }}
+agents:
+  refine:
+    llm:
+      provider: fake
+      model: fake-model
+      prompt: "Improve:\\n\\n{{content}}"
+tasks:
+  - agent: refine
+    artifacts: [doc.md]
+""")
+    out = subprocess.run([cli, "run", "--report", "cli.json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=HANG)
+    assert out.returncode == 0, out.stderr
+    expected = json.loads((tmp_path / "cli.json").read_text())["metrics"]
+    provider = Provider(capped_server.base_url, api_key_env=key_env, name="fake",
+                        prices={"fake-model": {"prompt_per_mtok": 1.0, "completion_per_mtok": 2.0}})
+    refine = LlmAgent(provider, model="fake-model", prompt="Improve:\n\n{content}")
+    results = run([AgentTask("refine", str(tmp_path / "doc.md"))], {"refine": refine},
+                  parallel_limit=4)
+    for part in ("counters", "gauges", "timers"):
+        assert set(results.metrics[part]) == set(expected[part]), part
+    assert set(json.loads(results.to_json())["metrics"]["counters"]) == set(expected["counters"])

@@ -140,16 +140,18 @@ def _wants_context(fn: Any) -> bool:
 
 
 def _agent_specs(
-    tasks: List[AgentTask], *mappings: Dict[str, AgentLike]
+    tasks: Optional[List[AgentTask]], *mappings: Dict[str, AgentLike]
 ) -> List[Tuple[str, str, Any, bool]]:
     """(name, kind, agent, wants_context) for each agent the tasks name and
-    some mapping has; later mappings win. A name nobody has is left out: the
-    engine fails its tasks with ``no agent named `x` ``."""
+    some mapping has (every agent of the mappings for streamed tasks, whose
+    names are not known yet); later mappings win. A name nobody has is left
+    out: the engine fails its tasks with ``no agent named `x` ``."""
     found: Dict[str, AgentLike] = {}
     for mapping in mappings:
         found.update(mapping)
+    names = found.keys() if tasks is None else {t.agent for t in tasks}
     specs: List[Tuple[str, str, Any, bool]] = []
-    for name in {t.agent for t in tasks}:
+    for name in names:
         fn = found.get(name)
         if fn is None:
             continue
@@ -163,15 +165,91 @@ def _agent_specs(
 
 
 Tasks = Union[Iterable[AgentTask], AsyncIterable[AgentTask]]
-"""What ``run_all`` and ``run`` take: any iterable of tasks, or an async one."""
+"""What ``run_all`` and ``run`` take: a list or tuple (checked whole before
+the run starts), or any other iterable or async iterable, such as a
+generator (streamed: read as the run wants tasks)."""
 
 
-async def _collect(tasks: Tasks) -> Iterable[AgentTask]:
-    """The tasks of an async iterable, read to its end (the dependency
-    checks need every task before the run starts); others as they are."""
-    if isinstance(tasks, collections.abc.AsyncIterable):
-        return [task async for task in tasks]
-    return tasks
+def _known(tasks: Tasks) -> Optional[List[AgentTask]]:
+    """The tasks of a list or tuple (or any sized collection), checked as
+    the CLI checks them; None for an iterator or async iterable, which is
+    streamed."""
+    if isinstance(tasks, collections.abc.Collection):
+        return _Executor.check(tasks)
+    if isinstance(tasks, (collections.abc.Iterable, collections.abc.AsyncIterable)):
+        return None
+    raise TypeError(f"tasks must be an iterable of AgentTask, got {type(tasks).__name__}")
+
+
+class _Feeder:
+    """Hands streamed tasks to a run as the engine reads them: the next
+    task is pulled only when the run has room for it (a few ahead of the
+    running tasks), so a generator is never read whole. A task naming one
+    that has not come yet needs the whole list, as the CLI's checks do: the
+    rest is read and checked with everything before it. A task that does
+    not pass the checks, or an exception of the iterator itself, stops the
+    run; ``error`` keeps it for the caller to raise once the run is over."""
+
+    def __init__(self, run: _Run, tasks: Tasks, loop: asyncio.AbstractEventLoop) -> None:
+        self.error: Optional[BaseException] = None
+        self._run = run
+        self._loop = loop
+        self._task = loop.create_task(self._feed(tasks))
+
+    async def _wanted(self) -> bool:
+        """Waits until the run wants another task; False once it reads no
+        more."""
+        run = self._run
+        while not run.has_room():
+            if run.input_closed():
+                return False
+            fut = self._loop.create_future()
+            run.wait_room(fut)
+            await fut
+        return True
+
+    async def _feed(self, tasks: Tasks) -> None:
+        run = self._run
+        try:
+            if isinstance(tasks, collections.abc.AsyncIterable):
+                items = tasks.__aiter__()
+                while await self._wanted():
+                    try:
+                        task = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if run.push(task) is None:
+                        rest = [task]
+                        while True:
+                            try:
+                                rest.append(await items.__anext__())
+                            except StopAsyncIteration:
+                                break
+                        run.push_all(rest)
+                        break
+            else:
+                it = iter(tasks)
+                while await self._wanted():
+                    for task in it:
+                        room = run.push(task)
+                        if room is None:
+                            run.push_all([task, *it])
+                            return
+                        if not room:
+                            break  # full: wait for room before pulling more
+                    else:
+                        break  # the iterator ended
+        except asyncio.CancelledError:
+            pass  # the run is over or being stopped: nothing to keep
+        except BaseException as e:
+            self.error = e
+            run.interrupt(False)
+        finally:
+            run.end_input()
+
+    def cancel(self) -> None:
+        """Stops pulling tasks (an iterator may wait forever for its next)."""
+        self._task.cancel()
 
 
 async def _drive(coro: Awaitable[Any], done: Any) -> None:
@@ -307,11 +385,16 @@ class ParallelExecutor:
         return self._native.settings()
 
     def _start(
-        self, tasks: List[AgentTask], agents: Dict[str, AgentLike], events: bool
-    ) -> Tuple[_Run, asyncio.AbstractEventLoop]:
+        self, tasks: Tasks, known: Optional[List[AgentTask]], agents: Dict[str, AgentLike],
+        events: bool,
+    ) -> Tuple[_Run, asyncio.AbstractEventLoop, Optional[_Feeder]]:
+        """Starts the run over the checked list ``known``, or, when None,
+        over ``tasks`` streamed by a feeder."""
         loop = asyncio.get_running_loop()
-        specs = _agent_specs(tasks, _REGISTRY, self._agents, agents)
-        return self._native.start(tasks, specs, loop, _drive, events), loop
+        specs = _agent_specs(known, _REGISTRY, self._agents, agents)
+        run = self._native.start(known, specs, loop, _drive, events)
+        feeder = None if known is not None else _Feeder(run, tasks, loop)
+        return run, loop, feeder
 
     async def run_all(
         self,
@@ -321,14 +404,24 @@ class ParallelExecutor:
     ) -> ExecutionResults:
         """Runs every task and returns the results.
 
-        Raises ValueError before anything runs for duplicate ids, unknown
-        dependencies and cycles. Ctrl-C stops the run like SIGINT stops the
-        CLI's, then raises KeyboardInterrupt; cancelling the awaiting task
-        stops it the same way, then raises CancelledError.
+        A list or tuple is checked before anything runs: duplicate ids,
+        unknown dependencies and cycles raise ValueError with the CLI's
+        message. Any other iterable, a generator or an async iterable, is
+        streamed: read as the run has room, so it is never held whole. Each
+        streamed task is checked against those before it; one naming a task
+        that has not come yet makes the rest be read and checked whole, as
+        a list is. A task that fails the checks stops the run, and once it
+        is over the ValueError is raised (the CLI's message), as is anything
+        the iterator raised. When a run stops
+        early, a list's unstarted tasks are reported ``cancelled``; a
+        stream's tasks not yet read are not read at all. Ctrl-C stops the run
+        like SIGINT stops the CLI's, then raises KeyboardInterrupt;
+        cancelling the awaiting task stops it the same way, then raises
+        CancelledError.
         """
-        checked = _Executor.check(await _collect(tasks))
+        known = _known(tasks)
         extra = _check_agents(agents)
-        run, loop = self._start(checked, extra, events=False)
+        run, loop, feeder = self._start(tasks, known, extra, events=False)
         cancelled = False
         try:
             with _Sigint(run) as sigint:
@@ -346,11 +439,15 @@ class ParallelExecutor:
                             run.interrupt(False)
                         cancelled = True
         finally:
+            if feeder is not None:
+                feeder.cancel()
             run.close(loop)
         if sigint.interrupted:
             raise KeyboardInterrupt
         if cancelled:
             raise asyncio.CancelledError
+        if feeder is not None and feeder.error is not None:
+            raise feeder.error
         return run.results()
 
     def run(
@@ -361,11 +458,10 @@ class ParallelExecutor:
     ) -> "EventIterator":
         """The run's events, for ``async for``: ``queued``, ``started``,
         ``retrying``, ``finished`` per task, then ``run_finished`` with the
-        results. A slow consumer slows the run. Tasks are checked now, or,
-        given as an async iterable, read and checked at the first event."""
-        if isinstance(tasks, collections.abc.AsyncIterable):
-            return EventIterator(self, tasks, _check_agents(agents))
-        return EventIterator(self, _Executor.check(tasks), _check_agents(agents))
+        results. A slow consumer slows the run. A list or tuple is checked
+        now; other iterables are streamed as in ``run_all``, from the first
+        event on, and what stops their run is raised by the iterator."""
+        return EventIterator(self, tasks, _known(tasks), _check_agents(agents))
 
 
 class EventIterator:
@@ -375,13 +471,16 @@ class EventIterator:
     def __init__(
         self,
         executor: ParallelExecutor,
-        tasks: Union[List[AgentTask], AsyncIterable[AgentTask]],
+        tasks: Tasks,
+        known: Optional[List[AgentTask]],
         agents: Dict[str, AgentLike],
     ) -> None:
         self._executor = executor
         self._tasks = tasks
+        self._known = known
         self._agents = agents
         self._run: Optional[_Run] = None
+        self._feeder: Optional[_Feeder] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._sigint: Optional[_Sigint] = None
         self._buffer: Deque[Event] = deque()
@@ -396,10 +495,8 @@ class EventIterator:
         if self._closed:
             raise StopAsyncIteration
         if self._run is None:
-            tasks = self._tasks
-            if not isinstance(tasks, list):
-                tasks = _Executor.check(await _collect(tasks))
-            self._run, self._loop = self._executor._start(tasks, self._agents, events=True)
+            self._run, self._loop, self._feeder = self._executor._start(
+                self._tasks, self._known, self._agents, events=True)
             self._sigint = _Sigint(self._run).__enter__()
         run, loop = self._run, self._loop
         assert loop is not None
@@ -409,8 +506,13 @@ class EventIterator:
                 interrupted = self._finish()
                 if interrupted:
                     raise KeyboardInterrupt
+                error = self._failed()
+                if error is not None:
+                    raise error
                 raise StopAsyncIteration
             if events:
+                if events[-1].kind == "run_finished" and self._failed() is not None:
+                    continue  # the feeder's error is raised instead
                 self._buffer.extend(events)
                 return self._buffer.popleft()
             fut = loop.create_future()
@@ -421,8 +523,14 @@ class EventIterator:
                 await self._stop()
                 raise
 
+    def _failed(self) -> Optional[BaseException]:
+        """What stopped the streamed input, if anything did."""
+        return None if self._feeder is None else self._feeder.error
+
     def _finish(self) -> bool:
         self._closed = True
+        if self._feeder is not None:
+            self._feeder.cancel()
         interrupted = False
         if self._sigint is not None:
             self._sigint.__exit__(None, None, None)
@@ -457,9 +565,29 @@ class EventIterator:
         await self._stop()
 
     def __del__(self) -> None:
-        if self._run is not None and not self._closed:
-            self._run.kill(False)
-            try:
-                self._finish()
-            except Exception:
-                pass
+        """Dropped mid-run, as ``break`` out of ``async for`` leaves it:
+        the run is stopped as ``aclose()`` stops it (agents cancelled,
+        processes given their grace), in a task of its own, as the loop
+        does for an abandoned async generator. Off its loop's thread, or
+        with the loop gone, it can only be killed."""
+        if self._run is None or self._closed:
+            return
+        try:
+            running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self._loop and not running.is_closed():
+            task = running.create_task(self._stop())
+            _STOPPING.add(task)
+            task.add_done_callback(_STOPPING.discard)
+            return
+        self._run.kill(False)
+        try:
+            self._finish()
+        except Exception:
+            pass
+
+
+_STOPPING: Set["asyncio.Task[None]"] = set()
+"""Runs being stopped after their event iterator was dropped: the loop
+keeps only weak references to tasks."""
