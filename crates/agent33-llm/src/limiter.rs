@@ -40,6 +40,12 @@ use crate::headers::{RateLimitInfo, Window};
 /// The longest pause a 429 without any hint can cause.
 const MAX_UNHINTED_PAUSE: Duration = Duration::from_secs(60);
 
+/// How much of a request (or token) the level read from a response's
+/// headers is lowered by: what it moved between the server's count and the
+/// response, and the rounding of `reset`, so that pacing does not send a
+/// request a moment before the server has room for it.
+const PACING_MARGIN: f64 = 0.1;
+
 /// The most of a pause the jitter adds, as a fraction of it.
 pub const MAX_JITTER: f64 = 0.2;
 
@@ -104,8 +110,16 @@ impl Mirror {
 
     /// Resets the model from the headers of the response to request `seq`.
     /// `spent_since` is what was sent after it and not refused (the server
-    /// had not counted it yet), `since` how long ago it was sent. A full
-    /// window's headers imply no refill rate: the last one known is kept.
+    /// had not counted it yet), `since` how long ago it was sent.
+    ///
+    /// `remaining` is a whole number, rounded down: read alone it makes
+    /// every request wait for half a request's refill on average. `reset`
+    /// is finer, so the level is read from it (what is missing refills at
+    /// the window's rate within `reset`), kept inside what `remaining`
+    /// allows. The rate each response implies is too high by up to what
+    /// the rounding hid, so the lowest seen is kept unless a response
+    /// shows the rate truly changed. A full window implies no rate: the
+    /// last one known is kept.
     fn correct(
         window: &Window,
         previous: Option<&Self>,
@@ -114,9 +128,23 @@ impl Mirror {
         since: Duration,
         now: Instant,
     ) -> Option<Self> {
-        let per_second = window.rate().or(previous.map(|m| m.per_second))?;
         let capacity = window.limit? as f64;
-        let level = window.remaining? as f64 - spent_since + since.as_secs_f64() * per_second;
+        let remaining = window.remaining? as f64;
+        let known = previous.map(|m| m.per_second);
+        let per_second = match (window.rate(), known, window.reset) {
+            (Some(seen), Some(known), Some(reset))
+                if (seen - known) * reset.as_secs_f64() <= 1.0 =>
+            {
+                seen.min(known)
+            }
+            (Some(seen), _, _) => seen,
+            (None, known, _) => known?,
+        };
+        let level_then = window.reset.map_or(remaining, |reset| {
+            let from_reset = capacity - reset.as_secs_f64() * per_second - PACING_MARGIN;
+            from_reset.clamp(remaining, remaining + 1.0 - PACING_MARGIN)
+        });
+        let level = level_then - spent_since + since.as_secs_f64() * per_second;
         Some(Self {
             capacity,
             per_second,
@@ -324,10 +352,8 @@ impl LimiterState {
             .range(ticket.seq + 1..)
             .fold((0.0, 0.0), |(n, t), (_, tokens)| (n + 1.0, t + tokens));
         let requests_since = (self.sent - ticket.seq - 1) as f64 - refused_after;
-        let tokens_since = self.tokens_reserved
-            - ticket.tokens_before
-            - ticket.tokens
-            - refused_tokens_after;
+        let tokens_since =
+            self.tokens_reserved - ticket.tokens_before - ticket.tokens - refused_tokens_after;
         if let Some(mirror) = Mirror::correct(
             &info.requests,
             self.requests.as_ref(),
@@ -671,6 +697,56 @@ mod tests {
         let mut want = vec![0.0; 10];
         want.push(0.1);
         assert!(near(&got, &want), "{got:?}");
+    }
+
+    #[test]
+    fn the_reset_header_reads_the_window_finer_than_whole_requests() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let answer = |remaining, reset| RateLimitInfo {
+            requests: Window {
+                limit: Some(10),
+                remaining: Some(remaining),
+                reset: Some(secs(reset)),
+            },
+            ..RateLimitInfo::default()
+        };
+        // An empty window that is full again in a second: 10 a second.
+        let first = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &answer(0, 1.0), t0);
+        // Then 2.5 requests' worth left, which `remaining` rounds down to
+        // 2 and `reset` tells (7.5 missing at 10 a second): the third
+        // request goes when half a request has come back, not a whole one
+        // (less the margin).
+        let second = l.try_start(t0 + secs(0.1), 0.0).expect("may start");
+        l.on_success(&second, &answer(2, 0.75), t0 + secs(0.1));
+        let got = starts(&mut l, t0 + secs(0.1), 4);
+        assert!(near(&got, &[0.0, 0.0, 0.06, 0.16]), "{got:?}");
+        // A response that rounds the other way does not raise the rate:
+        // 10.67 a second is what 8 missing of 7.5 would imply.
+        assert!((l.requests.expect("mirrored").per_second - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_rate_that_truly_changed_is_taken_at_once() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let answer = |remaining, reset| RateLimitInfo {
+            requests: Window {
+                limit: Some(100),
+                remaining: Some(remaining),
+                reset: Some(secs(reset)),
+            },
+            ..RateLimitInfo::default()
+        };
+        let first = l.try_start(t0, 0.0).expect("may start");
+        let second = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &answer(0, 10.0), t0);
+        assert!((l.requests.expect("mirrored").per_second - 10.0).abs() < 1e-9);
+        // Now 50 missing come back within a second: 50 a second, which no
+        // rounding of `remaining` explains.
+        l.on_success(&second, &answer(50, 1.0), t0);
+        assert!((l.requests.expect("mirrored").per_second - 50.0).abs() < 1e-9);
     }
 
     #[test]
