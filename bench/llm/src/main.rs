@@ -106,15 +106,27 @@ struct Outcome {
     makespan: Duration,
     failed_tasks: usize,
     rounds: usize,
+    /// From the run's start to the first request at the server.
+    first_request: Duration,
     log: Vec<RequestRecord>,
     /// The limiter's limit every 10 ms (agent-33 only).
     limits: Vec<(Duration, usize)>,
+}
+
+/// From the run's start to the first request's arrival, on the server's
+/// clock (which starts at `server_started`).
+fn first_request(log: &[RequestRecord], server_started: Instant, started: Instant) -> Duration {
+    log.first().map_or(Duration::ZERO, |r| {
+        r.arrived
+            .saturating_sub(started.saturating_duration_since(server_started))
+    })
 }
 
 async fn agent33(o: &Options) -> Outcome {
     let server = FakeLlmServer::start(server_config(o))
         .await
         .expect("the fake server starts");
+    let server_started = Instant::now();
     let endpoint = Endpoint::new("fake", &server.base_url(), None).expect("an endpoint");
     let limiter = ProviderLimiter::new(
         "fake",
@@ -165,12 +177,14 @@ async fn agent33(o: &Options) -> Outcome {
     let makespan = started.elapsed();
     sampler.abort();
     let limits = sampler.await.unwrap_or_default();
+    let log = server.log();
     Outcome {
         name: "agent-33",
         makespan,
         failed_tasks: results.failed.len() + results.cancelled.len(),
         rounds: 1,
-        log: server.log(),
+        first_request: first_request(&log, server_started, started),
+        log,
         limits,
     }
 }
@@ -226,6 +240,7 @@ async fn reference(o: &Options) -> Outcome {
     let server = FakeLlmServer::start(server_config(o))
         .await
         .expect("the fake server starts");
+    let server_started = Instant::now();
     let url = format!("{}/chat/completions", server.base_url());
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -254,12 +269,15 @@ async fn reference(o: &Options) -> Outcome {
             first_round_failures = remaining.len();
         }
     }
+    let makespan = started.elapsed();
+    let log = server.log();
     Outcome {
         name: "reference",
-        makespan: started.elapsed(),
+        makespan,
         failed_tasks: first_round_failures,
         rounds,
-        log: server.log(),
+        first_request: first_request(&log, server_started, started),
+        log,
         limits: Vec::new(),
     }
 }
@@ -460,12 +478,12 @@ async fn main() {
     );
     let outcomes = [agent33(&o).await, reference(&o).await];
     println!(
-        "client     makespan  x(N/R)  failed  rounds  requests  429s   429% all  429% after 1 s  peak in flight"
+        "client     makespan  x(N/R)  failed  rounds  requests  429s   429% all  429% after 1 s  peak in flight  first request"
     );
     for x in &outcomes {
         let c = counts(&x.log);
         println!(
-            "{:<10} {:>7.2}s  {:>6.2}  {:>6}  {:>6}  {:>8}  {:>4}  {:>8.1}%  {:>13.1}%  {:>14}",
+            "{:<10} {:>7.3}s  {:>6.2}  {:>6}  {:>6}  {:>8}  {:>4}  {:>8.1}%  {:>13.1}%  {:>14}  {:>10.1} ms",
             x.name,
             x.makespan.as_secs_f64(),
             x.makespan.as_secs_f64() / ideal,
@@ -475,7 +493,8 @@ async fn main() {
             c.refused,
             percent(c.refused, c.requests),
             percent(c.refused_late, c.late),
-            c.peak
+            c.peak,
+            x.first_request.as_secs_f64() * 1000.0
         );
     }
     let (a, r) = (&outcomes[0], &outcomes[1]);

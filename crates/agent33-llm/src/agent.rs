@@ -179,7 +179,11 @@ impl LlmAgent {
             max_tokens: self.spec.max_tokens,
         };
         let token = ctx.token().clone();
-        let ticket = match self.limiter.acquire(tokens, &token).await {
+        let ticket = match self
+            .limiter
+            .acquire(tokens, ctx.deferred_at(), &token)
+            .await
+        {
             Ok(ticket) => ticket,
             Err(AcquireError::QuotaExhausted) => {
                 return Err(AgentError::new("provider quota exhausted").no_retry());

@@ -18,13 +18,19 @@
 //! - **Pacing before a 429.** A mirror of each of the provider's windows,
 //!   corrected by every response's `x-ratelimit-*` headers, spaces requests
 //!   out once the window runs low instead of waiting for the refusal. The
-//!   manifest's `rpm`/`tpm` pace providers that send no headers.
+//!   manifest's `rpm`/`tpm` pace providers that send no headers. A request
+//!   the server refused for rate is taken to have cost nothing: a server
+//!   that does charge refusals says so in its next headers, while counting
+//!   free refusals as spent would leave the window idle (after a first
+//!   burst of 48 refusals, the mirror waited for 48 requests' worth of
+//!   refill that the server never needed).
 //! - **Quota.** After `insufficient_quota` the provider is tripped: nothing
 //!   more is sent to it.
 //!
 //! It does no I/O and keeps no clock: time comes in as [`Instant`]s, the
 //! jitter as a number, so that tests are exact.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -33,6 +39,12 @@ use crate::headers::{RateLimitInfo, Window};
 
 /// The longest pause a 429 without any hint can cause.
 const MAX_UNHINTED_PAUSE: Duration = Duration::from_secs(60);
+
+/// How much of a request (or token) the level read from a response's
+/// headers is lowered by: what it moved between the server's count and the
+/// response, and the rounding of `reset`, so that pacing does not send a
+/// request a moment before the server has room for it.
+const PACING_MARGIN: f64 = 0.1;
 
 /// The most of a pause the jitter adds, as a fraction of it.
 pub const MAX_JITTER: f64 = 0.2;
@@ -56,6 +68,9 @@ struct Mirror {
     per_second: f64,
     level: f64,
     at: Instant,
+    /// The request whose response's headers set this mirror: requests
+    /// started after it are spent in it, those before are not.
+    basis: Option<u64>,
 }
 
 impl Mirror {
@@ -85,18 +100,57 @@ impl Mirror {
         self.level -= cost;
     }
 
-    /// Resets the model from a response's headers. `spent_since` is what
-    /// was sent after the request the response answers (the server had not
-    /// counted it yet), `since` how long ago that request was sent.
-    fn correct(window: &Window, spent_since: f64, since: Duration, now: Instant) -> Option<Self> {
-        let per_second = window.rate()?;
+    /// Gives back what request `seq` was spent, when the server refused it
+    /// and this mirror counted it.
+    fn refund(&mut self, seq: u64, cost: f64) {
+        if self.basis.is_none_or(|basis| seq > basis) {
+            self.level = (self.level + cost).min(self.capacity);
+        }
+    }
+
+    /// Resets the model from the headers of the response to request `seq`.
+    /// `spent_since` is what was sent after it and not refused (the server
+    /// had not counted it yet), `since` how long ago it was sent.
+    ///
+    /// `remaining` is a whole number, rounded down: read alone it makes
+    /// every request wait for half a request's refill on average. `reset`
+    /// is finer, so the level is read from it (what is missing refills at
+    /// the window's rate within `reset`), kept inside what `remaining`
+    /// allows. The rate each response implies is too high by up to what
+    /// the rounding hid, so the lowest seen is kept unless a response
+    /// shows the rate truly changed. A full window implies no rate: the
+    /// last one known is kept.
+    fn correct(
+        window: &Window,
+        previous: Option<&Self>,
+        seq: u64,
+        spent_since: f64,
+        since: Duration,
+        now: Instant,
+    ) -> Option<Self> {
         let capacity = window.limit? as f64;
-        let level = window.remaining? as f64 - spent_since + since.as_secs_f64() * per_second;
+        let remaining = window.remaining? as f64;
+        let known = previous.map(|m| m.per_second);
+        let per_second = match (window.rate(), known, window.reset) {
+            (Some(seen), Some(known), Some(reset))
+                if (seen - known) * reset.as_secs_f64() <= 1.0 =>
+            {
+                seen.min(known)
+            }
+            (Some(seen), _, _) => seen,
+            (None, known, _) => known?,
+        };
+        let level_then = window.reset.map_or(remaining, |reset| {
+            let from_reset = capacity - reset.as_secs_f64() * per_second - PACING_MARGIN;
+            from_reset.clamp(remaining, remaining + 1.0 - PACING_MARGIN)
+        });
+        let level = level_then - spent_since + since.as_secs_f64() * per_second;
         Some(Self {
             capacity,
             per_second,
             level: level.min(capacity),
             at: now,
+            basis: Some(seq),
         })
     }
 }
@@ -118,9 +172,11 @@ pub enum Wait {
 #[must_use = "a started request must be ended with one of the on_* calls"]
 pub struct Ticket {
     sent_at: Instant,
-    /// Requests and tokens sent before this one, to tell later
-    /// headers what the server had not counted yet.
-    requests_before: f64,
+    /// The request's number in sending order, from 0: the requests sent
+    /// before it, to tell its response's headers what the server had not
+    /// counted yet.
+    seq: u64,
+    /// Tokens sent before this request.
     tokens_before: f64,
     tokens: f64,
 }
@@ -130,12 +186,19 @@ pub struct Ticket {
 pub struct LimiterState {
     settings: LimiterSettings,
     limit: f64,
-    in_flight: usize,
     paused_until: Option<Instant>,
     last_decrease: Option<Instant>,
     unhinted_in_a_row: u32,
-    requests_reserved: f64,
+    /// Requests sent so far (the next one's number).
+    sent: u64,
+    /// Tokens sent so far.
     tokens_reserved: f64,
+    /// The requests in flight, by number.
+    open: BTreeSet<u64>,
+    /// Requests refused for rate that a request still in flight was sent
+    /// before: its response's headers did not count them. By number, with
+    /// their tokens.
+    refused: BTreeMap<u64, f64>,
     requests: Option<Mirror>,
     tokens: Option<Mirror>,
     static_requests: Option<Mirror>,
@@ -160,16 +223,18 @@ impl LimiterState {
                 per_second: p / 60.0,
                 level: (p / 60.0).max(1.0),
                 at: now,
+                basis: None,
             })
         };
         Self {
             limit: max as f64,
-            in_flight: 0,
             paused_until: None,
             last_decrease: None,
             unhinted_in_a_row: 0,
-            requests_reserved: 0.0,
+            sent: 0,
             tokens_reserved: 0.0,
+            open: BTreeSet::new(),
+            refused: BTreeMap::new(),
             requests: None,
             tokens: None,
             static_requests: pace(settings.rpm),
@@ -201,7 +266,7 @@ impl LimiterState {
     /// Requests started and not yet ended.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.open.len()
     }
 
     /// Until when new requests wait, if a pause is on at `now`.
@@ -231,7 +296,7 @@ impl LimiterState {
         if let Some(until) = self.paused_until(now) {
             return Err(Wait::Until(until));
         }
-        if self.in_flight >= self.limit() {
+        if self.in_flight() >= self.limit() {
             return Err(Wait::Slot);
         }
         let paced = [
@@ -257,35 +322,70 @@ impl LimiterState {
                 mirror.spend(now, cost);
             }
         }
-        self.in_flight += 1;
         let ticket = Ticket {
             sent_at: now,
-            requests_before: self.requests_reserved,
+            seq: self.sent,
             tokens_before: self.tokens_reserved,
             tokens,
         };
-        self.requests_reserved += 1.0;
+        self.open.insert(self.sent);
+        self.sent += 1;
         self.tokens_reserved += tokens;
         Ok(ticket)
     }
 
-    fn end(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// Ends `ticket`'s request; `refused` when the server refused it for
+    /// rate, which spent nothing of its windows.
+    fn end(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant, refused: bool) {
+        self.open.remove(&ticket.seq);
+        if refused {
+            self.refused.insert(ticket.seq, ticket.tokens);
+            for (mirror, cost) in [(&mut self.requests, 1.0), (&mut self.tokens, ticket.tokens)] {
+                if let Some(mirror) = mirror {
+                    mirror.refund(ticket.seq, cost);
+                }
+            }
+        }
         let since = now.saturating_duration_since(ticket.sent_at);
-        let requests_since = self.requests_reserved - ticket.requests_before - 1.0;
-        let tokens_since = self.tokens_reserved - ticket.tokens_before - ticket.tokens;
-        if let Some(mirror) = Mirror::correct(&info.requests, requests_since, since, now) {
+        let (refused_after, refused_tokens_after) = self
+            .refused
+            .range(ticket.seq + 1..)
+            .fold((0.0, 0.0), |(n, t), (_, tokens)| (n + 1.0, t + tokens));
+        let requests_since = (self.sent - ticket.seq - 1) as f64 - refused_after;
+        let tokens_since =
+            self.tokens_reserved - ticket.tokens_before - ticket.tokens - refused_tokens_after;
+        if let Some(mirror) = Mirror::correct(
+            &info.requests,
+            self.requests.as_ref(),
+            ticket.seq,
+            requests_since,
+            since,
+            now,
+        ) {
             self.requests = Some(mirror);
         }
-        if let Some(mirror) = Mirror::correct(&info.tokens, tokens_since, since, now) {
+        if let Some(mirror) = Mirror::correct(
+            &info.tokens,
+            self.tokens.as_ref(),
+            ticket.seq,
+            tokens_since,
+            since,
+            now,
+        ) {
             self.tokens = Some(mirror);
+        }
+        // Only responses to requests still in flight read the refusals,
+        // and only those sent after them.
+        match self.open.first() {
+            Some(&oldest) => self.refused = self.refused.split_off(&oldest),
+            None => self.refused.clear(),
         }
     }
 
     /// The provider answered: grows the limit when it is in use.
     pub fn on_success(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
-        let in_use = self.in_flight;
-        self.end(ticket, info, now);
+        let in_use = self.in_flight();
+        self.end(ticket, info, now, false);
         self.unhinted_in_a_row = 0;
         let max = self.settings.max_concurrency as f64;
         if (in_use as f64) * 2.0 >= self.limit.floor() {
@@ -304,7 +404,7 @@ impl LimiterState {
         now: Instant,
         jitter: f64,
     ) -> Duration {
-        self.end(ticket, info, now);
+        self.end(ticket, info, now, true);
         if self.last_decrease.is_none_or(|at| ticket.sent_at > at) {
             self.limit = (self.limit.floor() / 2.0).floor().max(1.0);
             self.last_decrease = Some(now);
@@ -330,12 +430,12 @@ impl LimiterState {
     /// The request ended without saying anything about rate (another error,
     /// a stop): only frees its place, and keeps what headers it had.
     pub fn on_other(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant) {
-        self.end(ticket, info, now);
+        self.end(ticket, info, now, false);
     }
 
     /// The provider's quota ran out: nothing more is sent to it.
     pub fn on_quota_exhausted(&mut self, ticket: &Ticket, now: Instant, why: &str) {
-        self.end(ticket, &RateLimitInfo::default(), now);
+        self.end(ticket, &RateLimitInfo::default(), now, false);
         self.tripped.get_or_insert_with(|| why.to_owned());
     }
 }
@@ -510,6 +610,143 @@ mod tests {
         l.on_success(&first, &low, t0);
         let got = starts(&mut l, t0, 4);
         assert!(near(&got, &[0.0, 0.0, 0.1, 0.2]), "{got:?}");
+    }
+
+    /// The server's request window as a response tells it: `remaining` of
+    /// a window of `limit` refilled `limit` a second.
+    fn window(limit: u64, remaining: u64) -> RateLimitInfo {
+        RateLimitInfo {
+            requests: Window {
+                limit: Some(limit),
+                remaining: Some(remaining),
+                reset: Some(secs((limit - remaining) as f64 / limit as f64)),
+            },
+            ..RateLimitInfo::default()
+        }
+    }
+
+    #[test]
+    fn requests_refused_for_rate_spend_nothing_of_the_mirrored_window() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(32), t0);
+        let tickets: Vec<_> = (0..8)
+            .map(|_| l.try_start(t0, 0.0).expect("may start"))
+            .collect();
+        // A server of 10 requests a second that serves 2 at once: it
+        // admits the first two (9 and 8 left) and refuses the other six,
+        // which cost it nothing (8 left), asking for 100 ms.
+        for t in &tickets[2..] {
+            let refused = RateLimitInfo {
+                retry_after: Some(secs(0.1)),
+                ..window(10, 8)
+            };
+            l.on_rate_limited(t, &refused, t0, 0.0);
+        }
+        let later = t0 + secs(0.1);
+        l.on_success(&tickets[0], &window(10, 9), later);
+        l.on_success(&tickets[1], &window(10, 8), later);
+        assert_eq!(l.limit(), 16);
+        // 8 left and 1 refilled: 9 go at once, then one each 100 ms. Had
+        // the refusals been spent, only 3 would have gone at once.
+        let got = starts(&mut l, later, 10);
+        let mut want = vec![0.0; 9];
+        want.push(0.1);
+        assert!(near(&got, &want), "{got:?}");
+    }
+
+    #[test]
+    fn a_refusal_without_headers_gives_back_what_it_was_spent() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(32), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &window(10, 3), t0);
+        let tickets: Vec<_> = (0..3)
+            .map(|_| l.try_start(t0, 0.0).expect("may start"))
+            .collect();
+        assert_eq!(l.try_start(t0, 0.0), Err(Wait::Until(t0 + secs(0.1))));
+        // The server refused them (a concurrency cap) and said nothing of
+        // its window: the three are there again.
+        for t in &tickets {
+            l.on_rate_limited(t, &RateLimitInfo::default(), t0, 0.0);
+        }
+        let resumed = l.paused_until(t0).expect("a 429 pauses");
+        let got = starts(&mut l, resumed, 3);
+        assert!(near(&got, &[0.0, 0.0, 0.0]), "{got:?}");
+    }
+
+    #[test]
+    fn a_full_windows_headers_keep_the_known_rate() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(32), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &window(10, 5), t0);
+        // Later the server says its window is full: 10 go at once, and the
+        // 11th waits for the refill at the rate learnt before.
+        let later = t0 + secs(5.0);
+        let second = l.try_start(later, 0.0).expect("may start");
+        let full = RateLimitInfo {
+            requests: Window {
+                limit: Some(10),
+                remaining: Some(10),
+                reset: Some(Duration::ZERO),
+            },
+            ..RateLimitInfo::default()
+        };
+        l.on_success(&second, &full, later);
+        let got = starts(&mut l, later, 11);
+        let mut want = vec![0.0; 10];
+        want.push(0.1);
+        assert!(near(&got, &want), "{got:?}");
+    }
+
+    #[test]
+    fn the_reset_header_reads_the_window_finer_than_whole_requests() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let answer = |remaining, reset| RateLimitInfo {
+            requests: Window {
+                limit: Some(10),
+                remaining: Some(remaining),
+                reset: Some(secs(reset)),
+            },
+            ..RateLimitInfo::default()
+        };
+        // An empty window that is full again in a second: 10 a second.
+        let first = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &answer(0, 1.0), t0);
+        // Then 2.5 requests' worth left, which `remaining` rounds down to
+        // 2 and `reset` tells (7.5 missing at 10 a second): the third
+        // request goes when half a request has come back, not a whole one
+        // (less the margin).
+        let second = l.try_start(t0 + secs(0.1), 0.0).expect("may start");
+        l.on_success(&second, &answer(2, 0.75), t0 + secs(0.1));
+        let got = starts(&mut l, t0 + secs(0.1), 4);
+        assert!(near(&got, &[0.0, 0.0, 0.06, 0.16]), "{got:?}");
+        // A response that rounds the other way does not raise the rate:
+        // 10.67 a second is what 8 missing of 7.5 would imply.
+        assert!((l.requests.expect("mirrored").per_second - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_rate_that_truly_changed_is_taken_at_once() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let answer = |remaining, reset| RateLimitInfo {
+            requests: Window {
+                limit: Some(100),
+                remaining: Some(remaining),
+                reset: Some(secs(reset)),
+            },
+            ..RateLimitInfo::default()
+        };
+        let first = l.try_start(t0, 0.0).expect("may start");
+        let second = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &answer(0, 10.0), t0);
+        assert!((l.requests.expect("mirrored").per_second - 10.0).abs() < 1e-9);
+        // Now 50 missing come back within a second: 50 a second, which no
+        // rounding of `remaining` explains.
+        l.on_success(&second, &answer(50, 1.0), t0);
+        assert!((l.requests.expect("mirrored").per_second - 50.0).abs() < 1e-9);
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub struct ProviderStats {
     /// Micro-dollars, to add without a lock.
     cost_micro_usd: AtomicU64,
     wait_ms: AtomicU64,
-    /// Each sent request's wait for the limiter, in milliseconds; a run's
+    /// Each sent request's wait for the provider, in milliseconds; a run's
     /// timer is made from all its limiters' samples.
     waits: Mutex<Vec<f32>>,
 }
@@ -233,7 +233,9 @@ pub struct StatsSnapshot {
     pub completion_tokens: u64,
     /// Cost of answered requests, where a price is known.
     pub cost_usd: f64,
-    /// Time requests waited for the limiter, in milliseconds.
+    /// Time requests waited for the provider, in milliseconds: from the
+    /// refusal that deferred the task, or else from the moment the request
+    /// was ready, until it was sent.
     pub rate_limit_wait_ms: u64,
 }
 
@@ -373,8 +375,11 @@ impl ProviderLimiter {
 
     /// Waits until a request may be sent, then starts it: until the
     /// provider is not paused, below its limit, and the paced windows have
-    /// room. `tokens` is what the request may spend
-    /// of the token window.
+    /// room. `tokens` is what the request may spend of the token window.
+    /// `deferred_at` is when the provider last refused this task
+    /// ([`agent33_parallel::TaskContext::deferred_at`]): the request's wait
+    /// for the provider counts from then, the time the task spent waiting
+    /// among the engine's ready tasks included.
     ///
     /// # Errors
     ///
@@ -386,9 +391,10 @@ impl ProviderLimiter {
     pub async fn acquire(
         &self,
         tokens: f64,
+        deferred_at: Option<Instant>,
         token: &CancellationToken,
     ) -> Result<Ticket, AcquireError> {
-        let waited_from = Instant::now();
+        let waited_from = deferred_at.unwrap_or_else(Instant::now);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -399,7 +405,8 @@ impl ProviderLimiter {
             let attempt = self.lock().try_start(now, tokens);
             let until = match attempt {
                 Ok(ticket) => {
-                    self.stats.waited(now - waited_from);
+                    self.stats
+                        .waited(now.saturating_duration_since(waited_from));
                     self.stats.sent();
                     return Ok(ticket);
                 }
@@ -419,8 +426,9 @@ impl ProviderLimiter {
     /// Adds the counters of `limiters` to a run's metrics: the counters
     /// `llm_requests`, `llm_rate_limited`, `llm_prompt_tokens`,
     /// `llm_completion_tokens`, the amount counter `llm_cost_usd` (dollars,
-    /// written among the counters with a fraction) and the timer `rate_limit_wait_ms` (each request's wait for
-    /// its limiter).
+    /// written among the counters with a fraction) and the timer
+    /// `rate_limit_wait_ms` (each request's wait for its provider, see
+    /// [`Self::acquire`]).
     pub fn add_to_metrics<'a>(
         limiters: impl IntoIterator<Item = &'a ProviderLimiter>,
         metrics: &mut Metrics,
@@ -499,5 +507,45 @@ impl ProviderLimiter {
     /// The provider's quota ran out.
     pub fn quota_exhausted(&self, ticket: &Ticket, why: &str) {
         self.update(|s, now| s.on_quota_exhausted(ticket, now, why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max_concurrency: usize, rpm: Option<f64>) -> Arc<ProviderLimiter> {
+        ProviderLimiter::new(
+            "test",
+            LimiterSettings {
+                max_concurrency,
+                rpm,
+                tpm: None,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_the_provider_counts_from_the_refusal_that_deferred_the_task() {
+        let l = limiter(4, None);
+        let token = CancellationToken::new();
+        let t0 = Instant::now();
+        // Refused at t0; the engine held the task 300 ms before running it
+        // again, and it went at once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ticket = l.acquire(0.0, Some(t0), &token).await.expect("may start");
+        l.success(&ticket, &RateLimitInfo::default());
+        assert_eq!(l.stats().snapshot().rate_limit_wait_ms, 300);
+        // Not deferred, and paced inside the agent by a static 60 a minute
+        // (one a second after the first).
+        let l = limiter(4, Some(60.0));
+        let first = l.acquire(0.0, None, &token).await.expect("may start");
+        let second = l.acquire(0.0, None, &token).await.expect("may start");
+        l.success(&first, &RateLimitInfo::default());
+        l.success(&second, &RateLimitInfo::default());
+        assert_eq!(l.stats().snapshot().rate_limit_wait_ms, 1000);
+        let mut metrics = Metrics::default();
+        ProviderLimiter::add_to_metrics([&*l], &mut metrics);
+        assert_eq!(metrics.timer("rate_limit_wait_ms").count, 2);
     }
 }

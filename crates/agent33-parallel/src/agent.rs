@@ -217,6 +217,7 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     pub(crate) seq: u64,
     pub(crate) slot: usize,
+    pub(crate) deferred_at: Option<tokio::time::Instant>,
     pub(crate) grace: Duration,
     pub(crate) shared: Arc<AttemptShared>,
 }
@@ -418,6 +419,15 @@ impl TaskContext {
     #[must_use]
     pub fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// When the task's previous attempt was deferred (refused before doing
+    /// any work, [`AgentError::deferred`]), if it was: the time since then
+    /// is time the task waited for whatever refused it, which an agent may
+    /// count as such (the LLM agent counts it as waiting for its provider).
+    #[must_use]
+    pub fn deferred_at(&self) -> Option<tokio::time::Instant> {
+        self.deferred_at
     }
 
     /// Cancelled when the task must stop (its timeout, fail-fast, the run

@@ -383,6 +383,56 @@ async fn a_deferred_task_waits_out_retry_after_without_a_slot_then_keeps_its_ord
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_attempt_after_a_deferral_knows_when_it_was_deferred() {
+    let t0 = Instant::now();
+    // (attempt, ms from t0 of its `deferred_at`) for every run of the agent.
+    type Seen = Arc<Mutex<Vec<(u32, Option<u64>)>>>;
+    let seen: Seen = Arc::default();
+    let tries = Arc::new(Mutex::new(0u32));
+    let agent = {
+        let (seen, tries) = (Arc::clone(&seen), Arc::clone(&tries));
+        AgentSpec::new(move |ctx: TaskContext| {
+            let (seen, tries) = (Arc::clone(&seen), Arc::clone(&tries));
+            async move {
+                let at = ctx
+                    .deferred_at()
+                    .map(|d| d.duration_since(t0).as_millis() as u64);
+                let n = {
+                    let mut tries = tries.lock().expect("not poisoned");
+                    *tries += 1;
+                    *tries
+                };
+                seen.lock().expect("not poisoned").push((ctx.attempt(), at));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                match n {
+                    // Refused twice, the second time asking for 50 ms, then
+                    // a real failure, then a success.
+                    1 => Err(AgentError::deferred(None)),
+                    2 => Err(AgentError::deferred(Some(Duration::from_millis(50)))),
+                    3 => Err(AgentError::new("failed")),
+                    _ => Ok(()),
+                }
+            }
+        })
+    };
+    let agents = Agents::new().add_spec("llm", agent);
+    let executor = ParallelExecutor::builder()
+        .parallel_limit(1)
+        .retries(1)
+        .retry_backoff(Duration::from_millis(5))
+        .build()
+        .expect("valid settings");
+    let (_, results) = run(executor, vec![AgentTask::new("llm", "a")], &agents).await;
+    assert_eq!(results[0].status, TaskStatus::Success);
+    // Deferred at 10 and at 20 (then 50 ms out); an attempt after a real
+    // failure was not deferred.
+    assert_eq!(
+        *seen.lock().expect("not poisoned"),
+        [(1, None), (1, Some(10)), (1, Some(20)), (2, None)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn twenty_deferrals_fail_the_task() {
     let t0 = Instant::now();
     let starts = Starts::default();

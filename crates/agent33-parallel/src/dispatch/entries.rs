@@ -35,6 +35,9 @@ pub(super) struct Entry {
     pub(super) reruns: u32,
     /// Times an attempt was refused before doing any work.
     pub(super) deferrals: u32,
+    /// When the last attempt was refused before doing any work, until the
+    /// next one starts (for the agent's own wait figures).
+    pub(super) deferred_at: Option<Instant>,
     /// When the task last became ready (for queue-wait figures).
     pub(super) ready_since: Option<Instant>,
     pub(super) first_start: Option<(Instant, Timestamp)>,

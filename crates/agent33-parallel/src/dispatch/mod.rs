@@ -529,6 +529,7 @@ impl Dispatcher {
             lost_in_row: 0,
             reruns: 0,
             deferrals: 0,
+            deferred_at: None,
             ready_since,
             first_start: None,
             last: None,
@@ -575,6 +576,7 @@ impl Dispatcher {
             .started(self.admission.running(), first.then_some(waited));
         let attempt = entry.attempts;
         let entry_timeout = entry.timeout;
+        let entry_deferred_at = entry.deferred_at.take();
         let deadline = entry.timeout.and_then(|t| now.checked_add(t));
         let task = Arc::clone(&entry.task);
         entry.run = Some(InFlight {
@@ -603,6 +605,7 @@ impl Dispatcher {
             attempt,
             seq,
             slot,
+            deferred_at: entry_deferred_at,
             grace: self.s.kill_grace,
             shared: Arc::clone(&shared),
         };
@@ -779,6 +782,7 @@ impl Dispatcher {
             .entries
             .get_mut(key, seq)
             .expect("a deferred task is live");
+        entry.deferred_at = Some(now);
         self.out.emit(Event::TaskDeferred {
             seq,
             id: entry.task.id.clone(),
