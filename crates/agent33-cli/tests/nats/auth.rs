@@ -80,9 +80,20 @@ fn certificates(dir: &Sandbox) {
     ]);
 }
 
+/// A child process killed and reaped when dropped, so that a failed
+/// assertion leaves no server or worker behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `nats-server` on a free port with `args` (its log in `server.err`);
 /// its port.
-fn start_server(binary: &Path, dir: &Sandbox, args: &[&std::ffi::OsStr]) -> (Child, u16) {
+fn start_server(binary: &Path, dir: &Sandbox, args: &[&std::ffi::OsStr]) -> (Reaped, u16) {
     let mut child = Command::new(binary)
         .args(args)
         .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
@@ -100,7 +111,7 @@ fn start_server(binary: &Path, dir: &Sandbox, args: &[&std::ffi::OsStr]) -> (Chi
         let ports: Value = serde_json::from_str(&std::fs::read_to_string(&ports).ok()?).ok()?;
         ports["nats"][0].as_str()?.rsplit(':').next()?.parse().ok()
     });
-    (child, port)
+    (Reaped(child), port)
 }
 
 /// The server binary, or `None` to skip (outside CI only).
@@ -132,7 +143,7 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
         dir.join("server.key"),
         dir.join("store"),
     );
-    let (mut server, port) = start_server(
+    let (_server, port) = start_server(
         &binary,
         &dir,
         &[
@@ -155,14 +166,16 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
     let url = format!("tls://a33:{PASSWORD}@127.0.0.1:{port}");
 
     let worker_err = dir.join("worker.err");
-    let mut worker = agent33(&dir.path())
-        .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
-        .env("SSL_CERT_FILE", &ca)
-        .env("A33_TEST_WORKER", "w1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
-        .spawn()
-        .expect("the worker starts");
+    let mut worker = Reaped(
+        agent33(&dir.path())
+            .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
+            .env("SSL_CERT_FILE", &ca)
+            .env("A33_TEST_WORKER", "w1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
+            .spawn()
+            .expect("the worker starts"),
+    );
     let ready = wait_for("the worker's ready line", HANG, || {
         let text = std::fs::read_to_string(&worker_err).ok()?;
         text.lines()
@@ -214,12 +227,10 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
     );
     assert!(!err.contains(PASSWORD), "{err}");
 
-    signal(worker.id(), rustix::process::Signal::TERM);
+    signal(worker.0.id(), rustix::process::Signal::TERM);
     wait_for("the worker to exit", HANG, || {
-        worker.try_wait().ok().flatten()
+        worker.0.try_wait().ok().flatten()
     });
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// A JWT as NATS signs them: `header.claims.signature`, each part
@@ -308,7 +319,7 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
         ),
     );
     let conf = dir.join("server.conf");
-    let (mut server, port) = start_server(&binary, &dir, &["-c".as_ref(), conf.as_os_str()]);
+    let (_server, port) = start_server(&binary, &dir, &["-c".as_ref(), conf.as_os_str()]);
     let url = format!("nats://127.0.0.1:{port}");
     dir.write("agent33.yaml", MANIFEST);
 
@@ -325,14 +336,16 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
     assert_eq!(output.status.code(), Some(2), "{}", dir.read("server.err"));
 
     let worker_err = dir.join("worker.err");
-    let mut worker = agent33(&dir.path())
-        .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
-        .env("AGENT33_NATS_CREDS", &creds)
-        .env("A33_TEST_WORKER", "w1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
-        .spawn()
-        .expect("the worker starts");
+    let mut worker = Reaped(
+        agent33(&dir.path())
+            .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
+            .env("AGENT33_NATS_CREDS", &creds)
+            .env("A33_TEST_WORKER", "w1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
+            .spawn()
+            .expect("the worker starts"),
+    );
     wait_for("the worker's ready line", HANG, || {
         let text = std::fs::read_to_string(&worker_err).ok()?;
         text.contains("ready: worker w1").then_some(())
@@ -353,10 +366,8 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
     assert_eq!(task["output"], "x on w1\n");
     assert_eq!(task["worker"], "w1");
 
-    signal(worker.id(), rustix::process::Signal::TERM);
+    signal(worker.0.id(), rustix::process::Signal::TERM);
     wait_for("the worker to exit", HANG, || {
-        worker.try_wait().ok().flatten()
+        worker.0.try_wait().ok().flatten()
     });
-    let _ = server.kill();
-    let _ = server.wait();
 }
