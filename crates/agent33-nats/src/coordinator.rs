@@ -27,6 +27,11 @@ use crate::wire::{self, Answer, Claim, Control, Execution, Hello, Outcome, Repor
 
 /// How often workers hear that the coordinator is alive.
 const ALIVE_EVERY: Duration = Duration::from_secs(3);
+/// How long a live coordinator takes at most to answer "are you there?"
+/// (a dead one's absence is told by the server at once: no responders).
+const ALIVE_ANSWER: Duration = Duration::from_secs(2);
+/// How long reading the run announcements may wait for the next one.
+const ANNOUNCEMENT_WAIT: Duration = Duration::from_secs(2);
 
 /// What a distributed run needs to know besides its tasks.
 #[derive(Clone, Debug)]
@@ -46,6 +51,9 @@ pub struct CoordinatorOptions {
     pub kill_grace: Duration,
     /// Bytes of each stream a worker keeps.
     pub output_limit_bytes: usize,
+    /// Identifies the run's journal (see [`RunInfo::journal`]): an
+    /// earlier run of it whose coordinator is gone is ended at the start.
+    pub journal: Option<String>,
 }
 
 /// One distributed run: its announcement, its consumer, and the requests
@@ -55,6 +63,7 @@ pub struct Coordinator {
     hub: Arc<Hub>,
     accepted: watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    ended: Vec<String>,
 }
 
 /// The state requests and agents share.
@@ -116,6 +125,10 @@ impl Coordinator {
     /// be made.
     pub async fn start(conn: Connection, options: CoordinatorOptions) -> Result<Self, Error> {
         let run = new_run_id();
+        let ended = match &options.journal {
+            Some(journal) => end_dead_runs_of(&conn, journal).await?,
+            None => Vec::new(),
+        };
         let hub = Arc::new(Hub {
             conn: conn.clone(),
             run: run.clone(),
@@ -156,7 +169,17 @@ impl Coordinator {
             hub,
             accepted,
             tasks,
+            ended,
         })
+    }
+
+    /// The earlier runs of this run's journal that [`Self::start`] ended
+    /// on the workers, their coordinators being gone (a `--resume` after
+    /// the coordinator died): their queued messages were removed and
+    /// their running executions stopped, so that they hold no slot.
+    #[must_use]
+    pub fn ended_runs(&self) -> &[String] {
+        &self.ended
     }
 
     /// The run's id.
@@ -195,17 +218,7 @@ impl Coordinator {
     /// Ends the run: workers stop everything of it and take nothing more;
     /// its queued messages and consumer are removed.
     pub async fn finish(&self) {
-        let hub = &self.hub;
-        let _ = hub.control(&Control::Stop).await;
-        let _ = hub.announce(true).await;
-        if let Ok(stream) = hub.conn.js.get_stream(wire::TASKS_STREAM).await {
-            let _ = stream
-                .purge()
-                .filter(wire::run_tasks_filter(&hub.run))
-                .await;
-            let _ = stream.delete_consumer(&wire::consumer_name(&hub.run)).await;
-        }
-        let _ = hub.conn.client.flush().await;
+        let _ = end_run(&self.hub.conn, &self.hub.run_info(true)).await;
         for task in &self.tasks {
             task.abort();
         }
@@ -226,37 +239,24 @@ impl Hub {
         self.attempts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn announce(&self, done: bool) -> Result<(), Error> {
-        let info = RunInfo {
+    fn run_info(&self, done: bool) -> RunInfo {
+        RunInfo {
             run: self.run.clone(),
             done,
             manifest_digest: self.options.manifest_digest.clone(),
             adhoc: self.options.adhoc.clone(),
             adhoc_shell: self.options.adhoc_shell,
             lease_ms: millis(self.options.lease),
-        };
-        self.conn
-            .js
-            .publish(wire::run_subject(&self.run), wire::encode(&info))
-            .await
-            .map_err(|e| Error::js("announce the run", e))?
-            .await
-            .map_err(|e| Error::js("announce the run", e))?;
-        Ok(())
+            journal: self.options.journal.clone(),
+        }
+    }
+
+    async fn announce(&self, done: bool) -> Result<(), Error> {
+        announce(&self.conn, &self.run_info(done)).await
     }
 
     async fn control(&self, control: &Control) -> Result<(), Error> {
-        self.conn
-            .client
-            .publish(wire::control_subject(&self.run), wire::encode(control))
-            .await
-            .map_err(|e| Error::js("publish a control message", e))?;
-        // Sent now, not with the next batch: a cancel is latency-bound.
-        self.conn
-            .client
-            .flush()
-            .await
-            .map_err(|e| Error::js("flush a control message", e))
+        control_run(&self.conn, &self.run, control).await
     }
 
     /// Removes the message of task `seq` from the work queue, if still there.
@@ -310,6 +310,8 @@ impl Hub {
                     .ok()
                     .map(|(execution, _worker)| self.hand_back(&execution)),
                 "result" => Some(self.result_part(&message)),
+                // A later run of the same journal asks before ending ours.
+                "alive" => Some(Answer::Go { executions: 0 }),
                 _ => None,
             };
             if let (Some(answer), Some(reply)) = (answer, message.reply) {
@@ -433,6 +435,123 @@ impl Hub {
         }
         answer
     }
+}
+
+/// Publishes a run's announcement and waits for the server to keep it.
+async fn announce(conn: &Connection, info: &RunInfo) -> Result<(), Error> {
+    conn.js
+        .publish(wire::run_subject(&info.run), wire::encode(info))
+        .await
+        .map_err(|e| Error::js("announce the run", e))?
+        .await
+        .map_err(|e| Error::js("announce the run", e))?;
+    Ok(())
+}
+
+async fn control_run(conn: &Connection, run: &str, control: &Control) -> Result<(), Error> {
+    conn.client
+        .publish(wire::control_subject(run), wire::encode(control))
+        .await
+        .map_err(|e| Error::js("publish a control message", e))?;
+    // Sent now, not with the next batch: a cancel is latency-bound.
+    conn.client
+        .flush()
+        .await
+        .map_err(|e| Error::js("flush a control message", e))
+}
+
+/// Ends a run on the workers: they stop everything of it and take nothing
+/// more (told at once, and by its announcement for those that were not
+/// listening); its queued messages and its consumer are removed, which
+/// frees the server-side slots they held.
+async fn end_run(conn: &Connection, info: &RunInfo) -> Result<(), Error> {
+    let _ = control_run(conn, &info.run, &Control::Stop).await;
+    let announced = announce(
+        conn,
+        &RunInfo {
+            done: true,
+            ..info.clone()
+        },
+    )
+    .await;
+    if let Ok(stream) = conn.js.get_stream(wire::TASKS_STREAM).await {
+        let _ = stream
+            .purge()
+            .filter(wire::run_tasks_filter(&info.run))
+            .await;
+        let _ = stream
+            .delete_consumer(&wire::consumer_name(&info.run))
+            .await;
+    }
+    let _ = conn.client.flush().await;
+    announced
+}
+
+/// Ends the runs of `journal` that are announced as running but whose
+/// coordinator is gone (killed before it could end them), and returns
+/// their ids. A coordinator that still answers is left alone.
+async fn end_dead_runs_of(conn: &Connection, journal: &str) -> Result<Vec<String>, Error> {
+    let mut ended = Vec::new();
+    for info in running_runs(conn).await? {
+        if info.journal.as_deref() != Some(journal) || coordinator_answers(conn, &info.run).await {
+            continue;
+        }
+        end_run(conn, &info).await?;
+        ended.push(info.run);
+    }
+    Ok(ended)
+}
+
+/// The runs announced and not ended, read from the run stream (the last
+/// announcement of each run).
+async fn running_runs(conn: &Connection) -> Result<Vec<RunInfo>, Error> {
+    let what = || format!("read the runs in stream {}", wire::RUNS_STREAM);
+    let mut stream = conn
+        .js
+        .get_stream(wire::RUNS_STREAM)
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let held = stream.info().await.map_err(|e| Error::js(what(), e))?;
+    if held.state.messages == 0 {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "a33.run.>".to_owned(),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..consumer::pull::OrderedConfig::default()
+        })
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let mut running = Vec::new();
+    // Each message says how many follow it; a silent stream (none left,
+    // or a server going away) ends the read after a bound.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(ANNOUNCEMENT_WAIT, messages.next()).await
+    {
+        if let Ok(info) = wire::decode::<RunInfo>(&message.subject, &message.payload)
+            && !info.done
+        {
+            running.push(info);
+        }
+        if message.info().map_or(true, |i| i.pending == 0) {
+            break;
+        }
+    }
+    Ok(running)
+}
+
+/// Whether a run's coordinator answers. The server says "no responders"
+/// at once when nobody listens on its subjects, so a dead coordinator
+/// costs no wait.
+async fn coordinator_answers(conn: &Connection, run: &str) -> bool {
+    let asked = conn
+        .client
+        .request(wire::coordinator_subject(run, "alive"), bytes::Bytes::new());
+    matches!(tokio::time::timeout(ALIVE_ANSWER, asked).await, Ok(Ok(_)))
 }
 
 fn parse_execution(text: &str) -> Option<Execution> {

@@ -680,6 +680,7 @@ mod tests {
             adhoc: adhoc.map(str::to_owned),
             adhoc_shell: false,
             lease_ms: 30_000,
+            journal: None,
         }
     }
 
