@@ -309,7 +309,25 @@ impl Hub {
                 "back" => wire::decode::<(Execution, String)>(&message.subject, &message.payload)
                     .ok()
                     .map(|(execution, _worker)| self.hand_back(&execution)),
-                "result" => Some(self.result_part(&message)),
+                "result" => {
+                    let (answer, taken) = self.result_part(&message);
+                    if let Some(taken) = taken {
+                        // Acknowledged first, on this connection: the run's
+                        // next message, published once the engine hears of
+                        // this result, then finds the server's count of
+                        // unacknowledged messages (the backstop limit)
+                        // already lowered, and the worker need not ack.
+                        if let Some(ack) = taken.ack {
+                            let _ = self
+                                .conn
+                                .client
+                                .publish(ack, bytes::Bytes::from_static(b"+ACK"))
+                                .await;
+                        }
+                        let _ = taken.reply.send(Settled::Report(taken.report));
+                    }
+                    Some(answer)
+                }
                 // A later run of the same journal asks before ending ours.
                 "alive" => Some(Answer::Go { executions: 0 }),
                 _ => None,
@@ -396,45 +414,55 @@ impl Hub {
         answer
     }
 
-    /// One part of a result; the last one settles the attempt.
-    fn result_part(&self, message: &async_nats::Message) -> Answer {
-        let Some(execution) = message
-            .headers
-            .as_ref()
+    /// One part of a result. The last one of the attempt's current
+    /// execution is taken: returned with the attempt's reply, for the
+    /// caller to send once it acknowledged the message.
+    fn result_part(&self, message: &async_nats::Message) -> (Answer, Option<Taken>) {
+        let headers = message.headers.as_ref();
+        let Some(execution) = headers
             .and_then(|h| h.get(parts::EXECUTION))
             .and_then(|v| parse_execution(v.as_str()))
         else {
-            return Answer::Fenced { over: true };
+            return (Answer::Fenced { over: true }, None);
         };
-        let more = message
-            .headers
-            .as_ref()
-            .is_some_and(|h| h.get(parts::MORE).is_some());
+        let more = headers.is_some_and(|h| h.get(parts::MORE).is_some());
         let mut state = self.state();
         let answer = Self::owns(&state, &execution);
         if !matches!(answer, Answer::Go { .. }) {
             state.partial.remove(&execution);
-            return answer;
+            return (answer, None);
         }
         let mut body = state.partial.remove(&execution).unwrap_or_default();
         body.extend_from_slice(&message.payload);
         if more {
             state.partial.insert(execution, body);
-            return answer;
+            return (answer, None);
         }
         let Ok(report) = wire::decode::<Report>(&message.subject, &body) else {
-            return Answer::Fenced { over: false };
+            return (Answer::Fenced { over: false }, None);
         };
         let entry = state
             .waiting
             .get_mut(&(execution.seq, execution.attempt))
             .expect("owns() found the attempt waiting");
         entry.current = None;
-        if let Some(reply) = entry.reply.take() {
-            let _ = reply.send(Settled::Report(report));
-        }
-        answer
+        let taken = entry.reply.take().map(|reply| Taken {
+            reply,
+            report,
+            ack: headers
+                .and_then(|h| h.get(parts::ACK))
+                .map(|v| v.as_str().to_owned()),
+        });
+        (answer, taken)
     }
+}
+
+/// A result taken as its attempt's outcome.
+struct Taken {
+    reply: oneshot::Sender<Settled>,
+    report: Report,
+    /// Where to acknowledge the task message.
+    ack: Option<String>,
 }
 
 /// Publishes a run's announcement and waits for the server to keep it.

@@ -3,12 +3,13 @@
 //! agents it was given (the same command agent and the same timeout,
 //! grace, capture and error wording as a local run).
 //!
-//! Each delivery is claimed from the coordinator before it runs,
-//! heartbeated every lease/3 (to the server, which then keeps it, and to
-//! the coordinator, which may answer that the execution is fenced), and
-//! its result handed in by request before the message is acknowledged.
+//! Each delivery is claimed from the coordinator (a first delivery while it
+//! starts, a redelivery before), heartbeated every lease/3 (to the server,
+//! which then keeps it, and to the coordinator, which may answer that the
+//! execution is fenced), and its result handed in by request; the
+//! coordinator acknowledges the message once it took the result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,12 +17,12 @@ use agent33_parallel::{
     Agent, AgentError, AgentResult, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor,
     RunControl, Settings, TaskContext, TaskResult, TaskStatus,
 };
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
+use async_nats::{HeaderMap, StatusCode};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,9 +49,9 @@ pub type AgentMap = HashMap<String, Arc<dyn Agent>>;
 /// is alive every 3 s), the worker takes nothing more of that run: with the
 /// 1 s check, within 13 s of its death (PRODUCT-distributed.md: 15 s).
 const COORDINATOR_SILENCE: Duration = Duration::from_secs(12);
-/// Most messages fetched in one pull.
+/// Most messages asked for in one pull request.
 const MOST_PER_FETCH: usize = 16;
-/// How long one pull waits for a message.
+/// How long one pull request waits for messages.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
 /// What a worker is and may run.
@@ -116,6 +117,8 @@ struct RunSide {
     agents: AgentMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
+    /// Attempts the coordinator cancelled.
+    cancelled: Cancelled,
     /// Take nothing more of this run, and stop asking its coordinator
     /// (it is done, or gone).
     over: CancellationToken,
@@ -203,6 +206,7 @@ impl Worker {
                 beat_every: lease / 3,
                 agents,
                 running: Mutex::new(HashMap::new()),
+                cancelled: Cancelled::default(),
                 over: CancellationToken::new(),
                 stop: stop.clone(),
                 say: Arc::clone(&say),
@@ -300,6 +304,9 @@ impl RunSide {
                     last_word = Instant::now();
                     match wire::decode::<Control>(&message.subject, &message.payload) {
                         Ok(Control::Cancel { seq, attempt }) => {
+                            // Noted first: a delivery registering meanwhile
+                            // then sees the note or is found below.
+                            self.cancelled.note((seq, attempt));
                             if let Some(c) = self.running().get(&(seq, attempt)) {
                                 c.interrupt_by(Interrupt::new("cancelled by the run"));
                             }
@@ -356,57 +363,81 @@ impl RunSide {
                 }
             }
         };
+        // One subscription for the run's whole life, and a pull request
+        // per group of slots that freed up: a fetch each time would
+        // subscribe and unsubscribe for every task.
+        let inbox = self.conn.client.new_inbox();
+        let Ok(mut deliveries) = self.conn.client.subscribe(inbox.clone()).await else {
+            return;
+        };
+        let mut asked = Asked::default();
+        let mut sweep = tokio::time::interval(PULL_WAIT);
         loop {
-            let first = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the slots semaphore is never closed"),
-                () = self.stop.drain.cancelled() => return,
-                () = self.over.cancelled() => return,
-            };
-            let mut permits = vec![first];
-            while permits.len() < MOST_PER_FETCH {
-                match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
+            let stopping = self.stop.draining() || self.over.is_cancelled();
+            if stopping && asked.is_empty() {
+                return;
             }
-            let batch = consumer
-                .fetch()
-                .max_messages(permits.len())
-                .expires(PULL_WAIT)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(_) => {
-                    drop(permits);
-                    if self.wait_or_end(Duration::from_millis(500)).await {
-                        return;
+            tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned(), if !stopping => {
+                    let mut permits = vec![permit.expect("the slots semaphore is never closed")];
+                    while permits.len() < MOST_PER_FETCH {
+                        match Arc::clone(&slots).try_acquire_owned() {
+                            Ok(permit) => permits.push(permit),
+                            Err(_) => break,
+                        }
                     }
-                    continue;
+                    let request = consumer::pull::BatchConfig {
+                        batch: permits.len(),
+                        expires: Some(PULL_WAIT),
+                        ..consumer::pull::BatchConfig::default()
+                    };
+                    if consumer.request_batch(request, inbox.clone().into()).await.is_err() {
+                        drop(permits);
+                        if self.wait_or_end(Duration::from_millis(500)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    asked.push(permits);
                 }
-            };
-            loop {
-                // A pull on a consumer deleted meanwhile (its run ended)
-                // may never be answered: the run's end or a drain stops
-                // the wait, and so does a bound past the pull's own expiry.
-                let next = tokio::select! {
-                    next = tokio::time::timeout(PULL_WAIT * 2, batch.next()) => next,
-                    () = self.stop.drain.cancelled() => break,
-                    () = self.over.cancelled() => break,
-                };
-                let Ok(Some(Ok(message))) = next else { break };
-                if self.stop.draining() || self.over.is_cancelled() {
-                    // Taken as the stop came: back at once, never run.
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                    continue;
+                delivery = deliveries.next() => {
+                    let Some(delivery) = delivery else { return };
+                    match delivery.status {
+                        None | Some(StatusCode::OK) => {
+                            let message = jetstream::Message {
+                                message: delivery,
+                                context: self.conn.js.clone(),
+                            };
+                            let permit = asked.take();
+                            match permit {
+                                Some(permit) if !stopping => {
+                                    let side = Arc::clone(&self);
+                                    let say = Arc::clone(&say);
+                                    tracker.spawn(async move {
+                                        side.execute(message, permit, &*say).await;
+                                    });
+                                }
+                                // Taken as the stop came, or for a request
+                                // given up on: back at once, never run.
+                                _ => {
+                                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                                }
+                            }
+                        }
+                        Some(StatusCode::IDLE_HEARTBEAT) => {}
+                        // Expired (408), ended by the server (409: the
+                        // consumer was deleted, …): the oldest request is
+                        // over, its unfilled slots free again.
+                        Some(_) => asked.expire_oldest(),
+                    }
                 }
-                let permit = permits.pop().expect("a fetch never brings more than asked");
-                let side = Arc::clone(&self);
-                let say = Arc::clone(&say);
-                tracker.spawn(async move {
-                    side.execute(message, &*say).await;
-                    drop(permit);
-                });
+                _ = sweep.tick() => {
+                    // A request the server forgot (it restarted) never says
+                    // it expired.
+                    asked.forget_older_than(PULL_WAIT * 3);
+                }
+                () = self.stop.drain.cancelled(), if !stopping => {}
+                () = self.over.cancelled(), if !stopping => {}
             }
         }
     }
@@ -465,8 +496,22 @@ impl RunSide {
         }
     }
 
-    /// Claims, runs and reports one delivery.
-    async fn execute(&self, message: jetstream::Message, say: &(dyn Fn(String) + Send + Sync)) {
+    /// Claims, runs and reports one delivery; `slot` is freed as soon as
+    /// its process has ended (handing the result in needs no slot).
+    ///
+    /// A first delivery starts while its claim is on its way: it cannot be
+    /// stale (a redelivery has a higher count, and is claimed before it
+    /// starts), and an attempt already cancelled is known here from the
+    /// run's cancel, which comes before the coordinator removes the
+    /// message. Should the claim be refused all the same, the execution is
+    /// killed and its result dropped, as a fenced one is. The result is
+    /// handed in only once the claim was accepted.
+    async fn execute(
+        &self,
+        message: jetstream::Message,
+        slot: OwnedSemaphorePermit,
+        say: &(dyn Fn(String) + Send + Sync),
+    ) {
         let Ok(delivered) = message
             .info()
             .map(|i| u64::try_from(i.delivered).unwrap_or(1))
@@ -478,6 +523,7 @@ impl RunSide {
             let _ = message.ack_with(AckKind::Term).await;
             return;
         };
+        let key = (task.seq, task.attempt);
         let execution = Execution {
             seq: task.seq,
             attempt: task.attempt,
@@ -489,20 +535,24 @@ impl RunSide {
             delivered,
             worker: self.worker.clone(),
         };
-        // Registered before the claim: a cancel that comes as the claim is
-        // answered must find it.
+        // Registered before the claim and before looking for an earlier
+        // cancel: a cancel that comes meanwhile finds it (the control
+        // handler records a cancel before it looks for the execution).
         let control = RunControl::new();
-        self.running()
-            .insert((task.seq, task.attempt), control.clone());
-        match self.ask("claim", &claim).await {
-            Some(Answer::Go { .. }) => {}
-            answer => {
-                self.running().remove(&(task.seq, task.attempt));
+        self.running().insert(key, control.clone());
+        let claimed = self.ask("claim", &claim);
+        tokio::pin!(claimed);
+        let mut claim: Option<Option<Answer>> = None;
+        if delivered > 1 || self.cancelled.seen(key) || self.over.is_cancelled() {
+            let answer = (&mut claimed).await;
+            if !matches!(answer, Some(Answer::Go { .. })) {
+                self.running().remove(&key);
                 if answer == Some(Answer::Fenced { over: true }) {
                     let _ = message.double_ack().await;
                 }
                 return;
             }
+            claim = Some(answer);
         }
         // Attempt N runs as the one-task run's Nth, so that the command
         // sees AGENT33_ATTEMPT=N (lost executions count): the earlier ones
@@ -543,6 +593,17 @@ impl RunSide {
         let results = loop {
             tokio::select! {
                 results = &mut results => break results,
+                answer = &mut claimed, if claim.is_none() => {
+                    if !matches!(answer, Some(Answer::Go { .. })) {
+                        say(format!(
+                            "agent-33 worker: {}: claim refused (attempt {} is over or owned elsewhere); killing it",
+                            task.id, task.attempt
+                        ));
+                        fenced = true;
+                        control.kill_by(Interrupt::new("claim refused"));
+                    }
+                    claim = Some(answer);
+                }
                 _ = beat.tick(), if !fenced && !handed_back => {
                     let _ = message.ack_with(AckKind::Progress).await;
                     if let Some(Answer::Fenced { .. }) = self.ask("beat", &execution).await {
@@ -561,14 +622,24 @@ impl RunSide {
                 }
             }
         };
-        self.running().remove(&(task.seq, task.attempt));
+        self.running().remove(&key);
+        drop(slot);
+        let claim = match claim {
+            Some(answer) => answer,
+            None => claimed.await,
+        };
         if handed_back {
             // The coordinator runs the task again as a new attempt.
             let _ = message.ack().await;
             return;
         }
-        if fenced {
-            return;
+        match claim {
+            Some(Answer::Go { .. }) if !fenced => {}
+            Some(Answer::Fenced { over: true }) => {
+                let _ = message.ack().await;
+                return;
+            }
+            _ => return,
         }
         let Some(result) = one_result(results) else {
             return;
@@ -582,6 +653,12 @@ impl RunSide {
             headers.insert(parts::EXECUTION, execution_header(&execution).as_str());
             if i < last {
                 headers.insert(parts::MORE, "1");
+            } else if let Some(ack) = &message.reply {
+                // The coordinator acknowledges the message once it took
+                // the result: the result never rides on an ack, and an ack
+                // lost on the way gets the redelivery answered "over" and
+                // acknowledged then.
+                headers.insert(parts::ACK, ack.as_str());
             }
             match self.ask_raw("result", Some(headers), piece).await {
                 Some(Answer::Go { .. }) => {}
@@ -595,10 +672,84 @@ impl RunSide {
                 None => return,
             }
         }
-        // The result is in: only now is the message removed. Not waiting
-        // for the server's word: should this ack be lost, the redelivery's
-        // claim is answered "over" and acknowledged then.
-        let _ = message.ack().await;
+    }
+}
+
+/// The pull requests a worker has out, oldest first, each holding the
+/// slots it asked for: a message delivered takes one of the oldest
+/// request's (the server serves a consumer's requests in order), and an
+/// expired request gives back those it did not fill.
+#[derive(Default)]
+struct Asked {
+    requests: VecDeque<(Instant, Vec<OwnedSemaphorePermit>)>,
+}
+
+impl Asked {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    fn push(&mut self, permits: Vec<OwnedSemaphorePermit>) {
+        self.requests.push_back((Instant::now(), permits));
+    }
+
+    /// The slot for a delivered message; `None` if no request is out
+    /// (one given up on was answered after all).
+    fn take(&mut self) -> Option<OwnedSemaphorePermit> {
+        let (_, permits) = self.requests.front_mut()?;
+        let permit = permits.pop();
+        if permits.is_empty() {
+            self.requests.pop_front();
+        }
+        permit
+    }
+
+    fn expire_oldest(&mut self) {
+        self.requests.pop_front();
+    }
+
+    fn forget_older_than(&mut self, age: Duration) {
+        while self
+            .requests
+            .front()
+            .is_some_and(|(asked, _)| asked.elapsed() > age)
+        {
+            self.requests.pop_front();
+        }
+    }
+}
+
+/// An attempt: its task's position and its number.
+type AttemptKey = (u64, u32);
+
+/// The attempts a run's coordinator cancelled lately, remembered so that a
+/// delivery of one arriving after its cancel does not start. Bounded: an
+/// attempt cancelled before any worker took it never shows up.
+#[derive(Default)]
+struct Cancelled {
+    recent: Mutex<(HashSet<AttemptKey>, VecDeque<AttemptKey>)>,
+}
+
+impl Cancelled {
+    /// How many are remembered (far more than attempts in flight).
+    const KEPT: usize = 4096;
+
+    fn note(&self, key: (u64, u32)) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *recent;
+        if set.insert(key) {
+            order.push_back(key);
+            if order.len() > Self::KEPT
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+
+    fn seen(&self, key: (u64, u32)) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.0.contains(&key)
     }
 }
 
@@ -682,6 +833,45 @@ mod tests {
             lease_ms: 30_000,
             journal: None,
         }
+    }
+
+    #[test]
+    fn a_delivery_takes_a_slot_of_the_oldest_request_and_an_expiry_frees_the_rest() {
+        let slots = Arc::new(Semaphore::new(4));
+        let permits = |n: usize| -> Vec<OwnedSemaphorePermit> {
+            (0..n)
+                .map(|_| Arc::clone(&slots).try_acquire_owned().expect("a free slot"))
+                .collect()
+        };
+        let mut asked = Asked::default();
+        asked.push(permits(2));
+        asked.push(permits(1));
+        assert_eq!(slots.available_permits(), 1);
+        let running = asked.take().expect("the first request's slot");
+        // The first request, filled halfway, expires: its other slot frees.
+        asked.expire_oldest();
+        assert_eq!(slots.available_permits(), 2);
+        let second = asked.take().expect("the second request's slot");
+        assert!(asked.is_empty());
+        assert!(
+            asked.take().is_none(),
+            "a delivery nobody asked for has no slot"
+        );
+        drop((running, second));
+        assert_eq!(slots.available_permits(), 4);
+    }
+
+    #[test]
+    fn cancels_are_remembered_within_a_bound() {
+        let cancelled = Cancelled::default();
+        cancelled.note((1, 1));
+        assert!(cancelled.seen((1, 1)));
+        assert!(!cancelled.seen((1, 2)));
+        for seq in 2..=Cancelled::KEPT as u64 + 1 {
+            cancelled.note((seq, 1));
+        }
+        assert!(!cancelled.seen((1, 1)), "the oldest was let go");
+        assert!(cancelled.seen((Cancelled::KEPT as u64 + 1, 1)));
     }
 
     #[test]
