@@ -3,13 +3,13 @@
 //! agents it was given (the same command agent and the same timeout,
 //! grace, capture and error wording as a local run).
 //!
-//! Each delivery is claimed from the coordinator (a first delivery while it
-//! starts, a redelivery before), heartbeated every lease/3 (to the server,
+//! Each delivery is claimed from the coordinator before it runs,
+//! heartbeated every lease/3 (to the server,
 //! which then keeps it, and to the coordinator, which may answer that the
 //! execution is fenced), and its result handed in by request; the
 //! coordinator acknowledges the message once it took the result.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,8 +117,6 @@ struct RunSide {
     agents: AgentMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
-    /// Attempts the coordinator cancelled.
-    cancelled: Cancelled,
     /// Take nothing more of this run, and stop asking its coordinator
     /// (it is done, or gone).
     over: CancellationToken,
@@ -206,7 +204,6 @@ impl Worker {
                 beat_every: lease / 3,
                 agents,
                 running: Mutex::new(HashMap::new()),
-                cancelled: Cancelled::default(),
                 over: CancellationToken::new(),
                 stop: stop.clone(),
                 say: Arc::clone(&say),
@@ -304,9 +301,6 @@ impl RunSide {
                     last_word = Instant::now();
                     match wire::decode::<Control>(&message.subject, &message.payload) {
                         Ok(Control::Cancel { seq, attempt }) => {
-                            // Noted first: a delivery registering meanwhile
-                            // then sees the note or is found below.
-                            self.cancelled.note((seq, attempt));
                             if let Some(c) = self.running().get(&(seq, attempt)) {
                                 c.interrupt_by(Interrupt::new("cancelled by the run"));
                             }
@@ -499,13 +493,9 @@ impl RunSide {
     /// Claims, runs and reports one delivery; `slot` is freed as soon as
     /// its process has ended (handing the result in needs no slot).
     ///
-    /// A first delivery starts while its claim is on its way: it cannot be
-    /// stale (a redelivery has a higher count, and is claimed before it
-    /// starts), and an attempt already cancelled is known here from the
-    /// run's cancel, which comes before the coordinator removes the
-    /// message. Should the claim be refused all the same, the execution is
-    /// killed and its result dropped, as a fenced one is. The result is
-    /// handed in only once the claim was accepted.
+    /// Nothing starts before the coordinator accepted the claim: an
+    /// execution it never heard of could not be counted, should its worker
+    /// die, and a cancelled attempt must not start.
     async fn execute(
         &self,
         message: jetstream::Message,
@@ -535,24 +525,19 @@ impl RunSide {
             delivered,
             worker: self.worker.clone(),
         };
-        // Registered before the claim and before looking for an earlier
-        // cancel: a cancel that comes meanwhile finds it (the control
-        // handler records a cancel before it looks for the execution).
+        // Registered before the claim: a cancel that comes as the claim is
+        // answered must find it.
         let control = RunControl::new();
         self.running().insert(key, control.clone());
-        let claimed = self.ask("claim", &claim);
-        tokio::pin!(claimed);
-        let mut claim: Option<Option<Answer>> = None;
-        if delivered > 1 || self.cancelled.seen(key) || self.over.is_cancelled() {
-            let answer = (&mut claimed).await;
-            if !matches!(answer, Some(Answer::Go { .. })) {
+        match self.ask("claim", &claim).await {
+            Some(Answer::Go { .. }) => {}
+            answer => {
                 self.running().remove(&key);
                 if answer == Some(Answer::Fenced { over: true }) {
                     let _ = message.double_ack().await;
                 }
                 return;
             }
-            claim = Some(answer);
         }
         // Attempt N runs as the one-task run's Nth, so that the command
         // sees AGENT33_ATTEMPT=N (lost executions count): the earlier ones
@@ -593,17 +578,6 @@ impl RunSide {
         let results = loop {
             tokio::select! {
                 results = &mut results => break results,
-                answer = &mut claimed, if claim.is_none() => {
-                    if !matches!(answer, Some(Answer::Go { .. })) {
-                        say(format!(
-                            "agent-33 worker: {}: claim refused (attempt {} is over or owned elsewhere); killing it",
-                            task.id, task.attempt
-                        ));
-                        fenced = true;
-                        control.kill_by(Interrupt::new("claim refused"));
-                    }
-                    claim = Some(answer);
-                }
                 _ = beat.tick(), if !fenced && !handed_back => {
                     let _ = message.ack_with(AckKind::Progress).await;
                     if let Some(Answer::Fenced { .. }) = self.ask("beat", &execution).await {
@@ -624,22 +598,13 @@ impl RunSide {
         };
         self.running().remove(&key);
         drop(slot);
-        let claim = match claim {
-            Some(answer) => answer,
-            None => claimed.await,
-        };
         if handed_back {
             // The coordinator runs the task again as a new attempt.
             let _ = message.ack().await;
             return;
         }
-        match claim {
-            Some(Answer::Go { .. }) if !fenced => {}
-            Some(Answer::Fenced { over: true }) => {
-                let _ = message.ack().await;
-                return;
-            }
-            _ => return,
+        if fenced {
+            return;
         }
         let Some(result) = one_result(results) else {
             return;
@@ -716,40 +681,6 @@ impl Asked {
         {
             self.requests.pop_front();
         }
-    }
-}
-
-/// An attempt: its task's position and its number.
-type AttemptKey = (u64, u32);
-
-/// The attempts a run's coordinator cancelled lately, remembered so that a
-/// delivery of one arriving after its cancel does not start. Bounded: an
-/// attempt cancelled before any worker took it never shows up.
-#[derive(Default)]
-struct Cancelled {
-    recent: Mutex<(HashSet<AttemptKey>, VecDeque<AttemptKey>)>,
-}
-
-impl Cancelled {
-    /// How many are remembered (far more than attempts in flight).
-    const KEPT: usize = 4096;
-
-    fn note(&self, key: (u64, u32)) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, order) = &mut *recent;
-        if set.insert(key) {
-            order.push_back(key);
-            if order.len() > Self::KEPT
-                && let Some(old) = order.pop_front()
-            {
-                set.remove(&old);
-            }
-        }
-    }
-
-    fn seen(&self, key: (u64, u32)) -> bool {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.0.contains(&key)
     }
 }
 
@@ -859,19 +790,6 @@ mod tests {
         );
         drop((running, second));
         assert_eq!(slots.available_permits(), 4);
-    }
-
-    #[test]
-    fn cancels_are_remembered_within_a_bound() {
-        let cancelled = Cancelled::default();
-        cancelled.note((1, 1));
-        assert!(cancelled.seen((1, 1)));
-        assert!(!cancelled.seen((1, 2)));
-        for seq in 2..=Cancelled::KEPT as u64 + 1 {
-            cancelled.note((seq, 1));
-        }
-        assert!(!cancelled.seen((1, 1)), "the oldest was let go");
-        assert!(cancelled.seen((Cancelled::KEPT as u64 + 1, 1)));
     }
 
     #[test]
