@@ -58,6 +58,7 @@ impl Remote {
         };
         let options = CoordinatorOptions {
             lease: nats.lease.unwrap_or(DEFAULT_LEASE),
+            lease_given: nats.lease.is_some(),
             manifest_digest,
             adhoc,
             adhoc_shell: args.shell,

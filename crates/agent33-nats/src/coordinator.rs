@@ -32,12 +32,20 @@ const ALIVE_EVERY: Duration = Duration::from_secs(3);
 const ALIVE_ANSWER: Duration = Duration::from_secs(2);
 /// How long reading the run announcements may wait for the next one.
 const ANNOUNCEMENT_WAIT: Duration = Duration::from_secs(2);
+/// How often executions under a worker's own lease are checked for silence.
+const SILENCE_CHECK: Duration = Duration::from_millis(100);
 
 /// What a distributed run needs to know besides its tasks.
 #[derive(Clone, Debug)]
 pub struct CoordinatorOptions {
-    /// How long a silent worker keeps a task before it is redelivered.
+    /// How long a silent worker keeps a task before it is redelivered
+    /// (the run's `--lease`, or the default).
     pub lease: Duration,
+    /// Whether the run gave its lease. When it did not, a worker's own
+    /// shorter `--lease` decides for the executions it claims: the
+    /// coordinator treats one silent past it as lost. (A longer one is
+    /// capped at `lease`, after which the server redelivers.)
+    pub lease_given: bool,
     /// Digest of the manifest (manifest runs).
     pub manifest_digest: Option<String>,
     /// The command template (ad-hoc runs).
@@ -87,6 +95,9 @@ struct Waiting {
     /// The engine cancelled the attempt: a delivery not yet claimed must
     /// not start (its worker may have missed the cancel).
     cancelled: bool,
+    /// Its execution fell silent past its worker's lease: it is being
+    /// settled as lost, and nothing may claim it meanwhile.
+    expired: bool,
     /// Told when a worker claims the attempt: where and when it started.
     started: Option<oneshot::Sender<Started>>,
     reply: Option<oneshot::Sender<Settled>>,
@@ -96,6 +107,11 @@ struct Current {
     delivered: u64,
     worker: String,
     since: Instant,
+    /// The worker's own lease, when it decides (see
+    /// [`CoordinatorOptions::lease_given`]).
+    lease: Option<Duration>,
+    /// When the execution was last heard of (claim or heartbeat).
+    heard: Instant,
 }
 
 /// A worker took the attempt up.
@@ -165,6 +181,9 @@ impl Coordinator {
         let mut tasks = vec![tokio::spawn(Arc::clone(&hub).serve(requests, accepted_tx))];
         hub.announce(false).await?;
         tasks.push(tokio::spawn(Arc::clone(&hub).keep_alive()));
+        if !hub.options.lease_given {
+            tasks.push(tokio::spawn(Arc::clone(&hub).watch_silence()));
+        }
         Ok(Self {
             hub,
             accepted,
@@ -343,7 +362,7 @@ impl Hub {
         let Some(entry) = state.waiting.get_mut(&(claim.seq, claim.attempt)) else {
             return Answer::Fenced { over: true };
         };
-        if entry.cancelled || entry.reply.is_none() {
+        if entry.cancelled || entry.expired || entry.reply.is_none() {
             return Answer::Fenced { over: true };
         }
         if let Some(current) = &entry.current {
@@ -365,10 +384,16 @@ impl Hub {
             return Answer::Fenced { over: true };
         }
         let now = Instant::now();
+        let lease = (!self.options.lease_given)
+            .then(|| claim.lease_ms.map(Duration::from_millis))
+            .flatten()
+            .filter(|own| *own < self.options.lease);
         entry.current = Some(Current {
             delivered: claim.delivered,
             worker: claim.worker.clone(),
             since: now,
+            lease,
+            heard: now,
         });
         if let Some(started) = entry.started.take() {
             let _ = started.send(Started {
@@ -395,7 +420,66 @@ impl Hub {
     }
 
     fn beat(&self, execution: &Execution) -> Answer {
-        Self::owns(&self.state(), execution)
+        let mut state = self.state();
+        let answer = Self::owns(&state, execution);
+        if matches!(answer, Answer::Go { .. })
+            && let Some(entry) = state.waiting.get_mut(&(execution.seq, execution.attempt))
+            && let Some(current) = entry.current.as_mut()
+        {
+            current.heard = Instant::now();
+        }
+        answer
+    }
+
+    /// Settles as lost every execution silent past its worker's own
+    /// lease (the server, which knows only the run's lease, would wait
+    /// longer). Its message is removed first, freeing its server-side
+    /// slot before the engine publishes the next attempt on its subject;
+    /// the silent worker, should it come back, is fenced. Silence counts
+    /// only while this side is connected: a server away is no worker's
+    /// fault.
+    async fn watch_silence(self: Arc<Self>) {
+        let mut every = tokio::time::interval(SILENCE_CHECK);
+        loop {
+            every.tick().await;
+            let connected =
+                self.conn.client.connection_state() == async_nats::connection::State::Connected;
+            let mut lost = Vec::new();
+            {
+                let mut state = self.state();
+                for (key, entry) in &mut state.waiting {
+                    let Some(current) = entry.current.as_mut() else {
+                        continue;
+                    };
+                    if !connected {
+                        current.heard = Instant::now();
+                        continue;
+                    }
+                    if current
+                        .lease
+                        .is_some_and(|lease| current.heard.elapsed() > lease)
+                        && let Some(current) = entry.current.take()
+                    {
+                        entry.expired = true;
+                        lost.push((*key, current));
+                    }
+                }
+            }
+            for ((seq, attempt), current) in lost {
+                self.purge(seq).await;
+                if let Some(reply) = self
+                    .state()
+                    .waiting
+                    .get_mut(&(seq, attempt))
+                    .and_then(|entry| entry.reply.take())
+                {
+                    let _ = reply.send(Settled::Lost {
+                        worker: current.worker,
+                        after: current.since.elapsed(),
+                    });
+                }
+            }
+        }
     }
 
     fn hand_back(&self, execution: &Execution) -> Answer {
@@ -650,6 +734,7 @@ async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
         Waiting {
             current: None,
             cancelled: false,
+            expired: false,
             started: Some(started_tx),
             reply: Some(reply),
         },

@@ -109,6 +109,10 @@ pub struct Claim {
     pub delivered: u64,
     /// The worker's id.
     pub worker: String,
+    /// The worker's own `--lease`, in milliseconds: when the run gave
+    /// none, a shorter one decides how long this execution may be silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// The coordinator's answer to a claim, a heartbeat, a result or a hand-back.

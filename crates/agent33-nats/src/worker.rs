@@ -62,7 +62,8 @@ pub struct WorkerOptions {
     /// Tasks it runs at once.
     pub slots: usize,
     /// Its own `--lease`: it heartbeats every third of the shorter of this
-    /// and the run's.
+    /// and the run's, and when the run gave no lease of its own, a shorter
+    /// one decides when its silent executions are lost.
     pub lease: Option<Duration>,
     /// Digest of its manifest, if it has one.
     pub manifest_digest: Option<String>,
@@ -114,6 +115,8 @@ struct RunSide {
     run: String,
     worker: String,
     beat_every: Duration,
+    /// Its own `--lease`, told with each claim.
+    own_lease: Option<Duration>,
     agents: AgentMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
@@ -202,6 +205,7 @@ impl Worker {
                 run: info.run.clone(),
                 worker: options.id.clone(),
                 beat_every: lease / 3,
+                own_lease: options.lease,
                 agents,
                 running: Mutex::new(HashMap::new()),
                 over: CancellationToken::new(),
@@ -524,6 +528,7 @@ impl RunSide {
             attempt: task.attempt,
             delivered,
             worker: self.worker.clone(),
+            lease_ms: self.own_lease.map(millis),
         };
         // Registered before the claim: a cancel that comes as the claim is
         // answered must find it.
@@ -730,6 +735,10 @@ fn report(execution: Execution, worker: &str, result: TaskResult) -> Report {
         notes: result.notes,
         duration_ms: result.duration_ms,
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

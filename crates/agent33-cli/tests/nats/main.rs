@@ -996,3 +996,45 @@ tasks:
     // The dead run's executions were stopped, not left to finish.
     assert_eq!(lines_with(&ledger, "end ").len(), 3, "{ledger}");
 }
+
+#[test]
+fn a_workers_own_lease_decides_when_the_run_gives_none() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  long:
+    shell: true
+    command: 'echo "start $A33_TEST_WORKER $$" >> ledger; if [ "$A33_TEST_WORKER" = w1 ]; then sleep 600; fi; echo "ran on $A33_TEST_WORKER"'
+tasks:
+  - { agent: long, artifact: x }
+"#,
+    );
+    let url = server.url();
+    let mut w1 = Worker::start(&dir.path(), &url, "w1", &["--lease", "1"]);
+    // No --lease: the run's would be 30 s, the server's redelivery.
+    let run = spawn_run(&dir.path(), &["run", "--nats", &url, "--report", "r.json"]);
+    wait_for("the task on w1", HANG, || {
+        (!lines_with(&dir.read("ledger"), "start w1 ").is_empty()).then_some(())
+    });
+    w1.signal(Signal::KILL);
+    w1.wait();
+    let _w2 = Worker::start(&dir.path(), &url, "w2", &[]);
+    let output = wait_output(run, HANG);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let x = task(&dir.json("r.json"), "long:x");
+    assert_eq!(x["status"], "success", "{x}");
+    assert_eq!(x["output"], "ran on w2\n");
+    assert_eq!(x["attempts"], 2, "the lost execution counts");
+    let notes = x["notes"].to_string();
+    let after: f64 = notes
+        .split("worker w1 lost after ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("a note naming w1: {notes}"));
+    // Lost after w1's 1 s of silence, far from the run's 30 s.
+    assert!((1.0..10.0).contains(&after), "lost after {after}s: {notes}");
+}
