@@ -47,7 +47,8 @@ impl Remote {
             Ok(Err(e)) => return Err(Failure::Nats(e.to_string())),
             Err(_) => {
                 return Err(Failure::Nats(format!(
-                    "cannot reach the NATS server at {url}: no answer within {}s",
+                    "cannot reach the NATS server at {}: no answer within {}s",
+                    agent33_nats::redact(url),
                     CONNECT_TIMEOUT.as_secs()
                 )));
             }

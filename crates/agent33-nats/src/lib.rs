@@ -27,7 +27,7 @@ mod parts;
 pub mod wire;
 mod worker;
 
-pub use connect::{ConnectOptions, Connection, connect};
+pub use connect::{ConnectOptions, Connection, connect, redact};
 pub use coordinator::{Coordinator, CoordinatorOptions, RemoteAgent};
 pub use worker::{AdhocAgents, AgentMap, Worker, WorkerOptions, WorkerStop};
 
@@ -37,7 +37,7 @@ pub enum Error {
     /// The server could not be reached.
     #[error("cannot reach the NATS server at {url}: {reason}")]
     Connect {
-        /// The URL as given.
+        /// The URL as given, its password hidden.
         url: String,
         /// What the client said.
         reason: String,

@@ -1038,3 +1038,46 @@ tasks:
     // Lost after w1's 1 s of silence, far from the run's 30 s.
     assert!((1.0..10.0).contains(&after), "lost after {after}s: {notes}");
 }
+
+#[test]
+fn a_password_in_the_url_authenticates_and_a_wrong_one_exits_2_unprinted() {
+    let _lock = serial();
+    let Some(server) = Server::start_with(None, &["--user", "alice", "--pass", "s3cret-pw"]) else {
+        return;
+    };
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  ok:
+    shell: true
+    command: 'echo "ran $1"'
+tasks:
+  - { agent: ok, artifact: a }
+"#,
+    );
+    let good = server.url_as("alice", "s3cret-pw");
+    let worker = Worker::start(&dir.path(), &good, "w1", &[]);
+    assert!(
+        !worker.stderr().contains("s3cret-pw"),
+        "{}",
+        worker.stderr()
+    );
+    let output = run(&dir.path(), &["run", "--nats", &good, "--report", "r.json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(task(&dir.json("r.json"), "ok:a")["output"], "ran a\n");
+
+    let wrong = server.url_as("alice", "not-the-pw");
+    let started = Instant::now();
+    let output = run(&dir.path(), &["run", "--nats", &wrong]);
+    let took = started.elapsed();
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!("nats://alice:***@127.0.0.1:{}", server.port())),
+        "names the URL: {said}"
+    );
+    assert!(!said.contains("not-the-pw"), "prints no password: {said}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
