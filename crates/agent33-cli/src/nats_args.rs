@@ -31,7 +31,7 @@ pub struct NatsRunArgs {
     )]
     pub nats_creds: Option<PathBuf>,
 
-    /// Seconds a silent worker keeps a task before it is redelivered [default: 30]
+    /// Seconds a silent worker keeps a task before it is redelivered, for every worker [default: 30, or a worker's own shorter --lease]
     #[arg(long, value_name = "S", value_parser = parse_lease, help_heading = "Across machines")]
     pub lease: Option<Duration>,
 }
@@ -59,7 +59,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "NAME")]
     pub id: Option<String>,
 
-    /// Seconds a silent worker keeps a task (the run's value decides for its tasks) [default: 30]
+    /// Seconds this worker may be silent before its tasks are run elsewhere, when the run gives no --lease (at most the run's 30; a run's --lease decides instead) [default: 30]
     #[arg(long, value_name = "S", value_parser = parse_lease)]
     pub lease: Option<Duration>,
 

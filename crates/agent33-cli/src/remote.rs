@@ -2,6 +2,8 @@
 //! Only the agents change: each is the NATS crate's remote agent, so the
 //! engine, reporters and journal work as in a local run.
 
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,17 +59,26 @@ impl Remote {
         };
         let options = CoordinatorOptions {
             lease: nats.lease.unwrap_or(DEFAULT_LEASE),
+            lease_given: nats.lease.is_some(),
             manifest_digest,
             adhoc,
             adhoc_shell: args.shell,
             parallel_limit: config.settings.effective_limit(),
             kill_grace: config.settings.kill_grace,
             output_limit_bytes: config.settings.output_limit_bytes,
+            journal: config.options.journal.as_deref().map(journal_key),
         };
         match Coordinator::start(conn, options).await {
-            Ok(coordinator) => Ok(Some(Self {
-                coordinator: Arc::new(coordinator),
-            })),
+            Ok(coordinator) => {
+                for run in coordinator.ended_runs() {
+                    eprintln!(
+                        "agent-33: note: ended run {run} of this journal on the workers: its coordinator is gone"
+                    );
+                }
+                Ok(Some(Self {
+                    coordinator: Arc::new(coordinator),
+                }))
+            }
             Err(e) => Err(Failure::Nats(e.to_string())),
         }
     }
@@ -99,6 +110,17 @@ impl Remote {
 pub fn manifest_digest(config: &Config) -> Option<String> {
     let bytes = std::fs::read(config.manifest_path.as_ref()?).ok()?;
     Some(digest(&bytes))
+}
+
+/// What identifies a journal across runs: this machine and the file's
+/// full path (two machines may each have a `run.jsonl` of their own).
+fn journal_key(path: &Path) -> String {
+    let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut hasher = StableHasher::new();
+    hasher.field(host.trim().as_bytes());
+    hasher.field(full.as_os_str().as_bytes());
+    hasher.finish_hex()
 }
 
 /// A manifest's digest.

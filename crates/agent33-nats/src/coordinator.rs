@@ -27,12 +27,25 @@ use crate::wire::{self, Answer, Claim, Control, Execution, Hello, Outcome, Repor
 
 /// How often workers hear that the coordinator is alive.
 const ALIVE_EVERY: Duration = Duration::from_secs(3);
+/// How long a live coordinator takes at most to answer "are you there?"
+/// (a dead one's absence is told by the server at once: no responders).
+const ALIVE_ANSWER: Duration = Duration::from_secs(2);
+/// How long reading the run announcements may wait for the next one.
+const ANNOUNCEMENT_WAIT: Duration = Duration::from_secs(2);
+/// How often executions under a worker's own lease are checked for silence.
+const SILENCE_CHECK: Duration = Duration::from_millis(100);
 
 /// What a distributed run needs to know besides its tasks.
 #[derive(Clone, Debug)]
 pub struct CoordinatorOptions {
-    /// How long a silent worker keeps a task before it is redelivered.
+    /// How long a silent worker keeps a task before it is redelivered
+    /// (the run's `--lease`, or the default).
     pub lease: Duration,
+    /// Whether the run gave its lease. When it did not, a worker's own
+    /// shorter `--lease` decides for the executions it claims: the
+    /// coordinator treats one silent past it as lost. (A longer one is
+    /// capped at `lease`, after which the server redelivers.)
+    pub lease_given: bool,
     /// Digest of the manifest (manifest runs).
     pub manifest_digest: Option<String>,
     /// The command template (ad-hoc runs).
@@ -46,6 +59,9 @@ pub struct CoordinatorOptions {
     pub kill_grace: Duration,
     /// Bytes of each stream a worker keeps.
     pub output_limit_bytes: usize,
+    /// Identifies the run's journal (see [`RunInfo::journal`]): an
+    /// earlier run of it whose coordinator is gone is ended at the start.
+    pub journal: Option<String>,
 }
 
 /// One distributed run: its announcement, its consumer, and the requests
@@ -55,6 +71,7 @@ pub struct Coordinator {
     hub: Arc<Hub>,
     accepted: watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    ended: Vec<String>,
 }
 
 /// The state requests and agents share.
@@ -78,6 +95,9 @@ struct Waiting {
     /// The engine cancelled the attempt: a delivery not yet claimed must
     /// not start (its worker may have missed the cancel).
     cancelled: bool,
+    /// Its execution fell silent past its worker's lease: it is being
+    /// settled as lost, and nothing may claim it meanwhile.
+    expired: bool,
     /// Told when a worker claims the attempt: where and when it started.
     started: Option<oneshot::Sender<Started>>,
     reply: Option<oneshot::Sender<Settled>>,
@@ -87,6 +107,11 @@ struct Current {
     delivered: u64,
     worker: String,
     since: Instant,
+    /// The worker's own lease, when it decides (see
+    /// [`CoordinatorOptions::lease_given`]).
+    lease: Option<Duration>,
+    /// When the execution was last heard of (claim or heartbeat).
+    heard: Instant,
 }
 
 /// A worker took the attempt up.
@@ -116,6 +141,10 @@ impl Coordinator {
     /// be made.
     pub async fn start(conn: Connection, options: CoordinatorOptions) -> Result<Self, Error> {
         let run = new_run_id();
+        let ended = match &options.journal {
+            Some(journal) => end_dead_runs_of(&conn, journal).await?,
+            None => Vec::new(),
+        };
         let hub = Arc::new(Hub {
             conn: conn.clone(),
             run: run.clone(),
@@ -152,11 +181,24 @@ impl Coordinator {
         let mut tasks = vec![tokio::spawn(Arc::clone(&hub).serve(requests, accepted_tx))];
         hub.announce(false).await?;
         tasks.push(tokio::spawn(Arc::clone(&hub).keep_alive()));
+        if !hub.options.lease_given {
+            tasks.push(tokio::spawn(Arc::clone(&hub).watch_silence()));
+        }
         Ok(Self {
             hub,
             accepted,
             tasks,
+            ended,
         })
+    }
+
+    /// The earlier runs of this run's journal that [`Self::start`] ended
+    /// on the workers, their coordinators being gone (a `--resume` after
+    /// the coordinator died): their queued messages were removed and
+    /// their running executions stopped, so that they hold no slot.
+    #[must_use]
+    pub fn ended_runs(&self) -> &[String] {
+        &self.ended
     }
 
     /// The run's id.
@@ -195,17 +237,7 @@ impl Coordinator {
     /// Ends the run: workers stop everything of it and take nothing more;
     /// its queued messages and consumer are removed.
     pub async fn finish(&self) {
-        let hub = &self.hub;
-        let _ = hub.control(&Control::Stop).await;
-        let _ = hub.announce(true).await;
-        if let Ok(stream) = hub.conn.js.get_stream(wire::TASKS_STREAM).await {
-            let _ = stream
-                .purge()
-                .filter(wire::run_tasks_filter(&hub.run))
-                .await;
-            let _ = stream.delete_consumer(&wire::consumer_name(&hub.run)).await;
-        }
-        let _ = hub.conn.client.flush().await;
+        let _ = end_run(&self.hub.conn, &self.hub.run_info(true)).await;
         for task in &self.tasks {
             task.abort();
         }
@@ -226,37 +258,24 @@ impl Hub {
         self.attempts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn announce(&self, done: bool) -> Result<(), Error> {
-        let info = RunInfo {
+    fn run_info(&self, done: bool) -> RunInfo {
+        RunInfo {
             run: self.run.clone(),
             done,
             manifest_digest: self.options.manifest_digest.clone(),
             adhoc: self.options.adhoc.clone(),
             adhoc_shell: self.options.adhoc_shell,
             lease_ms: millis(self.options.lease),
-        };
-        self.conn
-            .js
-            .publish(wire::run_subject(&self.run), wire::encode(&info))
-            .await
-            .map_err(|e| Error::js("announce the run", e))?
-            .await
-            .map_err(|e| Error::js("announce the run", e))?;
-        Ok(())
+            journal: self.options.journal.clone(),
+        }
+    }
+
+    async fn announce(&self, done: bool) -> Result<(), Error> {
+        announce(&self.conn, &self.run_info(done)).await
     }
 
     async fn control(&self, control: &Control) -> Result<(), Error> {
-        self.conn
-            .client
-            .publish(wire::control_subject(&self.run), wire::encode(control))
-            .await
-            .map_err(|e| Error::js("publish a control message", e))?;
-        // Sent now, not with the next batch: a cancel is latency-bound.
-        self.conn
-            .client
-            .flush()
-            .await
-            .map_err(|e| Error::js("flush a control message", e))
+        control_run(&self.conn, &self.run, control).await
     }
 
     /// Removes the message of task `seq` from the work queue, if still there.
@@ -309,7 +328,27 @@ impl Hub {
                 "back" => wire::decode::<(Execution, String)>(&message.subject, &message.payload)
                     .ok()
                     .map(|(execution, _worker)| self.hand_back(&execution)),
-                "result" => Some(self.result_part(&message)),
+                "result" => {
+                    let (answer, taken) = self.result_part(&message);
+                    if let Some(taken) = taken {
+                        // Acknowledged first, on this connection: the run's
+                        // next message, published once the engine hears of
+                        // this result, then finds the server's count of
+                        // unacknowledged messages (the backstop limit)
+                        // already lowered, and the worker need not ack.
+                        if let Some(ack) = taken.ack {
+                            let _ = self
+                                .conn
+                                .client
+                                .publish(ack, bytes::Bytes::from_static(b"+ACK"))
+                                .await;
+                        }
+                        let _ = taken.reply.send(Settled::Report(taken.report));
+                    }
+                    Some(answer)
+                }
+                // A later run of the same journal asks before ending ours.
+                "alive" => Some(Answer::Go { executions: 0 }),
                 _ => None,
             };
             if let (Some(answer), Some(reply)) = (answer, message.reply) {
@@ -323,7 +362,7 @@ impl Hub {
         let Some(entry) = state.waiting.get_mut(&(claim.seq, claim.attempt)) else {
             return Answer::Fenced { over: true };
         };
-        if entry.cancelled || entry.reply.is_none() {
+        if entry.cancelled || entry.expired || entry.reply.is_none() {
             return Answer::Fenced { over: true };
         }
         if let Some(current) = &entry.current {
@@ -345,10 +384,16 @@ impl Hub {
             return Answer::Fenced { over: true };
         }
         let now = Instant::now();
+        let lease = (!self.options.lease_given)
+            .then(|| claim.lease_ms.map(Duration::from_millis))
+            .flatten()
+            .filter(|own| *own < self.options.lease);
         entry.current = Some(Current {
             delivered: claim.delivered,
             worker: claim.worker.clone(),
             since: now,
+            lease,
+            heard: now,
         });
         if let Some(started) = entry.started.take() {
             let _ = started.send(Started {
@@ -375,7 +420,66 @@ impl Hub {
     }
 
     fn beat(&self, execution: &Execution) -> Answer {
-        Self::owns(&self.state(), execution)
+        let mut state = self.state();
+        let answer = Self::owns(&state, execution);
+        if matches!(answer, Answer::Go { .. })
+            && let Some(entry) = state.waiting.get_mut(&(execution.seq, execution.attempt))
+            && let Some(current) = entry.current.as_mut()
+        {
+            current.heard = Instant::now();
+        }
+        answer
+    }
+
+    /// Settles as lost every execution silent past its worker's own
+    /// lease (the server, which knows only the run's lease, would wait
+    /// longer). Its message is removed first, freeing its server-side
+    /// slot before the engine publishes the next attempt on its subject;
+    /// the silent worker, should it come back, is fenced. Silence counts
+    /// only while this side is connected: a server away is no worker's
+    /// fault.
+    async fn watch_silence(self: Arc<Self>) {
+        let mut every = tokio::time::interval(SILENCE_CHECK);
+        loop {
+            every.tick().await;
+            let connected =
+                self.conn.client.connection_state() == async_nats::connection::State::Connected;
+            let mut lost = Vec::new();
+            {
+                let mut state = self.state();
+                for (key, entry) in &mut state.waiting {
+                    let Some(current) = entry.current.as_mut() else {
+                        continue;
+                    };
+                    if !connected {
+                        current.heard = Instant::now();
+                        continue;
+                    }
+                    if current
+                        .lease
+                        .is_some_and(|lease| current.heard.elapsed() > lease)
+                        && let Some(current) = entry.current.take()
+                    {
+                        entry.expired = true;
+                        lost.push((*key, current));
+                    }
+                }
+            }
+            for ((seq, attempt), current) in lost {
+                self.purge(seq).await;
+                if let Some(reply) = self
+                    .state()
+                    .waiting
+                    .get_mut(&(seq, attempt))
+                    .and_then(|entry| entry.reply.take())
+                {
+                    let _ = reply.send(Settled::Lost {
+                        worker: current.worker,
+                        after: current.since.elapsed(),
+                    });
+                }
+            }
+        }
     }
 
     fn hand_back(&self, execution: &Execution) -> Answer {
@@ -394,45 +498,172 @@ impl Hub {
         answer
     }
 
-    /// One part of a result; the last one settles the attempt.
-    fn result_part(&self, message: &async_nats::Message) -> Answer {
-        let Some(execution) = message
-            .headers
-            .as_ref()
+    /// One part of a result. The last one of the attempt's current
+    /// execution is taken: returned with the attempt's reply, for the
+    /// caller to send once it acknowledged the message.
+    fn result_part(&self, message: &async_nats::Message) -> (Answer, Option<Taken>) {
+        let headers = message.headers.as_ref();
+        let Some(execution) = headers
             .and_then(|h| h.get(parts::EXECUTION))
             .and_then(|v| parse_execution(v.as_str()))
         else {
-            return Answer::Fenced { over: true };
+            return (Answer::Fenced { over: true }, None);
         };
-        let more = message
-            .headers
-            .as_ref()
-            .is_some_and(|h| h.get(parts::MORE).is_some());
+        let more = headers.is_some_and(|h| h.get(parts::MORE).is_some());
         let mut state = self.state();
         let answer = Self::owns(&state, &execution);
         if !matches!(answer, Answer::Go { .. }) {
             state.partial.remove(&execution);
-            return answer;
+            return (answer, None);
         }
         let mut body = state.partial.remove(&execution).unwrap_or_default();
         body.extend_from_slice(&message.payload);
         if more {
             state.partial.insert(execution, body);
-            return answer;
+            return (answer, None);
         }
         let Ok(report) = wire::decode::<Report>(&message.subject, &body) else {
-            return Answer::Fenced { over: false };
+            return (Answer::Fenced { over: false }, None);
         };
         let entry = state
             .waiting
             .get_mut(&(execution.seq, execution.attempt))
             .expect("owns() found the attempt waiting");
         entry.current = None;
-        if let Some(reply) = entry.reply.take() {
-            let _ = reply.send(Settled::Report(report));
-        }
-        answer
+        let taken = entry.reply.take().map(|reply| Taken {
+            reply,
+            report,
+            ack: headers
+                .and_then(|h| h.get(parts::ACK))
+                .map(|v| v.as_str().to_owned()),
+        });
+        (answer, taken)
     }
+}
+
+/// A result taken as its attempt's outcome.
+struct Taken {
+    reply: oneshot::Sender<Settled>,
+    report: Report,
+    /// Where to acknowledge the task message.
+    ack: Option<String>,
+}
+
+/// Publishes a run's announcement and waits for the server to keep it.
+async fn announce(conn: &Connection, info: &RunInfo) -> Result<(), Error> {
+    conn.js
+        .publish(wire::run_subject(&info.run), wire::encode(info))
+        .await
+        .map_err(|e| Error::js("announce the run", e))?
+        .await
+        .map_err(|e| Error::js("announce the run", e))?;
+    Ok(())
+}
+
+async fn control_run(conn: &Connection, run: &str, control: &Control) -> Result<(), Error> {
+    conn.client
+        .publish(wire::control_subject(run), wire::encode(control))
+        .await
+        .map_err(|e| Error::js("publish a control message", e))?;
+    // Sent now, not with the next batch: a cancel is latency-bound.
+    conn.client
+        .flush()
+        .await
+        .map_err(|e| Error::js("flush a control message", e))
+}
+
+/// Ends a run on the workers: they stop everything of it and take nothing
+/// more (told at once, and by its announcement for those that were not
+/// listening); its queued messages and its consumer are removed, which
+/// frees the server-side slots they held.
+async fn end_run(conn: &Connection, info: &RunInfo) -> Result<(), Error> {
+    let _ = control_run(conn, &info.run, &Control::Stop).await;
+    let announced = announce(
+        conn,
+        &RunInfo {
+            done: true,
+            ..info.clone()
+        },
+    )
+    .await;
+    if let Ok(stream) = conn.js.get_stream(wire::TASKS_STREAM).await {
+        let _ = stream
+            .purge()
+            .filter(wire::run_tasks_filter(&info.run))
+            .await;
+        let _ = stream
+            .delete_consumer(&wire::consumer_name(&info.run))
+            .await;
+    }
+    let _ = conn.client.flush().await;
+    announced
+}
+
+/// Ends the runs of `journal` that are announced as running but whose
+/// coordinator is gone (killed before it could end them), and returns
+/// their ids. A coordinator that still answers is left alone.
+async fn end_dead_runs_of(conn: &Connection, journal: &str) -> Result<Vec<String>, Error> {
+    let mut ended = Vec::new();
+    for info in running_runs(conn).await? {
+        if info.journal.as_deref() != Some(journal) || coordinator_answers(conn, &info.run).await {
+            continue;
+        }
+        end_run(conn, &info).await?;
+        ended.push(info.run);
+    }
+    Ok(ended)
+}
+
+/// The runs announced and not ended, read from the run stream (the last
+/// announcement of each run).
+async fn running_runs(conn: &Connection) -> Result<Vec<RunInfo>, Error> {
+    let what = || format!("read the runs in stream {}", wire::RUNS_STREAM);
+    let mut stream = conn
+        .js
+        .get_stream(wire::RUNS_STREAM)
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let held = stream.info().await.map_err(|e| Error::js(what(), e))?;
+    if held.state.messages == 0 {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "a33.run.>".to_owned(),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..consumer::pull::OrderedConfig::default()
+        })
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| Error::js(what(), e))?;
+    let mut running = Vec::new();
+    // Each message says how many follow it; a silent stream (none left,
+    // or a server going away) ends the read after a bound.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(ANNOUNCEMENT_WAIT, messages.next()).await
+    {
+        if let Ok(info) = wire::decode::<RunInfo>(&message.subject, &message.payload)
+            && !info.done
+        {
+            running.push(info);
+        }
+        if message.info().map_or(true, |i| i.pending == 0) {
+            break;
+        }
+    }
+    Ok(running)
+}
+
+/// Whether a run's coordinator answers. The server says "no responders"
+/// at once when nobody listens on its subjects, so a dead coordinator
+/// costs no wait.
+async fn coordinator_answers(conn: &Connection, run: &str) -> bool {
+    let asked = conn
+        .client
+        .request(wire::coordinator_subject(run, "alive"), bytes::Bytes::new());
+    matches!(tokio::time::timeout(ALIVE_ANSWER, asked).await, Ok(Ok(_)))
 }
 
 fn parse_execution(text: &str) -> Option<Execution> {
@@ -503,6 +734,7 @@ async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
         Waiting {
             current: None,
             cancelled: false,
+            expired: false,
             started: Some(started_tx),
             reply: Some(reply),
         },

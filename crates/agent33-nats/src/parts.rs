@@ -9,6 +9,9 @@ pub(crate) const PART: usize = 512 * 1024;
 pub(crate) const MORE: &str = "A33-More";
 /// Header naming the execution a part belongs to (`seq.attempt.delivered`).
 pub(crate) const EXECUTION: &str = "A33-Execution";
+/// Header of a result's last part: the task message's acknowledgement
+/// subject, which the coordinator acknowledges once it took the result.
+pub(crate) const ACK: &str = "A33-Ack";
 
 /// Splits `body` into parts of at most [`PART`] bytes; an empty body is one
 /// empty part.

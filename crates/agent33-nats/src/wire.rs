@@ -32,7 +32,7 @@ pub fn run_subject(run: &str) -> String {
 }
 
 /// Subject the coordinator answers a worker's requests on (`claim`,
-/// `beat`, `part`, `result`, `back`, `hello`).
+/// `beat`, `result`, `back`, `hello`, `alive`).
 #[must_use]
 pub fn coordinator_subject(run: &str, what: &str) -> String {
     format!("a33.co.{run}.{what}")
@@ -69,6 +69,11 @@ pub struct RunInfo {
     pub adhoc_shell: bool,
     /// How long a silent worker keeps a task, in milliseconds.
     pub lease_ms: u64,
+    /// Which journal the run writes (a digest of its host and path), so
+    /// that a later run of the same journal (`--resume`) can end this one
+    /// on the workers should its coordinator have died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 /// One attempt of one task, as a worker receives it.
@@ -104,6 +109,10 @@ pub struct Claim {
     pub delivered: u64,
     /// The worker's id.
     pub worker: String,
+    /// The worker's own `--lease`, in milliseconds: when the run gave
+    /// none, a shorter one decides how long this execution may be silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// The coordinator's answer to a claim, a heartbeat, a result or a hand-back.

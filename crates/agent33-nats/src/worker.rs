@@ -4,11 +4,12 @@
 //! grace, capture and error wording as a local run).
 //!
 //! Each delivery is claimed from the coordinator before it runs,
-//! heartbeated every lease/3 (to the server, which then keeps it, and to
-//! the coordinator, which may answer that the execution is fenced), and
-//! its result handed in by request before the message is acknowledged.
+//! heartbeated every lease/3 (to the server,
+//! which then keeps it, and to the coordinator, which may answer that the
+//! execution is fenced), and its result handed in by request; the
+//! coordinator acknowledges the message once it took the result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,12 +17,12 @@ use agent33_parallel::{
     Agent, AgentError, AgentResult, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor,
     RunControl, Settings, TaskContext, TaskResult, TaskStatus,
 };
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
+use async_nats::{HeaderMap, StatusCode};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,9 +49,9 @@ pub type AgentMap = HashMap<String, Arc<dyn Agent>>;
 /// is alive every 3 s), the worker takes nothing more of that run: with the
 /// 1 s check, within 13 s of its death (PRODUCT-distributed.md: 15 s).
 const COORDINATOR_SILENCE: Duration = Duration::from_secs(12);
-/// Most messages fetched in one pull.
+/// Most messages asked for in one pull request.
 const MOST_PER_FETCH: usize = 16;
-/// How long one pull waits for a message.
+/// How long one pull request waits for messages.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
 /// What a worker is and may run.
@@ -61,7 +62,8 @@ pub struct WorkerOptions {
     /// Tasks it runs at once.
     pub slots: usize,
     /// Its own `--lease`: it heartbeats every third of the shorter of this
-    /// and the run's.
+    /// and the run's, and when the run gave no lease of its own, a shorter
+    /// one decides when its silent executions are lost.
     pub lease: Option<Duration>,
     /// Digest of its manifest, if it has one.
     pub manifest_digest: Option<String>,
@@ -113,6 +115,8 @@ struct RunSide {
     run: String,
     worker: String,
     beat_every: Duration,
+    /// Its own `--lease`, told with each claim.
+    own_lease: Option<Duration>,
     agents: AgentMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
@@ -201,6 +205,7 @@ impl Worker {
                 run: info.run.clone(),
                 worker: options.id.clone(),
                 beat_every: lease / 3,
+                own_lease: options.lease,
                 agents,
                 running: Mutex::new(HashMap::new()),
                 over: CancellationToken::new(),
@@ -356,57 +361,81 @@ impl RunSide {
                 }
             }
         };
+        // One subscription for the run's whole life, and a pull request
+        // per group of slots that freed up: a fetch each time would
+        // subscribe and unsubscribe for every task.
+        let inbox = self.conn.client.new_inbox();
+        let Ok(mut deliveries) = self.conn.client.subscribe(inbox.clone()).await else {
+            return;
+        };
+        let mut asked = Asked::default();
+        let mut sweep = tokio::time::interval(PULL_WAIT);
         loop {
-            let first = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the slots semaphore is never closed"),
-                () = self.stop.drain.cancelled() => return,
-                () = self.over.cancelled() => return,
-            };
-            let mut permits = vec![first];
-            while permits.len() < MOST_PER_FETCH {
-                match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
+            let stopping = self.stop.draining() || self.over.is_cancelled();
+            if stopping && asked.is_empty() {
+                return;
             }
-            let batch = consumer
-                .fetch()
-                .max_messages(permits.len())
-                .expires(PULL_WAIT)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(_) => {
-                    drop(permits);
-                    if self.wait_or_end(Duration::from_millis(500)).await {
-                        return;
+            tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned(), if !stopping => {
+                    let mut permits = vec![permit.expect("the slots semaphore is never closed")];
+                    while permits.len() < MOST_PER_FETCH {
+                        match Arc::clone(&slots).try_acquire_owned() {
+                            Ok(permit) => permits.push(permit),
+                            Err(_) => break,
+                        }
                     }
-                    continue;
+                    let request = consumer::pull::BatchConfig {
+                        batch: permits.len(),
+                        expires: Some(PULL_WAIT),
+                        ..consumer::pull::BatchConfig::default()
+                    };
+                    if consumer.request_batch(request, inbox.clone().into()).await.is_err() {
+                        drop(permits);
+                        if self.wait_or_end(Duration::from_millis(500)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    asked.push(permits);
                 }
-            };
-            loop {
-                // A pull on a consumer deleted meanwhile (its run ended)
-                // may never be answered: the run's end or a drain stops
-                // the wait, and so does a bound past the pull's own expiry.
-                let next = tokio::select! {
-                    next = tokio::time::timeout(PULL_WAIT * 2, batch.next()) => next,
-                    () = self.stop.drain.cancelled() => break,
-                    () = self.over.cancelled() => break,
-                };
-                let Ok(Some(Ok(message))) = next else { break };
-                if self.stop.draining() || self.over.is_cancelled() {
-                    // Taken as the stop came: back at once, never run.
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                    continue;
+                delivery = deliveries.next() => {
+                    let Some(delivery) = delivery else { return };
+                    match delivery.status {
+                        None | Some(StatusCode::OK) => {
+                            let message = jetstream::Message {
+                                message: delivery,
+                                context: self.conn.js.clone(),
+                            };
+                            let permit = asked.take();
+                            match permit {
+                                Some(permit) if !stopping => {
+                                    let side = Arc::clone(&self);
+                                    let say = Arc::clone(&say);
+                                    tracker.spawn(async move {
+                                        side.execute(message, permit, &*say).await;
+                                    });
+                                }
+                                // Taken as the stop came, or for a request
+                                // given up on: back at once, never run.
+                                _ => {
+                                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                                }
+                            }
+                        }
+                        Some(StatusCode::IDLE_HEARTBEAT) => {}
+                        // Expired (408), ended by the server (409: the
+                        // consumer was deleted, …): the oldest request is
+                        // over, its unfilled slots free again.
+                        Some(_) => asked.expire_oldest(),
+                    }
                 }
-                let permit = permits.pop().expect("a fetch never brings more than asked");
-                let side = Arc::clone(&self);
-                let say = Arc::clone(&say);
-                tracker.spawn(async move {
-                    side.execute(message, &*say).await;
-                    drop(permit);
-                });
+                _ = sweep.tick() => {
+                    // A request the server forgot (it restarted) never says
+                    // it expired.
+                    asked.forget_older_than(PULL_WAIT * 3);
+                }
+                () = self.stop.drain.cancelled(), if !stopping => {}
+                () = self.over.cancelled(), if !stopping => {}
             }
         }
     }
@@ -465,8 +494,18 @@ impl RunSide {
         }
     }
 
-    /// Claims, runs and reports one delivery.
-    async fn execute(&self, message: jetstream::Message, say: &(dyn Fn(String) + Send + Sync)) {
+    /// Claims, runs and reports one delivery; `slot` is freed as soon as
+    /// its process has ended (handing the result in needs no slot).
+    ///
+    /// Nothing starts before the coordinator accepted the claim: an
+    /// execution it never heard of could not be counted, should its worker
+    /// die, and a cancelled attempt must not start.
+    async fn execute(
+        &self,
+        message: jetstream::Message,
+        slot: OwnedSemaphorePermit,
+        say: &(dyn Fn(String) + Send + Sync),
+    ) {
         let Ok(delivered) = message
             .info()
             .map(|i| u64::try_from(i.delivered).unwrap_or(1))
@@ -478,6 +517,7 @@ impl RunSide {
             let _ = message.ack_with(AckKind::Term).await;
             return;
         };
+        let key = (task.seq, task.attempt);
         let execution = Execution {
             seq: task.seq,
             attempt: task.attempt,
@@ -488,16 +528,16 @@ impl RunSide {
             attempt: task.attempt,
             delivered,
             worker: self.worker.clone(),
+            lease_ms: self.own_lease.map(millis),
         };
         // Registered before the claim: a cancel that comes as the claim is
         // answered must find it.
         let control = RunControl::new();
-        self.running()
-            .insert((task.seq, task.attempt), control.clone());
+        self.running().insert(key, control.clone());
         match self.ask("claim", &claim).await {
             Some(Answer::Go { .. }) => {}
             answer => {
-                self.running().remove(&(task.seq, task.attempt));
+                self.running().remove(&key);
                 if answer == Some(Answer::Fenced { over: true }) {
                     let _ = message.double_ack().await;
                 }
@@ -561,7 +601,8 @@ impl RunSide {
                 }
             }
         };
-        self.running().remove(&(task.seq, task.attempt));
+        self.running().remove(&key);
+        drop(slot);
         if handed_back {
             // The coordinator runs the task again as a new attempt.
             let _ = message.ack().await;
@@ -582,6 +623,12 @@ impl RunSide {
             headers.insert(parts::EXECUTION, execution_header(&execution).as_str());
             if i < last {
                 headers.insert(parts::MORE, "1");
+            } else if let Some(ack) = &message.reply {
+                // The coordinator acknowledges the message once it took
+                // the result: the result never rides on an ack, and an ack
+                // lost on the way gets the redelivery answered "over" and
+                // acknowledged then.
+                headers.insert(parts::ACK, ack.as_str());
             }
             match self.ask_raw("result", Some(headers), piece).await {
                 Some(Answer::Go { .. }) => {}
@@ -595,10 +642,50 @@ impl RunSide {
                 None => return,
             }
         }
-        // The result is in: only now is the message removed. Not waiting
-        // for the server's word: should this ack be lost, the redelivery's
-        // claim is answered "over" and acknowledged then.
-        let _ = message.ack().await;
+    }
+}
+
+/// The pull requests a worker has out, oldest first, each holding the
+/// slots it asked for: a message delivered takes one of the oldest
+/// request's (the server serves a consumer's requests in order), and an
+/// expired request gives back those it did not fill.
+#[derive(Default)]
+struct Asked {
+    requests: VecDeque<(Instant, Vec<OwnedSemaphorePermit>)>,
+}
+
+impl Asked {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    fn push(&mut self, permits: Vec<OwnedSemaphorePermit>) {
+        self.requests.push_back((Instant::now(), permits));
+    }
+
+    /// The slot for a delivered message; `None` if no request is out
+    /// (one given up on was answered after all).
+    fn take(&mut self) -> Option<OwnedSemaphorePermit> {
+        let (_, permits) = self.requests.front_mut()?;
+        let permit = permits.pop();
+        if permits.is_empty() {
+            self.requests.pop_front();
+        }
+        permit
+    }
+
+    fn expire_oldest(&mut self) {
+        self.requests.pop_front();
+    }
+
+    fn forget_older_than(&mut self, age: Duration) {
+        while self
+            .requests
+            .front()
+            .is_some_and(|(asked, _)| asked.elapsed() > age)
+        {
+            self.requests.pop_front();
+        }
     }
 }
 
@@ -650,6 +737,10 @@ fn report(execution: Execution, worker: &str, result: TaskResult) -> Report {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,7 +771,34 @@ mod tests {
             adhoc: adhoc.map(str::to_owned),
             adhoc_shell: false,
             lease_ms: 30_000,
+            journal: None,
         }
+    }
+
+    #[test]
+    fn a_delivery_takes_a_slot_of_the_oldest_request_and_an_expiry_frees_the_rest() {
+        let slots = Arc::new(Semaphore::new(4));
+        let permits = |n: usize| -> Vec<OwnedSemaphorePermit> {
+            (0..n)
+                .map(|_| Arc::clone(&slots).try_acquire_owned().expect("a free slot"))
+                .collect()
+        };
+        let mut asked = Asked::default();
+        asked.push(permits(2));
+        asked.push(permits(1));
+        assert_eq!(slots.available_permits(), 1);
+        let running = asked.take().expect("the first request's slot");
+        // The first request, filled halfway, expires: its other slot frees.
+        asked.expire_oldest();
+        assert_eq!(slots.available_permits(), 2);
+        let second = asked.take().expect("the second request's slot");
+        assert!(asked.is_empty());
+        assert!(
+            asked.take().is_none(),
+            "a delivery nobody asked for has no slot"
+        );
+        drop((running, second));
+        assert_eq!(slots.available_permits(), 4);
     }
 
     #[test]

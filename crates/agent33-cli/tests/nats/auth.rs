@@ -1,18 +1,18 @@
 //! Authentication and TLS are NATS's own (PRODUCT-distributed.md, Trust):
-//! a `tls://` server that wants a user and password, reached by a worker
-//! and a run that trust its certificate authority through `SSL_CERT_FILE`,
-//! and a wrong password refused with the URL named and the secret not; a
-//! server in operator mode (JWTs signed here with nkeys, as `nsc` makes
-//! them) reached with a credentials file.
+//! a password in the URL, and a wrong one refused with the URL named and
+//! the secret not; a `tls://` server that wants a password, reached by a
+//! worker and a run that trust its certificate authority through
+//! `SSL_CERT_FILE`; a server in operator mode (JWTs signed here with
+//! nkeys, as `nsc` makes them) reached with a credentials file.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::{code, stderr, task};
 use crate::support::{
-    HANG, Sandbox, agent33, serial, server_binary, signal, wait_for, wait_output,
+    HANG, Sandbox, Server, Worker, agent33, run, serial, signal, wait_for, wait_output,
 };
 
 const PASSWORD: &str = "s3cret-pw";
@@ -80,8 +80,8 @@ fn certificates(dir: &Sandbox) {
     ]);
 }
 
-/// A child process killed and reaped when dropped, so that a failed
-/// assertion leaves no server or worker behind.
+/// A worker killed and reaped when dropped, so that a failed assertion
+/// leaves none behind.
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -91,76 +91,32 @@ impl Drop for Reaped {
     }
 }
 
-/// A `nats-server` on a free port with `args` (its log in `server.err`);
-/// its port.
-fn start_server(binary: &Path, dir: &Sandbox, args: &[&std::ffi::OsStr]) -> (Reaped, u16) {
-    let mut child = Command::new(binary)
-        .args(args)
-        .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.err")).expect("a log file"))
-        .spawn()
-        .expect("nats-server starts");
-    let ports = dir.join(format!("nats-server_{}.ports", child.id()));
-    let port = wait_for("the server's ports file", Duration::from_secs(20), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("nats-server exited ({status}): {}", dir.read("server.err"));
-        }
-        let ports: Value = serde_json::from_str(&std::fs::read_to_string(&ports).ok()?).ok()?;
-        ports["nats"][0].as_str()?.rsplit(':').next()?.parse().ok()
-    });
-    (Reaped(child), port)
-}
-
-/// The server binary, or `None` to skip (outside CI only).
-fn binary() -> Option<PathBuf> {
-    let binary = server_binary();
-    if binary.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "nats-server is not installed: CI must install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: nats-server is not installed");
-    }
-    binary
-}
-
-/// The one-task manifest both tests run.
+/// The one-task manifest the TLS and credentials tests run.
 const MANIFEST: &str = "agents:\n  say: { shell: true, command: 'echo \"$1 on $A33_TEST_WORKER\"' }\ntasks:\n  - { agent: say, artifact: x }\n";
 
 #[test]
 fn tls_and_a_password_reach_a_server_that_requires_them() {
     let _lock = serial();
-    let Some(binary) = binary() else {
-        return;
-    };
     let dir = Sandbox::new();
     certificates(&dir);
-    let (cert, key, store) = (
-        dir.join("server.pem"),
-        dir.join("server.key"),
-        dir.join("store"),
-    );
-    let (_server, port) = start_server(
-        &binary,
-        &dir,
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let Some(server) = Server::start_with(
+        None,
         &[
-            "-js".as_ref(),
-            "-sd".as_ref(),
-            store.as_os_str(),
-            "--tls".as_ref(),
-            "--tlscert".as_ref(),
-            cert.as_os_str(),
-            "--tlskey".as_ref(),
-            key.as_os_str(),
-            "--user".as_ref(),
-            "a33".as_ref(),
-            "--pass".as_ref(),
-            PASSWORD.as_ref(),
+            "--tls",
+            "--tlscert",
+            cert.to_str().expect("a UTF-8 path"),
+            "--tlskey",
+            key.to_str().expect("a UTF-8 path"),
+            "--user",
+            "a33",
+            "--pass",
+            PASSWORD,
         ],
-    );
+    ) else {
+        return;
+    };
+    let port = server.port();
     dir.write("agent33.yaml", MANIFEST);
     let ca = dir.join("ca.pem");
     let url = format!("tls://a33:{PASSWORD}@127.0.0.1:{port}");
@@ -203,30 +159,6 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
     assert_eq!(task["output"], "x on w1\n");
     assert_eq!(task["worker"], "w1");
 
-    // A wrong password: refused within 5 s, the URL named, no secret shown.
-    let wrong = format!("tls://a33:not-{PASSWORD}@127.0.0.1:{port}");
-    let started = Instant::now();
-    let refused = agent33(&dir.path())
-        .args(["run", "--nats", &wrong])
-        .env("SSL_CERT_FILE", &ca)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent-33 starts");
-    let output = wait_output(refused, HANG);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!("tls://a33:***@127.0.0.1:{port}")),
-        "{err}"
-    );
-    assert!(!err.contains(PASSWORD), "{err}");
-
     signal(worker.0.id(), rustix::process::Signal::TERM);
     wait_for("the worker to exit", HANG, || {
         worker.0.try_wait().ok().flatten()
@@ -256,9 +188,6 @@ fn jwt(signer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> Strin
 #[test]
 fn a_credentials_file_reaches_a_server_in_operator_mode() {
     let _lock = serial();
-    let Some(binary) = binary() else {
-        return;
-    };
     let dir = Sandbox::new();
     // Operator → account (JetStream allowed) → user, as `nsc` would make them.
     let operator = nkeys::KeyPair::new_operator();
@@ -298,14 +227,11 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
             "type": "user", "version": 2,
         }),
     );
-    let store = dir.join("store");
     dir.write(
         "server.conf",
         format!(
             "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
-             resolver_preload: {{ {acc}: \"{account_jwt}\", {sys}: \"{system_jwt}\" }}\n\
-             jetstream: {{ store_dir: \"{}\" }}\n",
-            store.display(),
+             resolver_preload: {{ {acc}: \"{account_jwt}\", {sys}: \"{system_jwt}\" }}\n",
             acc = account.public_key(),
             sys = system.public_key(),
         ),
@@ -319,7 +245,11 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
         ),
     );
     let conf = dir.join("server.conf");
-    let (_server, port) = start_server(&binary, &dir, &["-c".as_ref(), conf.as_os_str()]);
+    let Some(server) = Server::start_with(None, &["-c", conf.to_str().expect("a UTF-8 path")])
+    else {
+        return;
+    };
+    let port = server.port();
     let url = format!("nats://127.0.0.1:{port}");
     dir.write("agent33.yaml", MANIFEST);
 
@@ -370,4 +300,47 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
     wait_for("the worker to exit", HANG, || {
         worker.0.try_wait().ok().flatten()
     });
+}
+
+#[test]
+fn a_password_in_the_url_authenticates_and_a_wrong_one_exits_2_unprinted() {
+    let _lock = serial();
+    let Some(server) = Server::start_with(None, &["--user", "alice", "--pass", "s3cret-pw"]) else {
+        return;
+    };
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  ok:
+    shell: true
+    command: 'echo "ran $1"'
+tasks:
+  - { agent: ok, artifact: a }
+"#,
+    );
+    let good = server.url_as("alice", "s3cret-pw");
+    let worker = Worker::start(&dir.path(), &good, "w1", &[]);
+    assert!(
+        !worker.stderr().contains("s3cret-pw"),
+        "{}",
+        worker.stderr()
+    );
+    let output = run(&dir.path(), &["run", "--nats", &good, "--report", "r.json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(task(&dir.json("r.json"), "ok:a")["output"], "ran a\n");
+
+    let wrong = server.url_as("alice", "not-the-pw");
+    let started = Instant::now();
+    let output = run(&dir.path(), &["run", "--nats", &wrong]);
+    let took = started.elapsed();
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!("nats://alice:***@127.0.0.1:{}", server.port())),
+        "names the URL: {said}"
+    );
+    assert!(!said.contains("not-the-pw"), "prints no password: {said}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }

@@ -885,3 +885,158 @@ tasks:
         assert_eq!(task(&report, id)["status"], "cancelled");
     }
 }
+
+/// Ids of the tasks a journal file has records for.
+fn journaled(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|record| record["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_run_resumed_after_its_coordinator_died_runs_only_what_is_left() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+execution:
+  parallel_limit: 3
+agents:
+  quick:
+    shell: true
+    command: 'echo "quick $1" >> ledger'
+  hold:
+    shell: true
+    command: 'trap ''echo "term $1 $$" >> ledger; exit 143'' TERM; echo "start $1 $$" >> ledger; while [ ! -e gate ]; do sleep 0.02; done; echo "end $1" >> ledger'
+tasks:
+  - { agent: quick, artifact: a }
+  - { agent: quick, artifact: b }
+  - { agent: quick, artifact: c }
+  - { agent: hold, artifact: d }
+  - { agent: hold, artifact: e }
+  - { agent: hold, artifact: f }
+"#,
+    );
+    let url = server.url();
+    // Four slots: the dead run's three held tasks would leave the resumed
+    // run one, were they not stopped.
+    let _w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "2"]);
+    let _w2 = Worker::start(&dir.path(), &url, "w2", &["--slots", "2"]);
+    let mut coordinator = spawn_run(
+        &dir.path(),
+        &["run", "--nats", &url, "--journal", "j.jsonl"],
+    );
+    wait_for(
+        "the quick tasks journaled, the held ones started",
+        HANG,
+        || {
+            let quick_done = journaled(&dir.read("j.jsonl")).len() == 3;
+            let held = lines_with(&dir.read("ledger"), "start ").len() == 3;
+            (quick_done && held).then_some(())
+        },
+    );
+    coordinator.kill().expect("SIGKILL the coordinator");
+    coordinator.wait().expect("reap it");
+
+    let resumed = spawn_run(
+        &dir.path(),
+        &[
+            "run",
+            "--nats",
+            &url,
+            "--journal",
+            "j.jsonl",
+            "--resume",
+            "--report",
+            "r.json",
+        ],
+    );
+    // The gate stays shut until the dead run's executions were stopped and
+    // the resumed run's three all started beside them.
+    wait_for(
+        "the dead run's tasks stopped, the new ones started",
+        HANG,
+        || {
+            let ledger = dir.read("ledger");
+            let stopped = lines_with(&ledger, "term ").len() == 3;
+            let started = lines_with(&ledger, "start ").len() == 6;
+            (stopped && started).then_some(())
+        },
+    );
+    dir.write("gate", "");
+    let output = wait_output(resumed, HANG);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("ended run "),
+        "{}",
+        stderr(&output)
+    );
+
+    let report = dir.json("r.json");
+    assert_eq!(report["total"], 6);
+    assert_eq!(tasks(&report).len(), 6, "one result per task");
+    for id in ["quick:a", "quick:b", "quick:c"] {
+        let t = task(&report, id);
+        assert_eq!(t["status"], "success", "{t}");
+        assert_eq!(t["resumed"], true, "{t}");
+    }
+    for id in ["hold:d", "hold:e", "hold:f"] {
+        let t = task(&report, id);
+        assert_eq!(t["status"], "success", "{t}");
+        assert_eq!(t["attempts"], 1, "{t}");
+    }
+    let ledger = dir.read("ledger");
+    for quick in ["a", "b", "c"] {
+        assert_eq!(
+            lines_with(&ledger, &format!("quick {quick}")).len(),
+            1,
+            "journaled as finished, so not run again: {ledger}"
+        );
+    }
+    // The dead run's executions were stopped, not left to finish.
+    assert_eq!(lines_with(&ledger, "end ").len(), 3, "{ledger}");
+}
+
+#[test]
+fn a_workers_own_lease_decides_when_the_run_gives_none() {
+    server!(_lock, server);
+    let dir = Sandbox::new();
+    dir.write(
+        "agent33.yaml",
+        r#"
+agents:
+  long:
+    shell: true
+    command: 'echo "start $A33_TEST_WORKER $$" >> ledger; if [ "$A33_TEST_WORKER" = w1 ]; then sleep 600; fi; echo "ran on $A33_TEST_WORKER"'
+tasks:
+  - { agent: long, artifact: x }
+"#,
+    );
+    let url = server.url();
+    let mut w1 = Worker::start(&dir.path(), &url, "w1", &["--lease", "1"]);
+    // No --lease: the run's would be 30 s, the server's redelivery.
+    let run = spawn_run(&dir.path(), &["run", "--nats", &url, "--report", "r.json"]);
+    wait_for("the task on w1", HANG, || {
+        (!lines_with(&dir.read("ledger"), "start w1 ").is_empty()).then_some(())
+    });
+    w1.signal(Signal::KILL);
+    w1.wait();
+    let _w2 = Worker::start(&dir.path(), &url, "w2", &[]);
+    let output = wait_output(run, HANG);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let x = task(&dir.json("r.json"), "long:x");
+    assert_eq!(x["status"], "success", "{x}");
+    assert_eq!(x["output"], "ran on w2\n");
+    assert_eq!(x["attempts"], 2, "the lost execution counts");
+    let notes = x["notes"].to_string();
+    let after: f64 = notes
+        .split("worker w1 lost after ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("a note naming w1: {notes}"));
+    // Lost after w1's 1 s of silence, far from the run's 30 s.
+    assert!((1.0..10.0).contains(&after), "lost after {after}s: {notes}");
+}

@@ -29,7 +29,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Where `nats-server` is, if installed.
-pub fn server_binary() -> Option<PathBuf> {
+fn server_binary() -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("nats-server"))
@@ -166,6 +166,7 @@ pub struct Server {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -177,6 +178,12 @@ impl Server {
 
     /// Like [`Self::start`], on a given port.
     pub fn start_on(port: Option<u16>) -> Option<Self> {
+        Self::start_with(port, &[])
+    }
+
+    /// Like [`Self::start`], with more arguments for `nats-server`
+    /// (`--user`, `--pass`).
+    pub fn start_with(port: Option<u16>, extra: &[&str]) -> Option<Self> {
         let Some(binary) = server_binary() else {
             assert!(
                 std::env::var("CI").map_or(true, |v| v != "true"),
@@ -189,7 +196,8 @@ impl Server {
             .prefix("agent33-nats-server")
             .tempdir()
             .expect("a temporary folder");
-        let child = spawn_server(&binary, dir.path(), port);
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let child = spawn_server(&binary, dir.path(), port, &extra);
         let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
         let port = wait_for("the server's ports file", Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&ports).ok()?;
@@ -197,11 +205,25 @@ impl Server {
             let url = ports["nats"][0].as_str()?;
             url.rsplit(':').next()?.parse().ok()
         });
-        Some(Self { child, dir, port })
+        Some(Self {
+            child,
+            dir,
+            port,
+            extra,
+        })
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL with a user and password in it.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
     }
 
     /// Stops the server (SIGTERM, then waits) and starts it again on the
@@ -209,7 +231,7 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         let binary = server_binary().expect("it was there a moment ago");
-        self.child = spawn_server(&binary, self.dir.path(), Some(self.port));
+        self.child = spawn_server(&binary, self.dir.path(), Some(self.port), &self.extra);
         wait_for("the restarted server", Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", self.port))
                 .ok()
@@ -231,13 +253,14 @@ impl Server {
     }
 }
 
-fn spawn_server(binary: &Path, dir: &Path, port: Option<u16>) -> Child {
+fn spawn_server(binary: &Path, dir: &Path, port: Option<u16>, extra: &[String]) -> Child {
     let port = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
     Command::new(binary)
         .args(["-a", "127.0.0.1", "-p", &port, "--ports_file_dir"])
         .arg(dir)
         .args(["-js", "-sd"])
         .arg(dir.join("store"))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
