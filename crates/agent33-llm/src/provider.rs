@@ -237,6 +237,9 @@ pub struct StatsSnapshot {
     /// refusal that deferred the task, or else from the moment the request
     /// was ready, until it was sent.
     pub rate_limit_wait_ms: u64,
+    /// How many of those waits were recorded: the samples of the
+    /// `rate_limit_wait_ms` timer so far.
+    pub waits: usize,
 }
 
 impl ProviderStats {
@@ -283,6 +286,11 @@ impl ProviderStats {
             completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
             cost_usd: self.cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
             rate_limit_wait_ms: self.wait_ms.load(Ordering::Relaxed),
+            waits: self
+                .waits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len(),
         }
     }
 }
@@ -433,21 +441,44 @@ impl ProviderLimiter {
         limiters: impl IntoIterator<Item = &'a ProviderLimiter>,
         metrics: &mut Metrics,
     ) {
+        Self::add_to_metrics_since(
+            limiters
+                .into_iter()
+                .map(|limiter| (limiter, StatsSnapshot::default())),
+            metrics,
+        );
+    }
+
+    /// Like [`Self::add_to_metrics`], counting only what each limiter did
+    /// after its snapshot: the share of one run of limiters that live
+    /// across runs (the Python package's `Provider`).
+    pub fn add_to_metrics_since<'a>(
+        limiters: impl IntoIterator<Item = (&'a ProviderLimiter, StatsSnapshot)>,
+        metrics: &mut Metrics,
+    ) {
         let mut waits = Timer::default();
         let mut total = StatsSnapshot::default();
-        for limiter in limiters {
+        let mut cost_micro_usd = 0_u64;
+        for (limiter, before) in limiters {
             let s = limiter.stats.snapshot();
-            total.requests += s.requests;
-            total.rate_limited += s.rate_limited;
-            total.prompt_tokens += s.prompt_tokens;
-            total.completion_tokens += s.completion_tokens;
-            total.cost_usd += s.cost_usd;
+            total.requests += s.requests.saturating_sub(before.requests);
+            total.rate_limited += s.rate_limited.saturating_sub(before.rate_limited);
+            total.prompt_tokens += s.prompt_tokens.saturating_sub(before.prompt_tokens);
+            total.completion_tokens += s.completion_tokens.saturating_sub(before.completion_tokens);
+            // Both are whole micro-dollars: the difference is exact.
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "costs are small, not negative, and whole micro-dollars"
+            )]
+            let micros = |usd: f64| (usd * 1e6).round() as u64;
+            cost_micro_usd += micros(s.cost_usd).saturating_sub(micros(before.cost_usd));
             let own = limiter
                 .stats
                 .waits
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for ms in own.iter() {
+            for ms in own.iter().skip(before.waits) {
                 waits.record(f64::from(*ms));
             }
         }
@@ -459,10 +490,15 @@ impl ProviderLimiter {
         ] {
             *metrics.counters.entry(name.to_owned()).or_default() += value;
         }
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "micro-dollars of one run fit an f64's mantissa"
+        )]
+        let cost_usd = cost_micro_usd as f64 / 1e6;
         *metrics
             .amounts
             .entry("llm_cost_usd".to_owned())
-            .or_default() += total.cost_usd;
+            .or_default() += cost_usd;
         metrics
             .timers
             .insert("rate_limit_wait_ms".to_owned(), waits.summary());
@@ -547,5 +583,25 @@ mod tests {
         let mut metrics = Metrics::default();
         ProviderLimiter::add_to_metrics([&*l], &mut metrics);
         assert_eq!(metrics.timer("rate_limit_wait_ms").count, 2);
+        // A later run on the same limiter counts only its own request.
+        let before = l.stats().snapshot();
+        assert_eq!(before.waits, 2);
+        let third = l.acquire(0.0, None, &token).await.expect("may start");
+        l.stats().used(
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                total_tokens: 7,
+            },
+            Some(0.25),
+        );
+        l.success(&third, &RateLimitInfo::default());
+        let mut run = Metrics::default();
+        ProviderLimiter::add_to_metrics_since([(&*l, before)], &mut run);
+        assert_eq!(run.timer("rate_limit_wait_ms").count, 1);
+        assert_eq!(run.timer("rate_limit_wait_ms").max, 1000.0);
+        assert_eq!(run.counter("llm_requests"), 1);
+        assert_eq!(run.counter("llm_prompt_tokens"), 3);
+        assert_eq!(run.amounts["llm_cost_usd"], 0.25);
     }
 }

@@ -199,9 +199,8 @@ struct LlmUse {
 ///
 /// A `Provider` keeps its limiters across runs, so its counters are the
 /// provider's since it was made: the run's share is what they grew by
-/// during the run. (Two runs at once on one provider each count both.)
-/// The `rate_limit_wait_ms` timer cannot be split that way: it covers
-/// every request of those limiters so far.
+/// during the run, and its timer the waits recorded meanwhile. (Two runs
+/// at once on one provider each count both.)
 #[derive(Default)]
 pub struct LlmMetrics {
     agents: Vec<LlmUse>,
@@ -253,36 +252,20 @@ impl LlmMetrics {
             return;
         }
         let mut run = Metrics::default();
-        ProviderLimiter::add_to_metrics(limiters.iter().map(|l| &***l), &mut run);
-        let mut before = StatsSnapshot::default();
-        for (_, snap) in self
-            .baselines
-            .iter()
-            .filter(|(l, _)| limiters.iter().any(|u| Arc::ptr_eq(u, l)))
-        {
-            before.requests += snap.requests;
-            before.rate_limited += snap.rate_limited;
-            before.prompt_tokens += snap.prompt_tokens;
-            before.completion_tokens += snap.completion_tokens;
-            before.cost_usd += snap.cost_usd;
-        }
-        for (name, earlier) in [
-            ("llm_requests", before.requests),
-            ("llm_rate_limited", before.rate_limited),
-            ("llm_prompt_tokens", before.prompt_tokens),
-            ("llm_completion_tokens", before.completion_tokens),
-        ] {
-            if let Some(n) = run.counters.get_mut(name) {
-                *n = n.saturating_sub(earlier);
-            }
-        }
+        ProviderLimiter::add_to_metrics_since(
+            limiters.iter().map(|&limiter| {
+                let before = self
+                    .baselines
+                    .iter()
+                    .find(|(l, _)| Arc::ptr_eq(l, limiter))
+                    .map(|(_, snap)| *snap)
+                    .unwrap_or_default();
+                (&**limiter, before)
+            }),
+            &mut run,
+        );
         // As in the CLI, the cost is there only when a price is known.
-        if self.agents.iter().any(|a| a.used && a.priced) {
-            if let Some(cost) = run.amounts.get_mut("llm_cost_usd") {
-                // Micro-dollar counts, so the difference is exact to them.
-                *cost = ((*cost - before.cost_usd) * 1e6).round().max(0.0) / 1e6;
-            }
-        } else {
+        if !self.agents.iter().any(|a| a.used && a.priced) {
             run.amounts.remove("llm_cost_usd");
         }
         metrics.counters.extend(run.counters);

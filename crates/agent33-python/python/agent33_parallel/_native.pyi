@@ -164,8 +164,8 @@ class ExecutionResults:
         When the run had tasks of an ``LlmAgent``, the CLI's ``llm_requests``,
         ``llm_rate_limited``, ``llm_prompt_tokens``, ``llm_completion_tokens``
         and (when a price is known) ``llm_cost_usd`` counters are this run's
-        share of their providers' requests; the ``rate_limit_wait_ms`` timer
-        covers every request of those providers so far."""
+        share of their providers' requests, and the ``rate_limit_wait_ms``
+        timer has one wait for each request this run sent."""
     def to_json(self) -> str: ...
     def write_report(self, path: Union[str, "os.PathLike[str]"]) -> None: ...
     def write_junit(self, path: Union[str, "os.PathLike[str]"]) -> None: ...
