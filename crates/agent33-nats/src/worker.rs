@@ -14,13 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent33_parallel::{
-    Agent, AgentError, AgentResult, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor,
-    RunControl, Settings, TaskContext, TaskResult, TaskStatus,
+    Agent, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor, RunControl, Settings,
+    TaskResult, TaskStatus,
 };
 use async_nats::jetstream::{self, AckKind, consumer};
 use async_nats::{HeaderMap, StatusCode};
 use futures::StreamExt as _;
-use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -544,23 +543,13 @@ impl RunSide {
                 return;
             }
         }
-        // Attempt N runs as the one-task run's Nth, so that the command
-        // sees AGENT33_ATTEMPT=N (lost executions count): the earlier ones
-        // end at once, as retries without backoff.
-        let first = task.attempt.max(1);
         let mut agents = Agents::new();
         if let Some(agent) = self.agents.get(&task.agent) {
-            agents.insert(
-                task.agent.as_str(),
-                AgentSpec::new(FromAttempt {
-                    inner: Arc::clone(agent),
-                    first,
-                }),
-            );
+            agents.insert(task.agent.as_str(), AgentSpec::from_arc(Arc::clone(agent)));
         }
+        // One attempt, never retried here (retries are the coordinator's).
         let settings = Settings {
-            retries: first - 1,
-            retry_backoff: Duration::ZERO,
+            retries: 0,
             timeout: task.timeout_ms.map(Duration::from_millis),
             kill_grace: Duration::from_millis(task.kill_grace_ms),
             output_limit_bytes: task.output_limit_bytes,
@@ -570,8 +559,11 @@ impl RunSide {
             .settings(settings)
             .build()
             .expect("a one-task run's settings are valid");
-        let one =
-            AgentTask::new(task.agent.as_str(), task.artifact.clone()).with_id(task.id.as_str());
+        // Attempt N runs as the N-th, so that the command sees
+        // AGENT33_ATTEMPT=N (lost executions count).
+        let one = AgentTask::new(task.agent.as_str(), task.artifact.clone())
+            .with_id(task.id.as_str())
+            .after_executions(task.attempt.saturating_sub(1));
         let results = executor
             .run(vec![one], &agents, control.clone())
             .collect_results();
@@ -686,23 +678,6 @@ impl Asked {
         {
             self.requests.pop_front();
         }
-    }
-}
-
-/// Runs `inner` from attempt `first` on; earlier attempts fail at once.
-struct FromAttempt {
-    inner: Arc<dyn Agent>,
-    first: u32,
-}
-
-impl Agent for FromAttempt {
-    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
-        if ctx.attempt() < self.first {
-            return Box::pin(std::future::ready(Err(AgentError::new(
-                "an earlier execution",
-            ))));
-        }
-        self.inner.run(ctx)
     }
 }
 

@@ -167,7 +167,8 @@ pub struct TaskResult {
     pub error: Option<String>,
     /// The process's own exit code, when it exited normally.
     pub exit_code: Option<i32>,
-    /// How many attempts started (0 if the task never started).
+    /// How many attempts started (0 if the task never started), with
+    /// its executions elsewhere ([`AgentTask::executions_before`]).
     pub attempts: u32,
     /// When its first attempt started.
     pub started_at: Option<Timestamp>,
@@ -246,10 +247,12 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl TaskResult {
-    /// A result for a task that never started.
+    /// A result for a task that never started (here: executions
+    /// elsewhere still count in `attempts`).
     #[must_use]
     pub fn not_started(task: Arc<AgentTask>, status: TaskStatus, error: String) -> Self {
         Self {
+            attempts: task.executions_before,
             task,
             status,
             duration_ms: 0,
@@ -257,7 +260,6 @@ impl TaskResult {
             stderr: String::new(),
             error: Some(error),
             exit_code: None,
-            attempts: 0,
             started_at: None,
             finished_at: None,
             worker: None,

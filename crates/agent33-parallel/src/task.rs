@@ -118,6 +118,11 @@ pub struct AgentTask {
     /// as a command's argument, should use [`AgentTask::artifact_bytes`].
     #[serde(default, skip)]
     pub raw_artifact: Option<Arc<[u8]>>,
+    /// Executions of this task that happened before this run (on another
+    /// machine): its first attempt here is numbered one more, and its
+    /// result's `attempts` counts them; they use none of its retries.
+    #[serde(default, skip)]
+    pub executions_before: u32,
 }
 
 impl AgentTask {
@@ -139,6 +144,7 @@ impl AgentTask {
             timeout: None,
             retries: None,
             raw_artifact: None,
+            executions_before: 0,
         }
     }
 
@@ -194,6 +200,15 @@ impl AgentTask {
     #[must_use]
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
+        self
+    }
+
+    /// Says the task already ran `n` times elsewhere: a worker running the
+    /// execution a coordinator numbered `n + 1` (see
+    /// [`AgentTask::executions_before`]).
+    #[must_use]
+    pub fn after_executions(mut self, n: u32) -> Self {
+        self.executions_before = n;
         self
     }
 }

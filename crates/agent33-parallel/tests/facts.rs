@@ -496,3 +496,47 @@ async fn time_queued_elsewhere_does_not_count_toward_the_timeout() {
     assert_eq!(r.succeeded.len(), 1, "{:?}", r.failed);
     assert_eq!(r.succeeded[0].duration_ms, 800);
 }
+
+#[tokio::test(start_paused = true)]
+async fn executions_elsewhere_number_the_attempts_and_use_no_retry() {
+    use std::sync::{Arc, Mutex};
+    // A worker runs the execution its coordinator numbered 3: the two
+    // before it ran on other machines.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agent = {
+        let seen = Arc::clone(&seen);
+        move |ctx: agent33_parallel::TaskContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().expect("not poisoned").push(ctx.attempt());
+                if ctx.attempt() < 4 {
+                    Err(agent33_parallel::AgentError::new("not yet"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    };
+    let agents = agent33_parallel::Agents::new().add("a", agent);
+    let executor = agent33_parallel::ParallelExecutor::builder()
+        .retries(1)
+        .retry_backoff(std::time::Duration::from_millis(10))
+        .build()
+        .expect("settings");
+    let task = agent33_parallel::AgentTask::new("a", "x").after_executions(2);
+    assert_eq!(task.executions_before, 2);
+    let results = executor.run_all(vec![task], &agents).await;
+    assert_eq!(*seen.lock().expect("not poisoned"), vec![3, 4]);
+    let done = &results.succeeded[0];
+    assert_eq!(done.attempts, 4);
+    // Never started here: its executions elsewhere still count.
+    let stopped = agent33_parallel::ParallelExecutor::builder()
+        .build()
+        .expect("settings")
+        .run_all(
+            vec![agent33_parallel::AgentTask::new("nobody", "y").after_executions(1)],
+            &agents,
+        )
+        .await;
+    assert_eq!(stopped.failed[0].attempts, 1);
+}

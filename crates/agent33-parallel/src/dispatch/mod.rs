@@ -519,15 +519,17 @@ impl Dispatcher {
             self.emit(Event::DependenciesIgnored);
         }
         let ready = deps_left == 0;
+        // Executions elsewhere count as attempts that used no retry.
+        let before = task.executions_before;
         let inserted = self.entries.insert(Entry {
             seq,
             task,
             agent,
             state,
             deps_left,
-            attempts: 0,
+            attempts: before,
             lost_in_row: 0,
-            reruns: 0,
+            reruns: before,
             deferrals: 0,
             deferred_at: None,
             ready_since,
@@ -666,7 +668,7 @@ impl Dispatcher {
             // moment: the slot was not held any earlier.
             attempt.started = Some((run.started, self.clock.wall(run.started)));
         }
-        if entry.attempts == 1 {
+        if entry.attempts == 1 + entry.task.executions_before {
             if let Some(start) = attempt.started {
                 entry.first_start = Some(start);
             }
