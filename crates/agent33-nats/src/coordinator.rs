@@ -605,7 +605,7 @@ async fn end_run(conn: &Connection, info: &RunInfo) -> Result<(), Error> {
 async fn end_dead_runs_of(conn: &Connection, journal: &str) -> Result<Vec<String>, Error> {
     let mut ended = Vec::new();
     for info in running_runs(conn).await? {
-        if info.journal.as_deref() != Some(journal) || coordinator_answers(conn, &info.run).await {
+        if info.journal.as_deref() != Some(journal) || !coordinator_gone(conn, &info.run).await {
             continue;
         }
         end_run(conn, &info).await?;
@@ -656,14 +656,17 @@ async fn running_runs(conn: &Connection) -> Result<Vec<RunInfo>, Error> {
     Ok(running)
 }
 
-/// Whether a run's coordinator answers. The server says "no responders"
+/// Whether a run's coordinator is gone. The server says "no responders"
 /// at once when nobody listens on its subjects, so a dead coordinator
-/// costs no wait.
-async fn coordinator_answers(conn: &Connection, run: &str) -> bool {
+/// costs no wait; a slow answer (a loaded machine) is not taken for death.
+pub(crate) async fn coordinator_gone(conn: &Connection, run: &str) -> bool {
     let asked = conn
         .client
         .request(wire::coordinator_subject(run, "alive"), bytes::Bytes::new());
-    matches!(tokio::time::timeout(ALIVE_ANSWER, asked).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(ALIVE_ANSWER, asked).await,
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders
+    )
 }
 
 fn parse_execution(text: &str) -> Option<Execution> {

@@ -189,6 +189,16 @@ impl Worker {
             if runs.contains_key(&info.run) {
                 continue;
             }
+            // A run whose coordinator died before it could end it (killed)
+            // stays announced; its tasks would hold slots here until the
+            // silence is noticed.
+            if crate::coordinator::coordinator_gone(&conn, &info.run).await {
+                say(format!(
+                    "agent-33 worker: run {}: its coordinator is gone; taking none of its tasks",
+                    info.run
+                ));
+                continue;
+            }
             let agents = match accept(&options, &info) {
                 Ok(agents) => agents,
                 Err(why) => {

@@ -767,10 +767,11 @@ agents:
     command: 'echo "start $1" >> ledger; while [ ! -e gate ]; do sleep 0.05; done; echo "end $1" >> ledger'
 tasks:
   - { agent: hold, artifact: h }
+  - { agent: hold, artifact: i }
 "#,
     );
     let url = server.url();
-    let w1 = Worker::start(&dir.path(), &url, "w1", &[]);
+    let w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "1"]);
     let mut coordinator = spawn_run(&dir.path(), &["run", "--nats", &url]);
     wait_for("the task on w1", HANG, || {
         dir.read("ledger").contains("start h").then_some(())
@@ -784,6 +785,14 @@ tasks:
             .then_some(())
     });
     let noticed = killed.elapsed();
+    // A worker that comes after the death asks the coordinator first and
+    // takes none of the dead run's tasks (`i` waits in the queue).
+    let w2 = Worker::start(&dir.path(), &url, "w2", &[]);
+    wait_for("w2 to see the run is dead", HANG, || {
+        w2.stderr()
+            .contains("its coordinator is gone; taking none of its tasks")
+            .then_some(())
+    });
     // Silence counts from its last word (every 3 s) and must last 12 s.
     assert!(
         noticed >= Duration::from_secs(8),
@@ -798,6 +807,11 @@ tasks:
     wait_for("the held task to end", HANG, || {
         dir.read("ledger").contains("end h").then_some(())
     });
+    assert!(
+        !dir.read("ledger").contains("start i"),
+        "{}",
+        dir.read("ledger")
+    );
 }
 
 #[test]
