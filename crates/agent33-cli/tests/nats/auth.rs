@@ -5,15 +5,13 @@
 //! `SSL_CERT_FILE`; a server in operator mode (JWTs signed here with
 //! nkeys, as `nsc` makes them) reached with a credentials file.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{code, stderr, task};
-use crate::support::{
-    HANG, Sandbox, Server, Worker, agent33, run, serial, signal, wait_for, wait_output,
-};
+use crate::support::{HANG, Sandbox, Server, Worker, agent33, run, serial, wait_output};
 
 const PASSWORD: &str = "s3cret-pw";
 
@@ -80,17 +78,6 @@ fn certificates(dir: &Sandbox) {
     ]);
 }
 
-/// A worker killed and reaped when dropped, so that a failed assertion
-/// leaves none behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The one-task manifest the TLS and credentials tests run.
 const MANIFEST: &str = "agents:\n  say: { shell: true, command: 'echo \"$1 on $A33_TEST_WORKER\"' }\ntasks:\n  - { agent: say, artifact: x }\n";
 
@@ -121,23 +108,18 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
     let ca = dir.join("ca.pem");
     let url = format!("tls://a33:{PASSWORD}@127.0.0.1:{port}");
 
-    let worker_err = dir.join("worker.err");
-    let mut worker = Reaped(
-        agent33(&dir.path())
-            .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
-            .env("SSL_CERT_FILE", &ca)
-            .env("A33_TEST_WORKER", "w1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
-            .spawn()
-            .expect("the worker starts"),
+    let mut worker = Worker::start_with_env(
+        &dir.path(),
+        &url,
+        "w1",
+        &["--slots", "1"],
+        &[("SSL_CERT_FILE", &ca)],
     );
-    let ready = wait_for("the worker's ready line", HANG, || {
-        let text = std::fs::read_to_string(&worker_err).ok()?;
-        text.lines()
-            .find(|l| l.starts_with("ready: worker w1"))
-            .map(str::to_owned)
-    });
+    let stderr = worker.stderr();
+    let ready = stderr
+        .lines()
+        .find(|l| l.starts_with("ready: worker w1"))
+        .expect("the ready line");
     assert!(!ready.contains(PASSWORD), "{ready}");
     assert!(
         ready.contains(&format!("tls://a33:***@127.0.0.1:{port}")),
@@ -159,10 +141,8 @@ fn tls_and_a_password_reach_a_server_that_requires_them() {
     assert_eq!(task["output"], "x on w1\n");
     assert_eq!(task["worker"], "w1");
 
-    signal(worker.0.id(), rustix::process::Signal::TERM);
-    wait_for("the worker to exit", HANG, || {
-        worker.0.try_wait().ok().flatten()
-    });
+    worker.signal(rustix::process::Signal::TERM);
+    assert_eq!(worker.wait().code(), Some(0));
 }
 
 /// A JWT as NATS signs them: `header.claims.signature`, each part
@@ -263,23 +243,20 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
             .expect("agent-33 starts"),
         HANG,
     );
-    assert_eq!(output.status.code(), Some(2), "{}", dir.read("server.err"));
-
-    let worker_err = dir.join("worker.err");
-    let mut worker = Reaped(
-        agent33(&dir.path())
-            .args(["worker", "--nats", &url, "--id", "w1", "--slots", "1"])
-            .env("AGENT33_NATS_CREDS", &creds)
-            .env("A33_TEST_WORKER", "w1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&worker_err).expect("a stderr file"))
-            .spawn()
-            .expect("the worker starts"),
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    wait_for("the worker's ready line", HANG, || {
-        let text = std::fs::read_to_string(&worker_err).ok()?;
-        text.contains("ready: worker w1").then_some(())
-    });
+
+    let mut worker = Worker::start_with_env(
+        &dir.path(),
+        &url,
+        "w1",
+        &["--slots", "1"],
+        &[("AGENT33_NATS_CREDS", &creds)],
+    );
     let output = wait_output(
         agent33(&dir.path())
             .args(["run", "--nats", &url, "--report", "r.json", "--nats-creds"])
@@ -296,10 +273,8 @@ fn a_credentials_file_reaches_a_server_in_operator_mode() {
     assert_eq!(task["output"], "x on w1\n");
     assert_eq!(task["worker"], "w1");
 
-    signal(worker.0.id(), rustix::process::Signal::TERM);
-    wait_for("the worker to exit", HANG, || {
-        worker.0.try_wait().ok().flatten()
-    });
+    worker.signal(rustix::process::Signal::TERM);
+    assert_eq!(worker.wait().code(), Some(0));
 }
 
 #[test]

@@ -284,7 +284,19 @@ impl Worker {
     /// Starts `agent-33 worker --nats URL --id ID ARGS…` in `dir` and
     /// waits for its `ready` line.
     pub fn start(dir: &Path, url: &str, id: &str, args: &[&str]) -> Self {
-        let worker = Self::spawn(dir, url, id, args);
+        Self::start_with_env(dir, url, id, args, &[])
+    }
+
+    /// Like [`Self::start`], with more environment variables
+    /// (`SSL_CERT_FILE`, `AGENT33_NATS_CREDS`).
+    pub fn start_with_env(
+        dir: &Path,
+        url: &str,
+        id: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Self {
+        let worker = Self::spawn_with_env(dir, url, id, args, env);
         worker.wait_ready(id);
         worker
     }
@@ -299,10 +311,21 @@ impl Worker {
 
     /// Starts a worker without waiting for it.
     pub fn spawn(dir: &Path, url: &str, id: &str, args: &[&str]) -> Self {
+        Self::spawn_with_env(dir, url, id, args, &[])
+    }
+
+    fn spawn_with_env(
+        dir: &Path,
+        url: &str,
+        id: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Self {
         let stderr = dir.join(format!("worker-{id}.err"));
         let child = agent33(dir)
             .args(["worker", "--nats", url, "--id", id])
             .args(args)
+            .envs(env.iter().copied())
             // Tasks can tell which worker runs them.
             .env("A33_TEST_WORKER", id)
             .stdout(Stdio::null())
