@@ -10,17 +10,25 @@
 //! travels with it, and a client error or an exhausted quota is final
 //! ([`AgentError::no_retry`]). Bind the agent to its provider's limit with
 //! [`LlmAgent::spec`].
+//!
+//! A distributed run splits a task in two: the worker sends the request
+//! ([`LlmAgent::exchange`]) and reports what the provider said (an
+//! [`Observation`]); the coordinator's agent ([`LlmAgent::remote`]) waits
+//! for the limiter before handing the attempt over, and settles the
+//! observation there, so that one limiter serves every machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent33_parallel::{
-    Agent, AgentError, AgentOutput, AgentResult, AgentSpec, BoxFuture, TaskContext,
+    Agent, AgentError, AgentOutput, AgentResult, AgentSpec, AgentTask, BoxFuture, TaskContext,
 };
 
 use crate::api::{ChatRequest, Message, Usage};
 use crate::classify::Refusal;
 use crate::headers::RateLimitInfo;
+use crate::limiter::Ticket;
 use crate::provider::{AcquireError, Answer, Endpoint, ProviderLimiter};
 use crate::template::{Fields, render};
 
@@ -159,112 +167,191 @@ impl LlmAgent {
         Ok(messages)
     }
 
-    async fn run_task(&self, ctx: TaskContext) -> AgentResult {
-        let task = ctx.task();
-        let (artifact, agent, id) = (
-            task.artifact.clone(),
-            task.agent.as_str().to_owned(),
-            task.id.as_str().to_owned(),
-        );
-        let messages = self.render_messages(&artifact, &agent, &id).await?;
+    /// The request `task` sends, and what it may spend of a token window
+    /// as providers count it at admission: the prompt (about 4 bytes a
+    /// token) and the most the answer may take.
+    async fn request(&self, task: &AgentTask) -> Result<(ChatRequest, f64), AgentError> {
+        let messages = self
+            .render_messages(&task.artifact, task.agent.as_str(), task.id.as_str())
+            .await?;
         let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
-        // What the request may spend of a token window, as providers count
-        // it at admission: the prompt (about 4 bytes a token) and the most
-        // the answer may take.
-        let tokens = prompt_bytes.div_ceil(4) as f64 + f64::from(self.spec.max_tokens.unwrap_or(0));
+        let tokens = self.tokens(prompt_bytes);
         let request = ChatRequest {
             model: self.spec.model.clone(),
             messages,
             temperature: self.spec.temperature,
             max_tokens: self.spec.max_tokens,
         };
-        let token = ctx.token().clone();
-        let ticket = match self
+        Ok((request, tokens))
+    }
+
+    fn tokens(&self, prompt_bytes: usize) -> f64 {
+        prompt_bytes.div_ceil(4) as f64 + f64::from(self.spec.max_tokens.unwrap_or(0))
+    }
+
+    /// Waits for the provider's limiter to let a request start.
+    async fn acquire(&self, ctx: &TaskContext, tokens: f64) -> Result<Ticket, AgentError> {
+        match self
             .limiter
-            .acquire(tokens, ctx.deferred_at(), &token)
+            .acquire(tokens, ctx.deferred_at(), ctx.token())
             .await
         {
-            Ok(ticket) => ticket,
+            Ok(ticket) => Ok(ticket),
             Err(AcquireError::QuotaExhausted) => {
-                return Err(AgentError::new("provider quota exhausted").no_retry());
+                Err(AgentError::new("provider quota exhausted").no_retry())
             }
             Err(AcquireError::Stopped) => {
-                return Err(AgentError::new("stopped before the request was sent"));
-            }
-        };
-        let answer = tokio::select! {
-            answer = self.endpoint.send(&request) => answer,
-            () = token.cancelled() => {
-                // Dropping the request closed its connection; what the
-                // provider billed for it is unknown.
-                self.limiter.other(&ticket, &RateLimitInfo::default());
-                return Err(AgentError::with_output(
-                    "stopped during the request",
-                    AgentOutput { notes: vec![STOPPED_NOTE.to_owned()], ..AgentOutput::default() },
-                ));
-            }
-        };
-        match answer {
-            Answer::Completed(response, info) => {
-                self.limiter.success(&ticket, &info);
-                self.finish(&ctx, &response, &artifact, &agent, &id).await
-            }
-            Answer::Refused(Refusal::RateLimited { .. }, info) => {
-                let pause = self.limiter.rate_limited(&ticket, &info);
-                Err(AgentError::deferred(Some(pause)))
-            }
-            Answer::Refused(Refusal::QuotaExhausted { message }, _) => {
-                self.limiter.quota_exhausted(&ticket, &message);
-                Err(AgentError::new(message).no_retry())
-            }
-            Answer::Refused(
-                Refusal::Transient {
-                    message,
-                    retry_after,
-                },
-                info,
-            ) => {
-                self.limiter.other(&ticket, &info);
-                let error = AgentError::new(message);
-                Err(match retry_after {
-                    Some(after) => error.retry_after(after),
-                    None => error,
-                })
-            }
-            Answer::Refused(Refusal::Permanent { message }, info) => {
-                self.limiter.other(&ticket, &info);
-                Err(AgentError::new(message).no_retry())
-            }
-            Answer::Failed(message) => {
-                self.limiter.other(&ticket, &RateLimitInfo::default());
-                Err(AgentError::new(message))
+                Err(AgentError::new("stopped before the request was sent"))
             }
         }
     }
 
-    async fn finish(
+    async fn run_task(&self, ctx: TaskContext) -> AgentResult {
+        let (request, tokens) = self.request(ctx.task()).await?;
+        let ticket = self.acquire(&ctx, tokens).await?;
+        let (result, observation) = self.call(&ctx, &request).await;
+        self.settle(&ctx, &ticket, result, Some(observation))
+    }
+
+    /// Sends `request` once, outside the limiter: the task's result when
+    /// it was answered (the answer written where the spec says), and what
+    /// the provider said, for [`Self::settle`].
+    async fn call(&self, ctx: &TaskContext, request: &ChatRequest) -> (AgentResult, Observation) {
+        let answer = tokio::select! {
+            answer = self.endpoint.send(request) => answer,
+            () = ctx.token().cancelled() => {
+                // Dropping the request closed its connection; what the
+                // provider billed for it is unknown.
+                let stopped = AgentError::with_output(
+                    "stopped during the request",
+                    AgentOutput { notes: vec![STOPPED_NOTE.to_owned()], ..AgentOutput::default() },
+                );
+                return (Err(stopped), Observation::new(Said::Stopped, RateLimitInfo::default()));
+            }
+        };
+        match answer {
+            Answer::Completed(response, info) => {
+                let result = self.finish(ctx.task(), &response).await;
+                let said = Said::Answered {
+                    usage: response.usage,
+                };
+                (result, Observation::new(said, info))
+            }
+            Answer::Refused(refusal, info) => {
+                // Only the provider's words: what the refusal means for the
+                // task (a deferral, a final failure) is for `settle`, on
+                // the machine that holds the limiter.
+                let (Refusal::RateLimited { message }
+                | Refusal::QuotaExhausted { message }
+                | Refusal::Transient { message, .. }
+                | Refusal::Permanent { message }) = &refusal;
+                let result = Err(AgentError::new(message.clone()));
+                (result, Observation::new(Said::Refused(refusal), info))
+            }
+            Answer::Failed(message) => (
+                Err(AgentError::new(message)),
+                Observation::new(Said::NoAnswer, RateLimitInfo::default()),
+            ),
+        }
+    }
+
+    /// The half of a task a distributed run's worker does: renders the
+    /// request and sends it once, with no limiter (the coordinator's is
+    /// the one limit). What the provider said goes back to the
+    /// coordinator's [`Self::remote`] agent. A refusal is an ordinary
+    /// failure here, never a deferral: the coordinator decides.
+    pub async fn exchange(&self, ctx: TaskContext) -> (AgentResult, Option<Observation>) {
+        match self.request(ctx.task()).await {
+            Ok((request, _)) => {
+                let (result, observation) = self.call(&ctx, &request).await;
+                (result, Some(observation))
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    /// The agent for the engine whose requests another machine sends
+    /// through `transport` (a distributed run's worker, running
+    /// [`Self::exchange`]): each attempt waits for this limiter here, and
+    /// what the provider said there updates it, so that the limiter stays
+    /// the one limit of every machine.
+    #[must_use]
+    pub fn remote(self, transport: Arc<dyn Transport>) -> AgentSpec {
+        let limit = self.limiter.shared_limit();
+        AgentSpec::new(Remote {
+            agent: self,
+            transport,
+        })
+        .shared_limit(limit)
+    }
+
+    /// Applies what the provider said to the limiter and the counters, and
+    /// turns it into the engine's result: a rate-limit refusal defers the
+    /// task, an exhausted quota trips the provider, a client error is
+    /// final, a server's `Retry-After` travels with the failure. Without an
+    /// observation (the request was never sent, or its worker was lost)
+    /// the request's place in the limiter is given back and `result`
+    /// stands.
+    fn settle(
         &self,
         ctx: &TaskContext,
-        response: &crate::api::ChatResponse,
-        artifact: &str,
-        agent: &str,
-        id: &str,
+        ticket: &Ticket,
+        result: AgentResult,
+        observation: Option<Observation>,
     ) -> AgentResult {
-        let usage = response.usage.unwrap_or_default();
-        let cost = self.price.map(|p| p.cost(usage));
-        self.limiter.stats().used(usage, cost);
-        // Spent whatever happens to the answer next: the task's result
-        // sums it over attempts.
-        if response.usage.is_some() {
+        let Some(Observation { said, info }) = observation else {
+            self.limiter.other(ticket, &RateLimitInfo::default());
+            return result;
+        };
+        match said {
+            Said::Answered { usage } => {
+                self.limiter.success(ticket, &info);
+                self.used(ctx, usage);
+                result
+            }
+            Said::Refused(refusal) => {
+                let pause = match &refusal {
+                    Refusal::RateLimited { .. } => self.limiter.rate_limited(ticket, &info),
+                    Refusal::QuotaExhausted { message } => {
+                        self.limiter.quota_exhausted(ticket, message);
+                        Duration::ZERO
+                    }
+                    Refusal::Transient { .. } | Refusal::Permanent { .. } => {
+                        self.limiter.other(ticket, &info);
+                        Duration::ZERO
+                    }
+                };
+                Err(refused(&refusal, pause))
+            }
+            Said::NoAnswer | Said::Stopped => {
+                self.limiter.other(ticket, &info);
+                result
+            }
+        }
+    }
+
+    /// Counts an answer's usage, spent whatever happens to the answer next:
+    /// the task's result sums it over attempts.
+    fn used(&self, ctx: &TaskContext, usage: Option<Usage>) {
+        let tokens = usage.unwrap_or_default();
+        let cost = self.price.map(|p| p.cost(tokens));
+        self.limiter.stats().used(tokens, cost);
+        if usage.is_some() {
             ctx.report_usage(
                 agent33_parallel::Usage {
-                    prompt_tokens: usage.prompt_tokens,
-                    completion_tokens: usage.completion_tokens,
-                    total_tokens: usage.total_tokens,
+                    prompt_tokens: tokens.prompt_tokens,
+                    completion_tokens: tokens.completion_tokens,
+                    total_tokens: tokens.total_tokens,
                 },
                 cost,
             );
         }
+    }
+
+    /// The answer as the task's output: written to the spec's `output`
+    /// file, or kept as its standard output.
+    async fn finish(&self, task: &AgentTask, response: &crate::api::ChatResponse) -> AgentResult {
+        let (artifact, agent, id) = (&task.artifact, task.agent.as_str(), task.id.as_str());
         let choice = response.choices.first();
         let text = choice
             .and_then(|c| c.message.content.clone())
@@ -318,6 +405,109 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             let _ = tokio::fs::remove_file(&temp).await;
             Err(e)
         }
+    }
+}
+
+/// What the provider said to one request, as the limiter needs it. In a
+/// distributed run it travels from the worker that sent the request to the
+/// coordinator that holds the limiter.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Observation {
+    /// How the request ended.
+    pub said: Said,
+    /// The response's rate-limit headers.
+    #[serde(default)]
+    pub info: RateLimitInfo,
+}
+
+impl Observation {
+    fn new(said: Said, info: RateLimitInfo) -> Self {
+        Self { said, info }
+    }
+}
+
+/// How a request ended, for the limiter.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Said {
+    /// Answered, with the usage the provider counted.
+    Answered {
+        /// The answer's usage, when the provider gave one.
+        usage: Option<Usage>,
+    },
+    /// Refused, for the reason given.
+    Refused(Refusal),
+    /// No answer: the connection failed or the body was unreadable.
+    NoAnswer,
+    /// Stopped while in flight (a timeout or a stop).
+    Stopped,
+}
+
+/// The error of a refused request: a deferral for rate (after `pause`), a
+/// final failure for quota and client errors, an ordinary failure that the
+/// retry policy may repeat (not sooner than the server asked) otherwise.
+fn refused(refusal: &Refusal, pause: Duration) -> AgentError {
+    match refusal {
+        Refusal::RateLimited { .. } => AgentError::deferred(Some(pause)),
+        Refusal::QuotaExhausted { message } | Refusal::Permanent { message } => {
+            AgentError::new(message.clone()).no_retry()
+        }
+        Refusal::Transient {
+            message,
+            retry_after,
+        } => {
+            let error = AgentError::new(message.clone());
+            match retry_after {
+                Some(after) => error.retry_after(*after),
+                None => error,
+            }
+        }
+    }
+}
+
+/// How an attempt reaches the machine that sends its request: it runs
+/// [`LlmAgent::exchange`] there and returns the task's result with the
+/// provider's [`Observation`] (`None` when no request went out).
+pub trait Transport: Send + Sync + 'static {
+    /// Runs one attempt elsewhere.
+    fn send<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+    ) -> BoxFuture<'a, (AgentResult, Option<Observation>)>;
+}
+
+/// [`LlmAgent::remote`]'s agent.
+struct Remote {
+    agent: LlmAgent,
+    transport: Arc<dyn Transport>,
+}
+
+impl Remote {
+    async fn run_task(self: Arc<Self>, ctx: TaskContext) -> AgentResult {
+        let agent = &self.agent;
+        let task = ctx.task();
+        // The artifact may not be on this machine: its size then counts
+        // as the template's.
+        let prompt_bytes = match agent
+            .render_messages(&task.artifact, task.agent.as_str(), task.id.as_str())
+            .await
+        {
+            Ok(messages) => messages.iter().map(|m| m.content.len()).sum(),
+            Err(_) => agent.spec.system.as_ref().map_or(0, String::len) + agent.spec.prompt.len(),
+        };
+        let ticket = agent.acquire(&ctx, agent.tokens(prompt_bytes)).await?;
+        let (result, observation) = self.transport.send(&ctx).await;
+        agent.settle(&ctx, &ticket, result, observation)
+    }
+}
+
+impl Agent for Remote {
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
+        let remote = Arc::new(Self {
+            agent: self.agent.clone(),
+            transport: Arc::clone(&self.transport),
+        });
+        Box::pin(remote.run_task(ctx))
     }
 }
 

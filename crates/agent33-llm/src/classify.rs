@@ -8,7 +8,8 @@ use crate::api::ErrorBody;
 use crate::headers::RateLimitInfo;
 
 /// A non-2xx answer, classified.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
 pub enum Refusal {
     /// A rate-limit 429 (or a 503 with `Retry-After`): the request was not
     /// served; it is sent again once the limiter allows.

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::HeaderMap;
 
 /// What one response said about the provider's limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RateLimitInfo {
     /// How long the server asked to wait (`retry-after-ms`, else
     /// `retry-after`).
@@ -22,7 +22,7 @@ pub struct RateLimitInfo {
 }
 
 /// One of the provider's windows, as its headers describe it.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// `x-ratelimit-limit-*`: what a full window holds.
     pub limit: Option<u64>,

@@ -16,6 +16,6 @@ pub mod manifest;
 pub mod provider;
 pub mod template;
 
-pub use agent::{LlmAgent, LlmRequestSpec, Price};
+pub use agent::{LlmAgent, LlmRequestSpec, Observation, Price, Said, Transport};
 pub use limiter::{LimiterSettings, LimiterState};
 pub use provider::{ApiKey, Endpoint, ProviderLimiter, StatsSnapshot};

@@ -144,11 +144,21 @@ impl ProviderConfig {
     }
 
     /// The key of the limiter a model of this provider shares: `limit_key`
-    /// when set, else the base URL, the key's fingerprint and the model.
+    /// when set, else the base URL, the key's fingerprint (or, without the
+    /// key, its variable's name) and the model.
     #[must_use]
     pub fn limit_key(&self, key: Option<&ApiKey>, model: &str) -> String {
         self.limit_key.clone().unwrap_or_else(|| {
-            let print = key.map_or_else(|| "no-key".to_owned(), ApiKey::fingerprint);
+            // A distributed run's coordinator has no key: the variable it
+            // is read from tells the keys apart there.
+            let print = key.map_or_else(
+                || {
+                    self.api_key_env
+                        .as_ref()
+                        .map_or_else(|| "no-key".to_owned(), |var| format!("${var}"))
+                },
+                ApiKey::fingerprint,
+            );
             format!("{}|{print}|{model}", self.base_url.trim_end_matches('/'))
         })
     }

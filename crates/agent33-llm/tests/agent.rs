@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent33_llm::{
-    ApiKey, Endpoint, LimiterSettings, LlmAgent, LlmRequestSpec, Price, ProviderLimiter,
+    ApiKey, Endpoint, LimiterSettings, LlmAgent, LlmRequestSpec, Observation, Price,
+    ProviderLimiter, Transport,
 };
 use agent33_parallel::{
-    AgentSpec, AgentTask, Agents, ExecutionResults, ParallelExecutor, TaskStatus,
+    AgentError, AgentOutput, AgentResult, AgentSpec, AgentTask, Agents, BoxFuture,
+    ExecutionResults, ParallelExecutor, TaskContext, TaskStatus,
 };
 use agent33_testkit::llm_server::{BucketConfig, FakeLlmConfig, FakeLlmServer};
 
@@ -381,4 +383,159 @@ async fn a_rate_limited_request_is_deferred_without_using_retries_and_fails_afte
     let log = setup.server.log();
     assert_eq!(log.len(), 4 + 20);
     assert_eq!(setup.limiter.stats().snapshot().rate_limited, 3 + 20);
+}
+
+/// A distributed run's path in one process: the coordinator's remote agent
+/// hands each attempt to a "worker" — a one-task engine run of another
+/// `LlmAgent`'s exchange, with its own, unused, limiter — and what comes
+/// back is only what a worker's report carries: the outcome's words and
+/// the observation as JSON.
+struct Loopback {
+    worker: LlmAgent,
+}
+
+impl Transport for Loopback {
+    fn send<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+    ) -> BoxFuture<'a, (AgentResult, Option<Observation>)> {
+        let worker = self.worker.clone();
+        let task = ctx.task().clone();
+        Box::pin(async move {
+            let said = Arc::new(std::sync::Mutex::new(None));
+            let relay = {
+                let said = Arc::clone(&said);
+                move |ctx: TaskContext| {
+                    let (worker, said) = (worker.clone(), Arc::clone(&said));
+                    async move {
+                        let (result, observation) = worker.exchange(ctx).await;
+                        *said.lock().expect("not poisoned") =
+                            observation.map(|o| serde_json::to_string(&o).expect("plain data"));
+                        result
+                    }
+                }
+            };
+            let agents = Agents::new().add(task.agent.as_str(), relay);
+            let executor = ParallelExecutor::builder()
+                .retries(0)
+                .build()
+                .expect("settings");
+            let results = executor.run_all(vec![task], &agents).await;
+            let result = all_results(&results)[0].clone();
+            let said = said.lock().expect("not poisoned").take();
+            let observation = said.map(|json| serde_json::from_str(&json).expect("reads back"));
+            let output = AgentOutput {
+                stdout: result.output,
+                notes: result.notes,
+                ..AgentOutput::default()
+            };
+            let result = match result.status {
+                TaskStatus::Success => Ok(output),
+                _ => Err(AgentError::with_output(
+                    result.error.unwrap_or_default(),
+                    output,
+                )),
+            };
+            (result, observation)
+        })
+    }
+}
+
+async fn run_remote(setup: &Setup, tasks: Vec<AgentTask>, retries: u32) -> ExecutionResults {
+    let worker_endpoint = Endpoint::new("fake", &setup.server.base_url(), Some(&ApiKey::new(KEY)))
+        .expect("an endpoint");
+    let unused = ProviderLimiter::new(
+        "fake",
+        LimiterSettings {
+            max_concurrency: 1,
+            rpm: None,
+            tpm: None,
+        },
+    );
+    let worker = LlmAgent::new(
+        spec("{content}"),
+        Arc::new(worker_endpoint),
+        unused,
+        setup.dir.path(),
+    );
+    let remote = setup.agent.clone().remote(Arc::new(Loopback { worker }));
+    let agents = Agents::new().add_spec("refine", remote.retries(retries));
+    let executor = ParallelExecutor::builder()
+        .parallel_limit(4)
+        .continue_on_error(true)
+        .retry_backoff(Duration::from_millis(10))
+        .build()
+        .expect("settings");
+    executor.run_all(tasks, &agents).await
+}
+
+#[tokio::test]
+async fn a_remote_agent_settles_what_the_worker_saw_with_the_one_limiter() {
+    let setup = setup(FakeLlmConfig::default(), 4, spec("{content}")).await;
+    let tasks = write_artifacts(
+        &setup,
+        &[
+            "<!-- fake: status=429 retry_after=0 times=3 -->".into(),
+            "<!-- fake: status=429 retry_after=0 -->".into(),
+            "<!-- fake: status=401 -->".into(),
+            "plain".into(),
+        ],
+    );
+    let results = run_remote(&setup, tasks, 2).await;
+    // The worker never deferred by itself (the server saw each refusal
+    // once); the coordinator deferred: no attempt, no retry used.
+    let log = setup.server.log();
+    assert_eq!(log.len(), 4 + 20 + 1 + 1, "{log:?}");
+    let stats = setup.limiter.stats().snapshot();
+    assert_eq!(stats.requests, log.len() as u64);
+    assert_eq!(stats.rate_limited, 3 + 20);
+    let by_artifact = |name: &str| {
+        all_results(&results)
+            .into_iter()
+            .find(|r| r.task.artifact == name)
+            .expect("a result")
+    };
+    let patient = by_artifact("doc0.md");
+    assert_eq!(patient.status, TaskStatus::Success);
+    assert_eq!(patient.attempts, 1, "deferrals are not attempts");
+    assert_eq!(
+        by_artifact("doc1.md").error.as_deref(),
+        Some("rate limited 20 times")
+    );
+    // A client error is final on the coordinator too, though only its
+    // words crossed: 2 retries were allowed.
+    let refused = by_artifact("doc2.md");
+    assert_eq!(refused.attempts, 1, "{refused:?}");
+    assert!(refused.error.as_deref().unwrap_or_default().contains("401"));
+    // The answer's usage is counted where the limiter is.
+    let plain = by_artifact("doc3.md");
+    assert!(!plain.output.is_empty());
+    assert!(plain.usage.is_some_and(|u| u.total_tokens > 0), "{plain:?}");
+    assert_eq!(
+        stats.completion_tokens,
+        plain.usage.expect("usage").completion_tokens * 2
+    );
+    // Nothing is left in flight.
+    assert_eq!(setup.limiter.status().1, 0);
+}
+
+#[tokio::test]
+async fn a_quota_refusal_a_worker_saw_trips_the_coordinators_provider() {
+    let setup = setup(FakeLlmConfig::default(), 1, spec("{content}")).await;
+    let mut texts = vec!["<!-- fake: quota -->".to_owned()];
+    texts.extend((0..3).map(|i| format!("doc {i}")));
+    let tasks = write_artifacts(&setup, &texts);
+    let results = run_remote(&setup, tasks, 2).await;
+    assert_eq!(results.failed.len(), 4);
+    assert!(results.failed.iter().all(|r| r.attempts == 1));
+    assert_eq!(setup.server.log().len(), 1);
+    let errors: Vec<_> = results
+        .failed
+        .iter()
+        .map(|r| r.error.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        errors[1..].iter().all(|e| e == "provider quota exhausted"),
+        "{errors:?}"
+    );
 }
