@@ -7,6 +7,7 @@
 //! when: that stays the engine's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +81,10 @@ struct Hub {
     run: String,
     options: CoordinatorOptions,
     attempts: Mutex<State>,
+    /// Messages published so far: each attempt's message id is unique,
+    /// also when a deferred attempt (a provider's refusal, not a new
+    /// attempt) is published again under the same number.
+    published: AtomicU64,
 }
 
 #[derive(Default)]
@@ -150,6 +155,7 @@ impl Coordinator {
             run: run.clone(),
             options,
             attempts: Mutex::new(State::default()),
+            published: AtomicU64::new(0),
         });
         let requests = conn
             .client
@@ -696,10 +702,19 @@ pub struct RemoteAgent {
     hub: Arc<Hub>,
 }
 
+impl RemoteAgent {
+    /// Runs one attempt on a worker, like [`Agent::run`], and returns with
+    /// its result the feedback of the worker's [`crate::Exchange`] agent
+    /// (`None` from other agents, and when no report came).
+    pub async fn attempt(&self, ctx: &TaskContext) -> (AgentResult, Option<serde_json::Value>) {
+        attempt(Arc::clone(&self.hub), ctx).await
+    }
+}
+
 impl Agent for RemoteAgent {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
         let hub = Arc::clone(&self.hub);
-        Box::pin(async move { attempt(hub, ctx).await })
+        Box::pin(async move { attempt(hub, &ctx).await.0 })
     }
 }
 
@@ -728,7 +743,7 @@ impl Drop for Forget {
     }
 }
 
-async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
+async fn attempt(hub: Arc<Hub>, ctx: &TaskContext) -> (AgentResult, Option<serde_json::Value>) {
     let key = (ctx.seq(), ctx.attempt());
     let (reply, settled) = oneshot::channel();
     let (started_tx, mut started) = oneshot::channel();
@@ -762,8 +777,12 @@ async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
     ctx.report_queued();
     let token = ctx.token().clone();
     tokio::select! {
-        published = publish(&hub, &message) => published?,
-        () = token.cancelled() => return Err(AgentError::new("cancelled before it was sent")),
+        published = publish(&hub, &message, hub.published.fetch_add(1, Ordering::Relaxed)) => {
+            if let Err(e) = published {
+                return (Err(e), None);
+            }
+        }
+        () = token.cancelled() => return (Err(AgentError::new("cancelled before it was sent")), None),
     }
     let mut settled_rx = settled;
     let mut waiting_start = true;
@@ -792,29 +811,32 @@ async fn attempt(hub: Arc<Hub>, ctx: TaskContext) -> AgentResult {
                 hub.purge(key.0).await;
                 if !claimed {
                     // Nothing runs it, and nothing will: no report to wait for.
-                    return Err(AgentError::new("cancelled"));
+                    return (Err(AgentError::new("cancelled")), None);
                 }
                 return match settled_rx.await {
-                    Ok(settled) => into_result(&ctx, settled),
-                    Err(_) => Err(AgentError::new("cancelled")),
+                    Ok(settled) => into_result(ctx, settled),
+                    Err(_) => (Err(AgentError::new("cancelled")), None),
                 };
             }
         }
     };
     forget.settled = true;
     match settled {
-        Ok(settled) => into_result(&ctx, settled),
-        Err(_) => Err(AgentError::new("the run's coordinator lost the attempt")),
+        Ok(settled) => into_result(ctx, settled),
+        Err(_) => (
+            Err(AgentError::new("the run's coordinator lost the attempt")),
+            None,
+        ),
     }
 }
 
 /// Publishes an attempt, again after a failure (a server restart): the
-/// message id makes a repeat one message.
-async fn publish(hub: &Hub, message: &wire::TaskMessage) -> Result<(), AgentError> {
+/// message id (`number` is the publication's) makes a repeat one message.
+async fn publish(hub: &Hub, message: &wire::TaskMessage, number: u64) -> Result<(), AgentError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         "Nats-Msg-Id",
-        format!("{}/{}/{}", hub.run, message.seq, message.attempt).as_str(),
+        format!("{}/{}/{}/{number}", hub.run, message.seq, message.attempt).as_str(),
     );
     let body = wire::encode(message);
     let subject = wire::task_subject(&hub.run, message.seq);
@@ -839,14 +861,19 @@ async fn publish(hub: &Hub, message: &wire::TaskMessage) -> Result<(), AgentErro
     }
 }
 
-fn into_result(ctx: &TaskContext, settled: Settled) -> AgentResult {
+fn into_result(ctx: &TaskContext, settled: Settled) -> (AgentResult, Option<serde_json::Value>) {
     match settled {
-        Settled::Lost { worker, after } => Err(AgentError::new(format!("worker {worker} lost"))
-            .because(Reason::ExecutionLost {
-                worker: Some(worker),
-                after,
-            })),
+        Settled::Lost { worker, after } => (
+            Err(
+                AgentError::new(format!("worker {worker} lost")).because(Reason::ExecutionLost {
+                    worker: Some(worker),
+                    after,
+                }),
+            ),
+            None,
+        ),
         Settled::Report(report) => {
+            let feedback = report.feedback;
             // The worker's tail is the output, whatever streamed before.
             ctx.report_worker(report.worker);
             ctx.report_output(report.stdout, report.stderr);
@@ -855,7 +882,7 @@ fn into_result(ctx: &TaskContext, settled: Settled) -> AgentResult {
                 notes: report.notes,
                 ..AgentOutput::default()
             };
-            match report.outcome {
+            let result = match report.outcome {
                 Outcome::Success => Ok(output),
                 Outcome::Failed | Outcome::Timeout | Outcome::Cancelled => {
                     let error = AgentError::with_output(report.error.unwrap_or_default(), output);
@@ -868,7 +895,8 @@ fn into_result(ctx: &TaskContext, settled: Settled) -> AgentResult {
                         None => error,
                     })
                 }
-            }
+            };
+            (result, feedback)
         }
     }
 }

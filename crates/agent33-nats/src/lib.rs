@@ -28,7 +28,7 @@ mod worker;
 
 pub use connect::{ConnectOptions, Connection, connect, shown_url};
 pub use coordinator::{Coordinator, CoordinatorOptions, RemoteAgent};
-pub use worker::{AdhocAgents, AgentMap, Worker, WorkerOptions, WorkerStop};
+pub use worker::{AdhocAgents, AgentMap, Exchange, ExchangeMap, Worker, WorkerOptions, WorkerStop};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]

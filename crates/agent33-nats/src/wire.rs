@@ -189,6 +189,10 @@ pub struct Report {
     pub notes: Vec<String>,
     /// How long it ran on the worker, in milliseconds.
     pub duration_ms: u64,
+    /// What the service the agent called said, for the coordinator's agent
+    /// (an LLM provider's answer and rate-limit headers); opaque here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<serde_json::Value>,
 }
 
 /// A worker tells the coordinator whether it takes a run's tasks.

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent33_parallel::{
-    Agent, AgentSpec, AgentTask, Agents, Interrupt, ParallelExecutor, RunControl, Settings,
-    TaskResult, TaskStatus,
+    Agent, AgentResult, AgentSpec, AgentTask, Agents, BoxFuture, Interrupt, ParallelExecutor,
+    RunControl, Settings, TaskContext, TaskResult, TaskStatus,
 };
 use async_nats::jetstream::{self, AckKind, consumer};
 use async_nats::{HeaderMap, StatusCode};
@@ -44,6 +44,42 @@ pub type AdhocAgents = Arc<dyn Fn(&str, bool) -> Result<AgentMap, String> + Send
 /// coordinator's.
 pub type AgentMap = HashMap<String, Arc<dyn Agent>>;
 
+/// An agent whose attempt is one exchange with a service whose limit the
+/// coordinator keeps (an LLM provider). It runs here like any agent and
+/// returns, beside the task's result, what the service said: that
+/// `feedback` travels in the report to the coordinator's agent
+/// ([`crate::RemoteAgent::attempt`]), which adapts the limit. It never
+/// defers a task (the one-task run here would run it again); the
+/// coordinator decides what a refusal means.
+pub trait Exchange: Send + Sync + 'static {
+    /// Runs one attempt.
+    fn run(&self, ctx: TaskContext)
+    -> BoxFuture<'static, (AgentResult, Option<serde_json::Value>)>;
+}
+
+/// A worker's [`Exchange`] agents by name.
+pub type ExchangeMap = HashMap<String, Arc<dyn Exchange>>;
+
+/// Runs an [`Exchange`] as the one-task run's agent, keeping its feedback.
+struct Relay {
+    exchange: Arc<dyn Exchange>,
+    feedback: Arc<Mutex<Option<serde_json::Value>>>,
+}
+
+impl Agent for Relay {
+    fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
+        let exchange = self.exchange.run(ctx);
+        let feedback = Arc::clone(&self.feedback);
+        Box::pin(async move {
+            let (result, said) = exchange.await;
+            *feedback
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = said;
+            result
+        })
+    }
+}
+
 /// After this long without word from a run's coordinator (which says it
 /// is alive every 3 s), the worker takes nothing more of that run: with the
 /// 1 s check, within 13 s of its death (PRODUCT-distributed.md: 15 s).
@@ -68,6 +104,8 @@ pub struct WorkerOptions {
     pub manifest_digest: Option<String>,
     /// The manifest's agents.
     pub agents: AgentMap,
+    /// The manifest's agents that report feedback (its LLM agents).
+    pub exchanges: ExchangeMap,
     /// Present when it takes ad-hoc runs (`--allow-adhoc`).
     pub adhoc: Option<AdhocAgents>,
 }
@@ -117,6 +155,7 @@ struct RunSide {
     /// Its own `--lease`, told with each claim.
     own_lease: Option<Duration>,
     agents: AgentMap,
+    exchanges: ExchangeMap,
     /// Running executions' controls, by (seq, attempt).
     running: Mutex<HashMap<(u64, u32), RunControl>>,
     /// Take nothing more of this run, and stop asking its coordinator
@@ -199,7 +238,7 @@ impl Worker {
                 ));
                 continue;
             }
-            let agents = match accept(&options, &info) {
+            let (agents, exchanges) = match accept(&options, &info) {
                 Ok(agents) => agents,
                 Err(why) => {
                     say(format!("agent-33 worker: refusing run {}: {why}", info.run));
@@ -216,6 +255,7 @@ impl Worker {
                 beat_every: lease / 3,
                 own_lease: options.lease,
                 agents,
+                exchanges,
                 running: Mutex::new(HashMap::new()),
                 over: CancellationToken::new(),
                 stop: stop.clone(),
@@ -254,7 +294,7 @@ impl Worker {
 }
 
 /// Whether this worker takes a run's tasks, and with which agents.
-fn accept(options: &WorkerOptions, info: &RunInfo) -> Result<AgentMap, String> {
+fn accept(options: &WorkerOptions, info: &RunInfo) -> Result<(AgentMap, ExchangeMap), String> {
     if let Some(template) = &info.adhoc {
         let Some(make) = &options.adhoc else {
             return Err(
@@ -262,10 +302,12 @@ fn accept(options: &WorkerOptions, info: &RunInfo) -> Result<AgentMap, String> {
                     .to_owned(),
             );
         };
-        return make(template, info.adhoc_shell);
+        return make(template, info.adhoc_shell).map(|agents| (agents, ExchangeMap::new()));
     }
     match (&info.manifest_digest, &options.manifest_digest) {
-        (Some(theirs), Some(ours)) if theirs == ours => Ok(options.agents.clone()),
+        (Some(theirs), Some(ours)) if theirs == ours => {
+            Ok((options.agents.clone(), options.exchanges.clone()))
+        }
         (Some(theirs), Some(ours)) => Err(format!(
             "its manifest differs from this worker's (digest {theirs}, here {ours})"
         )),
@@ -554,7 +596,14 @@ impl RunSide {
             }
         }
         let mut agents = Agents::new();
-        if let Some(agent) = self.agents.get(&task.agent) {
+        let feedback = Arc::new(Mutex::new(None));
+        if let Some(exchange) = self.exchanges.get(&task.agent) {
+            let relay = Relay {
+                exchange: Arc::clone(exchange),
+                feedback: Arc::clone(&feedback),
+            };
+            agents.insert(task.agent.as_str(), AgentSpec::new(relay));
+        } else if let Some(agent) = self.agents.get(&task.agent) {
             agents.insert(task.agent.as_str(), AgentSpec::from_arc(Arc::clone(agent)));
         }
         // One attempt, never retried here (retries are the coordinator's).
@@ -616,7 +665,11 @@ impl RunSide {
         let Some(result) = one_result(results) else {
             return;
         };
-        let report = report(execution.clone(), &self.worker, result);
+        let mut report = report(execution.clone(), &self.worker, result);
+        report.feedback = feedback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let body = wire::encode(&report);
         let pieces = parts::split(&body);
         let last = pieces.len() - 1;
@@ -719,6 +772,7 @@ fn report(execution: Execution, worker: &str, result: TaskResult) -> Report {
         stderr: result.stderr,
         notes: result.notes,
         duration_ms: result.duration_ms,
+        feedback: None,
     }
 }
 
@@ -744,6 +798,7 @@ mod tests {
             lease: None,
             manifest_digest: digest.map(str::to_owned),
             agents: AgentMap::new(),
+            exchanges: ExchangeMap::new(),
             adhoc: adhoc.then_some(make),
         }
     }
