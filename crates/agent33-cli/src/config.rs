@@ -189,7 +189,8 @@ impl RawConfig {
     }
 
     /// Like [`Self::new`], for a worker: a provider's key variable may be
-    /// unset (a worker runs commands; the coordinator calls the providers).
+    /// unset: a distributed run's coordinator sends no request, and a
+    /// worker fails only the tasks that need the missing key.
     ///
     /// # Errors
     ///

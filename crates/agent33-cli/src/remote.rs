@@ -10,8 +10,8 @@ use std::time::Duration;
 use agent33_cli::args::RunArgs;
 use agent33_cli::config::{Config, TaskSource};
 use agent33_journal::StableHasher;
-use agent33_nats::{ConnectOptions, Coordinator, CoordinatorOptions};
-use agent33_parallel::{Agents, Interrupt, RunControl};
+use agent33_nats::{ConnectOptions, Coordinator, CoordinatorOptions, RemoteAgent};
+use agent33_parallel::{AgentResult, Agents, BoxFuture, Interrupt, RunControl, TaskContext};
 
 use crate::failure::Failure;
 
@@ -90,6 +90,13 @@ impl Remote {
         config.agents(|_| self.coordinator.agent())
     }
 
+    /// How the run's LLM agents reach the workers, which send their
+    /// requests: what each provider said comes back to the agents'
+    /// limiters here, the one limit of every machine.
+    pub fn llm_transport(&self) -> Arc<dyn agent33_llm::Transport> {
+        Arc::new(LlmTransport(self.coordinator.agent()))
+    }
+
     /// Stops the run when no worker accepts it in time.
     pub fn stop_if_unaccepted(&self, control: RunControl) {
         let coordinator = Arc::clone(&self.coordinator);
@@ -103,6 +110,25 @@ impl Remote {
     /// Tells the workers the run is over.
     pub async fn finish(self) {
         self.coordinator.finish().await;
+    }
+}
+
+/// An LLM agent's attempt on a worker, whose [`agent33_nats::Exchange`]
+/// reports the provider's [`agent33_llm::Observation`].
+struct LlmTransport(RemoteAgent);
+
+impl agent33_llm::Transport for LlmTransport {
+    fn send<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+    ) -> BoxFuture<'a, (AgentResult, Option<agent33_llm::Observation>)> {
+        Box::pin(async move {
+            let (result, feedback) = self.0.attempt(ctx).await;
+            // A worker of another version may say something else: the
+            // request's place in the limiter is then given back unread.
+            let observation = feedback.and_then(|v| serde_json::from_value(v).ok());
+            (result, observation)
+        })
     }
 }
 

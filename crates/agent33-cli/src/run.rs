@@ -11,13 +11,11 @@ use agent33_cli::args::{OutputMode as OutputFlag, RunArgs};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 
-use agent33_cli::config::{Config, RunOptions, TaskSource, load, process_env};
+use agent33_cli::config::{Config, RawConfig, RunOptions, TaskSource, load, process_env};
 use agent33_cli::template::TaskCommand;
 use agent33_journal::{Fingerprint, Journal, StableHasher};
 use agent33_llm::{Endpoint, LlmAgent, ProviderLimiter};
-use agent33_parallel::{
-    AgentName, AgentSpec, AgentTask, Event, Interrupt, ParallelExecutor, RunControl,
-};
+use agent33_parallel::{AgentName, AgentTask, Event, Interrupt, ParallelExecutor, RunControl};
 use agent33_process::{AGENT_VAR, ARTIFACT_VAR, CommandAgent, ProcessOptions, Reaper, TASK_ID_VAR};
 use agent33_report::{
     InputTotal, JsonReporter, JunitReporter, LimitSource, LimitStatus, NoticeReporter, OutputMode,
@@ -35,7 +33,14 @@ const FINAL_SWEEP: Duration = Duration::from_secs(5);
 
 /// Runs `agent-33 run` and returns the exit code.
 pub fn main(args: &RunArgs) -> u8 {
-    let config = match load(args, &process_env) {
+    // A distributed run's LLM requests go out from the workers, which hold
+    // the keys: the coordinator needs none.
+    let loaded = if args.nats.nats.is_some() {
+        RawConfig::without_keys(args, &process_env).and_then(RawConfig::resolve)
+    } else {
+        load(args, &process_env)
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => return exit::fail(&e.into()),
     };
@@ -117,8 +122,12 @@ async fn run(config: Config, args: RunArgs) -> u8 {
         Some(remote) => remote.agents(&config),
         None => config.agents(|def| CommandAgent::new(def.command.clone(), options.clone())),
     };
-    for (name, spec) in llm_specs {
-        agents.insert(name, spec);
+    for (def, agent) in config.llm_agents.iter().zip(llm_specs) {
+        let spec = match &remote {
+            Some(remote) => agent.remote(remote.llm_transport()),
+            None => agent.spec(),
+        };
+        agents.insert(def.name.clone(), def.with_limits(spec));
     }
     let control = RunControl::new();
     if let Some(remote) = &remote {
@@ -342,9 +351,10 @@ impl LlmProviders {
     }
 }
 
-/// The manifest's LLM agents, each bound to its provider's limiter: one
-/// limiter per `limit_key()`, shared by every agent that names it.
-fn llm_agents(config: &Config) -> Result<(LlmProviders, Vec<(AgentName, AgentSpec)>), Failure> {
+/// The manifest's LLM agents, in `config.llm_agents`' order, each bound to
+/// its provider's limiter: one limiter per `limit_key()`, shared by every
+/// agent that names it.
+fn llm_agents(config: &Config) -> Result<(LlmProviders, Vec<LlmAgent>), Failure> {
     let mut specs = Vec::with_capacity(config.llm_agents.len());
     let mut limiters: Vec<(String, Arc<ProviderLimiter>)> = Vec::new();
     let run_limit = config.settings.parallel_limit;
@@ -367,7 +377,7 @@ fn llm_agents(config: &Config) -> Result<(LlmProviders, Vec<(AgentName, AgentSpe
             def.base_dir.clone(),
         )
         .price(def.price());
-        specs.push((def.name.clone(), def.with_limits(agent.spec())));
+        specs.push(agent);
     }
     let llm = LlmProviders {
         limiters: limiters.into_iter().map(|(_, l)| l).collect(),

@@ -9,11 +9,18 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use agent33_cli::adhoc::ADHOC_AGENT;
+use agent33_cli::agents::LlmAgentDef;
 use agent33_cli::args::{Command, parse_from};
 use agent33_cli::config::{Config, RawConfig, process_env};
 use agent33_cli::nats_args::WorkerArgs;
 use agent33_cli::template::{CommandTemplate, TaskCommand};
-use agent33_nats::{AdhocAgents, AgentMap, ConnectOptions, Worker, WorkerOptions, WorkerStop};
+use agent33_llm::classify::Refusal;
+use agent33_llm::headers::RateLimitInfo;
+use agent33_llm::{Endpoint, LlmAgent, Observation, ProviderLimiter, Said};
+use agent33_nats::{
+    AdhocAgents, AgentMap, ConnectOptions, Exchange, ExchangeMap, Worker, WorkerOptions, WorkerStop,
+};
+use agent33_parallel::{AgentError, AgentResult, BoxFuture, TaskContext};
 use agent33_process::{CommandAgent, ProcessOptions, Reaper};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -28,7 +35,7 @@ const FINAL_SWEEP: Duration = Duration::from_secs(5);
 
 /// Runs `agent-33 worker` and returns the exit code.
 pub fn main(args: &WorkerArgs) -> u8 {
-    let (agents, digest) = match manifest(args) {
+    let (agents, exchanges, digest) = match manifest(args) {
         Ok(found) => found,
         Err(message) => {
             eprintln!("agent-33 worker: error: {message}");
@@ -43,7 +50,7 @@ pub fn main(args: &WorkerArgs) -> u8 {
         .build()
         .expect("the tokio runtime starts");
     let code = runtime.block_on(async {
-        tokio::spawn(serve(args.clone(), agents, digest))
+        tokio::spawn(serve(args.clone(), agents, exchanges, digest))
             .await
             .expect("the worker does not panic")
     });
@@ -51,15 +58,15 @@ pub fn main(args: &WorkerArgs) -> u8 {
     code
 }
 
-/// The manifest's agents and digest; none when there is no manifest and
-/// none was asked for.
-fn manifest(args: &WorkerArgs) -> Result<(AgentMap, Option<String>), String> {
+/// The manifest's command agents, its LLM agents and its digest; none
+/// when there is no manifest and none was asked for.
+fn manifest(args: &WorkerArgs) -> Result<(AgentMap, ExchangeMap, Option<String>), String> {
     let path = args
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from("agent33.yaml"));
     if args.file.is_none() && !path.exists() {
-        return Ok((AgentMap::new(), None));
+        return Ok((AgentMap::new(), ExchangeMap::new(), None));
     }
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -74,7 +81,69 @@ fn manifest(args: &WorkerArgs) -> Result<(AgentMap, Option<String>), String> {
             )),
         );
     }
-    Ok((agents, Some(crate::remote::digest(&bytes))))
+    let mut exchanges = ExchangeMap::new();
+    for def in &config.llm_agents {
+        exchanges.insert(def.name.as_str().to_owned(), Arc::new(llm_exchange(def)?));
+    }
+    Ok((agents, exchanges, Some(crate::remote::digest(&bytes))))
+}
+
+/// An LLM agent on a worker: it sends each request once, with this
+/// machine's key, and reports what the provider said to the coordinator,
+/// whose limiter decides when requests go out. Without the key its tasks
+/// fail here, saying so (the worker says it when it starts).
+struct LlmExchange(Result<LlmAgent, String>);
+
+fn llm_exchange(def: &LlmAgentDef) -> Result<LlmExchange, String> {
+    if let (Some(var), None) = (&def.config.api_key_env, &def.key) {
+        let why = format!(
+            "the key of provider `{}` is read from ${var}, which is not set on this worker",
+            def.provider
+        );
+        eprintln!(
+            "agent-33 worker: note: {why}: tasks of agent `{}` fail here",
+            def.name.as_str()
+        );
+        return Ok(LlmExchange(Err(why)));
+    }
+    let endpoint = Endpoint::new(&def.provider, &def.config.base_url, def.key.as_ref())
+        .map_err(|e| e.to_string())?;
+    // Never consulted: the coordinator's limiter is the one limit.
+    let limiter = ProviderLimiter::new(&def.provider, def.config.limiter_settings(1));
+    let agent = LlmAgent::new(
+        def.block.request_spec(),
+        Arc::new(endpoint),
+        limiter,
+        def.base_dir.clone(),
+    );
+    Ok(LlmExchange(Ok(agent)))
+}
+
+impl Exchange for LlmExchange {
+    fn run(
+        &self,
+        ctx: TaskContext,
+    ) -> BoxFuture<'static, (AgentResult, Option<serde_json::Value>)> {
+        let agent = self.0.clone();
+        Box::pin(async move {
+            let (result, observation) = match agent {
+                Ok(agent) => agent.exchange(ctx).await,
+                Err(message) => {
+                    let said = Said::Refused(Refusal::Permanent {
+                        message: message.clone(),
+                    });
+                    let observation = Observation {
+                        said,
+                        info: RateLimitInfo::default(),
+                    };
+                    (Err(AgentError::new(message)), Some(observation))
+                }
+            };
+            let feedback =
+                observation.map(|o| serde_json::to_value(o).expect("an observation is plain data"));
+            (result, feedback)
+        })
+    }
 }
 
 fn load_manifest(path: &Path) -> Result<Config, String> {
@@ -88,7 +157,7 @@ fn load_manifest(path: &Path) -> Result<Config, String> {
     let Command::Run(run) = cli.command else {
         unreachable!("parsed as `run`")
     };
-    // The providers' keys stay with the coordinator, which makes the calls.
+    // A key not set here fails only the tasks that need it.
     RawConfig::without_keys(&run, &process_env)
         .and_then(RawConfig::resolve)
         .map_err(|e| e.to_string())
@@ -106,7 +175,12 @@ fn adhoc_agents() -> AdhocAgents {
     })
 }
 
-async fn serve(args: WorkerArgs, agents: AgentMap, digest: Option<String>) -> u8 {
+async fn serve(
+    args: WorkerArgs,
+    agents: AgentMap,
+    exchanges: ExchangeMap,
+    digest: Option<String>,
+) -> u8 {
     let stop = WorkerStop::new();
     if let Err(e) = watch_signals(stop.clone()) {
         eprintln!("agent-33 worker: error: cannot install signal handlers: {e}");
@@ -136,6 +210,7 @@ async fn serve(args: WorkerArgs, agents: AgentMap, digest: Option<String>) -> u8
         lease: args.lease,
         manifest_digest: digest,
         agents,
+        exchanges,
         adhoc: args.allow_adhoc.then(adhoc_agents),
     };
     let say: Arc<dyn Fn(String) + Send + Sync> = Arc::new(|line| eprintln!("{line}"));

@@ -1,7 +1,9 @@
-//! LLM agents in a distributed run: their calls go out from the
-//! coordinator, through the one limiter per provider it holds, while
-//! command tasks of the same run go to the workers, which need no key.
+//! LLM agents in a distributed run: the workers send the requests with
+//! their own keys and report what the provider said; the coordinator,
+//! which needs no key, holds the one limiter per provider and decides when
+//! each request goes out.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ const KEY: &str = "sk-nats-SECRET-1a2b3c4d";
 const KEY_VAR: &str = "AGENT33_TEST_LLM_KEY";
 
 #[test]
-fn llm_tasks_of_a_distributed_run_share_the_coordinators_limiter() {
+fn llm_tasks_run_on_workers_under_the_coordinators_limiter() {
     let _lock = serial();
     let Some(server) = Server::start() else {
         return;
@@ -65,12 +67,13 @@ tasks:
         ),
     );
     let url = server.url();
-    // The worker has no key (its environment has no AGENT33_* variable):
-    // it needs none, it never calls the provider.
-    let _w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "4"]);
+    // The workers hold the key; the coordinator has none (its environment
+    // has no AGENT33_* variable).
+    let key: &[(&str, &Path)] = &[(KEY_VAR, Path::new(KEY))];
+    let w1 = Worker::start_with_env(&dir.path(), &url, "w1", &["--slots", "4"], key);
+    let w2 = Worker::start_with_env(&dir.path(), &url, "w2", &["--slots", "4"], key);
     let run = agent33(&dir.path())
         .args(["run", "--nats", &url, "--report", "r.json"])
-        .env(KEY_VAR, KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -84,19 +87,21 @@ tasks:
     assert_eq!(succeeded.len(), 24, "{report}");
     for task in succeeded {
         let agent = task["task"]["agent"].as_str().expect("an agent");
-        match agent {
-            // Commands ran on the worker.
-            "count" => assert_eq!(task["worker"], "w1", "{task}"),
-            // LLM calls went out from the coordinator.
-            _ => {
-                assert!(task.get("worker").is_none(), "{task}");
-                assert!(task["usage"]["total_tokens"].as_u64() > Some(0), "{task}");
-            }
+        let worker = task["worker"].as_str().unwrap_or_default();
+        assert!(["w1", "w2"].contains(&worker), "{task}");
+        if agent == "refine" {
+            // The answer came back from the worker, its usage counted.
+            assert!(task["usage"]["total_tokens"].as_u64() > Some(0), "{task}");
+            assert!(
+                !task["output"].as_str().unwrap_or_default().is_empty(),
+                "{task}"
+            );
         }
     }
-    // One limiter for the provider: refused requests went back to wait
-    // for it (no task failed, no retry was used), every task got its one
-    // answer, and the summary counts what the server saw.
+    // One limiter for the provider: the workers reported each refusal, and
+    // the coordinator deferred the task (no task failed, no retry was
+    // used); every task got its one answer, and the summary, counted at
+    // the coordinator, matches what the server saw.
     let log = llm.log();
     let answered = log.iter().filter(|r| r.status == Some(200)).count();
     let refused = log.iter().filter(|r| r.status == Some(429)).count();
@@ -107,6 +112,73 @@ tasks:
         stdout.contains(&line) || stderr.contains(&line),
         "{line}\n{stdout}\n{stderr}"
     );
+    for task in succeeded {
+        assert_eq!(task["attempts"], 1, "{task}");
+    }
     assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
     assert!(!dir.read("r.json").contains(KEY));
+    assert!(!w1.stderr().contains(KEY) && !w2.stderr().contains(KEY));
+}
+
+#[test]
+fn a_worker_without_the_key_fails_llm_tasks_and_says_why() {
+    let _lock = serial();
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the fake LLM server");
+    let llm = runtime
+        .block_on(FakeLlmServer::start(FakeLlmConfig::default()))
+        .expect("the fake LLM server starts");
+    let dir = Sandbox::new();
+    dir.write("a.md", "A.\n");
+    dir.write(
+        "agent33.yaml",
+        format!(
+            "providers:
+  fake:
+    base_url: {base}
+    api_key_env: {KEY_VAR}
+agents:
+  refine:
+    llm:
+      provider: fake
+      model: fake-model
+      prompt: \"Improve {{artifact}}\"
+tasks:
+  - agent: refine
+    artifacts: [a.md]
+",
+            base = llm.base_url()
+        ),
+    );
+    let url = server.url();
+    let w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "2"]);
+    let not_set = format!("read from ${KEY_VAR}, which is not set on this worker");
+    assert!(w1.stderr().contains(&not_set), "{}", w1.stderr());
+    let run = agent33(&dir.path())
+        .args(["run", "--nats", &url, "--report", "r.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent-33 starts");
+    let output = wait_output(run, HANG);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report = dir.json("r.json");
+    let failed = &report["failed"][0];
+    assert_eq!(failed["worker"], "w1", "{report}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&not_set),
+        "{report}"
+    );
+    // Not retried (the default allows one retry): another attempt would
+    // not find the key either.
+    assert_eq!(failed["attempts"], 1, "{report}");
+    assert!(llm.log().is_empty(), "{:?}", llm.log());
 }
