@@ -44,10 +44,16 @@ pub fn main(args: &RunArgs) -> u8 {
         Ok(config) => config,
         Err(e) => return exit::fail(&e.into()),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the tokio runtime starts");
+    // A distributed run only sends and receives messages: on one thread it
+    // wakes no second one for each of them (as the worker).
+    let runtime = if args.nats.nats.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("the tokio runtime starts");
     // On a worker, not the thread blocking on the runtime: waking that
     // thread for every batch of events costs a futex round trip.
     let code = runtime.block_on(async {
