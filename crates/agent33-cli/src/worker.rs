@@ -14,7 +14,6 @@ use agent33_cli::args::{Command, parse_from};
 use agent33_cli::config::{Config, RawConfig, process_env};
 use agent33_cli::nats_args::WorkerArgs;
 use agent33_cli::template::{CommandTemplate, TaskCommand};
-use agent33_llm::classify::Refusal;
 use agent33_llm::headers::RateLimitInfo;
 use agent33_llm::{Endpoint, LlmAgent, Observation, ProviderLimiter, Said};
 use agent33_nats::{
@@ -90,8 +89,10 @@ fn manifest(args: &WorkerArgs) -> Result<(AgentMap, ExchangeMap, Option<String>)
 
 /// An LLM agent on a worker: it sends each request once, with this
 /// machine's key, and reports what the provider said to the coordinator,
-/// whose limiter decides when requests go out. Without the key its tasks
-/// fail here, saying so (the worker says it when it starts).
+/// whose limiter decides when requests go out. Without the key it sends
+/// nothing and says so (also when it starts): the coordinator then sends
+/// the request itself if it has the key, else the task fails with that
+/// reason.
 struct LlmExchange(Result<LlmAgent, String>);
 
 fn llm_exchange(def: &LlmAgentDef) -> Result<LlmExchange, String> {
@@ -101,7 +102,7 @@ fn llm_exchange(def: &LlmAgentDef) -> Result<LlmExchange, String> {
             def.provider
         );
         eprintln!(
-            "agent-33 worker: note: {why}: tasks of agent `{}` fail here",
+            "agent-33 worker: note: {why}: the requests of agent `{}` go out from the run if it has the key",
             def.name.as_str()
         );
         return Ok(LlmExchange(Err(why)));
@@ -129,9 +130,9 @@ impl Exchange for LlmExchange {
             let (result, observation) = match agent {
                 Ok(agent) => agent.exchange(ctx).await,
                 Err(message) => {
-                    let said = Said::Refused(Refusal::Permanent {
+                    let said = Said::NotSent {
                         message: message.clone(),
-                    });
+                    };
                     let observation = Observation {
                         said,
                         info: RateLimitInfo::default(),

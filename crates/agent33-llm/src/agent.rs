@@ -327,6 +327,10 @@ impl LlmAgent {
                 self.limiter.other(ticket, &info);
                 result
             }
+            Said::NotSent { message } => {
+                self.limiter.other(ticket, &info);
+                Err(AgentError::new(message).no_retry())
+            }
         }
     }
 
@@ -439,6 +443,13 @@ pub enum Said {
     Refused(Refusal),
     /// No answer: the connection failed or the body was unreadable.
     NoAnswer,
+    /// Not sent where it was to go, for the reason given (the worker has
+    /// no key for the provider): the coordinator sends it itself when it
+    /// has the key.
+    NotSent {
+        /// Why, for the task's error when nobody can send it.
+        message: String,
+    },
     /// Stopped while in flight (a timeout or a stop).
     Stopped,
 }
@@ -497,6 +508,22 @@ impl Remote {
         };
         let ticket = agent.acquire(&ctx, agent.tokens(prompt_bytes)).await?;
         let (result, observation) = self.transport.send(&ctx).await;
+        if let Some(Observation {
+            said: Said::NotSent { .. },
+            ..
+        }) = &observation
+            && agent.endpoint.has_key()
+        {
+            // The worker has no key and this machine has: the request
+            // goes from here, under the same ticket.
+            return match agent.request(ctx.task()).await {
+                Ok((request, _)) => {
+                    let (result, observation) = agent.call(&ctx, &request).await;
+                    agent.settle(&ctx, &ticket, result, Some(observation))
+                }
+                Err(e) => agent.settle(&ctx, &ticket, Err(e), None),
+            };
+        }
         agent.settle(&ctx, &ticket, result, observation)
     }
 }

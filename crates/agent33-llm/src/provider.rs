@@ -155,6 +155,12 @@ impl Endpoint {
         &self.url
     }
 
+    /// Whether requests carry a key.
+    #[must_use]
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Sends one request, once. Dropping the future closes the request.
     pub async fn send(&self, request: &ChatRequest) -> Answer {
         let mut builder = self.http.post(&self.url).json(request);

@@ -121,17 +121,21 @@ tasks:
 }
 
 #[test]
-fn a_worker_without_the_key_fails_llm_tasks_and_says_why() {
+fn a_worker_without_the_key_leaves_the_request_to_a_run_that_has_it() {
     let _lock = serial();
     let Some(server) = Server::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("a runtime for the fake LLM server");
     let llm = runtime
-        .block_on(FakeLlmServer::start(FakeLlmConfig::default()))
+        .block_on(FakeLlmServer::start(FakeLlmConfig {
+            api_key: Some(KEY.into()),
+            ..FakeLlmConfig::default()
+        }))
         .expect("the fake LLM server starts");
     let dir = Sandbox::new();
     dir.write("a.md", "A.\n");
@@ -159,13 +163,20 @@ tasks:
     let w1 = Worker::start(&dir.path(), &url, "w1", &["--slots", "2"]);
     let not_set = format!("read from ${KEY_VAR}, which is not set on this worker");
     assert!(w1.stderr().contains(&not_set), "{}", w1.stderr());
-    let run = agent33(&dir.path())
-        .args(["run", "--nats", &url, "--report", "r.json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent-33 starts");
-    let output = wait_output(run, HANG);
+    let run = |key: Option<&str>| {
+        let mut command = agent33(&dir.path());
+        command
+            .args(["run", "--nats", &url, "--report", "r.json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(key) = key {
+            command.env(KEY_VAR, key);
+        }
+        wait_output(command.spawn().expect("agent-33 starts"), HANG)
+    };
+    // Nobody has the key: the task fails with the worker's reason, and is
+    // not retried (the default allows one retry).
+    let output = run(None);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let report = dir.json("r.json");
     let failed = &report["failed"][0];
@@ -177,8 +188,15 @@ tasks:
             .contains(&not_set),
         "{report}"
     );
-    // Not retried (the default allows one retry): another attempt would
-    // not find the key either.
     assert_eq!(failed["attempts"], 1, "{report}");
     assert!(llm.log().is_empty(), "{:?}", llm.log());
+    // The run has it: the request goes out from there, once.
+    let output = run(Some(KEY));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report = dir.json("r.json");
+    let done = &report["succeeded"][0];
+    assert!(done["usage"]["total_tokens"].as_u64() > Some(0), "{report}");
+    assert_eq!(llm.log().len(), 1, "{:?}", llm.log());
+    assert_eq!(llm.log()[0].status, Some(200));
+    assert!(!dir.read("r.json").contains(KEY));
 }
