@@ -716,7 +716,7 @@ fn llm_agents_are_read_with_their_provider_and_key() {
 #[test]
 fn llm_errors_point_at_the_key_they_are_about() {
     let unset = "AGENT33_TEST_SURELY_UNSET_KEY";
-    // Kept for the run to refuse (a worker needs no key).
+    // Kept for the run to refuse (a worker or a distributed run may lack it).
     let m = parse(&llm_manifest(unset, "{content}")).expect("valid but for the key");
     assert_eq!(
         m.missing_key.map(|e| e.to_string()),
