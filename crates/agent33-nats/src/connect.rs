@@ -52,9 +52,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
         .ping_interval(Duration::from_secs(2))
         // Unbounded: a worker outlives a server restart of any length.
         .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100 * attempts as u64).min(2_000))
-        });
+        .reconnect_delay_callback(reconnect_delay);
     // The client reads no secret from the URL (async-nats 0.52 parses
     // `user:pass@` and then ignores it): it is handed over here.
     if let Some(secret) = url_secret(&options.url) {
@@ -86,6 +84,14 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, Error> {
         js,
         url: shown_url(&options.url),
     })
+}
+
+/// How long the client waits before connection attempt `attempts` (from
+/// 1). The client asks before the very first attempt too: that one must
+/// not wait (a delay there was 100 ms added to every run and worker start).
+fn reconnect_delay(attempts: usize) -> Duration {
+    let waited = u64::try_from(attempts.saturating_sub(1)).unwrap_or(u64::MAX);
+    Duration::from_millis(waited.saturating_mul(100).min(2_000))
 }
 
 /// What a server URL says about authentication.
@@ -168,7 +174,19 @@ async fn ensure_streams(js: &jetstream::Context) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Secret, shown_url, url_secret};
+    use std::time::Duration;
+
+    use super::{Secret, reconnect_delay, shown_url, url_secret};
+
+    #[test]
+    fn the_first_connection_does_not_wait_and_reconnections_back_off() {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(5), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(1_000), Duration::from_secs(2));
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(2));
+    }
 
     #[test]
     fn secrets_are_read_from_urls() {
