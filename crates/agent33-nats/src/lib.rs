@@ -11,10 +11,11 @@
 //! local run uses.
 //!
 //! The coordinator is the one authority on who owns an attempt: a worker
-//! claims each delivery before running it, heartbeats it, and hands in its
-//! result by request; an answer of "fenced" (a newer delivery took over, or
-//! the attempt is over) makes it kill the task's process group and drop the
-//! result. JetStream acks are not fenced (nats-server matches them by
+//! claims each delivery (a first delivery starts once the server has the
+//! claim, a redelivery once the coordinator accepted it), heartbeats it,
+//! and hands in its result by request; an answer of "fenced" (a newer
+//! delivery took over, or the attempt is over) makes it kill the task's
+//! process group and drop the result. JetStream acks are not fenced (nats-server matches them by
 //! sequence only), so no result rides on an ack.
 //!
 //! This crate knows no argv and no manifest format: the CLI resolves agents

@@ -548,9 +548,13 @@ impl RunSide {
     /// Claims, runs and reports one delivery; `slot` is freed as soon as
     /// its process has ended (handing the result in needs no slot).
     ///
-    /// Nothing starts before the coordinator accepted the claim: an
-    /// execution it never heard of could not be counted, should its worker
-    /// die, and a cancelled attempt must not start.
+    /// Nothing starts before the server has the claim (a flush): the
+    /// coordinator hears of every execution, so one whose worker dies is
+    /// still counted. A first delivery then starts while the claim is on
+    /// its way: its attempt was admitted, and would have started already
+    /// in a local run; should the answer be "fenced" (the attempt was
+    /// cancelled meanwhile), it is killed at once and its result dropped.
+    /// A redelivery waits for the answer: another execution may own it.
     async fn execute(
         &self,
         message: jetstream::Message,
@@ -585,16 +589,38 @@ impl RunSide {
         // answered must find it.
         let control = RunControl::new();
         self.running().insert(key, control.clone());
-        match self.ask("claim", &claim).await {
-            Some(Answer::Go { .. }) => {}
-            answer => {
-                self.running().remove(&key);
-                if answer == Some(Answer::Fenced { over: true }) {
-                    let _ = message.double_ack().await;
+        let claimed = self.ask("claim", &claim);
+        tokio::pin!(claimed);
+        let mut answer = None;
+        if delivered == 1 {
+            // The claim is polled first each time, so it is queued on the
+            // connection ahead of the flush, which returns once the server
+            // has read both.
+            let flush = self.conn.client.flush();
+            tokio::pin!(flush);
+            tokio::select! {
+                biased;
+                early = &mut claimed => answer = Some(early),
+                flushed = &mut flush => {
+                    if flushed.is_err() {
+                        answer = Some(claimed.as_mut().await);
+                    }
                 }
-                return;
             }
+        } else {
+            answer = Some(claimed.as_mut().await);
         }
+        if let Some(refused) = answer
+            .clone()
+            .filter(|a| !matches!(a, Some(Answer::Go { .. })))
+        {
+            self.running().remove(&key);
+            if refused == Some(Answer::Fenced { over: true }) {
+                let _ = message.double_ack().await;
+            }
+            return;
+        }
+        let mut claim_pending = answer.is_none();
         let mut agents = Agents::new();
         let feedback = Arc::new(Mutex::new(None));
         if let Some(exchange) = self.exchanges.get(&task.agent) {
@@ -634,6 +660,16 @@ impl RunSide {
         let results = loop {
             tokio::select! {
                 results = &mut results => break results,
+                answer = &mut claimed, if claim_pending => {
+                    claim_pending = false;
+                    if !matches!(answer, Some(Answer::Go { .. })) {
+                        fenced = true;
+                        control.kill_by(Interrupt::new("claim refused"));
+                        if answer == Some(Answer::Fenced { over: true }) {
+                            let _ = message.double_ack().await;
+                        }
+                    }
+                }
                 _ = beat.tick(), if !fenced && !handed_back => {
                     let _ = message.ack_with(AckKind::Progress).await;
                     if let Some(Answer::Fenced { .. }) = self.ask("beat", &execution).await {
