@@ -72,10 +72,24 @@ async fn run(
     retries: u32,
     timeout: Duration,
 ) -> ExecutionResults {
-    let agents = Agents::new().add_spec(
-        "refine",
-        AgentSpec::new(setup.agent.clone()).retries(retries),
-    );
+    run_spec(
+        AgentSpec::new(setup.agent.clone()),
+        tasks,
+        limit,
+        retries,
+        timeout,
+    )
+    .await
+}
+
+async fn run_spec(
+    spec: AgentSpec,
+    tasks: Vec<AgentTask>,
+    limit: usize,
+    retries: u32,
+    timeout: Duration,
+) -> ExecutionResults {
+    let agents = Agents::new().add_spec("refine", spec.retries(retries));
     let executor = ParallelExecutor::builder()
         .parallel_limit(limit)
         .continue_on_error(true)
@@ -459,14 +473,7 @@ async fn run_remote(setup: &Setup, tasks: Vec<AgentTask>, retries: u32) -> Execu
         setup.dir.path(),
     );
     let remote = setup.agent.clone().remote(Arc::new(Loopback { worker }));
-    let agents = Agents::new().add_spec("refine", remote.retries(retries));
-    let executor = ParallelExecutor::builder()
-        .parallel_limit(4)
-        .continue_on_error(true)
-        .retry_backoff(Duration::from_millis(10))
-        .build()
-        .expect("settings");
-    executor.run_all(tasks, &agents).await
+    run_spec(remote, tasks, 4, retries, Duration::from_secs(30)).await
 }
 
 #[tokio::test]

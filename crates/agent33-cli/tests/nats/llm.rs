@@ -14,26 +14,35 @@ use crate::support::{HANG, Sandbox, Server, Worker, agent33, serial, wait_output
 const KEY: &str = "sk-nats-SECRET-1a2b3c4d";
 const KEY_VAR: &str = "AGENT33_TEST_LLM_KEY";
 
+/// The fake provider, which wants `KEY`, on a runtime of its own (kept
+/// alive by the caller).
+fn fake_llm(config: FakeLlmConfig) -> (tokio::runtime::Runtime, FakeLlmServer) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the fake LLM server");
+    let llm = runtime
+        .block_on(FakeLlmServer::start(FakeLlmConfig {
+            api_key: Some(KEY.into()),
+            ..config
+        }))
+        .expect("the fake LLM server starts");
+    (runtime, llm)
+}
+
 #[test]
 fn llm_tasks_run_on_workers_under_the_coordinators_limiter() {
     let _lock = serial();
     let Some(server) = Server::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the fake LLM server");
     // At most 2 requests at once: a third is refused with a 429.
-    let llm = runtime
-        .block_on(FakeLlmServer::start(FakeLlmConfig {
-            api_key: Some(KEY.into()),
-            max_concurrent: Some(2),
-            latency: Duration::from_millis(50),
-            ..FakeLlmConfig::default()
-        }))
-        .expect("the fake LLM server starts");
+    let (_runtime, llm) = fake_llm(FakeLlmConfig {
+        max_concurrent: Some(2),
+        latency: Duration::from_millis(50),
+        ..FakeLlmConfig::default()
+    });
     let dir = Sandbox::new();
     for k in 0..12 {
         dir.write(format!("docs/d{k}.md"), format!("Document {k}.\n"));
@@ -126,17 +135,7 @@ fn a_worker_without_the_key_leaves_the_request_to_a_run_that_has_it() {
     let Some(server) = Server::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the fake LLM server");
-    let llm = runtime
-        .block_on(FakeLlmServer::start(FakeLlmConfig {
-            api_key: Some(KEY.into()),
-            ..FakeLlmConfig::default()
-        }))
-        .expect("the fake LLM server starts");
+    let (_runtime, llm) = fake_llm(FakeLlmConfig::default());
     let dir = Sandbox::new();
     dir.write("a.md", "A.\n");
     dir.write(
