@@ -182,10 +182,15 @@ impl Bucket {
         }
     }
 
+    /// Adds what came in since the last refill. A time older than that
+    /// adds nothing and moves nothing back, so that no stretch of time is
+    /// refilled twice.
     fn refill(&mut self, now: Instant) {
-        let gained = now.duration_since(self.at).as_secs_f64() * self.config.per_second;
-        self.level = (self.level + gained).min(self.config.burst);
-        self.at = now;
+        if now > self.at {
+            let gained = (now - self.at).as_secs_f64() * self.config.per_second;
+            self.level = (self.level + gained).min(self.config.burst);
+            self.at = now;
+        }
     }
 
     /// How long until `cost` is there.
@@ -703,8 +708,10 @@ fn admit(
     directive: &Directive,
     ending: &mut Ending,
 ) -> Result<Admitted, Answer> {
-    let now = Instant::now();
     let mut state = shared.lock();
+    // Read under the lock: a time read before it may be older than the
+    // last admission's, and the buckets would refill that stretch twice.
+    let now = Instant::now();
     model.clone_into(&mut state.log[ending.index].model);
     if let Some(bucket) = &mut state.requests {
         bucket.refill(now);
@@ -812,6 +819,26 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_refills_each_stretch_of_time_once() {
+        let t0 = Instant::now();
+        let mut bucket = Bucket::new(
+            BucketConfig {
+                per_second: 10.0,
+                burst: 10.0,
+            },
+            t0,
+        );
+        bucket.level = 0.0;
+        bucket.refill(t0 + Duration::from_millis(100));
+        // A time read a moment earlier, by a request that waited for the
+        // lock, gives nothing, nor does the next refill count its stretch
+        // again.
+        bucket.refill(t0 + Duration::from_millis(50));
+        bucket.refill(t0 + Duration::from_millis(200));
+        assert!((bucket.level - 2.0).abs() < 1e-9, "{}", bucket.level);
+    }
 
     #[test]
     fn go_durations_read_as_go_prints_them() {
