@@ -106,6 +106,11 @@ pub struct RequestRecord {
     pub disconnected: bool,
     /// The `retry-after-ms` sent with it, if any.
     pub retry_after_ms: Option<u64>,
+    /// When admission decided on it (its body read), since the server
+    /// started: the moment its rate limits were applied, which `arrived`
+    /// precedes by the time the body took. `None` when it was not decided
+    /// on (an unreadable body, another endpoint).
+    pub decided: Option<Duration>,
     /// The usage reported in a 200's body.
     pub prompt_tokens: u64,
     /// See [`Self::prompt_tokens`].
@@ -475,6 +480,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
             status: None,
             disconnected: false,
             retry_after_ms: None,
+            decided: None,
             prompt_tokens: 0,
             completion_tokens: 0,
             model: String::new(),
@@ -712,7 +718,10 @@ fn admit(
     // Read under the lock: a time read before it may be older than the
     // last admission's, and the buckets would refill that stretch twice.
     let now = Instant::now();
-    model.clone_into(&mut state.log[ending.index].model);
+    let decided = now.saturating_duration_since(state.started);
+    let record = &mut state.log[ending.index];
+    model.clone_into(&mut record.model);
+    record.decided = Some(decided);
     if let Some(bucket) = &mut state.requests {
         bucket.refill(now);
     }
