@@ -454,11 +454,14 @@ impl LimiterState {
         }
         // A later response may not have counted a request sent shortly
         // before its own; nothing older matters.
+        // The earliest sent, not the lowest numbered: callers read the
+        // time before taking their turn, so numbers and times can cross.
         let oldest_open = self
             .recent
             .values()
-            .find(|sent| sent.open)
-            .map(|sent| sent.at);
+            .filter(|sent| sent.open)
+            .map(|sent| sent.at)
+            .min();
         match oldest_open {
             Some(oldest) => {
                 let keep_from = oldest.checked_sub(window).unwrap_or(oldest);
@@ -827,6 +830,22 @@ mod tests {
         // From the newer reading: 0 at 0.05 s, 2.5 by now.
         let got = starts(&mut l, now, 3);
         assert!(near(&got, &[0.0, 0.0, 0.05]), "{got:?}");
+    }
+
+    #[test]
+    fn a_request_numbered_after_one_sent_later_is_kept_until_it_ends() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(8), t0);
+        // The second read its time 20 ms before the first but took its
+        // turn after it.
+        let a = l.try_start(t0 + secs(0.02), 0.0).expect("may start");
+        let b = l.try_start(t0, 0.0).expect("may start");
+        let c = l.try_start(t0 + secs(0.02), 0.0).expect("may start");
+        let now = t0 + secs(0.3);
+        l.on_success(&c, &window(10, 5), now);
+        l.on_success(&b, &window(10, 5), now);
+        l.on_success(&a, &window(10, 5), now);
+        assert_eq!(l.in_flight(), 0);
     }
 
     #[test]
