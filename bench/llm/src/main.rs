@@ -22,7 +22,11 @@
 //! minutes when tried), so that is not the default.
 //!
 //! It prints one line per client and, with `--svg`, draws both request
-//! timelines (requests in flight at the server, 429s per 100 ms).
+//! timelines (requests in flight at the server, 429s per 100 ms). At this
+//! server's default shape both clients end at the floor within a few
+//! milliseconds, so the line also says what decides between them: the time
+//! from the client's start to its first request, and `last lag`, how long
+//! after the server's bucket had room for it the last request was taken.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -307,6 +311,23 @@ fn counts(log: &[RequestRecord]) -> Counts {
     }
 }
 
+/// How long after the server's request bucket had room for it the last
+/// answered request was taken, in seconds. The bucket is full until the
+/// first admission and then refills `rps` a second, so the n-th answered
+/// request (from 1) has room `(n - burst) / rps` after the first: a client
+/// that leaves no room unused ends this late after the floor.
+fn last_lag(log: &[RequestRecord], o: &Options) -> Option<f64> {
+    let mut taken: Vec<f64> = log
+        .iter()
+        .filter(|r| r.status == Some(200))
+        .filter_map(|r| r.decided.map(|d| d.as_secs_f64()))
+        .collect();
+    taken.sort_by(f64::total_cmp);
+    let (first, last) = (*taken.first()?, *taken.last()?);
+    let room = first + ((taken.len() as f64 - o.rps).max(0.0)) / o.rps;
+    Some(last - room)
+}
+
 fn percent(part: usize, whole: usize) -> f64 {
     if whole == 0 {
         0.0
@@ -478,12 +499,12 @@ async fn main() {
     );
     let outcomes = [agent33(&o).await, reference(&o).await];
     println!(
-        "client     makespan  x(N/R)  failed  rounds  requests  429s   429% all  429% after 1 s  peak in flight  first request"
+        "client     makespan  x(N/R)  failed  rounds  requests  429s   429% all  429% after 1 s  peak in flight  first request  last lag"
     );
     for x in &outcomes {
         let c = counts(&x.log);
         println!(
-            "{:<10} {:>7.3}s  {:>6.2}  {:>6}  {:>6}  {:>8}  {:>4}  {:>8.1}%  {:>13.1}%  {:>14}  {:>10.1} ms",
+            "{:<10} {:>7.3}s  {:>6.2}  {:>6}  {:>6}  {:>8}  {:>4}  {:>8.1}%  {:>13.1}%  {:>14}  {:>10.1} ms  {:>5.1} ms",
             x.name,
             x.makespan.as_secs_f64(),
             x.makespan.as_secs_f64() / ideal,
@@ -494,7 +515,8 @@ async fn main() {
             percent(c.refused, c.requests),
             percent(c.refused_late, c.late),
             c.peak,
-            x.first_request.as_secs_f64() * 1000.0
+            x.first_request.as_secs_f64() * 1000.0,
+            last_lag(&x.log, &o).unwrap_or(f64::NAN) * 1000.0
         );
     }
     let (a, r) = (&outcomes[0], &outcomes[1]);

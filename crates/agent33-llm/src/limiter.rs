@@ -8,8 +8,10 @@
 //!   429 halves it, at most once per burst: a 429 for a request sent before
 //!   the last decrease belongs to the burst that caused it and changes
 //!   nothing. Successes grow it by about one per limit's worth (`+1/L`
-//!   each), and only while the limit is in use (`in_flight·2 ≥ L`), so an
-//!   idle limit is not inflated.
+//!   each), and only while the limit is in use (`in_flight·2 ≥ L`) and is
+//!   what holds requests back: not while they wait for a paced window's
+//!   room, where more concurrency would send nothing sooner and only
+//!   probe the server's concurrency cap with the next burst.
 //! - **Pauses.** A 429 pauses new requests until the time the server gave
 //!   (`retry-after-ms`, `retry-after`, else the reset of an exhausted
 //!   window, else 1 s·2ⁿ for n unhinted 429s in a row), plus 0–20% jitter so
@@ -17,20 +19,27 @@
 //!   earlier.
 //! - **Pacing before a 429.** A mirror of each of the provider's windows,
 //!   corrected by every response's `x-ratelimit-*` headers, spaces requests
-//!   out once the window runs low instead of waiting for the refusal. The
-//!   manifest's `rpm`/`tpm` pace providers that send no headers. A request
-//!   the server refused for rate is taken to have cost nothing: a server
-//!   that does charge refusals says so in its next headers, while counting
-//!   free refusals as spent would leave the window idle (after a first
-//!   burst of 48 refusals, the mirror waited for 48 requests' worth of
-//!   refill that the server never needed).
+//!   out once the window runs low instead of waiting for the refusal.
+//!   Requests sent within a few milliseconds of each other reach the
+//!   server in any order, so a response's headers are taken not to count
+//!   those sent shortly before its own request, and of the readings of one
+//!   such batch the highest level is kept: each is a level the server has
+//!   at least, and the first the server took reads exactly. Otherwise the
+//!   answer to the first request taken of a batch, read as if it had come
+//!   last, made the mirror a request or more too high, and its pacing
+//!   drew a 429. The manifest's `rpm`/`tpm` pace providers that send no
+//!   headers. A request the server refused for rate is taken to have cost
+//!   nothing: a server that does charge refusals says so in its next
+//!   headers, while counting free refusals as spent would leave the window
+//!   idle (after a first burst of 48 refusals, the mirror waited for 48
+//!   requests' worth of refill that the server never needed).
 //! - **Quota.** After `insufficient_quota` the provider is tripped: nothing
 //!   more is sent to it.
 //!
 //! It does no I/O and keeps no clock: time comes in as [`Instant`]s, the
 //! jitter as a number, so that tests are exact.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -43,8 +52,19 @@ const MAX_UNHINTED_PAUSE: Duration = Duration::from_secs(60);
 /// How much of a request (or token) the level read from a response's
 /// headers is lowered by: what it moved between the server's count and the
 /// response, and the rounding of `reset`, so that pacing does not send a
-/// request a moment before the server has room for it.
-const PACING_MARGIN: f64 = 0.1;
+/// request a moment before the server has room for it. A reading is dated
+/// from when its request was sent, a little before the server counted it,
+/// and the next paced request takes about as long to be counted: the
+/// margin covers how much that time varies (0.6 ms at 50 requests a
+/// second, where it varied by 0.1–0.3 ms). What it costs is that much
+/// delay on the last request of a run; a tenth of a request was needed
+/// only while the readings of a batch could be whole requests too high.
+const PACING_MARGIN: f64 = 0.03;
+
+/// How far apart two requests may be sent and still reach the server in
+/// either order (separate connections, scheduling): a response's headers
+/// may not have counted a request sent up to this much before its own.
+const REORDER_WINDOW: Duration = Duration::from_millis(5);
 
 /// The most of a pause the jitter adds, as a fraction of it.
 pub const MAX_JITTER: f64 = 0.2;
@@ -68,9 +88,27 @@ struct Mirror {
     per_second: f64,
     level: f64,
     at: Instant,
-    /// The request whose response's headers set this mirror: requests
-    /// started after it are spent in it, those before are not.
-    basis: Option<u64>,
+    /// The request whose response's headers set this mirror: the
+    /// requests it counts as spent (see [`Basis::counts`]).
+    basis: Option<Basis>,
+}
+
+/// The request whose response's headers a mirror was read from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Basis {
+    seq: u64,
+    sent_at: Instant,
+    /// Requests sent from then on that the mirror counts as spent, even
+    /// those before the basis: the server may have taken them after it.
+    unsure_from: Instant,
+}
+
+impl Basis {
+    /// Whether request `seq`, sent at `at`, is spent in a mirror read from
+    /// this basis.
+    fn counts(&self, seq: u64, at: Instant) -> bool {
+        seq > self.seq || (seq != self.seq && at >= self.unsure_from)
+    }
 }
 
 impl Mirror {
@@ -100,17 +138,18 @@ impl Mirror {
         self.level -= cost;
     }
 
-    /// Gives back what request `seq` was spent, when the server refused it
-    /// and this mirror counted it.
-    fn refund(&mut self, seq: u64, cost: f64) {
-        if self.basis.is_none_or(|basis| seq > basis) {
+    /// Gives back what request `seq`, sent at `at`, was spent, when the
+    /// server refused it and this mirror counted it.
+    fn refund(&mut self, seq: u64, at: Instant, cost: f64) {
+        if self.basis.is_none_or(|basis| basis.counts(seq, at)) {
             self.level = (self.level + cost).min(self.capacity);
         }
     }
 
-    /// Resets the model from the headers of the response to request `seq`.
-    /// `spent_since` is what was sent after it and not refused (the server
-    /// had not counted it yet), `since` how long ago it was sent.
+    /// Reads the model from the headers of the response to the request of
+    /// `basis`. `spent_since` is what the server may not have counted in
+    /// them (what [`Basis::counts`] and was not refused), `since` how long
+    /// ago that request was sent.
     ///
     /// `remaining` is a whole number, rounded down: read alone it makes
     /// every request wait for half a request's refill on average. `reset`
@@ -123,7 +162,7 @@ impl Mirror {
     fn correct(
         window: &Window,
         previous: Option<&Self>,
-        seq: u64,
+        basis: Basis,
         spent_since: f64,
         since: Duration,
         now: Instant,
@@ -150,8 +189,33 @@ impl Mirror {
             per_second,
             level: level.min(capacity),
             at: now,
-            basis: Some(seq),
+            basis: Some(basis),
         })
+    }
+
+    /// The mirror after the response read as `read`: requests sent at
+    /// about the same time reach the server in any order, so of two
+    /// readings of one batch (their requests sent within `window` of each
+    /// other), each a level the server has at least, the higher is the
+    /// closer. A reading of a later batch replaces the model, and one of an
+    /// earlier batch (an answer that came late) is not newer than it.
+    fn combine(mut self, read: Self, window: Duration, now: Instant) -> Self {
+        let (Some(old), Some(new)) = (self.basis, read.basis) else {
+            return read;
+        };
+        let later_batch = new.sent_at > old.sent_at + window;
+        let earlier_batch = new.sent_at + window < old.sent_at;
+        self.refill(now);
+        if later_batch || (!earlier_batch && read.level > self.level) {
+            return read;
+        }
+        // The rate and size it read are as good as any.
+        Self {
+            capacity: read.capacity,
+            per_second: read.per_second,
+            level: self.level.min(read.capacity),
+            ..self
+        }
     }
 }
 
@@ -172,13 +236,20 @@ pub enum Wait {
 #[must_use = "a started request must be ended with one of the on_* calls"]
 pub struct Ticket {
     sent_at: Instant,
-    /// The request's number in sending order, from 0: the requests sent
-    /// before it, to tell its response's headers what the server had not
-    /// counted yet.
+    /// The request's number in sending order, from 0.
     seq: u64,
-    /// Tokens sent before this request.
-    tokens_before: f64,
     tokens: f64,
+}
+
+/// A request the limiter still keeps: in flight, or sent recently enough
+/// that a response's headers may not have counted it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Sent {
+    at: Instant,
+    tokens: f64,
+    open: bool,
+    /// The server refused it for rate: it spent nothing.
+    refused: bool,
 }
 
 /// One provider's limit. See the module docs for the policy.
@@ -191,14 +262,15 @@ pub struct LimiterState {
     unhinted_in_a_row: u32,
     /// Requests sent so far (the next one's number).
     sent: u64,
-    /// Tokens sent so far.
-    tokens_reserved: f64,
-    /// The requests in flight, by number.
-    open: BTreeSet<u64>,
-    /// Requests refused for rate that a request still in flight was sent
-    /// before: its response's headers did not count them. By number, with
-    /// their tokens.
-    refused: BTreeMap<u64, f64>,
+    /// Requests in flight.
+    in_flight: usize,
+    /// By number, the requests in flight and those sent from shortly
+    /// before the oldest of them on ([`REORDER_WINDOW`]): what a response's
+    /// headers may not have counted.
+    recent: BTreeMap<u64, Sent>,
+    /// Since the last success, a request waited for a paced window's room:
+    /// the provider's rate, not the limit, held requests back.
+    window_bound: bool,
     requests: Option<Mirror>,
     tokens: Option<Mirror>,
     static_requests: Option<Mirror>,
@@ -232,9 +304,9 @@ impl LimiterState {
             last_decrease: None,
             unhinted_in_a_row: 0,
             sent: 0,
-            tokens_reserved: 0.0,
-            open: BTreeSet::new(),
-            refused: BTreeMap::new(),
+            in_flight: 0,
+            recent: BTreeMap::new(),
+            window_bound: false,
             requests: None,
             tokens: None,
             static_requests: pace(settings.rpm),
@@ -266,7 +338,7 @@ impl LimiterState {
     /// Requests started and not yet ended.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.open.len()
+        self.in_flight
     }
 
     /// Until when new requests wait, if a pause is on at `now`.
@@ -310,6 +382,7 @@ impl LimiterState {
         .max()
         .filter(|at| *at > now);
         if let Some(at) = paced {
+            self.window_bound = true;
             return Err(Wait::Until(at));
         }
         for (mirror, cost) in [
@@ -325,61 +398,91 @@ impl LimiterState {
         let ticket = Ticket {
             sent_at: now,
             seq: self.sent,
-            tokens_before: self.tokens_reserved,
             tokens,
         };
-        self.open.insert(self.sent);
+        self.recent.insert(
+            self.sent,
+            Sent {
+                at: now,
+                tokens,
+                open: true,
+                refused: false,
+            },
+        );
+        self.in_flight += 1;
         self.sent += 1;
-        self.tokens_reserved += tokens;
         Ok(ticket)
     }
 
     /// Ends `ticket`'s request; `refused` when the server refused it for
     /// rate, which spent nothing of its windows.
     fn end(&mut self, ticket: &Ticket, info: &RateLimitInfo, now: Instant, refused: bool) {
-        self.open.remove(&ticket.seq);
+        if let Some(sent) = self.recent.get_mut(&ticket.seq) {
+            sent.open = false;
+            sent.refused = refused;
+            self.in_flight -= 1;
+        }
         if refused {
-            self.refused.insert(ticket.seq, ticket.tokens);
             for (mirror, cost) in [(&mut self.requests, 1.0), (&mut self.tokens, ticket.tokens)] {
                 if let Some(mirror) = mirror {
-                    mirror.refund(ticket.seq, cost);
+                    mirror.refund(ticket.seq, ticket.sent_at, cost);
                 }
             }
         }
+        let window = self.reorder_window();
+        let basis = Basis {
+            seq: ticket.seq,
+            sent_at: ticket.sent_at,
+            unsure_from: ticket.sent_at.checked_sub(window).unwrap_or(ticket.sent_at),
+        };
+        let (requests_since, tokens_since) = self
+            .recent
+            .iter()
+            .filter(|(seq, sent)| !sent.refused && basis.counts(**seq, sent.at))
+            .fold((0.0, 0.0), |(n, t), (_, sent)| (n + 1.0, t + sent.tokens));
         let since = now.saturating_duration_since(ticket.sent_at);
-        let (refused_after, refused_tokens_after) = self
-            .refused
-            .range(ticket.seq + 1..)
-            .fold((0.0, 0.0), |(n, t), (_, tokens)| (n + 1.0, t + tokens));
-        let requests_since = (self.sent - ticket.seq - 1) as f64 - refused_after;
-        let tokens_since =
-            self.tokens_reserved - ticket.tokens_before - ticket.tokens - refused_tokens_after;
-        if let Some(mirror) = Mirror::correct(
-            &info.requests,
-            self.requests.as_ref(),
-            ticket.seq,
-            requests_since,
-            since,
-            now,
-        ) {
-            self.requests = Some(mirror);
+        for (mirror, read, spent) in [
+            (&mut self.requests, &info.requests, requests_since),
+            (&mut self.tokens, &info.tokens, tokens_since),
+        ] {
+            if let Some(read) = Mirror::correct(read, mirror.as_ref(), basis, spent, since, now) {
+                *mirror = Some(match *mirror {
+                    Some(previous) => previous.combine(read, window, now),
+                    None => read,
+                });
+            }
         }
-        if let Some(mirror) = Mirror::correct(
-            &info.tokens,
-            self.tokens.as_ref(),
-            ticket.seq,
-            tokens_since,
-            since,
-            now,
-        ) {
-            self.tokens = Some(mirror);
+        // A later response may not have counted a request sent shortly
+        // before its own; nothing older matters.
+        // The earliest sent, not the lowest numbered: callers read the
+        // time before taking their turn, so numbers and times can cross.
+        let oldest_open = self
+            .recent
+            .values()
+            .filter(|sent| sent.open)
+            .map(|sent| sent.at)
+            .min();
+        match oldest_open {
+            Some(oldest) => {
+                let keep_from = oldest.checked_sub(window).unwrap_or(oldest);
+                self.recent.retain(|_, sent| sent.at >= keep_from);
+            }
+            None => self.recent.clear(),
         }
-        // Only responses to requests still in flight read the refusals,
-        // and only those sent after them.
-        match self.open.first() {
-            Some(&oldest) => self.refused = self.refused.split_off(&oldest),
-            None => self.refused.clear(),
-        }
+    }
+
+    /// How far apart two requests may be sent and still reach the server in
+    /// either order: [`REORDER_WINDOW`], or less when the provider's rate
+    /// spaces paced requests closer, so that a paced request is not taken
+    /// for one the previous answer may not have counted.
+    fn reorder_window(&self) -> Duration {
+        let spacing = self
+            .requests
+            .filter(|m| m.per_second > 0.0)
+            .map_or(REORDER_WINDOW, |m| {
+                Duration::from_secs_f64(0.5 / m.per_second)
+            });
+        REORDER_WINDOW.min(spacing)
     }
 
     /// The provider answered: grows the limit when it is in use.
@@ -388,7 +491,8 @@ impl LimiterState {
         self.end(ticket, info, now, false);
         self.unhinted_in_a_row = 0;
         let max = self.settings.max_concurrency as f64;
-        if (in_use as f64) * 2.0 >= self.limit.floor() {
+        let window_bound = std::mem::take(&mut self.window_bound);
+        if (in_use as f64) * 2.0 >= self.limit.floor() && !window_bound {
             self.limit = (self.limit + 1.0 / self.limit.max(1.0)).min(max);
         }
     }
@@ -675,6 +779,111 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_answered_out_of_order_does_not_raise_the_mirror() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
+        // 6 left of 10, refilled 10 a second.
+        l.on_success(&first, &window(10, 6), t0);
+        // Sent a microsecond apart.
+        let batch: Vec<_> = (1..=4)
+            .map(|i| {
+                l.try_start(t0 + secs(1e-6 * f64::from(i)), 0.0)
+                    .expect("may start")
+            })
+            .collect();
+        let t1 = t0 + secs(5e-6);
+        // The four went together and the server took them in the order
+        // 3, 0, 1, 2 (5, 4, 3 and 2 left after each): 2 are left. The
+        // answers come as 2, 3, 0. The one to request 3 says 5 left and
+        // was the first taken; read as if the server had counted requests
+        // 0..=2 before it, it would let 5 more go at once.
+        l.on_success(&batch[2], &window(10, 2), t1);
+        l.on_success(&batch[3], &window(10, 5), t1);
+        l.on_success(&batch[0], &window(10, 4), t1);
+        let got = starts(&mut l, t1, 3);
+        assert!(near(&got, &[0.0, 0.0, 0.1]), "{got:?}");
+    }
+
+    #[test]
+    fn a_late_answer_of_an_earlier_batch_does_not_undo_a_newer_reading() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(64), t0);
+        let first = l.try_start(t0, 0.0).expect("may start");
+        l.on_success(&first, &window(10, 8), t0);
+        let earlier = l.try_start(t0, 0.0).expect("may start");
+        let later = l.try_start(t0 + secs(0.05), 0.0).expect("may start");
+        // Someone else sharing the key took the rest in between: the newer
+        // answer says nothing is left, the older one, which comes after
+        // it, still 7.
+        let now = t0 + secs(0.3);
+        let empty = RateLimitInfo {
+            requests: Window {
+                limit: Some(10),
+                remaining: Some(0),
+                reset: Some(secs(1.0)),
+            },
+            ..RateLimitInfo::default()
+        };
+        l.on_success(&later, &empty, now);
+        l.on_success(&earlier, &window(10, 7), now);
+        // From the newer reading: 0 at 0.05 s, 2.5 by now.
+        let got = starts(&mut l, now, 3);
+        assert!(near(&got, &[0.0, 0.0, 0.05]), "{got:?}");
+    }
+
+    #[test]
+    fn a_request_numbered_after_one_sent_later_is_kept_until_it_ends() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(8), t0);
+        // The second read its time 20 ms before the first but took its
+        // turn after it.
+        let a = l.try_start(t0 + secs(0.02), 0.0).expect("may start");
+        let b = l.try_start(t0, 0.0).expect("may start");
+        let c = l.try_start(t0 + secs(0.02), 0.0).expect("may start");
+        let now = t0 + secs(0.3);
+        l.on_success(&c, &window(10, 5), now);
+        l.on_success(&b, &window(10, 5), now);
+        l.on_success(&a, &window(10, 5), now);
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn the_limit_does_not_grow_while_a_paced_window_holds_requests_back() {
+        let t0 = Instant::now();
+        let mut l = LimiterState::new(settings(8), t0);
+        let t = l.try_start(t0, 0.0).expect("may start");
+        // Refused with 1 request left of 10 a second: halved to 4.
+        let refused = RateLimitInfo {
+            retry_after: Some(Duration::ZERO),
+            ..window(10, 1)
+        };
+        l.on_rate_limited(&t, &refused, t0, 0.0);
+        assert_eq!(l.limit(), 4);
+        let keep = l.try_start(t0, 0.0).expect("may start");
+        // 2 of 4 in flight at each success, but each time a request also
+        // waited for the window's refill: the rate is what binds.
+        let mut now = t0;
+        for _ in 0..20 {
+            now += secs(0.1);
+            let t = l.try_start(now, 0.0).expect("a request's refill");
+            assert!(matches!(l.try_start(now, 0.0), Err(Wait::Until(_))));
+            l.on_success(&t, &RateLimitInfo::default(), now);
+        }
+        assert_eq!(l.limit(), 4);
+        // Once nothing waits for the window, the same successes grow it.
+        let mut successes = 0;
+        while l.limit() < 5 {
+            now += secs(0.1);
+            let t = l.try_start(now, 0.0).expect("a request's refill");
+            l.on_success(&t, &RateLimitInfo::default(), now);
+            successes += 1;
+        }
+        assert_eq!(successes, 5);
+        l.on_other(&keep, &RateLimitInfo::default(), now);
+    }
+
+    #[test]
     fn a_full_windows_headers_keep_the_known_rate() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(32), t0);
@@ -721,7 +930,7 @@ mod tests {
         let second = l.try_start(t0 + secs(0.1), 0.0).expect("may start");
         l.on_success(&second, &answer(2, 0.75), t0 + secs(0.1));
         let got = starts(&mut l, t0 + secs(0.1), 4);
-        assert!(near(&got, &[0.0, 0.0, 0.06, 0.16]), "{got:?}");
+        assert!(near(&got, &[0.0, 0.0, 0.053, 0.153]), "{got:?}");
         // A response that rounds the other way does not raise the rate:
         // 10.67 a second is what 8 missing of 7.5 would imply.
         assert!((l.requests.expect("mirrored").per_second - 10.0).abs() < 1e-9);

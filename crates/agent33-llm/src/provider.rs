@@ -415,8 +415,13 @@ impl ProviderLimiter {
             // Registered before the state is read, so a change between the
             // read and the wait is not missed.
             changed.as_mut().enable();
-            let now = Instant::now();
-            let attempt = self.lock().try_start(now, tokens);
+            // The time is read under the lock, so that requests are
+            // numbered in the order of their times.
+            let (now, attempt) = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                (now, state.try_start(now, tokens))
+            };
             let until = match attempt {
                 Ok(ticket) => {
                     self.stats
@@ -513,9 +518,10 @@ impl ProviderLimiter {
     /// Applies `change` to the state, then tells the engine's side and the
     /// waiting requests.
     fn update<T>(&self, change: impl FnOnce(&mut LimiterState, Instant) -> T) -> T {
-        let now = Instant::now();
         let (out, limit, paused) = {
             let mut state = self.lock();
+            // Read under the lock: the state's times never go back.
+            let now = Instant::now();
             let out = change(&mut state, now);
             // A tripped provider admits no more tasks: they fail at once
             // when admitted, so the limit stays open for them.

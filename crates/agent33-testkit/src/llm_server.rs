@@ -106,6 +106,11 @@ pub struct RequestRecord {
     pub disconnected: bool,
     /// The `retry-after-ms` sent with it, if any.
     pub retry_after_ms: Option<u64>,
+    /// When admission decided on it (its body read), since the server
+    /// started: the moment its rate limits were applied, which `arrived`
+    /// precedes by the time the body took. `None` when it was not decided
+    /// on (an unreadable body, another endpoint).
+    pub decided: Option<Duration>,
     /// The usage reported in a 200's body.
     pub prompt_tokens: u64,
     /// See [`Self::prompt_tokens`].
@@ -182,10 +187,15 @@ impl Bucket {
         }
     }
 
+    /// Adds what came in since the last refill. A time older than that
+    /// adds nothing and moves nothing back, so that no stretch of time is
+    /// refilled twice.
     fn refill(&mut self, now: Instant) {
-        let gained = now.duration_since(self.at).as_secs_f64() * self.config.per_second;
-        self.level = (self.level + gained).min(self.config.burst);
-        self.at = now;
+        if now > self.at {
+            let gained = (now - self.at).as_secs_f64() * self.config.per_second;
+            self.level = (self.level + gained).min(self.config.burst);
+            self.at = now;
+        }
     }
 
     /// How long until `cost` is there.
@@ -470,6 +480,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
             status: None,
             disconnected: false,
             retry_after_ms: None,
+            decided: None,
             prompt_tokens: 0,
             completion_tokens: 0,
             model: String::new(),
@@ -703,9 +714,14 @@ fn admit(
     directive: &Directive,
     ending: &mut Ending,
 ) -> Result<Admitted, Answer> {
-    let now = Instant::now();
     let mut state = shared.lock();
-    model.clone_into(&mut state.log[ending.index].model);
+    // Read under the lock: a time read before it may be older than the
+    // last admission's, and the buckets would refill that stretch twice.
+    let now = Instant::now();
+    let decided = now.saturating_duration_since(state.started);
+    let record = &mut state.log[ending.index];
+    model.clone_into(&mut record.model);
+    record.decided = Some(decided);
     if let Some(bucket) = &mut state.requests {
         bucket.refill(now);
     }
@@ -812,6 +828,26 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_refills_each_stretch_of_time_once() {
+        let t0 = Instant::now();
+        let mut bucket = Bucket::new(
+            BucketConfig {
+                per_second: 10.0,
+                burst: 10.0,
+            },
+            t0,
+        );
+        bucket.level = 0.0;
+        bucket.refill(t0 + Duration::from_millis(100));
+        // A time read a moment earlier, by a request that waited for the
+        // lock, gives nothing, nor does the next refill count its stretch
+        // again.
+        bucket.refill(t0 + Duration::from_millis(50));
+        bucket.refill(t0 + Duration::from_millis(200));
+        assert!((bucket.level - 2.0).abs() < 1e-9, "{}", bucket.level);
+    }
 
     #[test]
     fn go_durations_read_as_go_prints_them() {
