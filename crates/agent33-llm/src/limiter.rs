@@ -703,14 +703,7 @@ mod tests {
         let mut l = LimiterState::new(settings(64), t0);
         let first = l.try_start(t0, 0.0).expect("may start");
         // The server had 2 requests left of 10, refilling 10 a second.
-        let low = RateLimitInfo {
-            requests: Window {
-                limit: Some(10),
-                remaining: Some(2),
-                reset: Some(secs(0.8)),
-            },
-            ..RateLimitInfo::default()
-        };
+        let low = requests(10, 2, 0.8);
         l.on_success(&first, &low, t0);
         let got = starts(&mut l, t0, 4);
         assert!(near(&got, &[0.0, 0.0, 0.1, 0.2]), "{got:?}");
@@ -719,11 +712,17 @@ mod tests {
     /// The server's request window as a response tells it: `remaining` of
     /// a window of `limit` refilled `limit` a second.
     fn window(limit: u64, remaining: u64) -> RateLimitInfo {
+        requests(limit, remaining, (limit - remaining) as f64 / limit as f64)
+    }
+
+    /// A response's request window: `remaining` of `limit`, full again in
+    /// `reset` seconds.
+    fn requests(limit: u64, remaining: u64, reset: f64) -> RateLimitInfo {
         RateLimitInfo {
             requests: Window {
                 limit: Some(limit),
                 remaining: Some(remaining),
-                reset: Some(secs((limit - remaining) as f64 / limit as f64)),
+                reset: Some(secs(reset)),
             },
             ..RateLimitInfo::default()
         }
@@ -817,14 +816,7 @@ mod tests {
         // answer says nothing is left, the older one, which comes after
         // it, still 7.
         let now = t0 + secs(0.3);
-        let empty = RateLimitInfo {
-            requests: Window {
-                limit: Some(10),
-                remaining: Some(0),
-                reset: Some(secs(1.0)),
-            },
-            ..RateLimitInfo::default()
-        };
+        let empty = requests(10, 0, 1.0);
         l.on_success(&later, &empty, now);
         l.on_success(&earlier, &window(10, 7), now);
         // From the newer reading: 0 at 0.05 s, 2.5 by now.
@@ -893,14 +885,7 @@ mod tests {
         // 11th waits for the refill at the rate learnt before.
         let later = t0 + secs(5.0);
         let second = l.try_start(later, 0.0).expect("may start");
-        let full = RateLimitInfo {
-            requests: Window {
-                limit: Some(10),
-                remaining: Some(10),
-                reset: Some(Duration::ZERO),
-            },
-            ..RateLimitInfo::default()
-        };
+        let full = requests(10, 10, 0.0);
         l.on_success(&second, &full, later);
         let got = starts(&mut l, later, 11);
         let mut want = vec![0.0; 10];
@@ -912,14 +897,7 @@ mod tests {
     fn the_reset_header_reads_the_window_finer_than_whole_requests() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(64), t0);
-        let answer = |remaining, reset| RateLimitInfo {
-            requests: Window {
-                limit: Some(10),
-                remaining: Some(remaining),
-                reset: Some(secs(reset)),
-            },
-            ..RateLimitInfo::default()
-        };
+        let answer = |remaining, reset| requests(10, remaining, reset);
         // An empty window that is full again in a second: 10 a second.
         let first = l.try_start(t0, 0.0).expect("may start");
         l.on_success(&first, &answer(0, 1.0), t0);
@@ -940,14 +918,7 @@ mod tests {
     fn a_rate_that_truly_changed_is_taken_at_once() {
         let t0 = Instant::now();
         let mut l = LimiterState::new(settings(64), t0);
-        let answer = |remaining, reset| RateLimitInfo {
-            requests: Window {
-                limit: Some(100),
-                remaining: Some(remaining),
-                reset: Some(secs(reset)),
-            },
-            ..RateLimitInfo::default()
-        };
+        let answer = |remaining, reset| requests(100, remaining, reset);
         let first = l.try_start(t0, 0.0).expect("may start");
         let second = l.try_start(t0, 0.0).expect("may start");
         l.on_success(&first, &answer(0, 10.0), t0);
