@@ -591,8 +591,8 @@ impl RunSide {
         self.running().insert(key, control.clone());
         let claimed = self.ask("claim", &claim);
         tokio::pin!(claimed);
-        let mut answer = None;
-        if delivered == 1 {
+        // `None`: the server has the claim, its answer is still to come.
+        let answer = if delivered == 1 {
             // The claim is polled first each time, so it is queued on the
             // connection ahead of the flush, which returns once the server
             // has read both.
@@ -600,35 +600,37 @@ impl RunSide {
             tokio::pin!(flush);
             tokio::select! {
                 biased;
-                early = &mut claimed => answer = Some(early),
-                flushed = &mut flush => {
-                    if flushed.is_err() {
-                        answer = Some(claimed.as_mut().await);
-                    }
-                }
+                early = &mut claimed => Some(early),
+                flushed = &mut flush => match flushed {
+                    Ok(()) => None,
+                    Err(_) => Some(claimed.as_mut().await),
+                },
             }
         } else {
-            answer = Some(claimed.as_mut().await);
-        }
-        if let Some(refused) = answer
-            .clone()
-            .filter(|a| !matches!(a, Some(Answer::Go { .. })))
-        {
-            self.running().remove(&key);
-            if refused == Some(Answer::Fenced { over: true }) {
-                let _ = message.double_ack().await;
+            Some(claimed.as_mut().await)
+        };
+        let mut claim_pending = match answer {
+            None => true,
+            Some(Some(Answer::Go { .. })) => false,
+            Some(refused) => {
+                self.running().remove(&key);
+                if refused == Some(Answer::Fenced { over: true }) {
+                    let _ = message.double_ack().await;
+                }
+                return;
             }
-            return;
-        }
-        let mut claim_pending = answer.is_none();
+        };
         let mut agents = Agents::new();
-        let feedback = Arc::new(Mutex::new(None));
+        // Only an exchange agent has feedback to keep.
+        let mut feedback = None;
         if let Some(exchange) = self.exchanges.get(&task.agent) {
+            let slot = Arc::new(Mutex::new(None));
             let relay = Relay {
                 exchange: Arc::clone(exchange),
-                feedback: Arc::clone(&feedback),
+                feedback: Arc::clone(&slot),
             };
             agents.insert(task.agent.as_str(), AgentSpec::new(relay));
+            feedback = Some(slot);
         } else if let Some(agent) = self.agents.get(&task.agent) {
             agents.insert(task.agent.as_str(), AgentSpec::from_arc(Arc::clone(agent)));
         }
@@ -702,10 +704,11 @@ impl RunSide {
             return;
         };
         let mut report = report(execution.clone(), &self.worker, result);
-        report.feedback = feedback
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        report.feedback = feedback.and_then(|slot| {
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        });
         let body = wire::encode(&report);
         let pieces = parts::split(&body);
         let last = pieces.len() - 1;
