@@ -185,6 +185,22 @@ impl LlmAgent {
         Ok((request, tokens))
     }
 
+    /// About how many bytes `task`'s messages take, without reading the
+    /// artifact (the worker that sends the request reads it): the
+    /// templates, and the file's size for `{content}` (none when it is not
+    /// on this machine).
+    async fn prompt_size(&self, task: &AgentTask) -> usize {
+        let content = if self.spec.prompt.contains("{content}") {
+            let path = self.base_dir.join(&task.artifact);
+            tokio::fs::metadata(&path)
+                .await
+                .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+        } else {
+            0
+        };
+        self.spec.system.as_ref().map_or(0, String::len) + self.spec.prompt.len() + content
+    }
+
     fn tokens(&self, prompt_bytes: usize) -> f64 {
         prompt_bytes.div_ceil(4) as f64 + f64::from(self.spec.max_tokens.unwrap_or(0))
     }
@@ -241,11 +257,7 @@ impl LlmAgent {
                 // Only the provider's words: what the refusal means for the
                 // task (a deferral, a final failure) is for `settle`, on
                 // the machine that holds the limiter.
-                let (Refusal::RateLimited { message }
-                | Refusal::QuotaExhausted { message }
-                | Refusal::Transient { message, .. }
-                | Refusal::Permanent { message }) = &refusal;
-                let result = Err(AgentError::new(message.clone()));
+                let result = Err(AgentError::new(refusal.message()));
                 (result, Observation::new(Said::Refused(refusal), info))
             }
             Answer::Failed(message) => (
@@ -488,25 +500,18 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// [`LlmAgent::remote`]'s agent.
+#[derive(Clone)]
 struct Remote {
     agent: LlmAgent,
     transport: Arc<dyn Transport>,
 }
 
 impl Remote {
-    async fn run_task(self: Arc<Self>, ctx: TaskContext) -> AgentResult {
+    async fn run_task(self, ctx: TaskContext) -> AgentResult {
         let agent = &self.agent;
-        let task = ctx.task();
-        // The artifact may not be on this machine: its size then counts
-        // as the template's.
-        let prompt_bytes = match agent
-            .render_messages(&task.artifact, task.agent.as_str(), task.id.as_str())
-            .await
-        {
-            Ok(messages) => messages.iter().map(|m| m.content.len()).sum(),
-            Err(_) => agent.spec.system.as_ref().map_or(0, String::len) + agent.spec.prompt.len(),
-        };
-        let ticket = agent.acquire(&ctx, agent.tokens(prompt_bytes)).await?;
+        let ticket = agent
+            .acquire(&ctx, agent.tokens(agent.prompt_size(ctx.task()).await))
+            .await?;
         let (result, observation) = self.transport.send(&ctx).await;
         if let Some(Observation {
             said: Said::NotSent { .. },
@@ -530,11 +535,7 @@ impl Remote {
 
 impl Agent for Remote {
     fn run(&self, ctx: TaskContext) -> BoxFuture<'static, AgentResult> {
-        let remote = Arc::new(Self {
-            agent: self.agent.clone(),
-            transport: Arc::clone(&self.transport),
-        });
-        Box::pin(remote.run_task(ctx))
+        Box::pin(self.clone().run_task(ctx))
     }
 }
 

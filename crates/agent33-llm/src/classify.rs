@@ -39,6 +39,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The provider's words, with the status (`HTTP 429: …`).
+    #[must_use]
+    pub fn message(&self) -> &str {
+        match self {
+            Self::RateLimited { message }
+            | Self::QuotaExhausted { message }
+            | Self::Transient { message, .. }
+            | Self::Permanent { message } => message,
+        }
+    }
+
     /// Classifies an answer with status `status` and body `body`.
     #[must_use]
     pub fn classify(status: u16, body: &[u8], info: &RateLimitInfo) -> Self {
