@@ -1274,3 +1274,58 @@ async fn lossless_live_output_holds_writers_back_instead_of_dropping() {
     }
     assert_eq!(live, CHUNK * CHUNKS);
 }
+
+/// The first task of a run whose attempt waits for I/O (a request's
+/// connection) gets that I/O served before the run starts the others: a
+/// burst of 64 starts would otherwise make the first request wait for all
+/// of them. Each agent waits for a datagram already sent to its socket,
+/// which only the runtime's I/O driver reports, and notes how many tasks
+/// had started by then.
+#[tokio::test(flavor = "current_thread")]
+async fn the_first_task_s_io_is_served_before_the_rest_start() {
+    const TASKS: usize = 8;
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    let mut sockets = Vec::new();
+    for _ in 0..TASKS {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("a socket");
+        sender
+            .send_to(b"x", socket.local_addr().expect("an address"))
+            .expect("a datagram");
+        sockets.push(Some(socket));
+    }
+    let sockets = Arc::new(std::sync::Mutex::new(sockets));
+    let started = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(vec![0; TASKS]));
+    let agents = {
+        let (sockets, started, seen) = (sockets, Arc::clone(&started), Arc::clone(&seen));
+        Agents::new().add("io", move |ctx: agent33_parallel::TaskContext| {
+            let (started, seen) = (Arc::clone(&started), Arc::clone(&seen));
+            let i: usize = ctx.task().artifact.parse().expect("a number");
+            let socket = sockets.lock().expect("no panic while held")[i]
+                .take()
+                .expect("one attempt each");
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                socket.recv(&mut [0u8; 1]).await?;
+                seen.lock().expect("no panic while held")[i] = started.load(Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| AgentTask::new("io", i.to_string()))
+        .collect();
+    let results = parallel(TASKS)
+        .build()
+        .expect("settings")
+        .run_all(tasks, &agents)
+        .await;
+    assert_eq!(results.succeeded.len(), TASKS);
+    let seen = seen.lock().expect("no panic while held").clone();
+    assert_eq!(
+        seen[0], 1,
+        "tasks started when each one's datagram came: {seen:?}"
+    );
+}

@@ -139,6 +139,9 @@ pub(crate) struct Dispatcher {
     /// The time of the current turn of the loop, read once when first
     /// needed: a turn does no waiting, so whatever it does happens then.
     turn: Option<(Instant, Timestamp)>,
+    /// The run's only running task just went to a worker: the loop lets
+    /// the runtime run it (and poll its I/O) before it starts more.
+    hand_over: bool,
     stats: Stats,
 }
 
@@ -183,6 +186,7 @@ impl Dispatcher {
                 wall: SystemTime::now(),
             },
             turn: None,
+            hand_over: false,
             stats: Stats::default(),
             s,
         }
@@ -243,7 +247,7 @@ impl Dispatcher {
             // A turn that made its share of events (tasks that end at their
             // first poll start and finish within it) sends them before it
             // starts more, so that the consumer's pace holds it back.
-            let more = self.out.turn_is_full();
+            let more = self.out.turn_is_full() || std::mem::take(&mut self.hand_over);
             self.out.flush();
             let backlogged = self.out.backlogged();
             if (self.draining() || more) && !backlogged {
@@ -414,6 +418,7 @@ impl Dispatcher {
     fn fill(&mut self) {
         loop {
             while self.stop.is_none()
+                && !self.hand_over
                 && self.admission.has_room()
                 && !self.out.turn_is_full()
                 && !self.out.backlogged()
@@ -622,6 +627,11 @@ impl Dispatcher {
                 .launch(slot, (seq, key, shared), deadline, agent, ctx, inline)
         {
             self.on_report(report);
+        } else if self.admission.running() == 1 {
+            // The first task of a run (or after an idle spell) would
+            // otherwise wait for its I/O until the loop has started every
+            // other: a burst of 64 requests delayed the first by 2 ms.
+            self.hand_over = true;
         }
     }
 
