@@ -3,7 +3,7 @@
 //! goes through, with the counters the run reports.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
@@ -323,6 +323,9 @@ pub struct ProviderLimiter {
     shared: SharedLimit,
     state: Mutex<LimiterState>,
     changed: Notify,
+    /// Whether a task waits for a paced request's time to the tick (see
+    /// [`Self::wait_until`]): one is enough, as one request goes then.
+    fine_waiter: AtomicBool,
     stats: ProviderStats,
 }
 
@@ -336,6 +339,7 @@ impl ProviderLimiter {
             shared: SharedLimit::new(state.limit()),
             state: Mutex::new(state),
             changed: Notify::new(),
+            fine_waiter: AtomicBool::new(false),
             stats: ProviderStats::default(),
         })
     }
@@ -433,12 +437,45 @@ impl ProviderLimiter {
                 Err(Wait::Until(until)) => Some(until),
                 Err(Wait::Slot) => None,
             };
-            let sleep = tokio::time::sleep_until(until.unwrap_or(now));
+            let sleep = self.wait_until(until.unwrap_or(now));
             tokio::select! {
                 () = token.cancelled() => return Err(AcquireError::Stopped),
                 () = &mut changed => {}
                 () = sleep, if until.is_some() => {}
             }
+        }
+    }
+
+    /// Waits until `until`. tokio's timer fires on the next whole
+    /// millisecond, up to one late, and a paced window's request is due to
+    /// the fraction: one waiter of the limiter sleeps to a millisecond
+    /// before, then yields to the runtime until the time. The spin is bound
+    /// in real time, so that under a paused clock (tests), which does not
+    /// move while a task runs, it ends and the timer takes over.
+    async fn wait_until(&self, until: Instant) {
+        /// The timer's resolution.
+        const TICK: Duration = Duration::from_millis(1);
+        struct Claim<'a>(&'a AtomicBool);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let claimed = self
+            .fine_waiter
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if !claimed {
+            return tokio::time::sleep_until(until).await;
+        }
+        let _claim = Claim(&self.fine_waiter);
+        tokio::time::sleep_until(until.checked_sub(TICK).unwrap_or(until)).await;
+        let spun = std::time::Instant::now();
+        while Instant::now() < until {
+            if spun.elapsed() > 2 * TICK {
+                return tokio::time::sleep_until(until).await;
+            }
+            tokio::task::yield_now().await;
         }
     }
 
@@ -571,6 +608,47 @@ mod tests {
                 tpm: None,
             },
         )
+    }
+
+    /// Under a paused clock, where the spin cannot see time move, the
+    /// timer takes over: a wait ends as a plain sleep would, on the tick
+    /// after its time (the paused clock moves by whole ticks), for the
+    /// waiter that spins and the one that does not; and the spin's claim is
+    /// given back.
+    #[tokio::test(start_paused = true)]
+    async fn under_a_paused_clock_a_wait_ends_as_the_timer_would() {
+        let l = limiter(4, None);
+        let until = Instant::now() + Duration::from_micros(20_400);
+        let (a, b) = tokio::join!(
+            async {
+                l.wait_until(until).await;
+                Instant::now()
+            },
+            async {
+                l.wait_until(until).await;
+                Instant::now()
+            }
+        );
+        let tick = until + Duration::from_micros(600);
+        assert_eq!((a, b), (tick, tick));
+        assert!(!l.fine_waiter.load(Ordering::Acquire));
+    }
+
+    /// On the real clock a wait never ends early, and one dropped halfway
+    /// (the request's task stopped, or the limiter changed) gives the spin
+    /// back to the next waiter.
+    #[tokio::test]
+    async fn a_wait_never_ends_early_and_a_dropped_one_lets_go() {
+        let l = limiter(4, None);
+        for micros in [300, 1_700, 2_500] {
+            let until = Instant::now() + Duration::from_micros(micros);
+            l.wait_until(until).await;
+            assert!(Instant::now() >= until, "{micros} µs");
+        }
+        let far = Instant::now() + Duration::from_secs(60);
+        let waited = tokio::time::timeout(Duration::from_millis(5), l.wait_until(far)).await;
+        assert!(waited.is_err());
+        assert!(!l.fine_waiter.load(Ordering::Acquire));
     }
 
     #[tokio::test(start_paused = true)]
