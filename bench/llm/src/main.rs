@@ -1,6 +1,7 @@
 //! The LLM benchmark: agent-33's shared adaptive limiter against what people
 //! do today, in one run, each against its own fresh copy of the test kit's
-//! fake provider (R requests a second, C at once).
+//! fake provider (R requests a second, C at once), which runs on a thread
+//! and tokio runtime of its own, as a provider runs on its own machine.
 //!
 //! - **agent-33**: the library's `LlmAgent`, `parallel_limit` 64 and
 //!   `max_concurrency` 64; it must learn C and R by itself.
@@ -104,6 +105,49 @@ fn server_config(o: &Options) -> FakeLlmConfig {
     }
 }
 
+/// The fake server on a thread and runtime of its own, as a provider is
+/// on a machine of its own: sharing the client's threads, how soon it
+/// read a request would depend on how busy the client kept them.
+struct Hosted {
+    server: Option<FakeLlmServer>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Hosted {
+    async fn start(config: FakeLlmConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the server");
+        let server = runtime
+            .spawn(FakeLlmServer::start(config))
+            .await
+            .expect("the server's start does not panic")
+            .expect("the fake server starts");
+        Self {
+            server: Some(server),
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl std::ops::Deref for Hosted {
+    type Target = FakeLlmServer;
+    fn deref(&self) -> &FakeLlmServer {
+        self.server.as_ref().expect("the server runs until dropped")
+    }
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// One client's run.
 struct Outcome {
     name: &'static str,
@@ -127,9 +171,7 @@ fn first_request(log: &[RequestRecord], server_started: Instant, started: Instan
 }
 
 async fn agent33(o: &Options) -> Outcome {
-    let server = FakeLlmServer::start(server_config(o))
-        .await
-        .expect("the fake server starts");
+    let server = Hosted::start(server_config(o)).await;
     let server_started = Instant::now();
     let endpoint = Endpoint::new("fake", &server.base_url(), None).expect("an endpoint");
     let limiter = ProviderLimiter::new(
@@ -241,9 +283,7 @@ async fn sdk_task(http: &reqwest::Client, url: &str, i: usize) -> bool {
 }
 
 async fn reference(o: &Options) -> Outcome {
-    let server = FakeLlmServer::start(server_config(o))
-        .await
-        .expect("the fake server starts");
+    let server = Hosted::start(server_config(o)).await;
     let server_started = Instant::now();
     let url = format!("{}/chat/completions", server.base_url());
     let http = reqwest::Client::new();
