@@ -99,6 +99,7 @@ fn server_config(o: &Options) -> FakeLlmConfig {
         }),
         max_concurrent: Some(o.concurrency),
         latency: o.latency,
+        exact_latency: true,
         completion_tokens: 32,
         charge_refused: o.charge_refused,
         ..FakeLlmConfig::default()

@@ -61,6 +61,12 @@ pub struct FakeLlmConfig {
     pub max_concurrent: Option<usize>,
     /// How long an admitted request takes before its answer.
     pub latency: Duration,
+    /// Whether that latency is kept to the fraction of a millisecond:
+    /// tokio's timer alone ends it on the next whole millisecond, up to one
+    /// late, which is noise between two benchmarked clients. The server
+    /// then spins through each answer's last millisecond, so this is for a
+    /// server on a thread of its own.
+    pub exact_latency: bool,
     /// The answer's length in tokens unless a directive says otherwise.
     pub completion_tokens: u32,
     /// Whether responses carry `x-ratelimit-*` headers (some servers send
@@ -81,6 +87,7 @@ impl Default for FakeLlmConfig {
             tokens: None,
             max_concurrent: None,
             latency: Duration::ZERO,
+            exact_latency: false,
             completion_tokens: 16,
             rate_headers: true,
             charge_refused: false,
@@ -623,6 +630,8 @@ async fn completions(shared: &Arc<Shared>, body: &Value, ending: &mut Ending) ->
         fault,
         wanted,
         latency,
+        answer_at,
+        exact_latency,
         headers_from,
     } = admitted;
 
@@ -631,7 +640,11 @@ async fn completions(shared: &Arc<Shared>, body: &Value, ending: &mut Ending) ->
         // when the connection closes, and `Ending` records it.
         std::future::pending::<()>().await;
     }
-    tokio::time::sleep(latency).await;
+    if exact_latency {
+        sleep_exact(answer_at).await;
+    } else {
+        tokio::time::sleep(latency).await;
+    }
 
     if let Some(status) = directive.status.filter(|_| fault) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -699,6 +712,9 @@ struct Admitted {
     /// The answer's length in tokens before `max_tokens` cuts it.
     wanted: u64,
     latency: Duration,
+    /// Admission's time plus the latency.
+    answer_at: Instant,
+    exact_latency: bool,
     /// The rate-limit headers as they stood at admission.
     headers_from: Answer,
 }
@@ -821,8 +837,26 @@ fn admit(
         fault,
         wanted,
         latency,
+        answer_at: now + latency,
+        exact_latency: state.config.exact_latency,
         headers_from,
     })
+}
+
+/// Sleeps until `until` to the fraction of a millisecond: on the timer to
+/// a millisecond before, then yielding to the runtime. The yielding is
+/// bounded in real time, so that a paused clock (which does not move while
+/// a task runs) falls back to the timer.
+async fn sleep_exact(until: Instant) {
+    const TICK: Duration = Duration::from_millis(1);
+    tokio::time::sleep_until(until.checked_sub(TICK).unwrap_or(until)).await;
+    let spun = std::time::Instant::now();
+    while Instant::now() < until {
+        if spun.elapsed() > 2 * TICK {
+            return tokio::time::sleep_until(until).await;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 #[cfg(test)]

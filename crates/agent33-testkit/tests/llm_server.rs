@@ -313,3 +313,27 @@ async fn refused_requests_can_count_against_the_budget() {
     // by a request's worth (1000 s at 0.001/s).
     assert!(second >= first + 999_000, "{first} then {second}");
 }
+
+/// With `exact_latency` an answer still never comes before its latency,
+/// measured on the server's own record, from admission to the answer.
+#[tokio::test]
+async fn an_exact_latency_is_never_cut_short() {
+    let latency = Duration::from_micros(2_400);
+    let server = FakeLlmServer::start(FakeLlmConfig {
+        latency,
+        exact_latency: true,
+        ..FakeLlmConfig::default()
+    })
+    .await
+    .expect("start");
+    for _ in 0..5 {
+        assert_eq!(post(&server, None, &chat("hello")).await.status, 200);
+    }
+    for record in server.log() {
+        let (decided, ended) = (
+            record.decided.expect("decided"),
+            record.ended.expect("ended"),
+        );
+        assert!(ended - decided >= latency, "{record:?}");
+    }
+}
