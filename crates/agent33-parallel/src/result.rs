@@ -280,7 +280,7 @@ impl TaskResult {
 }
 
 /// The aggregated results of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionResults {
     /// Number of tasks in the run (= the sum of the four lists' lengths).
     pub total: usize,
