@@ -426,10 +426,18 @@ impl EventStream {
     /// Consumes the remaining events into [`ExecutionResults`].
     pub async fn collect_results(mut self) -> ExecutionResults {
         let mut collector = ResultsCollector::new();
+        let mut finished = false;
         loop {
             for event in self.batch.drain(..) {
                 self.live_budget.release(&event);
+                finished |= matches!(event, Event::RunFinished { .. });
                 collector.observe_owned(event);
+            }
+            // The run's last event: the dispatcher is ending, and its
+            // handle says how. Waiting for the channel to close as well
+            // would cost one more wake-up of this thread.
+            if finished {
+                break;
             }
             match self.rx.recv().await {
                 Some(batch) => {
