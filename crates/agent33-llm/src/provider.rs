@@ -323,7 +323,7 @@ pub struct ProviderLimiter {
     shared: SharedLimit,
     state: Mutex<LimiterState>,
     changed: Notify,
-    /// Whether a task waits for a paced request's time to the tick (see
+    /// Whether a task spins through the last millisecond of its wait (see
     /// [`Self::wait_until`]): one is enough, as one request goes then.
     fine_waiter: AtomicBool,
     stats: ProviderStats,
@@ -448,10 +448,10 @@ impl ProviderLimiter {
 
     /// Waits until `until`. tokio's timer fires on the next whole
     /// millisecond, up to one late, and a paced window's request is due to
-    /// the fraction: one waiter of the limiter sleeps to a millisecond
-    /// before, then yields to the runtime until the time. The spin is bound
-    /// in real time, so that under a paused clock (tests), which does not
-    /// move while a task runs, it ends and the timer takes over.
+    /// the fraction: a waiter sleeps to a millisecond before, then, unless
+    /// another already does, yields to the runtime until the time. The spin
+    /// is bound in real time, so that under a paused clock (tests), which
+    /// does not move while a task runs, it ends and the timer takes over.
     async fn wait_until(&self, until: Instant) {
         /// The timer's resolution.
         const TICK: Duration = Duration::from_millis(1);
@@ -461,6 +461,7 @@ impl ProviderLimiter {
                 self.0.store(false, Ordering::Release);
             }
         }
+        tokio::time::sleep_until(until.checked_sub(TICK).unwrap_or(until)).await;
         let claimed = self
             .fine_waiter
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
@@ -469,7 +470,6 @@ impl ProviderLimiter {
             return tokio::time::sleep_until(until).await;
         }
         let _claim = Claim(&self.fine_waiter);
-        tokio::time::sleep_until(until.checked_sub(TICK).unwrap_or(until)).await;
         let spun = std::time::Instant::now();
         while Instant::now() < until {
             if spun.elapsed() > 2 * TICK {
