@@ -629,7 +629,6 @@ async fn completions(shared: &Arc<Shared>, body: &Value, ending: &mut Ending) ->
     let Admitted {
         fault,
         wanted,
-        latency,
         answer_at,
         exact_latency,
         headers_from,
@@ -643,7 +642,7 @@ async fn completions(shared: &Arc<Shared>, body: &Value, ending: &mut Ending) ->
     if exact_latency {
         sleep_exact(answer_at).await;
     } else {
-        tokio::time::sleep(latency).await;
+        tokio::time::sleep_until(answer_at).await;
     }
 
     if let Some(status) = directive.status.filter(|_| fault) {
@@ -711,7 +710,6 @@ struct Admitted {
     fault: bool,
     /// The answer's length in tokens before `max_tokens` cuts it.
     wanted: u64,
-    latency: Duration,
     /// Admission's time plus the latency.
     answer_at: Instant,
     exact_latency: bool,
@@ -836,7 +834,6 @@ fn admit(
     Ok(Admitted {
         fault,
         wanted,
-        latency,
         answer_at: now + latency,
         exact_latency: state.config.exact_latency,
         headers_from,
